@@ -1,0 +1,414 @@
+//! The command line: clap types, and their conversion into a validated [`Plan`]. Reads only
+//! the lifecycle policy file it is pointed at; no network, no docker.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, ValueEnum};
+
+use crate::plan::{AwsOptions, CopyJob, CopyOptions, Encryption, Overwrite, Plan, RepositorySettings};
+use crate::reference::{Destination, Reference};
+
+const AFTER_HELP: &str = "\
+A DEST without a registry host (mirror/nginx:latest) means your own ECR registry in the \
+current region. A DEST ending in '/' (or a bare registry host) is a directory: each SOURCE \
+keeps its path and tag under it (nginx -> DEST/nginx:latest).
+
+Exit status: 0 if every copy succeeded or was skipped, 1 if any copy failed, 2 for usage errors.
+
+Examples:
+  ecrcp nginx:latest 123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest
+  ecrcp -u nginx:1.27 redis:7 bitnami/kubectl:1.30 mirror/
+  ecrcp -t 123456789012.dkr.ecr.eu-west-1.amazonaws.com/hub alpine:3.20 busybox";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ecrcp",
+    version,
+    about = "Copy container images into AWS ECR (or any registry), as cp copies files",
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Images to copy, then the destination (unless -t gives it)
+    #[arg(value_name = "SOURCE... DEST", required = true)]
+    pub paths: Vec<String>,
+
+    /// Copy every SOURCE into this repository prefix (a directory destination)
+    #[arg(short = 't', long, value_name = "PREFIX")]
+    pub target_directory: Option<String>,
+
+    /// Never overwrite an existing destination tag
+    #[arg(short = 'n', long)]
+    pub no_clobber: bool,
+
+    /// Copy only when the destination is missing or holds another image than the source
+    /// (decided with HEAD requests: an unchanged image costs no pull)
+    #[arg(short = 'u', long)]
+    pub update: bool,
+
+    /// Ask before overwriting an existing destination tag
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Print 'SOURCE' -> 'DEST' for each copy
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Show what would be copied; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Hide docker's progress output even on a terminal
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Platform to pull, as os/arch[/variant] (default: the docker daemon's)
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// AWS profile (default: AWS_PROFILE, then "default")
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region for destinations without an ECR host (default: AWS_REGION, then the profile)
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// Directory of the copy ledger used by -u (default: ~/.local/state/ecrcp)
+    #[arg(long, value_name = "DIR", env = "ECRCP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub repository: RepositoryArgs,
+}
+
+/// Settings for ECR repositories that ecrcp creates. Existing repositories are not changed.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "New ECR repositories")]
+pub struct RepositoryArgs {
+    /// Scan images on push
+    #[arg(long)]
+    pub scan_on_push: bool,
+
+    /// Make tags immutable
+    #[arg(long)]
+    pub immutable_tags: bool,
+
+    /// Encryption at rest
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub encryption: Option<EncryptionArg>,
+
+    /// KMS key (ARN, id or alias) for --encryption kms; implies it
+    #[arg(long, value_name = "KEY")]
+    pub kms_key: Option<String>,
+
+    /// Lifecycle policy (a JSON file) to attach
+    #[arg(long, value_name = "FILE")]
+    pub lifecycle_policy: Option<PathBuf>,
+
+    /// Resource tag to set, repeatable
+    #[arg(long = "repository-tag", value_name = "KEY=VALUE", action = ArgAction::Append)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EncryptionArg {
+    Aes256,
+    Kms,
+}
+
+/// A command line that cannot run; nothing was copied. Exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+    #[error("missing destination after '{0}'")]
+    MissingDestination(String),
+    #[error("target '{0}' is not a directory: with several sources, DEST must end in '/' (a repository prefix) or be a registry host")]
+    NotADirectory(String),
+    #[error("'{first}' and '{second}' would both be copied to '{destination}'")]
+    SameDestination {
+        first: String,
+        second: String,
+        destination: String,
+    },
+    #[error("invalid platform '{0}': expected os/arch or os/arch/variant, like linux/amd64 or linux/arm/v7")]
+    Platform(String),
+    #[error("invalid repository tag '{0}': expected KEY=VALUE with a non-empty key")]
+    RepositoryTag(String),
+    #[error("--kms-key needs --encryption kms, not aes256")]
+    KmsKeyWithAes,
+    #[error("cannot read lifecycle policy '{path}': {detail}")]
+    LifecyclePolicy { path: String, detail: String },
+}
+
+impl CopyArgs {
+    /// Validates the arguments into a plan: every reference parsed, every destination
+    /// mapped, every option checked, before anything touches the network.
+    pub fn into_plan(self, progress: bool) -> Result<Plan, UsageError> {
+        let (sources, destination) = self.split_paths()?;
+        if sources.len() > 1 && !destination.is_directory() {
+            return Err(UsageError::NotADirectory(destination.to_string()));
+        }
+        let jobs = sources
+            .iter()
+            .map(|label| {
+                Ok(CopyJob {
+                    label: label.clone(),
+                    source: Reference::parse(label)?,
+                    destination: destination.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, UsageError>>()?;
+        check_distinct_destinations(&jobs)?;
+        let platform = self.platform.map(check_platform).transpose()?;
+        Ok(Plan {
+            jobs,
+            options: CopyOptions {
+                overwrite: Overwrite {
+                    no_clobber: self.no_clobber,
+                    update: self.update,
+                    interactive: self.interactive,
+                },
+                dry_run: self.dry_run,
+                platform,
+                repository: self.repository.into_settings()?,
+                progress: progress && !self.quiet,
+            },
+            aws: AwsOptions {
+                profile: self.profile,
+                region: self.region,
+            },
+            state_dir: self.state_dir.or_else(crate::ledger::Ledger::default_dir),
+        })
+    }
+
+    fn split_paths(&self) -> Result<(Vec<String>, Destination), UsageError> {
+        if let Some(target) = &self.target_directory {
+            return Ok((self.paths.clone(), Destination::directory(target)?));
+        }
+        match self.paths.split_last() {
+            Some((destination, sources)) if !sources.is_empty() => {
+                Ok((sources.to_vec(), Destination::parse(destination)?))
+            }
+            _ => Err(UsageError::MissingDestination(self.paths.join(" "))),
+        }
+    }
+}
+
+/// Two sources landing on one tag would overwrite each other; `cp` refuses that too.
+fn check_distinct_destinations(jobs: &[CopyJob]) -> Result<(), UsageError> {
+    // The own registry is not known yet; a placeholder host still tells the names apart.
+    const PLACEHOLDER: &str = "own.registry.invalid";
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for job in jobs {
+        let Ok(destination) = job.destination.resolve(&job.source, Some(PLACEHOLDER)) else {
+            continue; // reported when the job runs, with its own message
+        };
+        let key = destination.to_string();
+        if let Some(first) = seen.insert(key.clone(), &job.label) {
+            return Err(UsageError::SameDestination {
+                first: first.to_owned(),
+                second: job.label.clone(),
+                destination: key.replace(PLACEHOLDER, "<your ECR registry>"),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn check_platform(platform: String) -> Result<String, UsageError> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    let well_formed = (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    if well_formed {
+        Ok(platform)
+    } else {
+        Err(UsageError::Platform(platform))
+    }
+}
+
+impl RepositoryArgs {
+    fn into_settings(self) -> Result<RepositorySettings, UsageError> {
+        let encryption = match (self.encryption, self.kms_key) {
+            (Some(EncryptionArg::Aes256), Some(_)) => return Err(UsageError::KmsKeyWithAes),
+            (Some(EncryptionArg::Kms), key) | (None, key @ Some(_)) => Encryption::Kms { key },
+            (Some(EncryptionArg::Aes256) | None, None) => Encryption::Aes256,
+        };
+        let tags = self
+            .tags
+            .iter()
+            .map(|tag| match tag.split_once('=') {
+                Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+                _ => Err(UsageError::RepositoryTag(tag.clone())),
+            })
+            .collect::<Result<_, _>>()?;
+        let lifecycle_policy = self.lifecycle_policy.as_ref().map(read_policy).transpose()?;
+        Ok(RepositorySettings {
+            scan_on_push: self.scan_on_push,
+            immutable_tags: self.immutable_tags,
+            encryption,
+            lifecycle_policy,
+            tags,
+        })
+    }
+}
+
+fn read_policy(path: &PathBuf) -> Result<String, UsageError> {
+    let error = |detail: String| UsageError::LifecyclePolicy {
+        path: path.display().to_string(),
+        detail,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| error(format!("not JSON: {e}")))?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    fn plan(args: &[&str]) -> Result<Plan, UsageError> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("ecrcp").chain(args.iter().copied())).expect("clap accepts");
+        cli.copy.into_plan(false)
+    }
+
+    fn destinations(plan: &Plan) -> Vec<String> {
+        plan.jobs
+            .iter()
+            .map(|job| {
+                job.destination
+                    .resolve(&job.source, Some("own.example"))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn arguments_become_jobs_with_mapped_destinations() {
+        let ecr_nginx = format!("{ECR}/mirror/nginx:latest");
+        let ecr_mirror = format!("{ECR}/mirror/");
+        let ecr_repo = format!("{ECR}/mirror/nginx");
+        let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+            (
+                vec!["nginx:latest", &ecr_nginx],
+                vec![format!("{ECR}/mirror/nginx:latest")],
+            ),
+            (
+                vec!["nginx:1.27", &ecr_repo],
+                vec![format!("{ECR}/mirror/nginx:1.27")],
+            ),
+            (
+                vec!["nginx", "bitnami/kubectl:1.30", &ecr_mirror],
+                vec![
+                    format!("{ECR}/mirror/nginx:latest"),
+                    format!("{ECR}/mirror/bitnami/kubectl:1.30"),
+                ],
+            ),
+            (
+                vec!["-t", ECR, "alpine:3.20", "redis:7"],
+                vec![format!("{ECR}/alpine:3.20"), format!("{ECR}/redis:7")],
+            ),
+            (
+                vec!["redis:7", "cache/"],
+                vec!["own.example/cache/redis:7".to_owned()],
+            ),
+            (
+                vec!["redis:7", "cache/redis:stable"],
+                vec!["own.example/cache/redis:stable".to_owned()],
+            ),
+        ];
+        for (args, expected) in cases {
+            let plan = plan(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            assert_eq!(destinations(&plan), expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused_with_a_message_naming_the_input() {
+        let ecr_nginx = format!("{ECR}/mirror/nginx:latest");
+        let cases: Vec<(Vec<&str>, &str)> = vec![
+            (vec!["nginx:latest"], "missing destination after 'nginx:latest'"),
+            (vec!["nginx", "redis", &ecr_nginx], "is not a directory"),
+            (vec!["Nginx", "mirror/"], "'Nginx'"),
+            (
+                vec!["nginx", "redis", "docker.io/library/nginx", "mirror/"],
+                "would both be copied",
+            ),
+            (
+                vec!["--platform", "linux", "nginx", "mirror/"],
+                "invalid platform 'linux'",
+            ),
+            (
+                vec!["--repository-tag", "=x", "nginx", "mirror/"],
+                "invalid repository tag '=x'",
+            ),
+            (
+                vec!["--encryption", "aes256", "--kms-key", "k", "nginx", "mirror/"],
+                "--kms-key needs",
+            ),
+            (
+                vec!["--lifecycle-policy", "/nonexistent/p.json", "nginx", "mirror/"],
+                "'/nonexistent/p.json'",
+            ),
+        ];
+        for (args, expected) in cases {
+            let error = plan(&args)
+                .expect_err(&format!("{args:?} should fail"))
+                .to_string();
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn options_reach_the_plan() {
+        let plan = plan(&[
+            "-n",
+            "-u",
+            "-i",
+            "--dry-run",
+            "--platform",
+            "linux/arm64",
+            "--kms-key",
+            "alias/k",
+            "--repository-tag",
+            "team=platform",
+            "--scan-on-push",
+            "--immutable-tags",
+            "--region",
+            "eu-west-1",
+            "nginx",
+            "mirror/",
+        ])
+        .unwrap();
+        let options = &plan.options;
+        assert!(options.overwrite.no_clobber && options.overwrite.update && options.overwrite.interactive);
+        assert!(options.dry_run);
+        assert_eq!(options.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(
+            options.repository.encryption,
+            Encryption::Kms {
+                key: Some("alias/k".into())
+            }
+        );
+        assert_eq!(
+            options.repository.tags,
+            vec![("team".to_owned(), "platform".to_owned())]
+        );
+        assert!(options.repository.scan_on_push && options.repository.immutable_tags);
+        assert_eq!(plan.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(plan.needs_own_registry());
+    }
+}

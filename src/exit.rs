@@ -1,0 +1,40 @@
+//! The exit statuses ecrcp promises, in one place, so scripts can rely on them.
+
+/// How a run ended, as the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Every copy succeeded or was rightly skipped.
+    Success,
+    /// At least one copy failed; the others ran.
+    CopyFailed,
+    /// The command line (or a config) was wrong; nothing was copied.
+    Usage,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::CopyFailed => 1,
+            Exit::Usage => 2,
+        }
+    }
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(exit: Exit) -> Self {
+        std::process::ExitCode::from(exit.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Exit;
+
+    #[test]
+    fn exit_codes_match_cp_and_the_documented_table() {
+        for (exit, code) in [(Exit::Success, 0), (Exit::CopyFailed, 1), (Exit::Usage, 2)] {
+            assert_eq!(exit.code(), code, "{exit:?}");
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! ecrcp as a library: the modules behind the binary, public so `tests/` can drive them.
+//!
+//! The layers, from the outside in: `cli` turns arguments into a `plan`; `app` runs a plan
+//! with the boundaries (`docker`, `ecr`, `registry`) and reports through `ui`; `copy` holds
+//! the steps of one copy and `decide` the pure choice of whether to copy at all.
+
+pub mod app;
+pub mod cli;
+pub mod copy;
+pub mod decide;
+pub mod docker;
+pub mod ecr;
+pub mod exit;
+pub mod ledger;
+pub mod logging;
+pub mod plan;
+pub mod reference;
+pub mod registry;
+pub mod secret;
+pub mod ui;

@@ -1,0 +1,233 @@
+//! Registry credentials: the ones ecrcp was handed (ECR tokens) and the user's docker
+//! logins, read from docker's config.json and credential helpers as `docker` itself does.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use base64::Engine as _;
+use tokio::io::AsyncWriteExt;
+
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// How config.json says to find a registry's credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigEntry {
+    Inline(Credentials),
+    Helper(String),
+}
+
+/// Looks up credentials per registry host: first those set by ecrcp, then docker's config.
+pub struct CredentialStore {
+    config_file: Option<PathBuf>,
+    set: Mutex<HashMap<String, Credentials>>,
+}
+
+impl CredentialStore {
+    /// docker's config in `DOCKER_CONFIG`, or `~/.docker`, as the docker CLI finds it.
+    pub fn from_env() -> Self {
+        let dir = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")));
+        CredentialStore::with_config_dir(dir)
+    }
+
+    pub fn with_config_dir(dir: Option<PathBuf>) -> Self {
+        CredentialStore {
+            config_file: dir.map(|dir| dir.join("config.json")),
+            set: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Credentials ecrcp obtained itself (an ECR authorization token) for `host`.
+    pub fn insert(&self, host: &str, credentials: Credentials) {
+        self.set
+            .lock()
+            .expect("credential map poisoned")
+            .insert(host.to_owned(), credentials);
+    }
+
+    /// The credentials for `host` (a registry name as in a reference, `docker.io` for Hub),
+    /// or `None` to go anonymous. A broken config or helper is logged and treated as none:
+    /// anonymous access may still work, and if not, the registry's 401 says so.
+    pub async fn lookup(&self, host: &str) -> Option<Credentials> {
+        if let Some(found) = self.set.lock().expect("credential map poisoned").get(host) {
+            return Some(found.clone());
+        }
+        let path = self.config_file.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        match config_entry(&text, host) {
+            Ok(Some(ConfigEntry::Inline(credentials))) => Some(credentials),
+            Ok(Some(ConfigEntry::Helper(helper))) => run_helper(&helper, &helper_server(host)).await,
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read docker credentials");
+                None
+            }
+        }
+    }
+}
+
+/// The keys docker uses for a registry in config.json: Docker Hub is stored under its old
+/// index URL.
+fn config_keys(host: &str) -> Vec<String> {
+    if host == "docker.io" {
+        return vec![
+            "https://index.docker.io/v1/".into(),
+            "index.docker.io".into(),
+            "docker.io".into(),
+            "registry-1.docker.io".into(),
+        ];
+    }
+    vec![host.into(), format!("https://{host}"), format!("http://{host}")]
+}
+
+fn helper_server(host: &str) -> String {
+    if host == "docker.io" {
+        "https://index.docker.io/v1/".into()
+    } else {
+        host.into()
+    }
+}
+
+/// Finds `host` in a docker config.json text: a per-registry helper wins over an inline
+/// `auth`, which wins over the global `credsStore`, as in the docker CLI.
+pub fn config_entry(text: &str, host: &str) -> Result<Option<ConfigEntry>, String> {
+    #[derive(serde::Deserialize, Default)]
+    struct AuthConfig {
+        auth: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+    }
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Config {
+        #[serde(default)]
+        auths: HashMap<String, AuthConfig>,
+        #[serde(default)]
+        cred_helpers: HashMap<String, String>,
+        creds_store: Option<String>,
+    }
+    let config: Config = serde_json::from_str(text).map_err(|error| error.to_string())?;
+    let keys = config_keys(host);
+    if let Some(helper) = keys.iter().find_map(|key| config.cred_helpers.get(key)) {
+        return Ok(Some(ConfigEntry::Helper(helper.clone())));
+    }
+    if let Some(entry) = keys.iter().find_map(|key| config.auths.get(key)) {
+        if let Some(auth) = entry.auth.as_deref().filter(|auth| !auth.is_empty()) {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .map_err(|_| format!("the auth entry for '{host}' is not base64"))?;
+            let decoded =
+                String::from_utf8(decoded).map_err(|_| format!("the auth entry for '{host}' is not text"))?;
+            let (username, password) = decoded
+                .split_once(':')
+                .ok_or_else(|| format!("the auth entry for '{host}' has no ':'"))?;
+            return Ok(Some(ConfigEntry::Inline(Credentials {
+                username: username.to_owned(),
+                password: Secret::new(password),
+            })));
+        }
+        if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+            return Ok(Some(ConfigEntry::Inline(Credentials {
+                username: username.clone(),
+                password: Secret::new(password.clone()),
+            })));
+        }
+    }
+    Ok(config.creds_store.map(ConfigEntry::Helper))
+}
+
+/// Runs `docker-credential-<helper> get`, the credential helper protocol: the server on
+/// stdin, `{"Username":..,"Secret":..}` on stdout.
+async fn run_helper(helper: &str, server: &str) -> Option<Credentials> {
+    #[derive(serde::Deserialize)]
+    struct HelperAnswer {
+        #[serde(rename = "Username")]
+        username: String,
+        #[serde(rename = "Secret")]
+        secret: String,
+    }
+    let program = format!("docker-credential-{helper}");
+    let child = tokio::process::Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            tracing::warn!(%program, %error, "cannot run the docker credential helper");
+            return None;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server.as_bytes()).await;
+    }
+    let output = child.wait_with_output().await.ok()?;
+    if !output.status.success() {
+        // The helper's way of saying it has nothing for this server.
+        return None;
+    }
+    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).ok()?;
+    Some(Credentials {
+        username: answer.username,
+        password: Secret::new(answer.secret),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline(user: &str, pass: &str) -> ConfigEntry {
+        ConfigEntry::Inline(Credentials {
+            username: user.into(),
+            password: Secret::new(pass),
+        })
+    }
+
+    #[test]
+    fn config_entries_are_found_the_way_docker_finds_them() {
+        // base64("alice:pw") and base64("hub:hubpw")
+        let config = r#"{
+            "auths": {
+                "registry.example.test": {"auth": "YWxpY2U6cHc="},
+                "https://index.docker.io/v1/": {"auth": "aHViOmh1YnB3"},
+                "empty.example": {}
+            },
+            "credHelpers": {"123456789012.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"},
+            "credsStore": "pass"
+        }"#;
+        let cases = [
+            ("registry.example.test", Some(inline("alice", "pw"))),
+            ("docker.io", Some(inline("hub", "hubpw"))),
+            (
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+                Some(ConfigEntry::Helper("ecr-login".into())),
+            ),
+            ("empty.example", Some(ConfigEntry::Helper("pass".into()))),
+            ("other.example", Some(ConfigEntry::Helper("pass".into()))),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(config_entry(config, host).unwrap(), expected, "{host}");
+        }
+        assert_eq!(config_entry("{}", "docker.io").unwrap(), None);
+    }
+
+    #[test]
+    fn a_broken_config_is_an_error_naming_the_registry() {
+        let error = config_entry(r#"{"auths":{"h":{"auth":"%%%"}}}"#, "h").unwrap_err();
+        assert!(error.contains("'h'"), "{error}");
+        assert!(config_entry("not json", "h").is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Manifest media types and the two facts ecrcp reads out of manifests: which child of an
+//! index serves a platform, and which config (image ID) a manifest points at. Pure.
+
+use serde::Deserialize;
+
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// The `Accept` header for manifest requests: everything ecrcp understands.
+pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Document {
+    media_type: Option<String>,
+    manifests: Option<Vec<Descriptor>>,
+    config: Option<Descriptor>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Descriptor {
+    digest: String,
+    platform: Option<Platform>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Platform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+/// What a manifest body says about the image it describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A single-platform manifest and its config digest (the image ID).
+    Image { config: String },
+    /// An index: the digest of the child manifest for the requested platform, if any.
+    Index { child: Option<String> },
+}
+
+/// Reads a manifest body. `platform` is `os/arch[/variant]` and picks the child of an index.
+pub fn parse(body: &[u8], content_type: Option<&str>, platform: &str) -> Result<Parsed, String> {
+    let document: Document =
+        serde_json::from_slice(body).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
+    let media_type = content_type
+        .map(str::to_owned)
+        .or(document.media_type)
+        .unwrap_or_default();
+    let is_index = media_type.starts_with(OCI_INDEX)
+        || media_type.starts_with(DOCKER_MANIFEST_LIST)
+        || (document.manifests.is_some() && document.config.is_none());
+    if is_index {
+        let child = document
+            .manifests
+            .unwrap_or_default()
+            .into_iter()
+            .find(|descriptor| {
+                descriptor
+                    .platform
+                    .as_ref()
+                    .is_some_and(|candidate| platform_matches(candidate, platform))
+            })
+            .map(|descriptor| descriptor.digest);
+        return Ok(Parsed::Index { child });
+    }
+    match document.config {
+        Some(config) => Ok(Parsed::Image {
+            config: config.digest,
+        }),
+        None => Err(format!("manifest of type '{media_type}' names no config")),
+    }
+}
+
+fn platform_matches(candidate: &Platform, wanted: &str) -> bool {
+    let mut parts = wanted.split('/');
+    let os = parts.next().unwrap_or_default();
+    let architecture = parts.next().unwrap_or_default();
+    let variant = parts.next();
+    candidate.os == os
+        && candidate.architecture == architecture
+        && (variant.is_none() || candidate.variant.as_deref() == variant)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
+        "manifests":[
+          {"digest":"sha256:amd","platform":{"os":"linux","architecture":"amd64"}},
+          {"digest":"sha256:armv7","platform":{"os":"linux","architecture":"arm","variant":"v7"}},
+          {"digest":"sha256:arm64","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
+    const IMAGE: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+        "config":{"digest":"sha256:cfg"},"layers":[]}"#;
+
+    #[test]
+    fn an_index_yields_the_child_for_the_platform() {
+        let cases = [
+            ("linux/amd64", Some("sha256:amd")),
+            ("linux/arm/v7", Some("sha256:armv7")),
+            ("linux/arm64", Some("sha256:arm64")),
+            ("linux/arm64/v8", Some("sha256:arm64")),
+            ("windows/amd64", None),
+        ];
+        for (platform, child) in cases {
+            assert_eq!(
+                parse(INDEX.as_bytes(), None, platform).unwrap(),
+                Parsed::Index {
+                    child: child.map(str::to_owned)
+                },
+                "{platform}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_image_manifest_yields_its_config_digest() {
+        assert_eq!(
+            parse(IMAGE.as_bytes(), Some(DOCKER_MANIFEST), "linux/amd64").unwrap(),
+            Parsed::Image {
+                config: "sha256:cfg".into()
+            }
+        );
+        assert!(parse(b"{}", Some(OCI_MANIFEST), "linux/amd64").is_err());
+        assert!(parse(b"<html>", None, "linux/amd64").is_err());
+    }
+}
