@@ -26,6 +26,7 @@ Examples:
     name = "ecrcp",
     version,
     about = "Copy container images into AWS ECR (or any registry), as cp copies files",
+    override_usage = "ecrcp [OPTIONS] SOURCE DEST\n       ecrcp [OPTIONS] SOURCE... DIRECTORY/\n       ecrcp [OPTIONS] -t DIRECTORY SOURCE...",
     after_help = AFTER_HELP
 )]
 pub struct Cli {

@@ -1,6 +1,6 @@
-//! One copy, step by step: decide from HEAD requests whether it is needed, pull the source
-//! (pinned to the digest just seen), make sure the ECR repository exists, log in, tag, push,
-//! verify what the destination now serves, and clean up. Emits events; never prints.
+//! One copy, step by step: decide from HEAD requests whether it is needed, pull the source,
+//! make sure the ECR repository exists, log in, tag, push, verify what the destination now
+//! serves, and clean up. Emits events; never prints.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -48,6 +48,14 @@ pub trait Confirm: Send + Sync {
 struct LocalImage {
     id: String,
     repo_digests: Vec<String>,
+}
+
+impl LocalImage {
+    /// Whether docker saw this image under `digest`, in any repository.
+    fn has_digest(&self, digest: &str) -> bool {
+        let suffix = format!("@{digest}");
+        self.repo_digests.iter().any(|known| known.ends_with(&suffix))
+    }
 }
 
 /// Runs copies with the boundaries it is given; holds the per-run state (logins, ledger).
@@ -220,20 +228,16 @@ impl<'a> Copier<'a> {
         source_digest: Option<String>,
         ecr_host: Option<&EcrHost>,
     ) -> anyhow::Result<Outcome> {
-        // Pulling by digest makes the copy exactly what was looked up, even if the tag moves.
-        let pinned = match &source_digest {
-            Some(digest) => {
-                Reference::new(job.source.registry(), job.source.repository(), None, Some(digest))?
-            }
-            None => job.source.clone(),
-        };
+        // Pulled as named, not by the digest just seen: docker keeps one local image per
+        // `name@digest`, so pulling an index digest for a second platform would fail.
+        let source = &job.source;
         self.docker(&DockerCommand::pull(
-            &pinned,
+            source,
             self.options.platform.as_deref(),
             self.options.progress,
         ))
         .await
-        .with_context(|| format!("cannot pull '{}'", job.source.familiar()))?;
+        .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let created = match (ecr_host, self.ecr) {
             (Some(host), Some(ecr)) => ecr
                 .ensure_repository(&host.region, destination.repository(), &self.options.repository)
@@ -241,14 +245,17 @@ impl<'a> Copier<'a> {
                 .with_context(|| format!("cannot create repository '{}'", destination.repository()))?,
             _ => false,
         };
-        let pushed = self.push(&pinned, destination, ecr_host).await;
+        let pushed = self.push(source, destination, ecr_host).await;
         if let (Err(_), true, Some(host), Some(ecr)) = (&pushed, created, ecr_host, self.ecr) {
             ecr.delete_empty_repository(&host.region, destination.repository())
                 .await;
         }
         let (outcome, image) = pushed?;
+        // The ledger links the digest seen by HEAD only if docker pulled that very digest;
+        // if the tag moved in between, the next `-u` re-checks instead.
+        let pulled = source_digest.filter(|digest| image.has_digest(digest));
         if let (Some(source_digest), Outcome::Copied { digest } | Outcome::AlreadyThere { digest }) =
-            (&source_digest, &outcome)
+            (&pulled, &outcome)
         {
             self.remember(job, destination, source_digest, digest, image.id);
         }
@@ -258,14 +265,14 @@ impl<'a> Copier<'a> {
     /// Tags, pushes and verifies; the local destination tag is removed whatever happens.
     async fn push(
         &self,
-        pinned: &Reference,
+        source: &Reference,
         destination: &Reference,
         ecr_host: Option<&EcrHost>,
     ) -> anyhow::Result<(Outcome, LocalImage)> {
         if let Some(host) = ecr_host {
             self.docker_login(host).await?;
         }
-        self.docker(&DockerCommand::tag(pinned, destination))
+        self.docker(&DockerCommand::tag(source, destination))
             .await
             .with_context(|| format!("cannot tag the image as '{destination}'"))?;
         let pushed = self
@@ -301,8 +308,7 @@ impl<'a> Copier<'a> {
             .await
             .with_context(|| format!("cannot verify '{destination}'"))?
             .ok_or_else(|| anyhow!("'{destination}' is missing right after the push"))?;
-        let suffix = format!("@{}", head.digest);
-        if image.repo_digests.iter().any(|known| known.ends_with(&suffix)) {
+        if image.has_digest(&head.digest) {
             return Ok(head.digest);
         }
         let platform = self.platform().await?;

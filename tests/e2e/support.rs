@@ -1,0 +1,312 @@
+//! The test bed as tests see it: run the real `ecrcp` binary, push upstream images, and read
+//! registries, moto and the registries' access logs with tools independent of ecrcp.
+
+// Every helper is a method of the bed, whether or not it needs this test's scratch state.
+#![allow(clippy::unused_self)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+pub const ECR_PASSWORD: &str = "123456789012-auth-token";
+pub const HUB: &str = "registry-1.docker.io";
+pub const HUB_ADMIN: &str = "hubadmin:hubadmin-secret";
+pub const PLAIN: &str = "registry.example.test";
+pub const PLAIN_USER: &str = "alice:alice-secret";
+
+/// One test's view of the bed: its own scratch directory, ledger and docker-argv log.
+pub struct Bed {
+    root: PathBuf,
+    scratch: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Bed {
+    /// The bed this process runs in; panics with the way to start it when there is none.
+    pub fn get(test: &str) -> Bed {
+        let root = std::env::var_os("ECRCP_TESTBED")
+            .map(PathBuf::from)
+            .expect("end-to-end tests run inside the test bed: bash tests/testbed/run cargo nextest run --run-ignored all");
+        let unique = format!(
+            "{test}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let scratch = root.join("e2e").join(unique);
+        std::fs::create_dir_all(scratch.join("bin")).unwrap();
+        let bed = Bed { root, scratch };
+        bed.install_docker_recorder();
+        bed
+    }
+
+    /// A name unique to this test, for repositories that no other test touches.
+    pub fn unique(&self, prefix: &str) -> String {
+        let name = self
+            .scratch
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .replace('_', "-");
+        format!("{prefix}-{name}")
+    }
+
+    /// A `docker` in front of the real one that records every argv, one per line.
+    fn install_docker_recorder(&self) {
+        let real = which("docker");
+        let script = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            self.docker_log().display(),
+            real.display()
+        );
+        let path = self.scratch.join("bin/docker");
+        std::fs::write(&path, script).unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+
+    pub fn docker_log(&self) -> PathBuf {
+        self.scratch.join("docker-argv.log")
+    }
+
+    /// Every docker argv ecrcp ran so far in this test.
+    pub fn docker_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.docker_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn docker_calls_of(&self, subcommand: &str) -> usize {
+        self.docker_calls()
+            .iter()
+            .filter(|argv| argv.split_whitespace().next() == Some(subcommand))
+            .count()
+    }
+
+    /// The ecrcp binary with the bed's environment, this test's ledger and docker recorder.
+    pub fn ecrcp(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ecrcp"));
+        command
+            .env("ECRCP_STATE_DIR", self.scratch.join("state"))
+            .env("ECRCP_DOCKER", self.scratch.join("bin/docker"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs ecrcp with `args` and returns what it did.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.ecrcp().args(args).output().expect("ecrcp runs"))
+    }
+
+    pub fn log(&self, registry: &str) -> String {
+        std::fs::read_to_string(self.root.join("logs").join(format!("{registry}.log"))).unwrap_or_default()
+    }
+
+    /// Requests in a registry's access log whose request line contains `needle`.
+    pub fn requests(&self, registry: &str, method: &str, needle: &str) -> usize {
+        let prefix = format!("\"{method} ");
+        self.log(registry)
+            .lines()
+            .filter(|line| line.contains(&prefix) && line.contains(needle))
+            .count()
+    }
+
+    /// Pushes an image to the fake Docker Hub (as its admin); returns its digest.
+    pub fn push_upstream(&self, repo: &str, tag: &str, seed: &str) -> String {
+        self.image_py(&[
+            "push",
+            "--registry",
+            HUB,
+            "--repo",
+            repo,
+            "--tag",
+            tag,
+            "--seed",
+            seed,
+            "--user",
+            HUB_ADMIN,
+        ])
+    }
+
+    /// The digest a registry serves for `repo:reference`, by HEAD, or None.
+    pub fn digest(&self, registry: &str, repo: &str, reference: &str) -> Option<String> {
+        let user = user_for(registry);
+        let mut args = vec![
+            "digest",
+            "--registry",
+            registry,
+            "--repo",
+            repo,
+            "--ref",
+            reference,
+        ];
+        if let Some(user) = user {
+            args.extend(["--user", user]);
+        }
+        let output = self.image_py_output(&args);
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// The manifest a registry serves, parsed.
+    pub fn manifest(&self, registry: &str, repo: &str, reference: &str) -> serde_json::Value {
+        let mut args = vec![
+            "manifest",
+            "--registry",
+            registry,
+            "--repo",
+            repo,
+            "--ref",
+            reference,
+        ];
+        if let Some(user) = user_for(registry) {
+            args.extend(["--user", user]);
+        }
+        let output = self.image_py_output(&args);
+        assert!(
+            output.status.success(),
+            "manifest {registry}/{repo}:{reference}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("manifest is JSON")
+    }
+
+    /// The config digest (image ID) of `repo:reference` for linux/amd64.
+    pub fn image_id(&self, registry: &str, repo: &str, reference: &str) -> String {
+        let manifest = self.manifest(registry, repo, reference);
+        if let Some(children) = manifest["manifests"].as_array() {
+            let child = children
+                .iter()
+                .find(|child| child["platform"]["architecture"] == "amd64")
+                .expect("an amd64 child");
+            return self.image_id(registry, repo, child["digest"].as_str().unwrap());
+        }
+        manifest["config"]["digest"]
+            .as_str()
+            .expect("a config digest")
+            .to_owned()
+    }
+
+    fn image_py(&self, args: &[&str]) -> String {
+        let output = self.image_py_output(args);
+        assert!(
+            output.status.success(),
+            "image.py {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn image_py_output(&self, args: &[&str]) -> Output {
+        let python = std::env::var("ECRCP_TESTBED_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = std::env::var("ECRCP_TESTBED_IMAGE_PY").expect("the bed exports ECRCP_TESTBED_IMAGE_PY");
+        Command::new(python)
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("image.py runs")
+    }
+
+    /// Calls the ECR API emulator directly (unsigned JSON, which moto accepts).
+    pub fn ecr_api(&self, operation: &str, body: &serde_json::Value) -> serde_json::Value {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("the bed exports AWS_ENDPOINT_URL");
+        let output = Command::new("curl")
+            .args(["-sS", "-X", "POST", &endpoint])
+            .args(["-H", &format!("X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.{operation}")])
+            .args(["-H", "Content-Type: application/x-amz-json-1.1"])
+            .args([
+                "-H",
+                "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
+            ])
+            .args(["--data", &body.to_string()])
+            .output()
+            .expect("curl runs");
+        serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The ECR repository as moto describes it, or None.
+    pub fn repository(&self, name: &str) -> Option<serde_json::Value> {
+        let answer = self.ecr_api(
+            "DescribeRepositories",
+            &serde_json::json!({"repositoryNames": [name]}),
+        );
+        answer["repositories"]
+            .as_array()
+            .and_then(|list| list.first().cloned())
+    }
+
+    /// Logs the bed's docker CLI in to a registry (as a user would have done).
+    pub fn docker_login(&self, registry: &str, user_pass: &str) {
+        let (user, pass) = user_pass.split_once(':').unwrap();
+        let mut child = Command::new("docker")
+            .args(["login", "--username", user, "--password-stdin", registry])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(pass.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success(), "docker login {registry}");
+    }
+
+    pub fn scratch(&self) -> &Path {
+        &self.scratch
+    }
+}
+
+fn user_for(registry: &str) -> Option<&'static str> {
+    match registry {
+        ECR => Some("AWS:123456789012-auth-token"),
+        PLAIN => Some(PLAIN_USER),
+        _ => None,
+    }
+}
+
+fn which(program: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// What one ecrcp run did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "exit status; stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}

@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+# tests/testbed/hub_front.py -- owned by the ecrcp test bed (tests/testbed/).
+#
+# The front of the fake Docker Hub, in one process with two TLS listeners:
+#
+#  * token server (auth.docker.io):  GET /token?service=..&scope=.. (anonymous or
+#    HTTP basic) and POST /token (OAuth2 password grant, as `docker login` may use).
+#    Hands out RS256 JWTs the registry accepts (`auth: token:` in its config):
+#    anonymous callers get `pull` on any repository, known users (--user
+#    NAME:PASS) get `pull,push`. Wrong credentials get 401 like Docker Hub.
+#
+#  * reverse proxy (registry-1.docker.io): forwards everything to the real
+#    registry (docker-registry on a loopback port, plain HTTP) and adds Docker
+#    Hub's rate-limit headers to manifest responses:
+#        ratelimit-limit: 100;w=21600
+#        ratelimit-remaining: N;w=21600
+#    Each manifest GET answered 200 uses one pull (HEAD is free, as on Docker
+#    Hub). With enforcement on, a manifest GET at remaining=0 gets Docker Hub's
+#    429 TOOMANYREQUESTS. Tests drive it through
+#        GET  /_testbed/ratelimit  -> {"limit":..,"remaining":..,"window":..,"enforce":..}
+#        POST /_testbed/ratelimit  with a JSON body setting any of those keys
+#
+# Needs `cryptography` (RS256 signing); everything else is the standard library.
+
+import argparse
+import base64
+import datetime
+import http.client
+import http.server
+import json
+import re
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
+
+TOKEN_TTL = 300
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+              "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
+MANIFEST_PATH = re.compile(r"^/v2/(.+)/manifests/([^/?]+)(\?.*)?$")
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def log(msg: str):
+    sys.stderr.write(f"hub_front: {msg}\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- tokens
+
+
+class Signer:
+    def __init__(self, key_path, cert_path, issuer, service):
+        with open(key_path, "rb") as f:
+            self.key = serialization.load_pem_private_key(f.read(), password=None)
+        with open(cert_path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        self.x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
+        self.issuer = issuer
+        self.service = service
+
+    def token(self, subject: str, access: list) -> str:
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "RS256", "x5c": self.x5c}
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + TOKEN_TTL,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        signing_input = (b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())).encode()
+        signature = self.key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+        return signing_input.decode() + "." + b64url(signature)
+
+
+def grant(scopes: list, user: str | None) -> list:
+    """repository:NAME:ACTIONS scopes -> the JWT `access` list for this caller."""
+    allowed = {"pull", "push"} if user else {"pull"}
+    access = []
+    for scope in scopes:
+        for one in scope.split(" "):
+            parts = one.split(":")
+            if len(parts) < 3:
+                continue
+            rtype, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
+            if rtype == "repository":
+                granted = [a for a in actions if a in allowed or (a == "*" and user)]
+            elif rtype == "registry" and name == "catalog" and user:
+                granted = [a for a in actions if a == "*"]
+            else:
+                granted = []
+            access.append({"type": rtype, "name": name, "actions": granted})
+    return access
+
+
+class TokenHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-auth.docker.io"
+
+    def log_message(self, fmt, *args):
+        log(f"token {self.address_string()} {fmt % args}")
+
+    def send_json(self, status: int, doc: dict, extra=None):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def check_user(self, name: str, password: str):
+        return self.server.users.get(name) == password
+
+    def basic_user(self):
+        """None for anonymous, the user name, or False for bad credentials."""
+        header = self.headers.get("Authorization", "")
+        if not header.lower().startswith("basic "):
+            return None
+        try:
+            name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return name if self.check_user(name, password) else False
+
+    def issue(self, user, scopes, oauth=False):
+        signer = self.server.signer
+        token = signer.token(user or "", grant(scopes, user))
+        issued = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        doc = {"token": token, "access_token": token, "expires_in": TOKEN_TTL, "issued_at": issued}
+        if oauth:
+            doc = {"access_token": token, "token_type": "Bearer", "expires_in": TOKEN_TTL,
+                   "issued_at": issued, "scope": " ".join(scopes)}
+        self.send_json(200, doc)
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path != "/token":
+            return self.send_json(404, {"details": "not found"})
+        query = urllib.parse.parse_qs(url.query)
+        user = self.basic_user()
+        if user is False:
+            return self.send_json(401, {"details": "incorrect username or password"},
+                                  {"WWW-Authenticate": 'Basic realm="fake-auth.docker.io"'})
+        self.issue(user, query.get("scope", []))
+
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        if url.path != "/token":
+            return self.send_json(404, {"details": "not found"})
+        if form.get("grant_type", [""])[0] != "password":
+            return self.send_json(400, {"error": "unsupported_grant_type"})
+        name = form.get("username", [""])[0]
+        if not self.check_user(name, form.get("password", [""])[0]):
+            return self.send_json(401, {"error": "invalid_grant",
+                                        "details": "incorrect username or password"})
+        scopes = form.get("scope", [""])[0].split()
+        self.issue(name, scopes, oauth=True)
+
+
+# ---------------------------------------------------------------- rate-limit proxy
+
+
+class RateLimit:
+    def __init__(self, limit: int, window: int):
+        self.lock = threading.Lock()
+        self.limit = limit
+        self.remaining = limit
+        self.window = window
+        self.enforce = False
+
+    def snapshot(self):
+        with self.lock:
+            return {"limit": self.limit, "remaining": self.remaining,
+                    "window": self.window, "enforce": self.enforce}
+
+    def update(self, doc: dict):
+        with self.lock:
+            for key in ("limit", "remaining", "window"):
+                if key in doc:
+                    setattr(self, key, int(doc[key]))
+            if "enforce" in doc:
+                self.enforce = bool(doc["enforce"])
+
+    def exhausted(self):
+        with self.lock:
+            return self.enforce and self.remaining <= 0
+
+    def use_one(self):
+        with self.lock:
+            self.remaining = max(0, self.remaining - 1)
+
+    def headers(self):
+        with self.lock:
+            return {"ratelimit-limit": f"{self.limit};w={self.window}",
+                    "ratelimit-remaining": f"{self.remaining};w={self.window}",
+                    "docker-ratelimit-source": "127.0.0.1"}
+
+
+class ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        log(f"proxy {self.address_string()} {fmt % args}")
+
+    # -- request body helpers
+
+    def chunked_body(self):
+        while True:
+            line = self.rfile.readline(65537)
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return
+            data = self.rfile.read(size)
+            self.rfile.readline(65537)  # CRLF after the chunk
+            yield data
+
+    def sized_body(self, length: int):
+        left = length
+        while left > 0:
+            data = self.rfile.read(min(left, 1 << 16))
+            if not data:
+                raise ConnectionError("client closed during request body")
+            left -= len(data)
+            yield data
+
+    # -- control endpoint
+
+    def control(self):
+        rl = self.server.ratelimit
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b"{}"
+            try:
+                rl.update(json.loads(raw or b"{}"))
+            except (ValueError, TypeError) as e:
+                return self.send_small(400, {"error": str(e)})
+        self.send_small(200, rl.snapshot())
+
+    def send_small(self, status, doc, extra=None):
+        body = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    # -- proxying
+
+    def forward(self):
+        if self.path.startswith("/_testbed/ratelimit"):
+            return self.control()
+        rl = self.server.ratelimit
+        is_manifest = bool(MANIFEST_PATH.match(self.path)) and self.command in ("GET", "HEAD")
+        if is_manifest and self.command == "GET" and rl.exhausted():
+            return self.send_small(429, {"errors": [{
+                "code": "TOOMANYREQUESTS",
+                "message": "You have reached your pull rate limit. You may increase the limit "
+                           "by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}]},
+                rl.headers())
+
+        # a list, not a dict: clients send repeated headers (one Accept per media type)
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers += [("X-Forwarded-Proto", "https"), ("X-Forwarded-For", self.client_address[0])]
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            body, chunked = self.chunked_body(), True
+        elif int(self.headers.get("Content-Length") or 0) > 0:
+            body, chunked = self.sized_body(int(self.headers["Content-Length"])), False
+        else:
+            body, chunked = None, False
+
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=600)
+        try:
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for k, v in headers:
+                conn.putheader(k, v)
+            if chunked:
+                conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            for data in body or ():
+                conn.send(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            if chunked:
+                conn.send(b"0\r\n\r\n")
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            self.close_connection = True
+            return self.send_small(502, {"errors": [{"code": "UNAVAILABLE", "message": f"upstream: {e}"}]})
+        try:
+            self.relay(resp, is_manifest)
+        finally:
+            conn.close()
+
+    def relay(self, resp, is_manifest):
+        rl = self.server.ratelimit
+        if is_manifest and resp.status == 200 and self.command == "GET":
+            rl.use_one()
+        self.send_response_only(resp.status, resp.reason)
+        self.log_request(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP_BY_HOP:
+                self.send_header(k, v)
+        if is_manifest:
+            for k, v in rl.headers().items():
+                self.send_header(k, v)
+        no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
+        chunked = not no_body and resp.getheader("Content-Length") is None
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if no_body:
+            return
+        while True:
+            data = resp.read(1 << 16)
+            if not data:
+                break
+            if chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                self.wfile.write(data)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+
+# ---------------------------------------------------------------- servers
+
+
+class TLSServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, cert, key):
+        super().__init__(addr, handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        # handshake in the handler thread, so one slow client blocks nobody
+        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def finish_request(self, request, client_address):
+        request.settimeout(600)
+        request.do_handshake()
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        log(f"error serving {client_address}: {sys.exc_info()[1]!r}")
+
+
+def hostport(text: str):
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--token-listen", required=True, help="HOST:PORT of the token server")
+    ap.add_argument("--proxy-listen", required=True, help="HOST:PORT of the registry proxy")
+    ap.add_argument("--upstream", required=True, help="HOST:PORT of the plain-HTTP registry")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--signing-key", required=True)
+    ap.add_argument("--signing-cert", required=True)
+    ap.add_argument("--issuer", default="auth.docker.io")
+    ap.add_argument("--service", default="registry.docker.io")
+    ap.add_argument("--user", action="append", default=[], help="NAME:PASSWORD allowed to push")
+    ap.add_argument("--ratelimit", type=int, default=100)
+    ap.add_argument("--ratelimit-window", type=int, default=21600)
+    args = ap.parse_args()
+
+    token = TLSServer(hostport(args.token_listen), TokenHandler, args.cert, args.key)
+    token.signer = Signer(args.signing_key, args.signing_cert, args.issuer, args.service)
+    token.users = dict(u.split(":", 1) for u in args.user)
+
+    proxy = TLSServer(hostport(args.proxy_listen), ProxyHandler, args.cert, args.key)
+    proxy.upstream = args.upstream
+    proxy.ratelimit = RateLimit(args.ratelimit, args.ratelimit_window)
+
+    threading.Thread(target=token.serve_forever, daemon=True).start()
+    log(f"token server on {args.token_listen}, proxy on {args.proxy_listen} -> {args.upstream}")
+    try:
+        proxy.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

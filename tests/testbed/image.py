@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+# tests/testbed/image.py -- owned by the ecrcp test bed (tests/testbed/).
+#
+# Builds small, deterministic container images (fixed bytes, fixed timestamps,
+# so the same arguments always give the same digests) and talks to a registry
+# through the plain registry HTTP API (no docker daemon needed):
+#
+#   image.py push     --registry HOST[:PORT] --repo NAME --tag TAG [--tag TAG2]
+#                     [--seed S] [--platforms linux/amd64,linux/arm64] [--index]
+#                     [--format docker|oci] [--layer-size BYTES] [--user USER:PASS]
+#       pushes blobs + manifest(s) and prints the top manifest digest.
+#   image.py digest   --registry HOST --repo NAME --ref TAG|DIGEST [--user U:P] [--get]
+#       HEAD (or GET with --get) on the manifest; prints Docker-Content-Digest.
+#   image.py manifest --registry HOST --repo NAME --ref TAG|DIGEST [--user U:P]
+#       prints the manifest body.
+#
+# Auth: answers the registry's WWW-Authenticate challenge, either Bearer (the
+# Docker Hub token flow: GET realm?service=..&scope=.., anonymous or with
+# --user) or Basic (--user). TLS trusts the bundle named by SSL_CERT_FILE (the
+# bed exports it) and the system store. Standard library only.
+
+import argparse
+import base64
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import os
+import re
+import ssl
+import sys
+import tarfile
+import urllib.parse
+
+FIXED_TIME = "2024-01-01T00:00:00Z"
+FIXED_EPOCH = 1704067200  # 2024-01-01T00:00:00Z
+
+MT = {
+    "docker": {
+        "manifest": "application/vnd.docker.distribution.manifest.v2+json",
+        "index": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "config": "application/vnd.docker.container.image.v1+json",
+        "layer": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    },
+    "oci": {
+        "manifest": "application/vnd.oci.image.manifest.v1+json",
+        "index": "application/vnd.oci.image.index.v1+json",
+        "config": "application/vnd.oci.image.config.v1+json",
+        "layer": "application/vnd.oci.image.layer.v1.tar+gzip",
+    },
+}
+ALL_MANIFEST_TYPES = ", ".join(
+    [MT["oci"]["index"], MT["oci"]["manifest"], MT["docker"]["index"], MT["docker"]["manifest"]]
+)
+
+
+class RegistryError(Exception):
+    pass
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------- image build
+
+
+def filler(seed: str, size: int) -> bytes:
+    """Deterministic, incompressible bytes (a SHA-256 counter stream)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
+def make_layer(repo: str, platform: str, seed: str, layer_size: int):
+    """Returns (uncompressed tar, gzip blob) with fixed metadata."""
+    files = [
+        (
+            "ecrcp-testbed.txt",
+            f"image={repo}\nplatform={platform}\nseed={seed}\n".encode(),
+        )
+    ]
+    if layer_size > 0:
+        files.append(("ecrcp-testbed.bin", filler(f"{repo}/{platform}/{seed}", layer_size)))
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = FIXED_EPOCH
+            info.mode = 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    tar_bytes = raw.getvalue()
+    gz = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=gz, mtime=0, compresslevel=6) as f:
+        f.write(tar_bytes)
+    return tar_bytes, gz.getvalue()
+
+
+def parse_platform(text: str) -> dict:
+    parts = text.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise SystemExit(f"image.py: bad platform {text!r} (want os/arch[/variant])")
+    plat = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        plat["variant"] = parts[2]
+    return plat
+
+
+def build_image(repo: str, platform: str, seed: str, fmt: str, layer_size: int):
+    """One single-platform image: returns (manifest bytes, [(digest, blob bytes)])."""
+    mt = MT[fmt]
+    plat = parse_platform(platform)
+    tar_bytes, layer = make_layer(repo, platform, seed, layer_size)
+    config = {
+        "architecture": plat["architecture"],
+        "os": plat["os"],
+        "created": FIXED_TIME,
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["/bin/sh"],
+            "Labels": {"org.opencontainers.image.title": repo, "ecrcp.testbed.seed": seed},
+        },
+        "history": [{"created": FIXED_TIME, "created_by": f"ecrcp testbed image.py seed={seed}"}],
+        "rootfs": {"type": "layers", "diff_ids": [sha256(tar_bytes)]},
+    }
+    if "variant" in plat:
+        config["variant"] = plat["variant"]
+    config_bytes = canonical_json(config)
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": mt["manifest"],
+        "config": {"mediaType": mt["config"], "size": len(config_bytes), "digest": sha256(config_bytes)},
+        "layers": [{"mediaType": mt["layer"], "size": len(layer), "digest": sha256(layer)}],
+    }
+    blobs = [(sha256(layer), layer), (sha256(config_bytes), config_bytes)]
+    return canonical_json(manifest), blobs, plat
+
+
+def build_index(children, fmt: str) -> bytes:
+    mt = MT[fmt]
+    return canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt["index"],
+            "manifests": [
+                {"mediaType": mt["manifest"], "size": len(m), "digest": sha256(m), "platform": plat}
+                for m, plat in children
+            ],
+        }
+    )
+
+
+# ---------------------------------------------------------------- registry client
+
+
+def ssl_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    bundle = os.environ.get("SSL_CERT_FILE")
+    if bundle and os.path.exists(bundle):
+        ctx.load_verify_locations(cafile=bundle)
+    return ctx
+
+
+def parse_challenge(header: str):
+    """'Bearer realm="x",service="y"' -> ('bearer', {'realm': 'x', 'service': 'y'})"""
+    scheme, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), params
+
+
+class Registry:
+    def __init__(self, host: str, user: str | None, verbose: bool = False):
+        self.host = host
+        self.user = user
+        self.verbose = verbose
+        self.ctx = ssl_context()
+        self.auth_header = None  # current Authorization header value
+
+    def log(self, msg):
+        if self.verbose:
+            print(f"image.py: {msg}", file=sys.stderr)
+
+    def _raw(self, method, url, body=None, headers=None):
+        """One HTTPS request; url is a path or an absolute https URL."""
+        parsed = urllib.parse.urlsplit(url)
+        host = parsed.netloc or self.host
+        path = parsed.path + (("?" + parsed.query) if parsed.query else "")
+        conn = http.client.HTTPSConnection(host, context=self.ctx, timeout=120)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            data = resp.read()
+            self.log(f"{method} https://{host}{path} -> {resp.status}")
+            return resp.status, resp.headers, data
+        finally:
+            conn.close()
+
+    def _basic(self):
+        if not self.user:
+            raise RegistryError(f"{self.host} wants basic auth: pass --user USER:PASS")
+        return "Basic " + base64.b64encode(self.user.encode()).decode()
+
+    def _token(self, params: dict, scope: str):
+        realm = params.get("realm")
+        if not realm:
+            raise RegistryError(f"bearer challenge from {self.host} has no realm")
+        query = {"service": params.get("service", "")}
+        query["scope"] = scope
+        if self.user:
+            query["account"] = self.user.split(":", 1)[0]
+        url = realm + ("&" if "?" in realm else "?") + urllib.parse.urlencode(query)
+        headers = {}
+        if self.user:
+            headers["Authorization"] = self._basic()
+        status, _, data = self._raw("GET", url, headers=headers)
+        if status != 200:
+            raise RegistryError(f"token request to {realm} failed: HTTP {status}: {data[:200]!r}")
+        doc = json.loads(data)
+        token = doc.get("token") or doc.get("access_token")
+        if not token:
+            raise RegistryError(f"token response from {realm} has no token")
+        return "Bearer " + token
+
+    def request(self, method, url, scope, body=None, headers=None):
+        """Request with auth: on 401 answer the challenge once and retry."""
+        headers = dict(headers or {})
+        if self.auth_header:
+            headers["Authorization"] = self.auth_header
+        status, rh, data = self._raw(method, url, body, headers)
+        if status != 401:
+            return status, rh, data
+        challenge = rh.get("WWW-Authenticate", "")
+        scheme, params = parse_challenge(challenge)
+        if scheme == "bearer":
+            self.auth_header = self._token(params, scope)
+        elif scheme == "basic":
+            self.auth_header = self._basic()
+        else:
+            raise RegistryError(f"{self.host}: unsupported auth challenge {challenge!r}")
+        headers["Authorization"] = self.auth_header
+        return self._raw(method, url, body, headers)
+
+    # -- registry operations
+
+    def push_blob(self, repo, digest, data, scope):
+        status, _, _ = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
+        if status == 200:
+            self.log(f"blob {digest} already there")
+            return
+        status, rh, body = self.request("POST", f"/v2/{repo}/blobs/uploads/", scope,
+                                        body=b"", headers={"Content-Length": "0"})
+        if status != 202:
+            raise RegistryError(f"starting upload to {self.host}/{repo} failed: HTTP {status}: {body[:300]!r}")
+        location = rh.get("Location")
+        sep = "&" if "?" in location else "?"
+        url = f"{location}{sep}digest={urllib.parse.quote(digest)}"
+        status, _, body = self.request("PUT", url, scope, body=data, headers={
+            "Content-Type": "application/octet-stream", "Content-Length": str(len(data))})
+        if status != 201:
+            raise RegistryError(f"uploading blob to {self.host}/{repo} failed: HTTP {status}: {body[:300]!r}")
+
+    def put_manifest(self, repo, ref, manifest: bytes, scope):
+        media_type = json.loads(manifest)["mediaType"]
+        status, rh, body = self.request("PUT", f"/v2/{repo}/manifests/{ref}", scope, body=manifest,
+                                        headers={"Content-Type": media_type})
+        if status != 201:
+            raise RegistryError(f"pushing manifest {self.host}/{repo}:{ref} failed: HTTP {status}: {body[:300]!r}")
+        got = rh.get("Docker-Content-Digest")
+        if got and got != sha256(manifest):
+            raise RegistryError(f"registry reports digest {got}, expected {sha256(manifest)}")
+
+    def manifest(self, repo, ref, method):
+        status, rh, body = self.request(method, f"/v2/{repo}/manifests/{ref}", f"repository:{repo}:pull",
+                                        headers={"Accept": ALL_MANIFEST_TYPES})
+        if status != 200:
+            raise RegistryError(f"{method} {self.host}/{repo} manifest {ref}: HTTP {status}: {body[:300]!r}")
+        return rh, body
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_push(args):
+    platforms = [p for p in args.platforms.split(",") if p.strip()]
+    if not platforms:
+        raise SystemExit("image.py: --platforms is empty")
+    reg = Registry(args.registry, args.user, args.verbose)
+    scope = f"repository:{args.repo}:pull,push"
+    children = []
+    for platform in platforms:
+        manifest, blobs, plat = build_image(args.repo, platform, str(args.seed), args.format, args.layer_size)
+        for digest, data in blobs:
+            reg.push_blob(args.repo, digest, data, scope)
+        children.append((manifest, plat))
+    if len(children) > 1 or args.index:
+        for manifest, _ in children:
+            reg.put_manifest(args.repo, sha256(manifest), manifest, scope)
+        top = build_index(children, args.format)
+    else:
+        top = children[0][0]
+    for tag in args.tag:
+        reg.put_manifest(args.repo, tag, top, scope)
+    print(sha256(top))
+
+
+def cmd_digest(args):
+    reg = Registry(args.registry, args.user, args.verbose)
+    rh, body = reg.manifest(args.repo, args.ref, "GET" if args.get else "HEAD")
+    digest = rh.get("Docker-Content-Digest") or (sha256(body) if body else None)
+    if not digest:
+        raise RegistryError("registry sent no Docker-Content-Digest")
+    print(digest)
+
+
+def cmd_manifest(args):
+    reg = Registry(args.registry, args.user, args.verbose)
+    _, body = reg.manifest(args.repo, args.ref, "GET")
+    sys.stdout.write(body.decode() + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="image.py", description="deterministic test images for the ecrcp test bed")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def common(p):
+        p.add_argument("--registry", required=True, help="registry host[:port], e.g. registry-1.docker.io")
+        p.add_argument("--repo", required=True, help="repository, e.g. library/nginx")
+        p.add_argument("--user", default=os.environ.get("IMAGE_PY_USER"), help="USER:PASS for basic auth / token")
+        p.add_argument("-v", "--verbose", action="store_true")
+
+    p = sub.add_parser("push", help="build and push an image, print its digest")
+    common(p)
+    p.add_argument("--tag", action="append", required=True, help="tag to push (repeatable)")
+    p.add_argument("--seed", default="1", help="changes the image content (and so the digest)")
+    p.add_argument("--platforms", default="linux/amd64", help="comma list of os/arch[/variant]")
+    p.add_argument("--index", action="store_true", help="push an index even for one platform")
+    p.add_argument("--format", choices=["docker", "oci"], default="docker", help="media types to use")
+    p.add_argument("--layer-size", type=int, default=0, help="add BYTES of incompressible filler to the layer")
+    p.set_defaults(func=cmd_push)
+
+    for name, func, helptext in (("digest", cmd_digest, "print a manifest's digest (HEAD)"),
+                                 ("manifest", cmd_manifest, "print a manifest")):
+        p = sub.add_parser(name, help=helptext)
+        common(p)
+        p.add_argument("--ref", required=True, help="tag or digest")
+        if name == "digest":
+            p.add_argument("--get", action="store_true", help="use GET instead of HEAD")
+        p.set_defaults(func=func)
+
+    args = ap.parse_args(argv)
+    try:
+        args.func(args)
+    except (RegistryError, OSError) as e:
+        print(f"image.py: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
