@@ -167,7 +167,7 @@ impl CopyArgs {
                 })
             })
             .collect::<Result<Vec<_>, UsageError>>()?;
-        check_distinct_destinations(&jobs)?;
+        check_destinations(&jobs)?;
         let platform = self.platform.map(check_platform).transpose()?;
         Ok(Plan {
             jobs,
@@ -203,15 +203,14 @@ impl CopyArgs {
     }
 }
 
-/// Two sources landing on one tag would overwrite each other; `cp` refuses that too.
-fn check_distinct_destinations(jobs: &[CopyJob]) -> Result<(), UsageError> {
+/// Every source must map to a destination tag, and no two to the same one: they would
+/// overwrite each other, which `cp` refuses too.
+fn check_destinations(jobs: &[CopyJob]) -> Result<(), UsageError> {
     // The own registry is not known yet; a placeholder host still tells the names apart.
     const PLACEHOLDER: &str = "own.registry.invalid";
     let mut seen: HashMap<String, &str> = HashMap::new();
     for job in jobs {
-        let Ok(destination) = job.destination.resolve(&job.source, Some(PLACEHOLDER)) else {
-            continue; // reported when the job runs, with its own message
-        };
+        let destination = job.destination.resolve(&job.source, Some(PLACEHOLDER))?;
         let key = destination.to_string();
         if let Some(first) = seen.insert(key.clone(), &job.label) {
             return Err(UsageError::SameDestination {
@@ -340,8 +339,10 @@ mod tests {
     #[test]
     fn bad_command_lines_are_refused_with_a_message_naming_the_input() {
         let ecr_nginx = format!("{ECR}/mirror/nginx:latest");
+        let pinned = format!("nginx@sha256:{}", "0".repeat(64));
         let cases: Vec<(Vec<&str>, &str)> = vec![
             (vec!["nginx:latest"], "missing destination after 'nginx:latest'"),
+            (vec![&pinned, "mirror/"], "give DEST with a tag"),
             (vec!["nginx", "redis", &ecr_nginx], "is not a directory"),
             (vec!["Nginx", "mirror/"], "'Nginx'"),
             (

@@ -14,7 +14,7 @@ use crate::ledger::{Ledger, Record};
 use crate::plan::{CopyJob, CopyOptions};
 use crate::reference::{EcrHost, Reference};
 use crate::registry::credentials::Credentials;
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,17 +98,58 @@ impl<'a> Copier<'a> {
             self.registry_credentials(host).await?;
         }
         let source_digest = self.source_digest(&job.source).await?;
+        // Asked before anything is pulled, so a destination that cannot take the copy costs
+        // no pull from the source's quota.
+        let existing = self.destination_digest(destination).await?;
         if let Some(skip) = self
-            .skip_reason(job, destination, source_digest.as_deref())
+            .skip_reason(job, destination, source_digest.as_deref(), existing.as_deref())
             .await?
         {
             return Ok(Outcome::Skipped(skip));
+        }
+        if let (Some(source), Some(existing)) = (&source_digest, &existing) {
+            if source == existing {
+                return Ok(Outcome::AlreadyThere {
+                    digest: existing.clone(),
+                });
+            }
         }
         if self.options.dry_run {
             return Ok(Outcome::WouldCopy);
         }
         self.transfer(job, destination, source_digest, ecr_host.as_ref())
             .await
+    }
+
+    /// The digest the destination tag holds now, or `None` when it is missing. With `-n`,
+    /// `-u` or `-i` the answer decides the copy, so any error fails it; otherwise only errors
+    /// that the push would meet too (no route, no login) fail it.
+    async fn destination_digest(&self, destination: &Reference) -> anyhow::Result<Option<String>> {
+        let overwrite = self.options.overwrite;
+        let strict = overwrite.no_clobber || overwrite.update || overwrite.interactive;
+        match self.registry.head_manifest(destination).await {
+            Ok(head) => Ok(head.map(|head| head.digest)),
+            Err(error) if strict || self.push_would_fail(destination, &error).await => {
+                Err(error).with_context(|| format!("cannot check '{destination}'"))
+            }
+            Err(error) => {
+                tracing::warn!(destination = %destination, %error, "cannot check the destination; copying anyway");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn push_would_fail(&self, destination: &Reference, error: &RegistryError) -> bool {
+        match error {
+            RegistryError::Connect { .. } => true,
+            RegistryError::Unauthorized { .. } => self
+                .registry
+                .credentials()
+                .lookup(destination.registry())
+                .await
+                .is_none(),
+            _ => false,
+        }
     }
 
     /// The digest the source names now, from a HEAD request, which Docker Hub does not count
@@ -141,16 +182,9 @@ impl<'a> Copier<'a> {
         job: &CopyJob,
         destination: &Reference,
         source_digest: Option<&str>,
+        existing: Option<&str>,
     ) -> anyhow::Result<Option<Skip>> {
         let overwrite = self.options.overwrite;
-        if !(overwrite.no_clobber || overwrite.update || overwrite.interactive) {
-            return Ok(None);
-        }
-        let existing = self
-            .registry
-            .head_manifest(destination)
-            .await
-            .with_context(|| format!("cannot check '{destination}'"))?;
         let Some(existing) = existing else { return Ok(None) };
         if overwrite.no_clobber {
             return Ok(Some(Skip::Exists));
@@ -164,7 +198,7 @@ impl<'a> Copier<'a> {
                 .get(&destination.to_string())
                 .cloned();
             let verdict = decide::update(Facts {
-                destination: Some(&existing.digest),
+                destination: Some(existing),
                 source: source_digest,
                 record: record.as_ref(),
                 platform: self.platform_label(),
@@ -173,10 +207,7 @@ impl<'a> Copier<'a> {
             let unchanged = match verdict {
                 Verdict::Unchanged(_) => true,
                 Verdict::Copy(_) => false,
-                Verdict::CompareConfigs => {
-                    self.same_image(job, destination, source_digest, &existing.digest)
-                        .await?
-                }
+                Verdict::CompareConfigs => self.same_image(job, destination, source_digest, existing).await?,
             };
             if unchanged {
                 return Ok(Some(Skip::Unchanged));

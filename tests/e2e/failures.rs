@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, Run, ECR, ECR_PASSWORD};
+use crate::support::{Bed, Run, ECR, ECR_PASSWORD, PLAIN};
 
 #[test]
 #[ignore = "needs the test bed"]
@@ -193,4 +193,40 @@ fn the_ecr_password_never_appears_in_docker_argv_or_logs() {
         "debug logging was on: {}",
         run.stderr
     );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_destination_that_wants_a_login_fails_before_anything_is_pulled() {
+    let bed = Bed::get("nologin");
+    let run = bed.run(&[
+        "alpine:3.20",
+        &format!("{PLAIN}/{}:3.20", bed.unique("nologin/alpine")),
+    ]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!("run `docker login {PLAIN}`")),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        bed.docker_calls_of("pull"),
+        0,
+        "no pull was spent: {:?}",
+        bed.docker_calls()
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_unknown_destination_host_fails_before_anything_is_pulled() {
+    let bed = Bed::get("nohost");
+    let run = bed.run(&["alpine:3.20", "nosuch.example.com/x/alpine:1"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("cannot reach registry 'nosuch.example.com'"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(bed.docker_calls_of("pull"), 0);
 }

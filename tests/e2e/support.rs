@@ -96,6 +96,7 @@ impl Bed {
         command
             .env("ECRCP_STATE_DIR", self.scratch.join("state"))
             .env("ECRCP_DOCKER", self.scratch.join("bin/docker"))
+            .env("DOCKER_CONFIG", self.docker_config())
             .stdin(Stdio::null());
         command
     }
@@ -244,10 +245,16 @@ impl Bed {
             .and_then(|list| list.first().cloned())
     }
 
-    /// Logs the bed's docker CLI in to a registry (as a user would have done).
+    /// This test's own docker config, so that one test's logins do not help another.
+    pub fn docker_config(&self) -> PathBuf {
+        self.scratch.join("docker-config")
+    }
+
+    /// Logs this test's docker CLI in to a registry (as a user would have done).
     pub fn docker_login(&self, registry: &str, user_pass: &str) {
         let (user, pass) = user_pass.split_once(':').unwrap();
         let mut child = Command::new("docker")
+            .env("DOCKER_CONFIG", self.docker_config())
             .args(["login", "--username", user, "--password-stdin", registry])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
