@@ -43,7 +43,7 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
         }
         _ => None,
     };
-    let registry = RegistryClient::new(CredentialStore::from_env())?;
+    let registry = RegistryClient::new(CredentialStore::with_config_dir(docker.config_dir()))?;
     let ledger = plan
         .state_dir
         .as_deref()

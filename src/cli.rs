@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 use crate::plan::{AwsOptions, CopyJob, CopyOptions, Encryption, Overwrite, Plan, RepositorySettings};
 use crate::reference::{Destination, Reference};
 
-const AFTER_HELP: &str = "\
+/// The help text after the options; `program` is `ecrcp` or `docker ecrcp`.
+fn after_help(program: &str) -> String {
+    format!(
+        "\
 A DEST without a registry host (mirror/nginx:latest) means your own ECR registry in the \
 current region. A DEST ending in '/' (or a bare registry host) is a directory: each SOURCE \
 keeps its path and tag under it (nginx -> DEST/nginx:latest).
@@ -17,21 +20,75 @@ keeps its path and tag under it (nginx -> DEST/nginx:latest).
 Exit status: 0 if every copy succeeded or was skipped, 1 if any copy failed, 2 for usage errors.
 
 Examples:
-  ecrcp nginx:latest 123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest
-  ecrcp -u nginx:1.27 redis:7 bitnami/kubectl:1.30 mirror/
-  ecrcp -t 123456789012.dkr.ecr.eu-west-1.amazonaws.com/hub alpine:3.20 busybox";
+  {program} nginx:latest 123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest
+  {program} -u nginx:1.27 redis:7 bitnami/kubectl:1.30 mirror/
+  {program} -t 123456789012.dkr.ecr.eu-west-1.amazonaws.com/hub alpine:3.20 busybox"
+    )
+}
+
+fn usage(program: &str) -> String {
+    format!(
+        "{program} [OPTIONS] SOURCE DEST\n       {program} [OPTIONS] SOURCE... DIRECTORY/\n       \
+         {program} [OPTIONS] -t DIRECTORY SOURCE...\n       {program} plugin install|uninstall"
+    )
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "ecrcp",
     version,
     about = "Copy container images into AWS ECR (or any registry), as cp copies files",
-    override_usage = "ecrcp [OPTIONS] SOURCE DEST\n       ecrcp [OPTIONS] SOURCE... DIRECTORY/\n       ecrcp [OPTIONS] -t DIRECTORY SOURCE...",
-    after_help = AFTER_HELP
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     #[command(flatten)]
     pub copy: CopyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install or remove the `docker ecrcp` CLI plugin link
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Link this binary into a docker CLI plugin directory as docker-ecrcp
+    Install(PluginScope),
+    /// Remove that link
+    Uninstall(PluginScope),
+}
+
+#[derive(Debug, Args)]
+pub struct PluginScope {
+    /// For the current user: $DOCKER_CONFIG/cli-plugins or ~/.docker/cli-plugins (default)
+    #[arg(long, conflicts_with = "system")]
+    pub user: bool,
+    /// For everyone: /usr/local/lib/docker/cli-plugins (needs root)
+    #[arg(long)]
+    pub system: bool,
+}
+
+/// The clap command, with help written for the name ecrcp was started under.
+pub fn command(program: &str) -> clap::Command {
+    Cli::command()
+        .name(program.to_owned())
+        .bin_name(program.to_owned())
+        .override_usage(usage(program))
+        .after_help(after_help(program))
+}
+
+/// Parses ecrcp's arguments (without the program name). Help, version and usage errors come
+/// back as clap errors, which know their exit status.
+pub fn parse(program: &str, args: &[String]) -> Result<Cli, clap::Error> {
+    let with_name = std::iter::once(program.to_owned()).chain(args.iter().cloned());
+    let matches = command(program).try_get_matches_from(with_name)?;
+    Cli::from_arg_matches(&matches)
 }
 
 #[derive(Debug, Args)]
@@ -412,5 +469,40 @@ mod tests {
         assert!(options.repository.scan_on_push && options.repository.immutable_tags);
         assert_eq!(plan.aws.region.as_deref(), Some("eu-west-1"));
         assert!(plan.needs_own_registry());
+    }
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::*;
+
+    #[test]
+    fn help_is_written_for_the_name_ecrcp_was_started_under() {
+        for program in ["ecrcp", "docker ecrcp"] {
+            let help = command(program).render_help().to_string();
+            assert!(
+                help.contains(&format!("{program} [OPTIONS] SOURCE DEST")),
+                "{help}"
+            );
+            assert!(help.contains(&format!("  {program} -u nginx:1.27")), "{help}");
+        }
+    }
+
+    #[test]
+    fn subcommands_and_copies_are_told_apart() {
+        let args = |list: &[&str]| list.iter().map(|&arg| arg.to_owned()).collect::<Vec<_>>();
+        let cli = parse("ecrcp", &args(&["plugin", "install", "--system"])).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Plugin(PluginCommand::Install(PluginScope {
+                system: true,
+                ..
+            })))
+        ));
+        let cli = parse("ecrcp", &args(&["nginx", "mirror/"])).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.copy.paths, ["nginx", "mirror/"]);
+        let error = parse("ecrcp", &args(&["plugin", "install", "--user", "--system"])).unwrap_err();
+        assert_eq!(error.exit_code(), 2);
     }
 }

@@ -184,6 +184,17 @@ impl DockerCli {
         self
     }
 
+    /// docker's config directory, where its logins are: `--config` as given to docker,
+    /// else `DOCKER_CONFIG`, else `~/.docker`, as the docker CLI decides.
+    pub fn config_dir(&self) -> Option<PathBuf> {
+        self.global_args
+            .iter()
+            .find_map(|arg| arg.strip_prefix("--config="))
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
+    }
+
     fn argv_text(&self, command: &DockerCommand) -> String {
         std::iter::once(self.program.display().to_string())
             .chain(self.global_args.iter().cloned())

@@ -9,6 +9,8 @@ pub enum Exit {
     CopyFailed,
     /// The command line (or a config) was wrong; nothing was copied.
     Usage,
+    /// Stopped from outside (docker went away, a signal) before finishing.
+    Interrupted,
 }
 
 impl Exit {
@@ -17,6 +19,7 @@ impl Exit {
             Exit::Success => 0,
             Exit::CopyFailed => 1,
             Exit::Usage => 2,
+            Exit::Interrupted => 130,
         }
     }
 }
@@ -33,7 +36,12 @@ mod tests {
 
     #[test]
     fn exit_codes_match_cp_and_the_documented_table() {
-        for (exit, code) in [(Exit::Success, 0), (Exit::CopyFailed, 1), (Exit::Usage, 2)] {
+        for (exit, code) in [
+            (Exit::Success, 0),
+            (Exit::CopyFailed, 1),
+            (Exit::Usage, 2),
+            (Exit::Interrupted, 130),
+        ] {
             assert_eq!(exit.code(), code, "{exit:?}");
         }
     }

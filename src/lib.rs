@@ -14,6 +14,7 @@ pub mod exit;
 pub mod ledger;
 pub mod logging;
 pub mod plan;
+pub mod plugin;
 pub mod reference;
 pub mod registry;
 pub mod secret;

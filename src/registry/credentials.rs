@@ -31,14 +31,6 @@ pub struct CredentialStore {
 }
 
 impl CredentialStore {
-    /// docker's config in `DOCKER_CONFIG`, or `~/.docker`, as the docker CLI finds it.
-    pub fn from_env() -> Self {
-        let dir = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")));
-        CredentialStore::with_config_dir(dir)
-    }
-
     pub fn with_config_dir(dir: Option<PathBuf>) -> Self {
         CredentialStore {
             config_file: dir.map(|dir| dir.join("config.json")),

@@ -4,4 +4,5 @@
 
 mod copy;
 mod failures;
+mod plugin;
 mod support;

@@ -101,6 +101,29 @@ impl Bed {
         command
     }
 
+    /// The real docker CLI, with ecrcp installed as its `docker-ecrcp` plugin in this
+    /// test's docker config, and the same ledger and recorder as [`Bed::ecrcp`].
+    pub fn docker_cli(&self) -> Command {
+        let plugins = self.docker_config().join("cli-plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        let link = plugins.join("docker-ecrcp");
+        if !link.exists() {
+            std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ecrcp"), &link).unwrap();
+        }
+        let mut command = Command::new("docker");
+        command
+            .env("ECRCP_STATE_DIR", self.scratch.join("state"))
+            .env("ECRCP_DOCKER", self.scratch.join("bin/docker"))
+            .env("DOCKER_CONFIG", self.docker_config())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `docker ARGS` with the plugin installed.
+    pub fn docker(&self, args: &[&str]) -> Run {
+        Run::from(self.docker_cli().args(args).output().expect("docker runs"))
+    }
+
     /// Runs ecrcp with `args` and returns what it did.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.ecrcp().args(args).output().expect("ecrcp runs"))
@@ -133,6 +156,26 @@ impl Bed {
             seed,
             "--user",
             HUB_ADMIN,
+        ])
+    }
+
+    /// Like [`Bed::push_upstream`], with `bytes` of incompressible filler in the layer.
+    pub fn push_upstream_sized(&self, repo: &str, tag: &str, seed: &str, bytes: usize) -> String {
+        let size = bytes.to_string();
+        self.image_py(&[
+            "push",
+            "--registry",
+            HUB,
+            "--repo",
+            repo,
+            "--tag",
+            tag,
+            "--seed",
+            seed,
+            "--user",
+            HUB_ADMIN,
+            "--layer-size",
+            &size,
         ])
     }
 
