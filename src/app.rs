@@ -1,15 +1,14 @@
-//! Runs a copy plan: sets up the boundaries it needs, resolves destinations, runs each copy,
-//! reports each result as it comes, and turns the results into an exit status.
-
-use anyhow::Context as _;
+//! Runs a copy plan (`ecrcp SOURCE... DEST`): sets up the boundaries it needs, resolves
+//! destinations, runs each copy in turn as `cp` does, reports each result as it comes, and
+//! turns the results into an exit status.
 
 use crate::copy::{Confirm, Copier, Outcome};
 use crate::docker::{DockerCli, DockerError};
-use crate::ecr::{Ecr, EcrError};
+use crate::ecr::{EcrError, EcrSessions};
 use crate::exit::Exit;
 use crate::ledger::Ledger;
 use crate::plan::{CopyJob, Plan};
-use crate::reference::{EcrHost, Reference};
+use crate::reference::{Reference, ReferenceError};
 use crate::registry::credentials::CredentialStore;
 use crate::registry::RegistryClient;
 
@@ -22,40 +21,21 @@ pub trait Reporter: Confirm {
 
 /// Runs `plan` with the real docker CLI, registries and ECR.
 pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> anyhow::Result<Exit> {
-    let uses_ecr = plan.needs_own_registry()
-        || plan
-            .jobs
-            .iter()
-            .any(|job| job.destination.registry().and_then(EcrHost::parse).is_some());
-    let ecr = if uses_ecr {
-        Some(Ecr::connect(&plan.aws).await?)
-    } else {
-        None
-    };
-    let own_registry = match (&ecr, plan.needs_own_registry()) {
-        (Some(ecr), true) => {
-            let region = ecr.default_region().ok_or(EcrError::NoRegion)?.to_owned();
-            let authorization = ecr
-                .authorization(&region)
-                .await
-                .context("cannot find your own ECR registry")?;
-            Some(authorization.registry_host)
-        }
-        _ => None,
-    };
+    let sessions = EcrSessions::connect(&plan.jobs).await?;
     let registry = RegistryClient::new(CredentialStore::with_config_dir(docker.config_dir()))?;
     let ledger = plan
         .state_dir
         .as_deref()
         .map_or_else(Ledger::in_memory, Ledger::load);
-    let copier = Copier::new(docker, &registry, ecr.as_ref(), &plan.options, reporter, ledger);
+    let copier = Copier::new(docker, &registry, plan.options, reporter, ledger);
 
     let mut failed = false;
     for (index, job) in plan.jobs.iter().enumerate() {
-        let destination = job.destination.resolve(&job.source, own_registry.as_deref());
-        let (destination, result) = match destination {
+        let (destination, result) = match resolve(job, &sessions) {
             Ok(destination) => {
-                let result = copier.copy(job, &destination).await;
+                let result = copier
+                    .copy(job, &destination, sessions.ecr(&job.settings.aws))
+                    .await;
                 (Some(destination), result)
             }
             Err(error) => (None, Err(error.into())),
@@ -73,6 +53,12 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
     Ok(if failed { Exit::CopyFailed } else { Exit::Success })
 }
 
+/// The job's destination as a full reference, the own registry filled in.
+pub fn resolve(job: &CopyJob, sessions: &EcrSessions) -> Result<Reference, ReferenceError> {
+    job.destination
+        .resolve(&job.source, sessions.own_registry(&job.settings.aws))
+}
+
 fn log_result(job: &CopyJob, destination: Option<&Reference>, result: &anyhow::Result<Outcome>) {
     let destination = destination.map(ToString::to_string).unwrap_or_default();
     match result {
@@ -84,7 +70,7 @@ fn log_result(job: &CopyJob, destination: Option<&Reference>, result: &anyhow::R
 }
 
 /// Failures that every further copy would hit too: no docker, no daemon, no credentials.
-fn stops_the_run(error: &anyhow::Error) -> bool {
+pub fn stops_the_run(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<DockerError>(),

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
-use crate::plan::{AwsOptions, CopyJob, CopyOptions, Encryption, Overwrite, Plan, RepositorySettings};
+use crate::plan::{AwsOptions, CopyJob, CopyOptions, JobSettings, Overwrite, Plan, RepositorySettings};
 use crate::reference::{Destination, Reference};
+use crate::settings::{self, EncryptionType, RepositoryInput, SettingsError};
 
 /// The help text after the options; `program` is `ecrcp` or `docker ecrcp`.
 fn after_help(program: &str) -> String {
@@ -29,7 +30,8 @@ Examples:
 fn usage(program: &str) -> String {
     format!(
         "{program} [OPTIONS] SOURCE DEST\n       {program} [OPTIONS] SOURCE... DIRECTORY/\n       \
-         {program} [OPTIONS] -t DIRECTORY SOURCE...\n       {program} plugin install|uninstall"
+         {program} [OPTIONS] -t DIRECTORY SOURCE...\n       {program} sync [--config PATH] [--check | --dry-run]\n       \
+         {program} plugin install|uninstall"
     )
 }
 
@@ -51,9 +53,40 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Mirror the images listed in a config, copying only what changed upstream
+    Sync(SyncArgs),
     /// Install or remove the `docker ecrcp` CLI plugin link
     #[command(subcommand)]
     Plugin(PluginCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when nothing failed, 1 when some image failed, 2 for a config error, \
+75 when copies were deferred (Docker Hub pull allowance) or another sync holds the lock, \
+143 when stopped by SIGTERM or SIGINT."
+)]
+pub struct SyncArgs {
+    /// The config to mirror
+    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    pub config: PathBuf,
+
+    /// Check the config and exit; touches no network
+    #[arg(long, conflicts_with = "dry_run")]
+    pub check: bool,
+
+    /// Show what would be copied and why; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Directory of the ledger and the lock (default: $STATE_DIRECTORY, /var/lib/ecrcp for root,
+    /// else ~/.local/state/ecrcp)
+    #[arg(long, value_name = "DIR", env = "ECRCP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Where log events go
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    pub log_format: crate::logging::Format,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,24 +229,26 @@ pub enum UsageError {
         second: String,
         destination: String,
     },
-    #[error("invalid platform '{0}': expected os/arch or os/arch/variant, like linux/amd64 or linux/arm/v7")]
-    Platform(String),
-    #[error("invalid repository tag '{0}': expected KEY=VALUE with a non-empty key")]
-    RepositoryTag(String),
-    #[error("--kms-key needs --encryption kms, not aes256")]
-    KmsKeyWithAes,
-    #[error("cannot read lifecycle policy '{path}': {detail}")]
-    LifecyclePolicy { path: String, detail: String },
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 impl CopyArgs {
     /// Validates the arguments into a plan: every reference parsed, every destination
     /// mapped, every option checked, before anything touches the network.
-    pub fn into_plan(self, progress: bool) -> Result<Plan, UsageError> {
+    pub fn into_plan(&self, progress: bool) -> Result<Plan, UsageError> {
         let (sources, destination) = self.split_paths()?;
         if sources.len() > 1 && !destination.is_directory() {
             return Err(UsageError::NotADirectory(destination.to_string()));
         }
+        let settings = JobSettings {
+            platform: self.platform.as_deref().map(settings::platform).transpose()?,
+            repository: self.repository.settings()?,
+            aws: AwsOptions {
+                profile: self.profile.clone(),
+                region: self.region.clone(),
+            },
+        };
         let jobs = sources
             .iter()
             .map(|label| {
@@ -221,11 +256,11 @@ impl CopyArgs {
                     label: label.clone(),
                     source: Reference::parse(label)?,
                     destination: destination.clone(),
+                    settings: settings.clone(),
                 })
             })
             .collect::<Result<Vec<_>, UsageError>>()?;
         check_destinations(&jobs)?;
-        let platform = self.platform.map(check_platform).transpose()?;
         Ok(Plan {
             jobs,
             options: CopyOptions {
@@ -235,15 +270,9 @@ impl CopyArgs {
                     interactive: self.interactive,
                 },
                 dry_run: self.dry_run,
-                platform,
-                repository: self.repository.into_settings()?,
                 progress: progress && !self.quiet,
             },
-            aws: AwsOptions {
-                profile: self.profile,
-                region: self.region,
-            },
-            state_dir: self.state_dir.or_else(crate::ledger::Ledger::default_dir),
+            state_dir: self.state_dir.clone().or_else(crate::ledger::Ledger::default_dir),
         })
     }
 
@@ -280,53 +309,25 @@ fn check_destinations(jobs: &[CopyJob]) -> Result<(), UsageError> {
     Ok(())
 }
 
-fn check_platform(platform: String) -> Result<String, UsageError> {
-    let parts: Vec<&str> = platform.split('/').collect();
-    let well_formed = (2..=3).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    if well_formed {
-        Ok(platform)
-    } else {
-        Err(UsageError::Platform(platform))
-    }
-}
-
 impl RepositoryArgs {
-    fn into_settings(self) -> Result<RepositorySettings, UsageError> {
-        let encryption = match (self.encryption, self.kms_key) {
-            (Some(EncryptionArg::Aes256), Some(_)) => return Err(UsageError::KmsKeyWithAes),
-            (Some(EncryptionArg::Kms), key) | (None, key @ Some(_)) => Encryption::Kms { key },
-            (Some(EncryptionArg::Aes256) | None, None) => Encryption::Aes256,
-        };
+    fn settings(&self) -> Result<RepositorySettings, SettingsError> {
         let tags = self
             .tags
             .iter()
-            .map(|tag| match tag.split_once('=') {
-                Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
-                _ => Err(UsageError::RepositoryTag(tag.clone())),
-            })
+            .map(|tag| settings::repository_tag(tag))
             .collect::<Result<_, _>>()?;
-        let lifecycle_policy = self.lifecycle_policy.as_ref().map(read_policy).transpose()?;
-        Ok(RepositorySettings {
+        settings::repository(RepositoryInput {
             scan_on_push: self.scan_on_push,
             immutable_tags: self.immutable_tags,
-            encryption,
-            lifecycle_policy,
+            encryption: self.encryption.map(|choice| match choice {
+                EncryptionArg::Aes256 => EncryptionType::Aes256,
+                EncryptionArg::Kms => EncryptionType::Kms,
+            }),
+            kms_key: self.kms_key.as_deref(),
+            lifecycle_policy: self.lifecycle_policy.as_deref(),
             tags,
         })
     }
-}
-
-fn read_policy(path: &PathBuf) -> Result<String, UsageError> {
-    let error = |detail: String| UsageError::LifecyclePolicy {
-        path: path.display().to_string(),
-        detail,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
-    serde_json::from_str::<serde_json::Value>(&text).map_err(|e| error(format!("not JSON: {e}")))?;
-    Ok(text)
 }
 
 #[cfg(test)]
@@ -416,7 +417,7 @@ mod tests {
             ),
             (
                 vec!["--encryption", "aes256", "--kms-key", "k", "nginx", "mirror/"],
-                "--kms-key needs",
+                "a KMS key needs kms encryption",
             ),
             (
                 vec!["--lifecycle-policy", "/nonexistent/p.json", "nginx", "mirror/"],
@@ -455,20 +456,21 @@ mod tests {
         let options = &plan.options;
         assert!(options.overwrite.no_clobber && options.overwrite.update && options.overwrite.interactive);
         assert!(options.dry_run);
-        assert_eq!(options.platform.as_deref(), Some("linux/arm64"));
+        let settings = &plan.jobs[0].settings;
+        assert_eq!(settings.platform.as_deref(), Some("linux/arm64"));
         assert_eq!(
-            options.repository.encryption,
-            Encryption::Kms {
+            settings.repository.encryption,
+            crate::plan::Encryption::Kms {
                 key: Some("alias/k".into())
             }
         );
         assert_eq!(
-            options.repository.tags,
+            settings.repository.tags,
             vec![("team".to_owned(), "platform".to_owned())]
         );
-        assert!(options.repository.scan_on_push && options.repository.immutable_tags);
-        assert_eq!(plan.aws.region.as_deref(), Some("eu-west-1"));
-        assert!(plan.needs_own_registry());
+        assert!(settings.repository.scan_on_push && settings.repository.immutable_tags);
+        assert_eq!(settings.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(plan.jobs[0].needs_own_registry());
     }
 }
 

@@ -1,32 +1,36 @@
-//! One copy, step by step: decide from HEAD requests whether it is needed, pull the source,
-//! make sure the ECR repository exists, log in, tag, push, verify what the destination now
-//! serves, and clean up. Emits events; never prints.
+//! One copy, in two steps. `check` asks the registries with HEAD requests only: does the
+//! source exist, what does the destination hold, is a copy needed. `finish` acts on that:
+//! pull, make sure the ECR repository exists, log in, tag, push, verify what the destination
+//! now serves, and clean up. Emits events; never prints.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use crate::decide::{self, Facts, Verdict};
-use crate::docker::{DockerCommand, DockerError, DockerRunner};
+use crate::decide::{self, Facts, Verdict, Why};
+use crate::docker::{DockerCommand, DockerError, DockerOutput, DockerRunner};
 use crate::ecr::Ecr;
 use crate::ledger::{Ledger, Record};
 use crate::plan::{CopyJob, CopyOptions};
 use crate::reference::{EcrHost, Reference};
 use crate::registry::credentials::Credentials;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::secret::Secret;
 
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The destination now serves the source's image, under this manifest digest.
-    Copied { digest: String },
-    /// The push was refused (an immutable tag), but the tag already holds this very image.
+    Copied { digest: String, why: Why },
+    /// The destination already served this very image (same digest, or a push refused by
+    /// an immutable tag that holds it).
     AlreadyThere { digest: String },
     /// Nothing was done, for this reason.
     Skipped(Skip),
-    /// `--dry-run`: this copy would run.
-    WouldCopy,
+    /// `--dry-run`: this copy would run, for this reason.
+    WouldCopy(Why),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +41,36 @@ pub enum Skip {
     Unchanged,
     /// `-i` and the user said no.
     Declined,
+}
+
+/// What the HEAD requests said, and what follows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub source_digest: Option<String>,
+    /// The digest the destination tag holds, if it exists.
+    pub existing: Option<String>,
+    /// The source registry's pull allowance, when it reports one (Docker Hub).
+    pub rate_limit: Option<RateLimit>,
+    pub next: Next,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Decided already: nothing to do.
+    Skip(Skip),
+    /// The destination serves the same manifest digest.
+    AlreadyThere,
+    /// `-u` with a destination of unknown origin: compare image configs (manifest GETs).
+    Compare,
+    /// Copy it.
+    Copy(Why),
+}
+
+impl Check {
+    /// Whether finishing reads the source's manifests (a pull, on Docker Hub's count).
+    pub fn reads_source(&self) -> bool {
+        matches!(self.next, Next::Compare | Next::Copy(_))
+    }
 }
 
 /// Asks the user whether to overwrite (`-i`). The terminal implementation lives in `ui`.
@@ -58,15 +92,21 @@ impl LocalImage {
     }
 }
 
+/// How often, and how far apart, a docker pull or push that failed for a passing reason is
+/// tried again.
+const DOCKER_ATTEMPTS: u32 = 3;
+const DOCKER_RETRY_DELAY: Duration = Duration::from_secs(1);
+
 /// Runs copies with the boundaries it is given; holds the per-run state (logins, ledger).
+/// Safe to share between concurrent copies.
 pub struct Copier<'a> {
     docker: &'a dyn DockerRunner,
     registry: &'a RegistryClient,
-    ecr: Option<&'a Ecr>,
-    options: &'a CopyOptions,
+    options: CopyOptions,
     confirm: &'a dyn Confirm,
     ledger: Mutex<Ledger>,
-    docker_logins: tokio::sync::Mutex<HashSet<String>>,
+    /// The password each registry host was `docker login`-ed with in this run.
+    docker_logins: tokio::sync::Mutex<HashMap<String, Secret>>,
     daemon_platform: tokio::sync::OnceCell<String>,
 }
 
@@ -74,50 +114,131 @@ impl<'a> Copier<'a> {
     pub fn new(
         docker: &'a dyn DockerRunner,
         registry: &'a RegistryClient,
-        ecr: Option<&'a Ecr>,
-        options: &'a CopyOptions,
+        options: CopyOptions,
         confirm: &'a dyn Confirm,
         ledger: Ledger,
     ) -> Self {
         Copier {
             docker,
             registry,
-            ecr,
             options,
             confirm,
             ledger: Mutex::new(ledger),
-            docker_logins: tokio::sync::Mutex::new(HashSet::new()),
+            docker_logins: tokio::sync::Mutex::new(HashMap::new()),
             daemon_platform: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// Copies `job.source` to `destination` (already resolved), or decides not to.
-    pub async fn copy(&self, job: &CopyJob, destination: &Reference) -> anyhow::Result<Outcome> {
-        let ecr_host = EcrHost::parse(destination.registry());
-        if let Some(host) = &ecr_host {
-            self.registry_credentials(host).await?;
+    /// Checks and finishes one copy. `ecr` serves ECR destinations.
+    pub async fn copy(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+    ) -> anyhow::Result<Outcome> {
+        let check = self.check(job, destination, ecr).await?;
+        self.finish(job, destination, ecr, &check).await
+    }
+
+    /// Everything that HEAD requests can tell about this copy. Costs no pull anywhere.
+    pub async fn check(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+    ) -> anyhow::Result<Check> {
+        if let Some(host) = EcrHost::parse(destination.registry()) {
+            self.registry_credentials(&host, ecr).await?;
         }
-        let source_digest = self.source_digest(&job.source).await?;
+        let (source_digest, rate_limit) = self.source_digest(&job.source).await?;
         // Asked before anything is pulled, so a destination that cannot take the copy costs
         // no pull from the source's quota.
         let existing = self.destination_digest(destination).await?;
-        if let Some(skip) = self
-            .skip_reason(job, destination, source_digest.as_deref(), existing.as_deref())
-            .await?
-        {
-            return Ok(Outcome::Skipped(skip));
+        let next = self.next_step(job, destination, source_digest.as_deref(), existing.as_deref());
+        tracing::debug!(image = %job.source, %destination, ?next, "checked");
+        Ok(Check {
+            source_digest,
+            existing,
+            rate_limit,
+            next,
+        })
+    }
+
+    fn next_step(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        source: Option<&str>,
+        existing: Option<&str>,
+    ) -> Next {
+        let overwrite = self.options.overwrite;
+        let Some(existing) = existing else {
+            return Next::Copy(Why::DestinationMissing);
+        };
+        if overwrite.no_clobber {
+            return Next::Skip(Skip::Exists);
         }
-        if let (Some(source), Some(existing)) = (&source_digest, &existing) {
-            if source == existing {
+        if source == Some(existing) {
+            return Next::AlreadyThere;
+        }
+        if !overwrite.update {
+            return Next::Copy(Why::Requested);
+        }
+        let source = source.expect("-u fails earlier without a source digest");
+        let record = self
+            .ledger
+            .lock()
+            .expect("ledger poisoned")
+            .get(&destination.to_string())
+            .cloned();
+        match decide::update(Facts {
+            destination: Some(existing),
+            source,
+            record: record.as_ref(),
+            platform: platform_label(job),
+        }) {
+            Verdict::Unchanged(_) => Next::Skip(Skip::Unchanged),
+            Verdict::Copy(why) => Next::Copy(why),
+            Verdict::CompareConfigs => Next::Compare,
+        }
+    }
+
+    /// Acts on a check: compares, asks, pulls and pushes as needed.
+    pub async fn finish(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+        check: &Check,
+    ) -> anyhow::Result<Outcome> {
+        let why = match check.next {
+            Next::Skip(skip) => return Ok(Outcome::Skipped(skip)),
+            Next::AlreadyThere => {
                 return Ok(Outcome::AlreadyThere {
-                    digest: existing.clone(),
-                });
+                    digest: check.existing.clone().unwrap_or_default(),
+                })
             }
+            Next::Copy(why) => why,
+            Next::Compare => {
+                let source = check.source_digest.as_deref().unwrap_or_default();
+                let existing = check.existing.as_deref().unwrap_or_default();
+                if self.same_image(job, destination, source, existing).await? {
+                    return Ok(Outcome::Skipped(Skip::Unchanged));
+                }
+                Why::Differs
+            }
+        };
+        if self.options.overwrite.interactive
+            && check.existing.is_some()
+            && !self.options.dry_run
+            && !self.confirm.overwrite(destination)
+        {
+            return Ok(Outcome::Skipped(Skip::Declined));
         }
         if self.options.dry_run {
-            return Ok(Outcome::WouldCopy);
+            return Ok(Outcome::WouldCopy(why));
         }
-        self.transfer(job, destination, source_digest, ecr_host.as_ref())
+        self.transfer(job, destination, ecr, check.source_digest.as_deref(), why)
             .await
     }
 
@@ -125,11 +246,12 @@ impl<'a> Copier<'a> {
     /// `-u` or `-i` the answer decides the copy, so any error fails it; otherwise only errors
     /// that the push would meet too (no route, no login) fail it.
     async fn destination_digest(&self, destination: &Reference) -> anyhow::Result<Option<String>> {
-        let overwrite = self.options.overwrite;
-        let strict = overwrite.no_clobber || overwrite.update || overwrite.interactive;
         match self.registry.head_manifest(destination).await {
             Ok(head) => Ok(head.map(|head| head.digest)),
-            Err(error) if strict || self.push_would_fail(destination, &error).await => {
+            Err(error)
+                if self.options.overwrite.consults_destination()
+                    || self.push_would_fail(destination, &error).await =>
+            {
                 Err(error).with_context(|| format!("cannot check '{destination}'"))
             }
             Err(error) => {
@@ -155,14 +277,9 @@ impl<'a> Copier<'a> {
     /// The digest the source names now, from a HEAD request, which Docker Hub does not count
     /// as a pull. `None` when the registry cannot be asked directly but docker may still
     /// pull (say, a credential setup ecrcp does not read); `-u` needs the digest and fails.
-    async fn source_digest(&self, source: &Reference) -> anyhow::Result<Option<String>> {
+    async fn source_digest(&self, source: &Reference) -> anyhow::Result<(Option<String>, Option<RateLimit>)> {
         match self.registry.head_manifest(source).await {
-            Ok(Some(head)) => {
-                if let Some(limit) = head.rate_limit {
-                    tracing::info!(image = %source, remaining = limit.remaining, limit = limit.limit, "registry pull allowance");
-                }
-                Ok(Some(head.digest))
-            }
+            Ok(Some(head)) => Ok((Some(head.digest), head.rate_limit)),
             Ok(None) => bail!(
                 "'{}' does not exist: check the repository name and tag",
                 source.familiar()
@@ -172,51 +289,9 @@ impl<'a> Copier<'a> {
             }
             Err(error) => {
                 tracing::warn!(image = %source, %error, "cannot look up the source digest; letting docker pull by tag");
-                Ok(None)
+                Ok((None, None))
             }
         }
-    }
-
-    async fn skip_reason(
-        &self,
-        job: &CopyJob,
-        destination: &Reference,
-        source_digest: Option<&str>,
-        existing: Option<&str>,
-    ) -> anyhow::Result<Option<Skip>> {
-        let overwrite = self.options.overwrite;
-        let Some(existing) = existing else { return Ok(None) };
-        if overwrite.no_clobber {
-            return Ok(Some(Skip::Exists));
-        }
-        if overwrite.update {
-            let source_digest = source_digest.expect("-u fails earlier without a source digest");
-            let record = self
-                .ledger
-                .lock()
-                .expect("ledger poisoned")
-                .get(&destination.to_string())
-                .cloned();
-            let verdict = decide::update(Facts {
-                destination: Some(existing),
-                source: source_digest,
-                record: record.as_ref(),
-                platform: self.platform_label(),
-            });
-            tracing::debug!(image = %job.source, destination = %destination, ?verdict, "update decision");
-            let unchanged = match verdict {
-                Verdict::Unchanged(_) => true,
-                Verdict::Copy(_) => false,
-                Verdict::CompareConfigs => self.same_image(job, destination, source_digest, existing).await?,
-            };
-            if unchanged {
-                return Ok(Some(Skip::Unchanged));
-            }
-        }
-        if overwrite.interactive && !self.options.dry_run && !self.confirm.overwrite(destination) {
-            return Ok(Some(Skip::Declined));
-        }
-        Ok(None)
     }
 
     /// Compares image configs (image IDs) of source and destination. Costs a manifest GET
@@ -228,7 +303,7 @@ impl<'a> Copier<'a> {
         source_digest: &str,
         destination_digest: &str,
     ) -> anyhow::Result<bool> {
-        let platform = self.platform().await?;
+        let platform = self.platform(job).await?;
         let source = self
             .registry
             .config_digest(&job.source, &platform)
@@ -256,28 +331,27 @@ impl<'a> Copier<'a> {
         &self,
         job: &CopyJob,
         destination: &Reference,
-        source_digest: Option<String>,
-        ecr_host: Option<&EcrHost>,
+        ecr: Option<&Ecr>,
+        source_digest: Option<&str>,
+        why: Why,
     ) -> anyhow::Result<Outcome> {
         // Pulled as named, not by the digest just seen: docker keeps one local image per
         // `name@digest`, so pulling an index digest for a second platform would fail.
         let source = &job.source;
-        self.docker(&DockerCommand::pull(
-            source,
-            self.options.platform.as_deref(),
-            self.options.progress,
-        ))
-        .await
-        .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
-        let created = match (ecr_host, self.ecr) {
-            (Some(host), Some(ecr)) => ecr
-                .ensure_repository(&host.region, destination.repository(), &self.options.repository)
+        let pull = DockerCommand::pull(source, job.settings.platform.as_deref(), self.options.progress);
+        self.docker_retrying(&pull)
+            .await
+            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
+        let ecr_target = EcrHost::parse(destination.registry()).zip(ecr);
+        let created = match ecr_target {
+            Some((ref host, ecr)) => ecr
+                .ensure_repository(&host.region, destination.repository(), &job.settings.repository)
                 .await
                 .with_context(|| format!("cannot create repository '{}'", destination.repository()))?,
-            _ => false,
+            None => false,
         };
-        let pushed = self.push(source, destination, ecr_host).await;
-        if let (Err(_), true, Some(host), Some(ecr)) = (&pushed, created, ecr_host, self.ecr) {
+        let pushed = self.push(source, destination, ecr).await;
+        if let (Err(_), true, Some((host, ecr))) = (&pushed, created, &ecr_target) {
             ecr.delete_empty_repository(&host.region, destination.repository())
                 .await;
         }
@@ -285,8 +359,12 @@ impl<'a> Copier<'a> {
         // The ledger links the digest seen by HEAD only if docker pulled that very digest;
         // if the tag moved in between, the next `-u` re-checks instead.
         let pulled = source_digest.filter(|digest| image.has_digest(digest));
-        if let (Some(source_digest), Outcome::Copied { digest } | Outcome::AlreadyThere { digest }) =
-            (&pulled, &outcome)
+        let outcome = match outcome {
+            Outcome::Copied { digest, .. } => Outcome::Copied { digest, why },
+            other => other,
+        };
+        if let (Some(source_digest), Outcome::Copied { digest, .. } | Outcome::AlreadyThere { digest }) =
+            (pulled, &outcome)
         {
             self.remember(job, destination, source_digest, digest, image.id);
         }
@@ -298,16 +376,16 @@ impl<'a> Copier<'a> {
         &self,
         source: &Reference,
         destination: &Reference,
-        ecr_host: Option<&EcrHost>,
+        ecr: Option<&Ecr>,
     ) -> anyhow::Result<(Outcome, LocalImage)> {
-        if let Some(host) = ecr_host {
-            self.docker_login(host).await?;
+        if let Some(host) = EcrHost::parse(destination.registry()) {
+            self.docker_login(&host, ecr).await?;
         }
         self.docker(&DockerCommand::tag(source, destination))
             .await
             .with_context(|| format!("cannot tag the image as '{destination}'"))?;
         let pushed = self
-            .docker(&DockerCommand::push(destination, self.options.progress))
+            .docker_retrying(&DockerCommand::push(destination, self.options.progress))
             .await;
         let image = self.inspect(destination).await;
         if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
@@ -317,7 +395,13 @@ impl<'a> Copier<'a> {
         match pushed {
             Ok(_) => {
                 let digest = self.verify(destination, &image).await?;
-                Ok((Outcome::Copied { digest }, image))
+                Ok((
+                    Outcome::Copied {
+                        digest,
+                        why: Why::Requested,
+                    },
+                    image,
+                ))
             }
             Err(error) => match self.verify(destination, &image).await {
                 // Refused, yet the tag serves this image: an immutable tag pushed again.
@@ -342,16 +426,19 @@ impl<'a> Copier<'a> {
         if image.has_digest(&head.digest) {
             return Ok(head.digest);
         }
-        let platform = self.platform().await?;
+        // A pushed manifest is single-platform, so any platform reads its config.
         let config = self
             .registry
-            .config_digest(destination, &platform)
+            .config_digest(destination, "linux/amd64")
             .await
             .with_context(|| format!("cannot verify '{destination}'"))?;
         if config.as_deref() == Some(image.id.as_str()) {
             Ok(head.digest)
         } else {
-            bail!("'{destination}' serves {} after the push, which is not the image pushed; did another push race this one?", head.digest)
+            bail!(
+                "'{destination}' serves {} after the push, which is not the image pushed; did another push race this one?",
+                head.digest
+            )
         }
     }
 
@@ -382,7 +469,7 @@ impl<'a> Copier<'a> {
     ) {
         let record = Record {
             source: job.source.to_string(),
-            platform: self.platform_label().to_owned(),
+            platform: platform_label(job).to_owned(),
             source_digest: source_digest.to_owned(),
             destination_digest: destination_digest.to_owned(),
             image_id,
@@ -393,14 +480,9 @@ impl<'a> Copier<'a> {
             .record(&destination.to_string(), record);
     }
 
-    /// The platform as the ledger records it: as asked, or "default".
-    fn platform_label(&self) -> &str {
-        self.options.platform.as_deref().unwrap_or("default")
-    }
-
     /// The platform that `docker pull` will fetch: as asked, or the daemon's own.
-    async fn platform(&self) -> anyhow::Result<String> {
-        if let Some(platform) = &self.options.platform {
+    async fn platform(&self, job: &CopyJob) -> anyhow::Result<String> {
+        if let Some(platform) = &job.settings.platform {
             return Ok(platform.clone());
         }
         let platform = self
@@ -414,10 +496,8 @@ impl<'a> Copier<'a> {
     }
 
     /// Hands the ECR token to the registry client, for HEAD requests on the destination.
-    async fn registry_credentials(&self, host: &EcrHost) -> anyhow::Result<()> {
-        let ecr = self
-            .ecr
-            .ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
+    async fn registry_credentials(&self, host: &EcrHost, ecr: Option<&Ecr>) -> anyhow::Result<()> {
+        let ecr = ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
         let authorization = ecr
             .authorization(&host.region)
             .await
@@ -432,29 +512,50 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    /// `docker login` to an ECR registry, once per run.
-    async fn docker_login(&self, host: &EcrHost) -> anyhow::Result<()> {
+    /// `docker login` to an ECR registry: once per run, and again only when ECR handed out
+    /// a new token.
+    async fn docker_login(&self, host: &EcrHost, ecr: Option<&Ecr>) -> anyhow::Result<()> {
+        let ecr = ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
+        let authorization = ecr.authorization(&host.region).await?;
         let mut logged_in = self.docker_logins.lock().await;
-        if logged_in.contains(&host.host) {
+        if logged_in.get(&host.host) == Some(&authorization.password) {
             return Ok(());
         }
-        let ecr = self
-            .ecr
-            .ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
-        let authorization = ecr.authorization(&host.region).await?;
-        self.docker(&DockerCommand::login(
+        let login = DockerCommand::login(
             &host.host,
             &authorization.username,
-            authorization.password,
-        ))
-        .await
-        .with_context(|| format!("cannot log docker in to '{}'", host.host))?;
+            authorization.password.clone(),
+        );
+        self.docker(&login)
+            .await
+            .with_context(|| format!("cannot log docker in to '{}'", host.host))?;
         tracing::info!(registry = %host.host, "docker logged in");
-        logged_in.insert(host.host.clone());
+        logged_in.insert(host.host.clone(), authorization.password);
         Ok(())
     }
 
-    async fn docker(&self, command: &DockerCommand) -> Result<crate::docker::DockerOutput, DockerError> {
+    async fn docker(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
         self.docker.run(command).await
     }
+
+    /// Runs a pull or push, again after a failure that may pass (a dropped connection, a
+    /// registry's 5xx), never after one that will not (a quota, a refusal).
+    async fn docker_retrying(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
+        let mut attempt = 1;
+        loop {
+            match self.docker(command).await {
+                Err(error) if error.is_transient() && attempt < DOCKER_ATTEMPTS => {
+                    tracing::warn!(argv = ?command.args(), %error, attempt, "docker failed; trying again");
+                    tokio::time::sleep(DOCKER_RETRY_DELAY * 2_u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+/// The platform as the ledger records it: as asked, or "default".
+fn platform_label(job: &CopyJob) -> &str {
+    job.settings.platform.as_deref().unwrap_or("default")
 }

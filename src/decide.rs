@@ -27,10 +27,27 @@ pub enum Verdict {
     CompareConfigs,
 }
 
+/// Why a copy runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
     DestinationMissing,
+    /// The ledger says the destination is an older copy of this source.
     SourceChanged,
+    /// The destination holds another image (compared by config).
+    Differs,
+    /// Asked for without `-u`: a copy always runs, as with `cp`.
+    Requested,
+}
+
+impl Why {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Why::DestinationMissing => "destination missing",
+            Why::SourceChanged => "source changed",
+            Why::Differs => "destination holds another image",
+            Why::Requested => "requested",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

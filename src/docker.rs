@@ -145,12 +145,36 @@ pub enum DockerError {
     NotInstalled { program: String, source: std::io::Error },
     #[error("cannot reach the docker daemon ({detail})\nnote: is dockerd running? check DOCKER_HOST and `docker context ls`")]
     DaemonUnreachable { detail: String },
+    #[error("`{argv}` hit the registry's pull rate limit: {stderr}\nnote: wait for the window to pass, or `docker login` to an account with a higher limit")]
+    RateLimited { argv: String, stderr: String },
     #[error("`{argv}` failed ({status}): {stderr}")]
     Failed {
         argv: String,
         status: String,
         stderr: String,
     },
+}
+
+impl DockerError {
+    /// Whether the same command may succeed if tried again: the network or the registry
+    /// hiccuped. A quota or a refusal is final.
+    pub fn is_transient(&self) -> bool {
+        const PASSING: [&str; 9] = [
+            "connection reset",
+            "i/o timeout",
+            "TLS handshake timeout",
+            "unexpected EOF",
+            "500 Internal Server Error",
+            "502 Bad Gateway",
+            "503 Service Unavailable",
+            "504 Gateway Timeout",
+            "broken pipe",
+        ];
+        match self {
+            DockerError::Failed { stderr, .. } => PASSING.iter().any(|needle| stderr.contains(needle)),
+            _ => false,
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -266,6 +290,12 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str) -> DockerErr
     if UNREACHABLE.iter().any(|needle| stderr.contains(needle)) {
         return DockerError::DaemonUnreachable {
             detail: last_line(stderr).to_owned(),
+        };
+    }
+    if stderr.contains("toomanyrequests") || stderr.contains("pull rate limit") {
+        return DockerError::RateLimited {
+            argv,
+            stderr: last_line(stderr).to_owned(),
         };
     }
     let status = status.code().map_or_else(
@@ -393,5 +423,21 @@ mod tests {
             failed.to_string(),
             "`docker pull nope` failed (exit status 1): Error response from daemon: manifest unknown"
         );
+        assert!(!failed.is_transient());
+
+        let limited = classify_failure(
+            "docker pull nginx".into(),
+            status,
+            "Error response from daemon: toomanyrequests: You have reached your pull rate limit.",
+        );
+        assert!(matches!(limited, DockerError::RateLimited { .. }));
+        assert!(!limited.is_transient(), "a quota is never retried");
+
+        let reset = classify_failure(
+            "docker push x".into(),
+            status,
+            "read tcp 10.0.0.1:443: read: connection reset by peer",
+        );
+        assert!(reset.is_transient());
     }
 }

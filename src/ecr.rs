@@ -50,6 +50,51 @@ impl EcrError {
     }
 }
 
+/// ECR connections, one per distinct AWS profile and region the jobs ask for, each with the
+/// caller's own registry host when some destination names none.
+#[derive(Default)]
+pub struct EcrSessions {
+    sessions: HashMap<AwsOptions, (Ecr, Option<String>)>,
+}
+
+impl EcrSessions {
+    /// Connects what the jobs need, before any copy, so that missing credentials or region
+    /// stop the run at once instead of failing every copy alike.
+    pub async fn connect(jobs: &[crate::plan::CopyJob]) -> Result<EcrSessions, EcrError> {
+        let mut sessions = EcrSessions::default();
+        for job in jobs {
+            let targets_ecr = job
+                .destination
+                .registry()
+                .is_none_or(|registry| crate::reference::EcrHost::parse(registry).is_some());
+            if !targets_ecr {
+                continue;
+            }
+            let aws = &job.settings.aws;
+            if !sessions.sessions.contains_key(aws) {
+                let ecr = Ecr::connect(aws).await?;
+                sessions.sessions.insert(aws.clone(), (ecr, None));
+            }
+            let (ecr, own) = sessions.sessions.get_mut(aws).expect("inserted above");
+            if job.needs_own_registry() && own.is_none() {
+                let region = ecr.default_region().ok_or(EcrError::NoRegion)?.to_owned();
+                *own = Some(ecr.authorization(&region).await?.registry_host);
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// The ECR connection for a job's AWS settings, if it needs one.
+    pub fn ecr(&self, aws: &AwsOptions) -> Option<&Ecr> {
+        self.sessions.get(aws).map(|(ecr, _)| ecr)
+    }
+
+    /// The caller's own ECR registry host under these AWS settings.
+    pub fn own_registry(&self, aws: &AwsOptions) -> Option<&str> {
+        self.sessions.get(aws).and_then(|(_, own)| own.as_deref())
+    }
+}
+
 /// A registry login from GetAuthorizationToken.
 #[derive(Debug, Clone)]
 pub struct Authorization {
@@ -58,6 +103,22 @@ pub struct Authorization {
     /// The caller's own registry host, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com`.
     pub registry_host: String,
     pub expires_at: Option<SystemTime>,
+    pub fetched_at: SystemTime,
+}
+
+/// How long before its expiry a token is replaced.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Whether a cached token should be fetched again at `now`. Only a token that was valid for
+/// longer than the margin when fetched is ever refreshed: anything else would loop.
+fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
+    let Some(expires_at) = expires_at else {
+        return false;
+    };
+    let Some(refresh_at) = expires_at.checked_sub(REFRESH_MARGIN) else {
+        return false;
+    };
+    refresh_at > fetched_at && now >= refresh_at
 }
 
 /// ECR clients per region over one credential chain, and their tokens.
@@ -132,13 +193,16 @@ impl Ecr {
             .clone()
     }
 
-    /// A registry login for `region`, fetched once per run. ECR tokens last 12 hours, longer
-    /// than any run; an `expiresAt` already in the past (as emulators send) is logged, not
-    /// refetched, so it cannot loop.
+    /// A registry login for `region`: fetched once, and again five minutes before it expires
+    /// (ECR tokens last 12 hours). A token that says it has already expired, as emulators
+    /// send, is used for the whole run rather than refetched in a loop.
     pub async fn authorization(&self, region: &str) -> Result<Authorization, EcrError> {
         const OPERATION: &str = "GetAuthorizationToken";
         if let Some(found) = self.tokens.lock().await.get(region) {
-            return Ok(found.clone());
+            if !needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) {
+                return Ok(found.clone());
+            }
+            tracing::info!(region, "refreshing the ECR authorization token before it expires");
         }
         let output = self
             .client(region)
@@ -178,6 +242,7 @@ impl Ecr {
                 .trim_end_matches('/')
                 .to_owned(),
             expires_at,
+            fetched_at: SystemTime::now(),
         };
         self.tokens
             .lock()
@@ -341,6 +406,42 @@ mod tests {
         assert_eq!(password.expose(), "123456789012-auth-token");
         assert!(decode_token("%%%").is_none());
         assert!(decode_token("bm9jb2xvbg==").is_none()); // "nocolon"
+    }
+
+    #[test]
+    fn tokens_are_refreshed_before_expiry_but_never_in_a_loop() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let cases = [
+            (
+                "fresh 12h token",
+                Some(start + hours(12)),
+                start + hours(1),
+                false,
+            ),
+            (
+                "4 minutes before expiry",
+                Some(start + hours(12)),
+                start + hours(12) - Duration::from_secs(240),
+                true,
+            ),
+            (
+                "born expired (emulator)",
+                Some(start - hours(24)),
+                start + hours(1),
+                false,
+            ),
+            (
+                "born nearly expired",
+                Some(start + Duration::from_secs(60)),
+                start + Duration::from_secs(59),
+                false,
+            ),
+            ("no expiry given", None, start + hours(100), false),
+        ];
+        for (name, expires_at, now, expected) in cases {
+            assert_eq!(needs_refresh(expires_at, start, now), expected, "{name}");
+        }
     }
 
     #[test]

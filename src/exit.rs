@@ -9,8 +9,13 @@ pub enum Exit {
     CopyFailed,
     /// The command line (or a config) was wrong; nothing was copied.
     Usage,
-    /// Stopped from outside (docker went away, a signal) before finishing.
+    /// Copies were put off for a reason that passes (the Docker Hub pull allowance, another
+    /// run holding the lock); the next run picks them up.
+    Deferred,
+    /// Stopped because docker went away under the plugin.
     Interrupted,
+    /// Stopped by SIGTERM or SIGINT; copies not yet started were not.
+    Terminated,
 }
 
 impl Exit {
@@ -19,7 +24,9 @@ impl Exit {
             Exit::Success => 0,
             Exit::CopyFailed => 1,
             Exit::Usage => 2,
+            Exit::Deferred => 75,
             Exit::Interrupted => 130,
+            Exit::Terminated => 143,
         }
     }
 }
@@ -40,7 +47,9 @@ mod tests {
             (Exit::Success, 0),
             (Exit::CopyFailed, 1),
             (Exit::Usage, 2),
+            (Exit::Deferred, 75),
             (Exit::Interrupted, 130),
+            (Exit::Terminated, 143),
         ] {
             assert_eq!(exit.code(), code, "{exit:?}");
         }

@@ -6,16 +6,20 @@
 
 pub mod app;
 pub mod cli;
+pub mod config;
 pub mod copy;
 pub mod decide;
 pub mod docker;
 pub mod ecr;
 pub mod exit;
 pub mod ledger;
+pub mod lock;
 pub mod logging;
 pub mod plan;
 pub mod plugin;
 pub mod reference;
 pub mod registry;
 pub mod secret;
+pub mod settings;
+pub mod sync;
 pub mod ui;

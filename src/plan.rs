@@ -1,16 +1,29 @@
 //! What a run will do, as plain data: the copies and the options that shape them. Built from
-//! the command line (or a config) before any I/O; the engine reads nothing else.
+//! the command line or the sync config before any I/O; the engine reads nothing else.
+
+use std::path::PathBuf;
 
 use crate::reference::{Destination, Reference};
 
-/// One source and where it goes. The destination is resolved against the caller's own ECR
-/// registry at run time when it names no registry host.
+/// One source, where it goes, and how. The destination is resolved against the caller's own
+/// ECR registry at run time when it names no registry host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyJob {
     /// The source as the user wrote it, for messages.
     pub label: String,
     pub source: Reference,
     pub destination: Destination,
+    pub settings: JobSettings,
+}
+
+/// The per-image settings: the same for every job of a command line, per `[[image]]` in a
+/// sync config.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JobSettings {
+    /// `os/arch[/variant]` to pull; the daemon's own platform when `None`.
+    pub platform: Option<String>,
+    pub repository: RepositorySettings,
+    pub aws: AwsOptions,
 }
 
 /// How a copy treats an existing destination tag.
@@ -22,6 +35,14 @@ pub struct Overwrite {
     pub update: bool,
     /// `-i`: ask before replacing.
     pub interactive: bool,
+}
+
+impl Overwrite {
+    /// Whether the destination's state decides the copy, so that failing to read it must
+    /// fail the copy.
+    pub fn consults_destination(self) -> bool {
+        self.no_clobber || self.update || self.interactive
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -44,36 +65,33 @@ pub struct RepositorySettings {
 }
 
 /// Where AWS credentials and the default region come from, beyond the standard chain.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct AwsOptions {
     pub profile: Option<String>,
     pub region: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Options of the whole run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CopyOptions {
     pub overwrite: Overwrite,
     pub dry_run: bool,
-    /// `os/arch[/variant]` to pull; the daemon's own platform when `None`.
-    pub platform: Option<String>,
-    pub repository: RepositorySettings,
     /// Show docker's progress output (a person is watching a terminal).
     pub progress: bool,
 }
 
-/// A validated run of `ecrcp SOURCE... DEST`.
+/// A validated run: `ecrcp SOURCE... DEST`, or one pass of `ecrcp sync`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     pub jobs: Vec<CopyJob>,
     pub options: CopyOptions,
-    pub aws: AwsOptions,
     /// Where the copy ledger lives; `None` keeps it in memory for this run only.
-    pub state_dir: Option<std::path::PathBuf>,
+    pub state_dir: Option<PathBuf>,
 }
 
-impl Plan {
-    /// Whether any destination is left to the caller's own ECR registry.
+impl CopyJob {
+    /// Whether the destination is left to the caller's own ECR registry.
     pub fn needs_own_registry(&self) -> bool {
-        self.jobs.iter().any(|job| job.destination.registry().is_none())
+        self.destination.registry().is_none()
     }
 }

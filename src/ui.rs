@@ -21,7 +21,7 @@ impl Terminal {
         match outcome {
             Outcome::Copied { .. } if self.verbose => Some(arrow),
             Outcome::AlreadyThere { .. } if self.verbose => Some(format!("{arrow} (already there)")),
-            Outcome::WouldCopy => Some(format!("would copy {arrow}")),
+            Outcome::WouldCopy(why) => Some(format!("would copy {arrow} ({})", why.as_str())),
             Outcome::Skipped(skip) if self.verbose || self.dry_run => {
                 let why = match skip {
                     Skip::Exists => "exists",

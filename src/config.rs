@@ -1,0 +1,552 @@
+//! The sync config, `/etc/ecrcp/images.toml`: its schema, `[defaults]` merged into each
+//! `[[image]]`, and validation into copy jobs. `load` reads the file; everything else is
+//! pure. Every error names the file, line and column and says what is expected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::plan::{AwsOptions, CopyJob, JobSettings};
+use crate::reference::{Destination, Reference};
+use crate::settings::{self, EncryptionType, RepositoryInput};
+
+/// Where the service looks by default.
+pub const DEFAULT_PATH: &str = "/etc/ecrcp/images.toml";
+
+/// How many copies run at once unless the config says otherwise.
+pub const DEFAULT_JOBS: usize = 4;
+/// How many Docker Hub pulls a sync leaves unspent unless the config says otherwise, so
+/// that the fleet pulling through the same address still gets some.
+pub const DEFAULT_RESERVE: u64 = 10;
+
+/// A config, validated: every copy it asks for, and how to run them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfig {
+    pub jobs: Vec<CopyJob>,
+    /// How many copies run at once.
+    pub concurrency: usize,
+    /// Docker Hub pulls to leave unspent.
+    pub reserve_pulls: u64,
+}
+
+/// A config that cannot be used; nothing is copied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Option<Spanned<i64>>,
+    sync: Option<RawSync>,
+    defaults: Option<Spanned<RawEntry>>,
+    #[serde(default)]
+    image: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    jobs: Option<Spanned<i64>>,
+    reserve_pulls: Option<Spanned<i64>>,
+}
+
+/// `[defaults]` and each `[[image]]` share one shape; only images have a source and tags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    source: Option<Spanned<String>>,
+    tags: Option<Spanned<Vec<String>>>,
+    destination: Option<Spanned<String>>,
+    region: Option<String>,
+    profile: Option<String>,
+    platform: Option<Spanned<String>>,
+    scan_on_push: Option<bool>,
+    immutable_tags: Option<bool>,
+    encryption: Option<EncryptionType>,
+    kms_key: Option<Spanned<String>>,
+    lifecycle_policy: Option<Spanned<String>>,
+    repository_tags: Option<BTreeMap<String, String>>,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<SyncConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+        file: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!(
+            "cannot read the config: {error}{}",
+            if error.kind() == std::io::ErrorKind::NotFound {
+                " (create it from /usr/share/doc/ecrcp/examples/images.toml, or pass --config)"
+            } else {
+                ""
+            }
+        ),
+    })?;
+    parse(&text, path)
+}
+
+/// Validates config text; `path` names it in errors and anchors relative lifecycle policy
+/// paths.
+pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
+    let error = |span: Option<Range<usize>>, message: String| {
+        let (line, column) = span.map_or((1, 1), |span| position(text, span.start));
+        ConfigError {
+            file: path.display().to_string(),
+            line,
+            column,
+            message,
+        }
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| error(e.span(), e.message().trim().to_owned()))?;
+    match &raw.version {
+        None => return Err(error(None, "missing `version = 1` at the top".into())),
+        Some(version) if *version.get_ref() != 1 => {
+            return Err(error(
+                Some(version.span()),
+                format!(
+                    "unsupported version {}: this ecrcp reads version 1",
+                    version.get_ref()
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    let (concurrency, reserve_pulls) =
+        sync_settings(raw.sync.as_ref()).map_err(|(span, m)| error(Some(span), m))?;
+    let defaults = raw.defaults.as_ref().map(Spanned::get_ref);
+    if let Some(defaults) = &raw.defaults {
+        if let Some(key) = [
+            ("source", defaults.get_ref().source.is_some()),
+            ("tags", defaults.get_ref().tags.is_some()),
+        ]
+        .iter()
+        .find_map(|(key, set)| set.then_some(key))
+        {
+            return Err(error(
+                Some(defaults.span()),
+                format!("`{key}` belongs in an [[image]], not in [defaults]"),
+            ));
+        }
+    }
+    if raw.image.is_empty() {
+        return Err(error(
+            None,
+            "no [[image]] entries: list the images to mirror".into(),
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut jobs = Vec::new();
+    for image in &raw.image {
+        let expanded = expand(image, defaults.unwrap_or(&RawEntry::default()), base)
+            .map_err(|(span, message)| error(Some(span.unwrap_or(image.span())), message))?;
+        jobs.extend(expanded);
+    }
+    check_distinct(&jobs).map_err(|(span, message)| error(Some(span), message))?;
+    Ok(SyncConfig {
+        jobs: jobs.into_iter().map(|(job, _)| job).collect(),
+        concurrency,
+        reserve_pulls,
+    })
+}
+
+type Failure = (Range<usize>, String);
+
+fn sync_settings(sync: Option<&RawSync>) -> Result<(usize, u64), Failure> {
+    let Some(sync) = sync else {
+        return Ok((DEFAULT_JOBS, DEFAULT_RESERVE));
+    };
+    let concurrency = match &sync.jobs {
+        None => DEFAULT_JOBS,
+        Some(jobs) => usize::try_from(*jobs.get_ref())
+            .ok()
+            .filter(|jobs| (1..=32).contains(jobs))
+            .ok_or_else(|| {
+                (
+                    jobs.span(),
+                    format!("jobs = {} is out of range: expected 1 to 32", jobs.get_ref()),
+                )
+            })?,
+    };
+    let reserve = match &sync.reserve_pulls {
+        None => DEFAULT_RESERVE,
+        Some(reserve) => u64::try_from(*reserve.get_ref()).map_err(|_| {
+            (
+                reserve.span(),
+                format!("reserve_pulls = {} must not be negative", reserve.get_ref()),
+            )
+        })?,
+    };
+    Ok((concurrency, reserve))
+}
+
+/// An error message and where it points, when it points somewhere more precise than the
+/// whole `[[image]]`.
+type Located = (Option<Range<usize>>, String);
+
+/// One `[[image]]` with the defaults merged in, as one job per tag. Each job carries the
+/// span of the image's source, for errors found later.
+fn expand(
+    image: &Spanned<RawEntry>,
+    defaults: &RawEntry,
+    base: &Path,
+) -> Result<Vec<(CopyJob, Range<usize>)>, Located> {
+    let entry = image.get_ref();
+    let source = entry.source.as_ref().ok_or((
+        None,
+        "this [[image]] has no `source`: name the image to mirror, like source = \"nginx:1.27\"".to_owned(),
+    ))?;
+    let source_span = source.span();
+    let reference =
+        Reference::parse(source.get_ref()).map_err(|e| (Some(source_span.clone()), e.to_string()))?;
+    let destination = entry
+        .destination
+        .as_ref()
+        .or(defaults.destination.as_ref())
+        .ok_or_else(|| {
+            (
+                Some(source_span.clone()),
+                format!(
+                    "'{}' has no destination: set `destination` here or in [defaults]",
+                    source.get_ref()
+                ),
+            )
+        })?;
+    let parsed_destination =
+        Destination::parse(destination.get_ref()).map_err(|e| (Some(destination.span()), e.to_string()))?;
+    let settings = merged_settings(entry, defaults, base)?;
+    let sources = match &entry.tags {
+        None => vec![(source.get_ref().clone(), reference)],
+        Some(tags) => tagged_sources(
+            source.get_ref(),
+            &reference,
+            tags,
+            destination,
+            &parsed_destination,
+        )?,
+    };
+    Ok(sources
+        .into_iter()
+        .map(|(label, source)| {
+            let job = CopyJob {
+                label,
+                source,
+                destination: parsed_destination.clone(),
+                settings: settings.clone(),
+            };
+            (job, source_span.clone())
+        })
+        .collect())
+}
+
+/// The image's settings over the defaults'.
+fn merged_settings(entry: &RawEntry, defaults: &RawEntry, base: &Path) -> Result<JobSettings, Located> {
+    let platform = entry.platform.as_ref().or(defaults.platform.as_ref());
+    let platform = platform
+        .map(|platform| {
+            settings::platform(platform.get_ref()).map_err(|e| (Some(platform.span()), e.to_string()))
+        })
+        .transpose()?;
+    let policy = entry
+        .lifecycle_policy
+        .as_ref()
+        .or(defaults.lifecycle_policy.as_ref());
+    // A relative policy path is read from beside the config.
+    let policy_path: Option<PathBuf> = policy.map(|policy| base.join(policy.get_ref()));
+    let kms_key = entry.kms_key.as_ref().or(defaults.kms_key.as_ref());
+    let mut tags: BTreeMap<String, String> = defaults.repository_tags.clone().unwrap_or_default();
+    tags.extend(entry.repository_tags.clone().unwrap_or_default());
+    let repository = settings::repository(RepositoryInput {
+        scan_on_push: entry.scan_on_push.or(defaults.scan_on_push).unwrap_or(false),
+        immutable_tags: entry.immutable_tags.or(defaults.immutable_tags).unwrap_or(false),
+        encryption: entry.encryption.or(defaults.encryption),
+        kms_key: kms_key.map(|key| key.get_ref().as_str()),
+        lifecycle_policy: policy_path.as_deref(),
+        tags: tags.into_iter().collect(),
+    })
+    .map_err(|e| {
+        (
+            policy.map(Spanned::span).or(kms_key.map(Spanned::span)),
+            e.to_string(),
+        )
+    })?;
+    Ok(JobSettings {
+        platform,
+        repository,
+        aws: AwsOptions {
+            profile: entry.profile.clone().or_else(|| defaults.profile.clone()),
+            region: entry.region.clone().or_else(|| defaults.region.clone()),
+        },
+    })
+}
+
+/// `source = "redis"` with `tags = ["7", "7.4"]`: one source per tag, labelled as written.
+fn tagged_sources(
+    written: &str,
+    reference: &Reference,
+    tags: &Spanned<Vec<String>>,
+    destination: &Spanned<String>,
+    parsed_destination: &Destination,
+) -> Result<Vec<(String, Reference)>, Located> {
+    let at_tags = |message: String| (Some(tags.span()), message);
+    if tags.get_ref().is_empty() {
+        return Err(at_tags(
+            "`tags` is empty: list at least one tag, or leave it out".into(),
+        ));
+    }
+    if reference.digest().is_some() || written.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        return Err(at_tags(format!(
+            "'{written}' already names a tag or digest: give tags either in `source` or in `tags`, not both"
+        )));
+    }
+    if let Destination::Exact { tag: Some(tag), .. } = parsed_destination {
+        return Err(at_tags(format!(
+            "several tags cannot all go to the one tag ':{tag}' of '{}': leave the tag out of `destination`",
+            destination.get_ref()
+        )));
+    }
+    tags.get_ref()
+        .iter()
+        .map(|tag| {
+            let tagged = reference.with_tag(tag).map_err(|e| at_tags(e.to_string()))?;
+            Ok((format!("{written}:{tag}"), tagged))
+        })
+        .collect()
+}
+
+/// Two images that land on one tag would overwrite each other on every run.
+fn check_distinct(jobs: &[(CopyJob, Range<usize>)]) -> Result<(), Failure> {
+    // The own registry is not known yet; a placeholder host still tells the names apart.
+    const PLACEHOLDER: &str = "own.registry.invalid";
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (job, span) in jobs {
+        let destination = job
+            .destination
+            .resolve(&job.source, Some(PLACEHOLDER))
+            .map_err(|e| (span.clone(), e.to_string()))?;
+        let key = destination.to_string();
+        if let Some(first) = seen.insert(key.clone(), &job.label) {
+            return Err((
+                span.clone(),
+                format!(
+                    "'{}' and '{first}' would both be copied to '{}': give one of them another destination",
+                    job.label,
+                    key.replace(PLACEHOLDER, "<your ECR registry>")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// 1-based line and column of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Encryption;
+
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    fn parse_text(text: &str) -> Result<SyncConfig, ConfigError> {
+        parse(text, Path::new("/etc/ecrcp/images.toml"))
+    }
+
+    fn destinations(config: &SyncConfig) -> Vec<String> {
+        config
+            .jobs
+            .iter()
+            .map(|job| {
+                job.destination
+                    .resolve(&job.source, Some("own.example"))
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults_merge_into_images_and_tags_expand() {
+        let config = parse_text(&format!(
+            r#"
+version = 1
+[sync]
+jobs = 2
+reserve_pulls = 25
+[defaults]
+destination = "{ECR}/mirror/"
+platform = "linux/amd64"
+scan_on_push = true
+repository_tags = {{ team = "platform", env = "prod" }}
+
+[[image]]
+source = "nginx:1.27"
+
+[[image]]
+source = "redis"
+tags = ["7", "7.4"]
+destination = "{ECR}/cache/redis"
+platform = "linux/arm64"
+encryption = "kms"
+repository_tags = {{ env = "cache" }}
+
+[[image]]
+source = "bitnami/kubectl:1.30"
+destination = "tools/"
+"#
+        ))
+        .unwrap();
+        assert_eq!(config.concurrency, 2);
+        assert_eq!(config.reserve_pulls, 25);
+        assert_eq!(
+            destinations(&config),
+            [
+                format!("{ECR}/mirror/nginx:1.27"),
+                format!("{ECR}/cache/redis:7"),
+                format!("{ECR}/cache/redis:7.4"),
+                "own.example/tools/bitnami/kubectl:1.30".to_owned(),
+            ]
+        );
+        let nginx = &config.jobs[0].settings;
+        assert_eq!(nginx.platform.as_deref(), Some("linux/amd64"));
+        assert!(nginx.repository.scan_on_push);
+        let redis = &config.jobs[1].settings;
+        assert_eq!(redis.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(redis.repository.encryption, Encryption::Kms { key: None });
+        assert_eq!(
+            redis.repository.tags,
+            [
+                ("env".to_owned(), "cache".to_owned()),
+                ("team".to_owned(), "platform".to_owned())
+            ]
+        );
+        assert_eq!(config.jobs[0].label, "nginx:1.27");
+        assert_eq!(config.jobs[2].label, "redis:7.4");
+    }
+
+    #[test]
+    fn a_minimal_config_uses_the_documented_defaults() {
+        let config =
+            parse_text("version = 1\n[[image]]\nsource = \"alpine\"\ndestination = \"m/\"\n").unwrap();
+        assert_eq!(
+            (config.concurrency, config.reserve_pulls),
+            (DEFAULT_JOBS, DEFAULT_RESERVE)
+        );
+        assert_eq!(destinations(&config), ["own.example/m/alpine:latest"]);
+    }
+
+    #[test]
+    fn bad_configs_point_at_the_line_and_column_and_say_what_is_expected() {
+        let image =
+            |body: &str| format!("version = 1\n[defaults]\ndestination = \"{ECR}/m/\"\n[[image]]\n{body}\n");
+        let cases: Vec<(String, (usize, usize), &str)> = vec![
+            (
+                "[[image]]\nsource = \"nginx\"\n".into(),
+                (1, 1),
+                "missing `version = 1`",
+            ),
+            (
+                "version = 2\n[[image]]\nsource = \"nginx\"\n".into(),
+                (1, 11),
+                "unsupported version 2",
+            ),
+            ("version = \"1\"\n".into(), (1, 11), "invalid type"),
+            (
+                image("source = \"nginx\"\nsorce = \"x\""),
+                (6, 1),
+                "unknown field `sorce`",
+            ),
+            (image("source = \"Nginx\""), (5, 10), "'Nginx'"),
+            (image("source = 7"), (5, 10), "invalid type"),
+            (image("destination = \"x/\""), (4, 1), "has no `source`"),
+            (
+                image("source = \"nginx\"\nplatform = \"linux\""),
+                (6, 12),
+                "invalid platform 'linux'",
+            ),
+            (
+                image("source = \"redis:7\"\ntags = [\"7.4\"]"),
+                (6, 8),
+                "already names a tag",
+            ),
+            (image("source = \"redis\"\ntags = []"), (6, 8), "`tags` is empty"),
+            (
+                image(&format!(
+                    "source = \"redis\"\ntags = [\"7\", \"8\"]\ndestination = \"{ECR}/r:x\""
+                )),
+                (6, 8),
+                "several tags",
+            ),
+            (
+                image("source = \"nginx\"\ndestination = \"x@sha256:abc\""),
+                (6, 15),
+                "digest",
+            ),
+            (
+                image("source = \"nginx\"\nlifecycle_policy = \"missing.json\""),
+                (6, 20),
+                "/etc/ecrcp/missing.json",
+            ),
+            (
+                image("source = \"nginx\"\nencryption = \"des\""),
+                (6, 14),
+                "unknown variant `des`",
+            ),
+            (
+                format!(
+                    "{}[[image]]\nsource = \"docker.io/library/nginx:latest\"\n",
+                    image("source = \"nginx\"")
+                ),
+                (7, 10),
+                "would both be copied",
+            ),
+            (
+                "version = 1\n[[image]]\nsource = \"nginx\"\n".into(),
+                (3, 10),
+                "has no destination",
+            ),
+            (
+                "version = 1\n[defaults]\nsource = \"x\"\n[[image]]\nsource = \"y\"\n".into(),
+                (2, 1),
+                "belongs in an [[image]]",
+            ),
+            (
+                "version = 1\n[sync]\njobs = 0\n[[image]]\nsource = \"y\"\n".into(),
+                (3, 8),
+                "jobs = 0 is out of range",
+            ),
+            ("version = 1\n".into(), (1, 1), "no [[image]] entries"),
+        ];
+        for (text, (line, column), expected) in cases {
+            let error = parse_text(&text).expect_err(&text);
+            assert!(error.message.contains(expected), "{text}\n=> {error}");
+            assert_eq!((error.line, error.column), (line, column), "{text}\n=> {error}");
+            assert!(
+                error.to_string().starts_with("/etc/ecrcp/images.toml:"),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn positions_count_lines_and_characters_from_one() {
+        assert_eq!(position("abc", 0), (1, 1));
+        assert_eq!(position("a\nbc", 3), (2, 2));
+        assert_eq!(position("a\n\n", 3), (3, 1));
+    }
+}

@@ -1,0 +1,495 @@
+//! Many copies, as `ecrcp sync` runs them: one run at a time, HEAD checks for every image
+//! first, a Docker Hub pull budget drawn from those checks, bounded parallelism, a clean stop
+//! on request, and a summary. Every result is a `tracing` event; nothing here prints.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::stream::{self, StreamExt as _};
+
+use crate::app::{resolve, stops_the_run};
+use crate::config::SyncConfig;
+use crate::copy::{Check, Confirm, Copier, Outcome, Skip};
+use crate::decide::Why;
+use crate::docker::{DockerCli, DockerError};
+use crate::ecr::EcrSessions;
+use crate::exit::Exit;
+use crate::ledger::Ledger;
+use crate::lock;
+use crate::plan::{CopyJob, CopyOptions, Overwrite};
+use crate::reference::Reference;
+use crate::registry::credentials::CredentialStore;
+use crate::registry::{RateLimit, RegistryClient, RegistryError};
+
+/// A request to stop, shared between whoever hears the signal and the run.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    /// Where the ledger and the lock live.
+    pub state_dir: PathBuf,
+}
+
+/// Where a sync keeps its ledger and lock: systemd's `STATE_DIRECTORY`; for root, the
+/// service's own `/var/lib/ecrcp`, so a manual run and the timer's share one lock; else the
+/// user's state directory.
+pub fn default_state_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|proc| proc.uid() == 0);
+    if std::env::var_os("STATE_DIRECTORY").is_none() && root {
+        return Some(PathBuf::from("/var/lib/ecrcp"));
+    }
+    Ledger::default_dir()
+}
+
+/// What a sync did, image by image, added up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub copied: usize,
+    pub unchanged: usize,
+    /// `--dry-run`: copies that would run.
+    pub would_copy: usize,
+    pub deferred: usize,
+    pub failed: usize,
+    pub not_started: usize,
+    /// Docker Hub pulls this run spent (manifest GET pairs and docker pulls).
+    pub hub_pulls_spent: u64,
+    /// Docker Hub's allowance at the last look, if it reported one.
+    pub hub_allowance: Option<RateLimit>,
+    pub stopped: bool,
+}
+
+impl Summary {
+    pub fn exit(&self) -> Exit {
+        if self.stopped {
+            Exit::Terminated
+        } else if self.failed > 0 {
+            Exit::CopyFailed
+        } else if self.deferred > 0 {
+            Exit::Deferred
+        } else {
+            Exit::Success
+        }
+    }
+}
+
+/// How one image ended.
+enum ImageResult {
+    Done(Outcome),
+    Deferred(String),
+    Failed(anyhow::Error),
+    NotStarted,
+}
+
+/// sync never asks: it runs unattended.
+struct Unattended;
+
+impl Confirm for Unattended {
+    fn overwrite(&self, _destination: &Reference) -> bool {
+        true
+    }
+}
+
+/// A checked image: its destination and what the HEADs said, or why it goes no further.
+type Checked = Result<(Reference, Check), ImageResult>;
+
+/// The parts of a run that every image uses.
+struct Runner<'a> {
+    copier: &'a Copier<'a>,
+    sessions: &'a EcrSessions,
+    stop: &'a Stop,
+    /// Set by errors that every further image would hit too (no docker, no credentials).
+    halt: Stop,
+    concurrency: usize,
+}
+
+/// Runs one sync pass over `config`.
+pub async fn run(
+    config: &SyncConfig,
+    options: &SyncOptions,
+    docker: &DockerCli,
+    stop: &Stop,
+) -> anyhow::Result<Summary> {
+    let _lock = lock::acquire(&options.state_dir)?;
+    let started = Instant::now();
+    let sessions = EcrSessions::connect(&config.jobs).await?;
+    let registry = RegistryClient::new(CredentialStore::with_config_dir(docker.config_dir()))?;
+    let copy_options = CopyOptions {
+        overwrite: Overwrite {
+            update: true,
+            ..Overwrite::default()
+        },
+        dry_run: options.dry_run,
+        progress: false,
+    };
+    let copier = Copier::new(
+        docker,
+        &registry,
+        copy_options,
+        &Unattended,
+        Ledger::load(&options.state_dir),
+    );
+    let runner = Runner {
+        copier: &copier,
+        sessions: &sessions,
+        stop,
+        halt: Stop::default(),
+        concurrency: config.concurrency,
+    };
+
+    let checks = runner.check_all(&config.jobs).await;
+    let allowance = checks
+        .iter()
+        .filter_map(|checked| checked.as_ref().ok()?.1.rate_limit)
+        .min_by_key(|limit| limit.remaining);
+    let spends: Vec<bool> = config
+        .jobs
+        .iter()
+        .zip(&checks)
+        .map(|(job, checked)| {
+            job.source.is_docker_hub() && checked.as_ref().is_ok_and(|(_, check)| check.reads_source())
+        })
+        .collect();
+    let allowed = budget(
+        &spends,
+        allowance.map(|limit| limit.remaining),
+        config.reserve_pulls,
+    );
+    let planned = checks
+        .into_iter()
+        .zip(allowed)
+        .map(|(checked, allowed)| match checked {
+            Ok(_) if !allowed => Err(ImageResult::Deferred(format!(
+                "Docker Hub allows {} more pulls and {} are kept in reserve",
+                allowance.map_or(0, |limit| limit.remaining),
+                config.reserve_pulls
+            ))),
+            other => other,
+        });
+    let results = runner.finish_all(config.jobs.iter().zip(planned)).await;
+
+    let mut summary = summarize(&results, stop.is_requested());
+    summary.hub_allowance = allowance;
+    if summary.hub_pulls_spent > 0 {
+        summary.hub_allowance = refreshed_allowance(&registry, &results).await.or(allowance);
+    }
+    log_summary(&summary, started);
+    Ok(summary)
+}
+
+impl Runner<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.is_requested() || self.halt.is_requested()
+    }
+
+    /// HEAD checks for every image, in parallel; nothing is pulled.
+    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<Checked> {
+        bounded(jobs.iter(), self.concurrency, |job| async move {
+            if self.stopping() {
+                return Err(ImageResult::NotStarted);
+            }
+            let checked = async {
+                let destination = resolve(job, self.sessions)?;
+                let check = self
+                    .copier
+                    .check(job, &destination, self.sessions.ecr(&job.settings.aws))
+                    .await?;
+                Ok::<_, anyhow::Error>((destination, check))
+            }
+            .await;
+            checked.map_err(|error| self.failure(error))
+        })
+        .await
+    }
+
+    /// Finishes the checked images, in parallel, logging each as it ends.
+    async fn finish_all<'j>(
+        &self,
+        planned: impl Iterator<Item = (&'j CopyJob, Checked)>,
+    ) -> Vec<(&'j CopyJob, Option<Check>, ImageResult)> {
+        bounded(planned, self.concurrency, |(job, checked)| async move {
+            let image_started = Instant::now();
+            let (destination, check, result) = match checked {
+                Err(result) => (None, None, result),
+                Ok((destination, check)) => {
+                    let result = if self.stopping() {
+                        ImageResult::NotStarted
+                    } else {
+                        match self
+                            .copier
+                            .finish(job, &destination, self.sessions.ecr(&job.settings.aws), &check)
+                            .await
+                        {
+                            Ok(outcome) => ImageResult::Done(outcome),
+                            Err(error) => self.failure(error),
+                        }
+                    };
+                    (Some(destination), Some(check), result)
+                }
+            };
+            log_image(
+                job,
+                destination.as_ref(),
+                check.as_ref(),
+                &result,
+                image_started.elapsed().as_millis(),
+            );
+            (job, check, result)
+        })
+        .await
+    }
+
+    /// A failure, or a deferral when the registry's pull quota was the reason. A failure
+    /// that every further image would meet too stops the run.
+    fn failure(&self, error: anyhow::Error) -> ImageResult {
+        if stops_the_run(&error) {
+            self.halt.request();
+        }
+        let quota = error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<RegistryError>(),
+                Some(RegistryError::RateLimited { .. })
+            ) || matches!(
+                cause.downcast_ref::<DockerError>(),
+                Some(DockerError::RateLimited { .. })
+            )
+        });
+        if quota {
+            ImageResult::Deferred(format!("{error:#}"))
+        } else {
+            ImageResult::Failed(error)
+        }
+    }
+}
+
+/// Which of the copies that would spend a Docker Hub pull (`spends`) may run, first come
+/// first served, so that at least `reserve` pulls of the `remaining` allowance are left. No
+/// known allowance (no `ratelimit-*` headers) means no limit.
+pub fn budget(spends: &[bool], remaining: Option<u64>, reserve: u64) -> Vec<bool> {
+    let mut left = remaining.map(|remaining| remaining.saturating_sub(reserve));
+    spends
+        .iter()
+        .map(|&spends| match (&mut left, spends) {
+            (_, false) | (None, true) => true,
+            (Some(0), true) => false,
+            (Some(left), true) => {
+                *left -= 1;
+                true
+            }
+        })
+        .collect()
+}
+
+fn summarize(results: &[(&CopyJob, Option<Check>, ImageResult)], stopped: bool) -> Summary {
+    let mut summary = Summary {
+        stopped,
+        ..Summary::default()
+    };
+    for (job, check, result) in results {
+        let reads = u64::from(check.as_ref().is_some_and(Check::reads_source) && job.source.is_docker_hub());
+        match result {
+            ImageResult::Done(Outcome::Copied { why, .. }) => {
+                summary.copied += 1;
+                // A config comparison before the copy read the source once more.
+                summary.hub_pulls_spent += reads * if *why == Why::Differs { 2 } else { 1 };
+            }
+            ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(Skip::Unchanged)) => {
+                summary.unchanged += 1;
+                summary.hub_pulls_spent += reads;
+            }
+            ImageResult::Done(Outcome::Skipped(_)) => summary.unchanged += 1,
+            ImageResult::Done(Outcome::WouldCopy(_)) => summary.would_copy += 1,
+            ImageResult::Deferred(_) => summary.deferred += 1,
+            ImageResult::Failed(_) => {
+                summary.failed += 1;
+                summary.hub_pulls_spent += reads;
+            }
+            ImageResult::NotStarted => summary.not_started += 1,
+        }
+    }
+    summary
+}
+
+fn log_summary(summary: &Summary, started: Instant) {
+    tracing::info!(
+        copied = summary.copied,
+        unchanged = summary.unchanged,
+        would_copy = summary.would_copy,
+        deferred = summary.deferred,
+        failed = summary.failed,
+        not_started = summary.not_started,
+        hub_pulls_spent = summary.hub_pulls_spent,
+        hub_pulls_remaining = summary.hub_allowance.map(|limit| limit.remaining),
+        duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "sync finished"
+    );
+}
+
+/// Docker Hub's allowance after the copies, from one more HEAD (free on Docker Hub).
+async fn refreshed_allowance(
+    registry: &RegistryClient,
+    results: &[(&CopyJob, Option<Check>, ImageResult)],
+) -> Option<RateLimit> {
+    let (job, _, _) = results.iter().find(|(job, _, _)| job.source.is_docker_hub())?;
+    registry.head_manifest(&job.source).await.ok()??.rate_limit
+}
+
+fn log_image(
+    job: &CopyJob,
+    destination: Option<&Reference>,
+    check: Option<&Check>,
+    result: &ImageResult,
+    duration: u128,
+) {
+    let destination = destination.map(ToString::to_string).unwrap_or_default();
+    let source_digest = check
+        .and_then(|check| check.source_digest.as_deref())
+        .unwrap_or_default();
+    let duration_ms = u64::try_from(duration).unwrap_or(u64::MAX);
+    let image = job.label.as_str();
+    match result {
+        ImageResult::Done(outcome) => {
+            let (outcome, why) = match outcome {
+                Outcome::Copied { why, .. } => ("copied", why.as_str()),
+                Outcome::AlreadyThere { .. } => ("unchanged", "same digest"),
+                Outcome::Skipped(Skip::Unchanged) => ("unchanged", "same image"),
+                Outcome::Skipped(_) => ("skipped", ""),
+                Outcome::WouldCopy(why) => ("would copy", why.as_str()),
+            };
+            tracing::info!(image, source_digest, %destination, outcome, why, duration_ms, "image synced");
+        }
+        ImageResult::Deferred(reason) => {
+            tracing::warn!(image, source_digest, %destination, outcome = "deferred", why = %reason, duration_ms, "image deferred");
+        }
+        ImageResult::Failed(error) => {
+            tracing::error!(image, source_digest, %destination, outcome = "failed", error = %format!("{error:#}"), duration_ms, "image failed");
+        }
+        ImageResult::NotStarted => {
+            tracing::warn!(image, %destination, outcome = "not started", duration_ms, "image not started: the run is stopping");
+        }
+    }
+}
+
+/// Runs `work` on every item, at most `limit` at once, and returns the results in the
+/// items' order.
+async fn bounded<I, T, F, Fut>(items: I, limit: usize, work: F) -> Vec<Fut::Output>
+where
+    I: Iterator<Item = T>,
+    F: Fn(T) -> Fut,
+    Fut: Future,
+{
+    let mut results: Vec<(usize, Fut::Output)> = stream::iter(items.enumerate())
+        .map(|(index, item)| {
+            let future = work(item);
+            async move { (index, future.await) }
+        })
+        .buffer_unordered(limit.max(1))
+        .collect()
+        .await;
+    results.sort_by_key(|(index, _)| *index);
+    results.into_iter().map(|(_, result)| result).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exit_status_says_what_happened() {
+        let cases = [
+            (Summary::default(), Exit::Success),
+            (
+                Summary {
+                    copied: 3,
+                    unchanged: 2,
+                    ..Summary::default()
+                },
+                Exit::Success,
+            ),
+            (
+                Summary {
+                    deferred: 1,
+                    ..Summary::default()
+                },
+                Exit::Deferred,
+            ),
+            (
+                Summary {
+                    deferred: 1,
+                    failed: 1,
+                    ..Summary::default()
+                },
+                Exit::CopyFailed,
+            ),
+            (
+                Summary {
+                    failed: 1,
+                    stopped: true,
+                    ..Summary::default()
+                },
+                Exit::Terminated,
+            ),
+        ];
+        for (summary, exit) in cases {
+            assert_eq!(summary.exit(), exit, "{summary:?}");
+        }
+    }
+
+    #[test]
+    fn the_pull_budget_keeps_the_reserve_first_come_first_served() {
+        // spends, remaining, reserve, allowed
+        type Case<'a> = (&'a [bool], Option<u64>, u64, &'a [bool]);
+        let t = true;
+        let f = false;
+        let cases: [Case; 6] = [
+            (&[t, t, t], None, 10, &[t, t, t]),
+            (&[t, t, t], Some(100), 10, &[t, t, t]),
+            (&[t, t, t], Some(12), 10, &[t, t, f]),
+            (&[t, f, t, t], Some(11), 10, &[t, t, f, f]),
+            (&[t, f], Some(5), 10, &[f, t]),
+            (&[f, f], Some(0), 10, &[t, t]),
+        ];
+        for (spends, remaining, reserve, expected) in cases {
+            assert_eq!(
+                budget(spends, remaining, reserve),
+                expected,
+                "{spends:?} {remaining:?} {reserve}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bounded_keeps_order_and_the_limit() {
+        use std::sync::atomic::AtomicUsize;
+        let running = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let results = bounded(0..20_u64, 3, |n| {
+            let (running, most) = (&running, &most);
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20 - n)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                n * 2
+            }
+        })
+        .await;
+        assert_eq!(results, (0..20).map(|n| n * 2).collect::<Vec<_>>());
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+    }
+}
