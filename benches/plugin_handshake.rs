@@ -32,7 +32,11 @@ fn measure(program: &str, args: &[&str]) -> Vec<Duration> {
 fn report(name: &str, times: &[Duration]) {
     let mean = times.iter().sum::<Duration>() / u32::try_from(times.len()).unwrap();
     let at = |fraction: f64| {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let index = ((times.len() - 1) as f64 * fraction) as usize;
         times[index]
     };
@@ -48,6 +52,12 @@ fn main() {
     let ecrcp = env!("CARGO_BIN_EXE_ecrcp");
     println!("{RUNS} runs each");
     report("true (process start floor)", &measure("true", &[]));
-    report("ecrcp docker-cli-plugin-metadata", &measure(ecrcp, &["docker-cli-plugin-metadata"]));
-    report("ecrcp --version (clap, full start)", &measure(ecrcp, &["--version"]));
+    report(
+        "ecrcp docker-cli-plugin-metadata",
+        &measure(ecrcp, &["docker-cli-plugin-metadata"]),
+    );
+    report(
+        "ecrcp --version (clap, full start)",
+        &measure(ecrcp, &["--version"]),
+    );
 }
