@@ -66,11 +66,14 @@ impl RegistryError {
     }
 }
 
-/// A registry client with a token cache per host and repository.
+/// A registry client with a token cache per host and repository, and the challenge each
+/// host answered with.
 pub struct RegistryClient {
     http: reqwest::Client,
     credentials: CredentialStore,
     tokens: Mutex<HashMap<(String, String), String>>,
+    /// How each host asked to authenticate, once it did.
+    challenges: Mutex<HashMap<String, Challenge>>,
     attempts: u32,
 }
 
@@ -95,6 +98,7 @@ impl RegistryClient {
             http,
             credentials,
             tokens: Mutex::new(HashMap::new()),
+            challenges: Mutex::new(HashMap::new()),
             attempts: 3,
         })
     }
@@ -191,22 +195,50 @@ impl RegistryClient {
             image.repository()
         );
         let key = (host.to_owned(), image.repository().to_owned());
-        let cached = self
+        let mut authorization = self
             .tokens
             .lock()
             .expect("token cache poisoned")
             .get(&key)
             .cloned();
-        let mut response = self.send(method.clone(), &url, host, cached.as_deref()).await?;
+        if authorization.is_none() {
+            // The host asked before, for another repository: answer its challenge up front and
+            // save the round trip that would only fetch the same 401.
+            let known = self
+                .challenges
+                .lock()
+                .expect("challenge cache poisoned")
+                .get(host)
+                .cloned();
+            if let Some(challenge) = known {
+                authorization = Some(self.authorize(image, challenge).await?);
+            }
+        }
+        let mut response = self
+            .send(method.clone(), &url, host, authorization.as_deref())
+            .await?;
         if response.status == StatusCode::UNAUTHORIZED {
-            let authorization = self.authorize(image, &response.headers).await?;
-            response = self.send(method, &url, host, Some(&authorization)).await?;
+            let challenge = header(&response.headers, WWW_AUTHENTICATE.as_str())
+                .and_then(|value| auth::parse_challenge(&value))
+                .ok_or_else(|| RegistryError::Unauthorized {
+                    host: image.registry().to_owned(),
+                    repository: image.repository().to_owned(),
+                })?;
+            self.challenges
+                .lock()
+                .expect("challenge cache poisoned")
+                .insert(host.to_owned(), challenge.clone());
+            let fresh = self.authorize(image, challenge).await?;
+            response = self.send(method, &url, host, Some(&fresh)).await?;
             if response.status == StatusCode::UNAUTHORIZED {
                 return Err(RegistryError::Unauthorized {
                     host: image.registry().to_owned(),
                     repository: image.repository().to_owned(),
                 });
             }
+            authorization = Some(fresh);
+        }
+        if let Some(authorization) = authorization {
             self.tokens
                 .lock()
                 .expect("token cache poisoned")
@@ -254,16 +286,13 @@ impl RegistryClient {
         })
     }
 
-    /// Answers a 401: the `Authorization` header value to retry with.
-    async fn authorize(&self, image: &Reference, headers: &HeaderMap) -> Result<String, RegistryError> {
+    /// Answers a challenge: the `Authorization` header value to send.
+    async fn authorize(&self, image: &Reference, challenge: Challenge) -> Result<String, RegistryError> {
         let host = image.registry();
         let unauthorized = || RegistryError::Unauthorized {
             host: host.to_owned(),
             repository: image.repository().to_owned(),
         };
-        let challenge = header(headers, WWW_AUTHENTICATE.as_str())
-            .and_then(|value| auth::parse_challenge(&value))
-            .ok_or_else(unauthorized)?;
         let credentials = self.credentials.lookup(host).await;
         match challenge {
             Challenge::Basic => {

@@ -6,3 +6,4 @@ mod copy;
 mod failures;
 mod plugin;
 mod support;
+mod sync;

@@ -124,6 +124,48 @@ impl Bed {
         Run::from(self.docker_cli().args(args).output().expect("docker runs"))
     }
 
+    /// Writes a sync config into this test's scratch directory.
+    pub fn sync_config(&self, text: &str) -> PathBuf {
+        let path = self.scratch.join("images.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Runs `ecrcp sync --log-format json --config CONFIG ARGS` and returns what it did.
+    pub fn sync(&self, config: &Path, args: &[&str]) -> Run {
+        let output = self
+            .ecrcp()
+            .args([
+                "sync",
+                "--log-format",
+                "json",
+                "--config",
+                config.to_str().unwrap(),
+            ])
+            .args(args)
+            .output()
+            .expect("ecrcp runs");
+        Run::from(output)
+    }
+
+    /// Sets the fake Docker Hub's pull allowance (`limit`, `remaining`, `enforce`).
+    pub fn hub_rate_limit(&self, settings: &serde_json::Value) {
+        let status = Command::new("curl")
+            .args([
+                "-sSf",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "--data",
+                &settings.to_string(),
+            ])
+            .arg(format!("https://{HUB}/_testbed/ratelimit"))
+            .status()
+            .expect("curl runs");
+        assert!(status.success(), "setting the hub rate limit");
+    }
+
     /// Runs ecrcp with `args` and returns what it did.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.ecrcp().args(args).output().expect("ecrcp runs"))
@@ -139,6 +181,16 @@ impl Bed {
         self.log(registry)
             .lines()
             .filter(|line| line.contains(&prefix) && line.contains(needle))
+            .count()
+    }
+
+    /// Like [`Bed::requests`], counting only those the registry answered with `status`.
+    pub fn answered(&self, registry: &str, method: &str, needle: &str, status: u16) -> usize {
+        let prefix = format!("\"{method} ");
+        let answer = format!("\" {status} ");
+        self.log(registry)
+            .lines()
+            .filter(|line| line.contains(&prefix) && line.contains(needle) && line.contains(&answer))
             .count()
     }
 
@@ -348,6 +400,41 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// The JSON log events (`--log-format json`) whose message is `message`.
+    pub fn events(&self, message: &str) -> Vec<serde_json::Value> {
+        self.stderr
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["message"] == message)
+            .collect()
+    }
+
+    /// The `outcome` each image got, by image label.
+    pub fn outcomes(&self) -> std::collections::BTreeMap<String, String> {
+        [
+            "image synced",
+            "image deferred",
+            "image failed",
+            "image not started: the run is stopping",
+        ]
+        .iter()
+        .flat_map(|message| self.events(message))
+        .map(|event| {
+            (
+                event["image"].as_str().unwrap_or_default().to_owned(),
+                event["outcome"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+    }
+
+    /// The `sync finished` summary event.
+    pub fn summary(&self) -> serde_json::Value {
+        self.events("sync finished")
+            .pop()
+            .unwrap_or_else(|| panic!("no summary in:\n{}", self.stderr))
+    }
+
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
         assert_eq!(

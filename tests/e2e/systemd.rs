@@ -1,0 +1,210 @@
+//! `ecrcp sync` as systemd runs it on a user's machine: a real Debian systemd booted in a
+//! container inside the bed (`tests/testbed/nspawn`), with the repository's own
+//! `systemd/ecrcp.service` and `ecrcp.timer`, their hardening, and the real journal. Only
+//! the timer is sped up (a drop-in fires it 2 s after boot). Needs the cached root of
+//! `tests/testbed/nspawn prepare`, which runs outside the bed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Bed, Run, ECR};
+
+const NSPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/nspawn");
+/// Boot, the 2 s timer and one small copy take about 5 s; a loaded CI machine gets slack.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_timer_starts_the_service_which_mirrors_the_config_and_logs_fields_to_the_journal() {
+    let bed = Bed::get("systemd-timer");
+    let prefix = bed.unique("sync");
+    let config = bed.scratch().join("images.toml");
+    let toml = format!(
+        r#"version = 1
+
+[defaults]
+destination = "{ECR}/{prefix}/"
+
+[[image]]
+source = "alpine:3.20"
+"#
+    );
+    std::fs::write(&config, toml).unwrap();
+
+    let container = Container::boot(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), Some(&config));
+    let journal = container.wait_for_the_run(RUN_TIMEOUT);
+
+    assert!(
+        bed.digest(ECR, &format!("{prefix}/alpine"), "3.20").is_some(),
+        "the service copied alpine:3.20 into {ECR}/{prefix}/alpine\n{}",
+        container.diagnostics()
+    );
+    let timers = container.exec(&["systemctl", "list-timers", "--all", "--no-legend"]);
+    assert!(timers.stdout.contains("ecrcp.timer"), "list-timers:\n{}", timers.stdout);
+    assert_ne!(
+        container.properties("ecrcp.timer", &["LastTriggerUSecMonotonic"]),
+        "LastTriggerUSecMonotonic=0",
+        "the timer, not something else, started the service"
+    );
+    assert_eq!(
+        container.properties("ecrcp.service", &["Result", "ExecMainStatus"]),
+        "ExecMainStatus=0\nResult=success",
+        "the service succeeded\n{}",
+        container.diagnostics()
+    );
+
+    let own: Vec<&Value> = journal
+        .iter()
+        .filter(|entry| entry["SYSLOG_IDENTIFIER"] == "ecrcp")
+        .collect();
+    assert!(!own.is_empty(), "entries from ecrcp itself\n{}", container.diagnostics());
+    let image = own
+        .iter()
+        .find(|entry| entry["IMAGE"].as_str().is_some_and(|image| image.contains("alpine")))
+        .unwrap_or_else(|| panic!("an event with IMAGE=...alpine...\n{}", container.diagnostics()));
+    assert!(
+        image["OUTCOME"].as_str().is_some_and(|outcome| !outcome.is_empty()),
+        "the image's event has an OUTCOME: {image:#}"
+    );
+    assert_eq!(
+        (&image["_SYSTEMD_UNIT"], &image["_COMM"]),
+        (&Value::from("ecrcp.service"), &Value::from("ecrcp")),
+        "sent to journald by ecrcp itself, in the service: {image:#}"
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_missing_config_skips_the_service_without_failing() {
+    let bed = Bed::get("systemd-no-config");
+    // A stand-in that fails loudly: only the unit's condition can keep this run green.
+    let stand_in = bed.scratch().join("ecrcp-must-not-run");
+    std::fs::write(&stand_in, "#!/bin/sh\necho 'ecrcp ran without a config' >&2\nexit 1\n").unwrap();
+    assert!(Command::new("chmod").arg("+x").arg(&stand_in).status().unwrap().success());
+
+    let container = Container::boot(&bed, &stand_in, None);
+    container.wait_for_the_run(RUN_TIMEOUT);
+
+    assert_eq!(
+        container.properties("ecrcp.service", &["ActiveState", "ConditionResult", "Result"]),
+        "ActiveState=inactive\nConditionResult=no\nResult=success",
+        "the condition skipped the service, which is not failed\n{}",
+        container.diagnostics()
+    );
+    let failed = container.exec(&["systemctl", "list-units", "--failed", "--no-legend", "ecrcp*"]);
+    assert_eq!(failed.stdout.trim(), "", "no failed ecrcp unit");
+    let journal = container.exec(&["journalctl", "-u", "ecrcp", "--no-pager"]);
+    assert!(
+        journal.stdout.contains("unmet condition check (ConditionPathExists=/etc/ecrcp/images.toml)"),
+        "{}",
+        journal.stdout
+    );
+    assert!(!journal.stdout.contains("ran without a config"), "{}", journal.stdout);
+}
+
+/// One booted container, private to a test (its own state directory); powered off on drop,
+/// so a failed assertion leaves nothing running.
+struct Container {
+    state: PathBuf,
+}
+
+impl Container {
+    /// `nspawn boot`: `binary` as /usr/bin/ecrcp, `config` (or none) as images.toml.
+    fn boot(bed: &Bed, binary: &Path, config: Option<&Path>) -> Container {
+        let container = Container {
+            state: bed.scratch().join("nspawn"),
+        };
+        let config = config.map_or_else(|| "none".into(), |path| path.display().to_string());
+        let run = container.nspawn(&["boot", &binary.display().to_string(), &config]);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "nspawn boot (is the root prepared? bash tests/testbed/nspawn prepare):\n{}",
+            run.stderr
+        );
+        container
+    }
+
+    fn nspawn(&self, args: &[&str]) -> Run {
+        Run::from(
+            Command::new("bash")
+                .arg(NSPAWN)
+                .args(args)
+                .env("ECRCP_NSPAWN_STATE", &self.state)
+                .stdin(Stdio::null())
+                .output()
+                .expect("bash runs"),
+        )
+    }
+
+    /// Runs a command inside the container.
+    fn exec(&self, command: &[&str]) -> Run {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(command);
+        self.nspawn(&args)
+    }
+
+    /// `systemctl show UNIT -p ...`, sorted, one `Name=value` a line.
+    fn properties(&self, unit: &str, names: &[&str]) -> String {
+        let mut args = vec!["systemctl", "show", unit];
+        for name in names {
+            args.extend(["-p", name]);
+        }
+        let mut lines: Vec<String> = self.exec(&args).stdout.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
+    /// The journal of ecrcp.service, one JSON object per entry.
+    fn journal(&self) -> Vec<Value> {
+        self.exec(&["journalctl", "-u", "ecrcp.service", "-o", "json", "--no-pager"])
+            .stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits until systemd logged the end of the timer's start job for ecrcp.service
+    /// (finished, failed, or skipped by a condition); returns the journal.
+    fn wait_for_the_run(&self, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let journal = self.journal();
+            let done = journal.iter().any(|entry| {
+                entry["UNIT"] == "ecrcp.service" && entry["JOB_TYPE"] == "start" && entry["JOB_RESULT"].is_string()
+            });
+            if done {
+                return journal;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ecrcp.service did not run within {timeout:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// What to read when a test fails: timers, the unit's state and its journal.
+    fn diagnostics(&self) -> String {
+        let timers = self.exec(&["systemctl", "list-timers", "--all", "--no-legend"]);
+        let status = self.exec(&["systemctl", "status", "--no-pager", "--lines=0", "ecrcp.service"]);
+        let journal = self.exec(&["journalctl", "-u", "ecrcp.service", "--no-pager", "-o", "verbose"]);
+        format!(
+            "--- timers\n{}--- status\n{}--- journal -u ecrcp.service\n{}",
+            timers.stdout, status.stdout, journal.stdout
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let run = self.nspawn(&["stop"]);
+        if run.code != Some(0) && !std::thread::panicking() {
+            panic!("nspawn stop: {}", run.stderr);
+        }
+    }
+}
