@@ -544,6 +544,38 @@ destination = "tools/"
     }
 
     #[test]
+    fn the_example_config_that_packages_install_is_valid() {
+        let text = include_str!("../debian/images.toml");
+        let config = parse(text, Path::new("debian/images.toml")).unwrap();
+        assert_eq!(
+            destinations(&config),
+            [
+                format!("{ECR}/mirror/nginx:1.27"),
+                format!("{ECR}/mirror/redis:7"),
+                format!("{ECR}/mirror/redis:7.4"),
+            ]
+        );
+        // Every commented-out key is a real key too: uncommented, the file still loads.
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(rest) if rest.starts_with(|c: char| c.is_ascii_lowercase() || c == '[') => rest,
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let dir = std::env::temp_dir().join(format!("ecrcp-example-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("lifecycle.json"), r#"{"rules": []}"#).unwrap();
+        let config =
+            parse(&uncommented, &dir.join("images.toml")).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.jobs.len(), 4);
+        assert_eq!(config.jobs[3].settings.platform.as_deref(), Some("linux/arm64"));
+        assert!(config.jobs[0].settings.repository.lifecycle_policy.is_some());
+    }
+
+    #[test]
     fn positions_count_lines_and_characters_from_one() {
         assert_eq!(position("abc", 0), (1, 1));
         assert_eq!(position("a\nbc", 3), (2, 2));
