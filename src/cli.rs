@@ -1,12 +1,14 @@
 //! The command line: clap types, and their conversion into a validated [`Plan`]. Reads only
 //! the lifecycle policy file it is pointed at; no network, no docker.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
-use crate::plan::{AwsOptions, CopyJob, CopyOptions, JobSettings, Overwrite, Plan, RepositorySettings};
+use crate::plan::{
+    check_destinations, AwsOptions, CopyJob, CopyOptions, DestinationError, JobSettings, Overwrite, Plan,
+    RepositorySettings,
+};
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput, SettingsError};
 
@@ -223,12 +225,8 @@ pub enum UsageError {
     MissingDestination(String),
     #[error("target '{0}' is not a directory: with several sources, DEST must end in '/' (a repository prefix) or be a registry host")]
     NotADirectory(String),
-    #[error("'{first}' and '{second}' would both be copied to '{destination}'")]
-    SameDestination {
-        first: String,
-        second: String,
-        destination: String,
-    },
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
 }
@@ -289,26 +287,6 @@ impl CopyArgs {
     }
 }
 
-/// Every source must map to a destination tag, and no two to the same one: they would
-/// overwrite each other, which `cp` refuses too.
-fn check_destinations(jobs: &[CopyJob]) -> Result<(), UsageError> {
-    // The own registry is not known yet; a placeholder host still tells the names apart.
-    const PLACEHOLDER: &str = "own.registry.invalid";
-    let mut seen: HashMap<String, &str> = HashMap::new();
-    for job in jobs {
-        let destination = job.destination.resolve(&job.source, Some(PLACEHOLDER))?;
-        let key = destination.to_string();
-        if let Some(first) = seen.insert(key.clone(), &job.label) {
-            return Err(UsageError::SameDestination {
-                first: first.to_owned(),
-                second: job.label.clone(),
-                destination: key.replace(PLACEHOLDER, "<your ECR registry>"),
-            });
-        }
-    }
-    Ok(())
-}
-
 impl RepositoryArgs {
     fn settings(&self) -> Result<RepositorySettings, SettingsError> {
         let tags = self
@@ -333,6 +311,7 @@ impl RepositoryArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::OWN_REGISTRY_PLACEHOLDER;
 
     const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
@@ -343,13 +322,13 @@ mod tests {
     }
 
     fn destinations(plan: &Plan) -> Vec<String> {
-        plan.jobs
+        check_destinations(&plan.jobs)
+            .unwrap()
             .iter()
-            .map(|job| {
-                job.destination
-                    .resolve(&job.source, Some("own.example"))
-                    .unwrap()
+            .map(|destination| {
+                destination
                     .to_string()
+                    .replace(OWN_REGISTRY_PLACEHOLDER, "own.example")
             })
             .collect()
     }

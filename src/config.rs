@@ -2,14 +2,14 @@
 //! `[[image]]`, and validation into copy jobs. `load` reads the file; everything else is
 //! pure. Every error names the file, line and column and says what is expected.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::{AwsOptions, CopyJob, JobSettings};
+use crate::plan::{check_destinations, AwsOptions, CopyJob, DestinationError, JobSettings};
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput};
 
@@ -151,9 +151,16 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
             .map_err(|(span, message)| error(Some(span.unwrap_or(image.span())), message))?;
         jobs.extend(expanded);
     }
-    check_distinct(&jobs).map_err(|(span, message)| error(Some(span), message))?;
+    let (jobs, spans): (Vec<CopyJob>, Vec<Range<usize>>) = jobs.into_iter().unzip();
+    check_destinations(&jobs).map_err(|e| {
+        let message = match &e {
+            DestinationError::Clash { .. } => format!("{e}: give one of them another destination"),
+            DestinationError::Unmappable { .. } => e.to_string(),
+        };
+        error(Some(spans[e.index()].clone()), message)
+    })?;
     Ok(SyncConfig {
-        jobs: jobs.into_iter().map(|(job, _)| job).collect(),
+        jobs,
         concurrency,
         reserve_pulls,
     })
@@ -323,31 +330,6 @@ fn tagged_sources(
         .collect()
 }
 
-/// Two images that land on one tag would overwrite each other on every run.
-fn check_distinct(jobs: &[(CopyJob, Range<usize>)]) -> Result<(), Failure> {
-    // The own registry is not known yet; a placeholder host still tells the names apart.
-    const PLACEHOLDER: &str = "own.registry.invalid";
-    let mut seen: HashMap<String, &str> = HashMap::new();
-    for (job, span) in jobs {
-        let destination = job
-            .destination
-            .resolve(&job.source, Some(PLACEHOLDER))
-            .map_err(|e| (span.clone(), e.to_string()))?;
-        let key = destination.to_string();
-        if let Some(first) = seen.insert(key.clone(), &job.label) {
-            return Err((
-                span.clone(),
-                format!(
-                    "'{}' and '{first}' would both be copied to '{}': give one of them another destination",
-                    job.label,
-                    key.replace(PLACEHOLDER, "<your ECR registry>")
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// 1-based line and column of a byte offset.
 fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
@@ -359,7 +341,7 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Encryption;
+    use crate::plan::{Encryption, OWN_REGISTRY_PLACEHOLDER};
 
     const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
@@ -368,14 +350,13 @@ mod tests {
     }
 
     fn destinations(config: &SyncConfig) -> Vec<String> {
-        config
-            .jobs
+        check_destinations(&config.jobs)
+            .unwrap()
             .iter()
-            .map(|job| {
-                job.destination
-                    .resolve(&job.source, Some("own.example"))
-                    .unwrap()
+            .map(|destination| {
+                destination
                     .to_string()
+                    .replace(OWN_REGISTRY_PLACEHOLDER, "own.example")
             })
             .collect()
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::reference::{Destination, Reference};
+use crate::reference::{Destination, Reference, ReferenceError};
 
 /// One source, where it goes, and how. The destination is resolved against the caller's own
 /// ECR registry at run time when it names no registry host.
@@ -94,4 +94,55 @@ impl CopyJob {
     pub fn needs_own_registry(&self) -> bool {
         self.destination.registry().is_none()
     }
+}
+
+/// Stands in for the caller's own registry before it is known: still tells names apart.
+pub const OWN_REGISTRY_PLACEHOLDER: &str = "own.registry.invalid";
+
+/// Why a set of jobs cannot run: job `index` has no destination tag, or shares one with an
+/// earlier job (they would overwrite each other, which `cp` refuses too).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("{error}")]
+    Unmappable { index: usize, error: ReferenceError },
+    #[error("'{second}' and '{first}' would both be copied to '{destination}'")]
+    Clash {
+        index: usize,
+        first: String,
+        second: String,
+        destination: String,
+    },
+}
+
+impl DestinationError {
+    /// The job the error is about.
+    pub fn index(&self) -> usize {
+        match self {
+            DestinationError::Unmappable { index, .. } | DestinationError::Clash { index, .. } => *index,
+        }
+    }
+}
+
+/// The destination each job maps to, with the own registry as a placeholder; checks that
+/// every job maps and that no two meet.
+pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, DestinationError> {
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    let mut destinations = Vec::with_capacity(jobs.len());
+    for (index, job) in jobs.iter().enumerate() {
+        let destination = job
+            .destination
+            .resolve(&job.source, Some(OWN_REGISTRY_PLACEHOLDER))
+            .map_err(|error| DestinationError::Unmappable { index, error })?;
+        let key = destination.to_string();
+        if let Some(first) = seen.insert(key.clone(), &job.label) {
+            return Err(DestinationError::Clash {
+                index,
+                first: first.to_owned(),
+                second: job.label.clone(),
+                destination: key.replace(OWN_REGISTRY_PLACEHOLDER, "<your ECR registry>"),
+            });
+        }
+        destinations.push(destination);
+    }
+    Ok(destinations)
 }

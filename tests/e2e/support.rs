@@ -131,21 +131,22 @@ impl Bed {
         path
     }
 
+    /// `ecrcp sync --log-format json --config CONFIG`, to add arguments to and run.
+    pub fn sync_command(&self, config: &Path) -> Command {
+        let mut command = self.ecrcp();
+        command.args([
+            "sync",
+            "--log-format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        command
+    }
+
     /// Runs `ecrcp sync --log-format json --config CONFIG ARGS` and returns what it did.
     pub fn sync(&self, config: &Path, args: &[&str]) -> Run {
-        let output = self
-            .ecrcp()
-            .args([
-                "sync",
-                "--log-format",
-                "json",
-                "--config",
-                config.to_str().unwrap(),
-            ])
-            .args(args)
-            .output()
-            .expect("ecrcp runs");
-        Run::from(output)
+        Run::from(self.sync_command(config).args(args).output().expect("ecrcp runs"))
     }
 
     /// Sets the fake Docker Hub's pull allowance (`limit`, `remaining`, `enforce`).
@@ -196,26 +197,13 @@ impl Bed {
 
     /// Pushes an image to the fake Docker Hub (as its admin); returns its digest.
     pub fn push_upstream(&self, repo: &str, tag: &str, seed: &str) -> String {
-        self.image_py(&[
-            "push",
-            "--registry",
-            HUB,
-            "--repo",
-            repo,
-            "--tag",
-            tag,
-            "--seed",
-            seed,
-            "--user",
-            HUB_ADMIN,
-        ])
+        self.push_upstream_sized(repo, tag, seed, 0)
     }
 
     /// Like [`Bed::push_upstream`], with `bytes` of incompressible filler in the layer.
     pub fn push_upstream_sized(&self, repo: &str, tag: &str, seed: &str, bytes: usize) -> String {
         let size = bytes.to_string();
-        self.image_py(&[
-            "push",
+        let args = [
             "--registry",
             HUB,
             "--repo",
@@ -226,9 +214,8 @@ impl Bed {
             seed,
             "--user",
             HUB_ADMIN,
-            "--layer-size",
-            &size,
-        ])
+        ];
+        self.image_py(&[&["push", "--layer-size", &size][..], &args].concat())
     }
 
     /// The digest a registry serves for `repo:reference`, by HEAD, or None.

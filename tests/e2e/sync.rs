@@ -135,14 +135,7 @@ fn a_second_concurrent_sync_finds_the_lock_and_exits_at_once() {
     bed.push_upstream_sized(&upstream, "1", "big", 48 * 1024 * 1024);
     let config = config(&bed, &bed.unique("lock"), "", &[&format!("{upstream}:1")]);
     let mut first = bed
-        .ecrcp()
-        .args([
-            "sync",
-            "--log-format",
-            "json",
-            "--config",
-            config.to_str().unwrap(),
-        ])
+        .sync_command(&config)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -182,14 +175,7 @@ fn sigterm_lets_the_copy_under_way_finish_starts_no_other_and_releases_the_lock(
         &[&big, "alpine:3.20", "redis:7"],
     );
     let child = bed
-        .ecrcp()
-        .args([
-            "sync",
-            "--log-format",
-            "json",
-            "--config",
-            config.to_str().unwrap(),
-        ])
+        .sync_command(&config)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

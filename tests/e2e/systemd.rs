@@ -21,8 +21,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 fn the_timer_starts_the_service_which_mirrors_the_config_and_logs_fields_to_the_journal() {
     let bed = Bed::get("systemd-timer");
     let prefix = bed.unique("sync");
-    let config = bed.scratch().join("images.toml");
-    let toml = format!(
+    let config = bed.sync_config(&format!(
         r#"version = 1
 
 [defaults]
@@ -31,8 +30,7 @@ destination = "{ECR}/{prefix}/"
 [[image]]
 source = "alpine:3.20"
 "#
-    );
-    std::fs::write(&config, toml).unwrap();
+    ));
 
     let container = Container::boot(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), Some(&config));
     let journal = container.wait_for_the_run(RUN_TIMEOUT);
@@ -43,7 +41,11 @@ source = "alpine:3.20"
         container.diagnostics()
     );
     let timers = container.exec(&["systemctl", "list-timers", "--all", "--no-legend"]);
-    assert!(timers.stdout.contains("ecrcp.timer"), "list-timers:\n{}", timers.stdout);
+    assert!(
+        timers.stdout.contains("ecrcp.timer"),
+        "list-timers:\n{}",
+        timers.stdout
+    );
     assert_ne!(
         container.properties("ecrcp.timer", &["LastTriggerUSecMonotonic"]),
         "LastTriggerUSecMonotonic=0",
@@ -56,17 +58,38 @@ source = "alpine:3.20"
         container.diagnostics()
     );
 
+    let logins = container.exec(&["cat", "/var/lib/ecrcp/docker/config.json"]);
+    assert!(
+        logins.stdout.contains(ECR),
+        "the service's docker login is kept in its state directory: {logins:?}"
+    );
+    assert_ne!(
+        container.exec(&["test", "-e", "/root/.docker"]).code,
+        Some(0),
+        "and not in root's home"
+    );
+
     let own: Vec<&Value> = journal
         .iter()
         .filter(|entry| entry["SYSLOG_IDENTIFIER"] == "ecrcp")
         .collect();
-    assert!(!own.is_empty(), "entries from ecrcp itself\n{}", container.diagnostics());
+    assert!(
+        !own.is_empty(),
+        "entries from ecrcp itself\n{}",
+        container.diagnostics()
+    );
     let image = own
         .iter()
-        .find(|entry| entry["IMAGE"].as_str().is_some_and(|image| image.contains("alpine")))
+        .find(|entry| {
+            entry["IMAGE"]
+                .as_str()
+                .is_some_and(|image| image.contains("alpine"))
+        })
         .unwrap_or_else(|| panic!("an event with IMAGE=...alpine...\n{}", container.diagnostics()));
     assert!(
-        image["OUTCOME"].as_str().is_some_and(|outcome| !outcome.is_empty()),
+        image["OUTCOME"]
+            .as_str()
+            .is_some_and(|outcome| !outcome.is_empty()),
         "the image's event has an OUTCOME: {image:#}"
     );
     assert_eq!(
@@ -82,8 +105,17 @@ fn a_missing_config_skips_the_service_without_failing() {
     let bed = Bed::get("systemd-no-config");
     // A stand-in that fails loudly: only the unit's condition can keep this run green.
     let stand_in = bed.scratch().join("ecrcp-must-not-run");
-    std::fs::write(&stand_in, "#!/bin/sh\necho 'ecrcp ran without a config' >&2\nexit 1\n").unwrap();
-    assert!(Command::new("chmod").arg("+x").arg(&stand_in).status().unwrap().success());
+    std::fs::write(
+        &stand_in,
+        "#!/bin/sh\necho 'ecrcp ran without a config' >&2\nexit 1\n",
+    )
+    .unwrap();
+    assert!(Command::new("chmod")
+        .arg("+x")
+        .arg(&stand_in)
+        .status()
+        .unwrap()
+        .success());
 
     let container = Container::boot(&bed, &stand_in, None);
     container.wait_for_the_run(RUN_TIMEOUT);
@@ -98,11 +130,17 @@ fn a_missing_config_skips_the_service_without_failing() {
     assert_eq!(failed.stdout.trim(), "", "no failed ecrcp unit");
     let journal = container.exec(&["journalctl", "-u", "ecrcp", "--no-pager"]);
     assert!(
-        journal.stdout.contains("unmet condition check (ConditionPathExists=/etc/ecrcp/images.toml)"),
+        journal
+            .stdout
+            .contains("unmet condition check (ConditionPathExists=/etc/ecrcp/images.toml)"),
         "{}",
         journal.stdout
     );
-    assert!(!journal.stdout.contains("ran without a config"), "{}", journal.stdout);
+    assert!(
+        !journal.stdout.contains("ran without a config"),
+        "{}",
+        journal.stdout
+    );
 }
 
 /// One booted container, private to a test (its own state directory); powered off on drop,
@@ -174,7 +212,9 @@ impl Container {
         loop {
             let journal = self.journal();
             let done = journal.iter().any(|entry| {
-                entry["UNIT"] == "ecrcp.service" && entry["JOB_TYPE"] == "start" && entry["JOB_RESULT"].is_string()
+                entry["UNIT"] == "ecrcp.service"
+                    && entry["JOB_TYPE"] == "start"
+                    && entry["JOB_RESULT"].is_string()
             });
             if done {
                 return journal;
@@ -203,8 +243,10 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         let run = self.nspawn(&["stop"]);
-        if run.code != Some(0) && !std::thread::panicking() {
-            panic!("nspawn stop: {}", run.stderr);
-        }
+        assert!(
+            run.code == Some(0) || std::thread::panicking(),
+            "nspawn stop: {}",
+            run.stderr
+        );
     }
 }
