@@ -34,9 +34,10 @@ pub struct SyncConfig {
 
 /// A config that cannot be used; nothing is copied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {message}")]
+#[error("{file}{}: {message}", position(*line, *column))]
 pub struct ConfigError {
     pub file: String,
+    /// 1-based; 0 when the error is about the whole file (it cannot be read).
     pub line: usize,
     pub column: usize,
     pub message: String,
@@ -99,7 +100,7 @@ pub fn load(path: &Path) -> Result<SyncConfig, ConfigError> {
 /// paths.
 pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
     let error = |span: Option<Range<usize>>, message: String| {
-        let (line, column) = span.map_or((1, 1), |span| position(text, span.start));
+        let (line, column) = span.map_or((1, 1), |span| line_and_column(text, span.start));
         ConfigError {
             file: path.display().to_string(),
             line,
@@ -330,8 +331,17 @@ fn tagged_sources(
         .collect()
 }
 
+/// `:LINE:COLUMN`, or nothing for an error about the whole file (line 0).
+fn position(line: usize, column: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}:{column}")
+    }
+}
+
 /// 1-based line and column of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |last| last.chars().count()) + 1;
@@ -558,8 +568,8 @@ destination = "tools/"
 
     #[test]
     fn positions_count_lines_and_characters_from_one() {
-        assert_eq!(position("abc", 0), (1, 1));
-        assert_eq!(position("a\nbc", 3), (2, 2));
-        assert_eq!(position("a\n\n", 3), (3, 1));
+        assert_eq!(line_and_column("abc", 0), (1, 1));
+        assert_eq!(line_and_column("a\nbc", 3), (2, 2));
+        assert_eq!(line_and_column("a\n\n", 3), (3, 1));
     }
 }

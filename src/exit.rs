@@ -7,8 +7,10 @@ pub enum Exit {
     Success,
     /// At least one copy failed; the others ran.
     CopyFailed,
-    /// The command line (or a config) was wrong; nothing was copied.
+    /// The command line was wrong; nothing was copied.
     Usage,
+    /// The sync config was wrong; nothing was copied.
+    Config,
     /// Copies were put off for a reason that passes (the Docker Hub pull allowance, another
     /// run holding the lock); the next run picks them up.
     Deferred,
@@ -23,7 +25,7 @@ impl Exit {
         match self {
             Exit::Success => 0,
             Exit::CopyFailed => 1,
-            Exit::Usage => 2,
+            Exit::Usage | Exit::Config => 2,
             Exit::Deferred => 75,
             Exit::Interrupted => 130,
             Exit::Terminated => 143,
@@ -47,6 +49,7 @@ mod tests {
             (Exit::Success, 0),
             (Exit::CopyFailed, 1),
             (Exit::Usage, 2),
+            (Exit::Config, 2),
             (Exit::Deferred, 75),
             (Exit::Interrupted, 130),
             (Exit::Terminated, 143),

@@ -81,7 +81,7 @@ fn copy_command(args: &CopyArgs, invocation: &Invocation) -> Result<Exit, Failur
 
 fn sync_command(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     logging::init(args.log_format, invocation.log_level.as_deref().unwrap_or("info"));
-    let config = ecrcp::config::load(&args.config).map_err(|error| (Exit::Usage, error.into()))?;
+    let config = ecrcp::config::load(&args.config).map_err(|error| (Exit::Config, error.into()))?;
     if args.check {
         let images = config.jobs.len();
         println!(

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt as _};
 
@@ -155,13 +155,13 @@ pub async fn run(
     let checks = runner.check_all(&config.jobs).await;
     let allowance = checks
         .iter()
-        .filter_map(|checked| checked.as_ref().ok()?.1.rate_limit)
+        .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
         .min_by_key(|limit| limit.remaining);
     let spends: Vec<bool> = config
         .jobs
         .iter()
         .zip(&checks)
-        .map(|(job, checked)| {
+        .map(|(job, (checked, _))| {
             job.source.is_docker_hub() && checked.as_ref().is_ok_and(|(_, check)| check.reads_source())
         })
         .collect();
@@ -173,15 +173,26 @@ pub async fn run(
     let planned = checks
         .into_iter()
         .zip(allowed)
-        .map(|(checked, allowed)| match checked {
-            Ok(_) if !allowed => Err(ImageResult::Deferred(format!(
-                "Docker Hub allows {} more pulls and {} are kept in reserve",
-                allowance.map_or(0, |limit| limit.remaining),
-                config.reserve_pulls
-            ))),
-            other => other,
+        .map(|((checked, took), allowed)| match checked {
+            Ok(_) if !allowed => (
+                Err(ImageResult::Deferred(format!(
+                    "Docker Hub allows {} more pulls and {} are kept in reserve",
+                    allowance.map_or(0, |limit| limit.remaining),
+                    config.reserve_pulls
+                ))),
+                took,
+            ),
+            other => (other, took),
         });
-    let results = runner.finish_all(config.jobs.iter().zip(planned)).await;
+    let results = runner
+        .finish_all(
+            config
+                .jobs
+                .iter()
+                .zip(planned)
+                .map(|(job, (checked, took))| (job, checked, took)),
+        )
+        .await;
 
     let mut summary = summarize(&results, stop.is_requested());
     summary.hub_allowance = allowance;
@@ -197,11 +208,13 @@ impl Runner<'_> {
         self.stop.is_requested() || self.halt.is_requested()
     }
 
-    /// HEAD checks for every image, in parallel; nothing is pulled.
-    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<Checked> {
+    /// HEAD checks for every image, in parallel; nothing is pulled. Each comes with the time
+    /// it took.
+    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<(Checked, Duration)> {
         bounded(jobs.iter(), self.concurrency, |job| async move {
+            let started = Instant::now();
             if self.stopping() {
-                return Err(ImageResult::NotStarted);
+                return (Err(ImageResult::NotStarted), started.elapsed());
             }
             let checked = async {
                 let destination = resolve(job, self.sessions)?;
@@ -212,7 +225,7 @@ impl Runner<'_> {
                 Ok::<_, anyhow::Error>((destination, check))
             }
             .await;
-            checked.map_err(|error| self.failure(error))
+            (checked.map_err(|error| self.failure(error)), started.elapsed())
         })
         .await
     }
@@ -220,9 +233,9 @@ impl Runner<'_> {
     /// Finishes the checked images, in parallel, logging each as it ends.
     async fn finish_all<'j>(
         &self,
-        planned: impl Iterator<Item = (&'j CopyJob, Checked)>,
+        planned: impl Iterator<Item = (&'j CopyJob, Checked, Duration)>,
     ) -> Vec<(&'j CopyJob, Option<Check>, ImageResult)> {
-        bounded(planned, self.concurrency, |(job, checked)| async move {
+        bounded(planned, self.concurrency, |(job, checked, checking)| async move {
             let image_started = Instant::now();
             let (destination, check, result) = match checked {
                 Err(result) => (None, None, result),
@@ -247,7 +260,7 @@ impl Runner<'_> {
                 destination.as_ref(),
                 check.as_ref(),
                 &result,
-                image_started.elapsed().as_millis(),
+                (checking + image_started.elapsed()).as_millis(),
             );
             (job, check, result)
         })
