@@ -1,5 +1,6 @@
 //! End-to-end tests against the real test bed (`tests/testbed/run`): a real dockerd, real
-//! registries under the real Docker Hub and ECR names, and moto for the ECR API. They are
+//! registries under the real Docker Hub and ECR names, moto for the ECR API, and a real
+//! systemd booted in a container (`tests/testbed/nspawn`). They are
 //! `#[ignore]`d so a plain `cargo test` passes without root; `.ci/run` runs them on the bed.
 
 mod copy;
@@ -7,3 +8,4 @@ mod failures;
 mod plugin;
 mod support;
 mod sync;
+mod systemd;

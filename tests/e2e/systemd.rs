@@ -86,11 +86,11 @@ source = "alpine:3.20"
                 .is_some_and(|image| image.contains("alpine"))
         })
         .unwrap_or_else(|| panic!("an event with IMAGE=...alpine...\n{}", container.diagnostics()));
-    assert!(
-        image["OUTCOME"]
-            .as_str()
-            .is_some_and(|outcome| !outcome.is_empty()),
-        "the image's event has an OUTCOME: {image:#}"
+    assert_eq!(image["OUTCOME"], "copied", "the image's event: {image:#}");
+    assert_eq!(
+        image["DESTINATION"],
+        format!("{ECR}/{prefix}/alpine:3.20").as_str(),
+        "the image's event: {image:#}"
     );
     assert_eq!(
         (&image["_SYSTEMD_UNIT"], &image["_COMM"]),
