@@ -1,11 +1,14 @@
 //! ecrcp as a library: the modules behind the binary, public so `tests/` can drive them.
 //!
-//! The layers, from the outside in: `cli` turns arguments into a `plan`; `app` runs a plan
-//! with the boundaries (`docker`, `ecr`, `registry`) and reports through `ui`; `copy` holds
-//! the steps of one copy and `decide` the pure choice of whether to copy at all.
+//! The layers, from the outside in: `cli` (and `config`, for `sync`) turn arguments into a
+//! `plan`; `commands` wires each subcommand; `app` runs a copy plan and `sync` a sync pass,
+//! with the boundaries (`docker`, `ecr`, `registry`), reporting through `ui` or `tracing`
+//! events (`logging` picks the sink); `copy` holds the steps of one copy and `decide` the
+//! pure choice of whether to copy at all.
 
 pub mod app;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod copy;
 pub mod decide;
