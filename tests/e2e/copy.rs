@@ -290,3 +290,57 @@ fn a_plain_registry_destination_works_without_any_aws_setup() {
     run.assert_code(0);
     assert!(bed.digest(PLAIN, &repo, "3.20").is_some());
 }
+
+/// What ECR answers a push to an existing tag of a repository with immutable tags.
+const IMMUTABLE: &str = "tag invalid: The image tag '1' already exists in the repository and cannot be overwritten because the repository is immutable.";
+
+#[test]
+#[ignore = "needs the test bed"]
+fn pushing_the_same_image_to_an_immutable_tag_is_a_success_and_a_conflict_says_so() {
+    let bed = Bed::get("immutable");
+    let repo = bed.unique("imm/img");
+    let destination = format!("{ECR}/{repo}:1");
+    bed.run(&["alpine:3.20", &destination]).assert_code(0);
+    let before = bed.digest(ECR, &repo, "1");
+
+    let same = Run::from(
+        bed.ecrcp()
+            .args(["-v", "alpine:3.20", &destination])
+            .env("ECRCP_TEST_REFUSE_PUSH", IMMUTABLE)
+            .output()
+            .unwrap(),
+    );
+    same.assert_code(0);
+    assert!(same.stdout.contains("(already there)"), "{}", same.stdout);
+
+    let conflict = Run::from(
+        bed.ecrcp()
+            .args(["redis:7", &destination])
+            .env("ECRCP_TEST_REFUSE_PUSH", IMMUTABLE)
+            .output()
+            .unwrap(),
+    );
+    conflict.assert_code(1);
+    assert!(
+        conflict.stderr.contains(&format!(
+            "'{destination}' is an immutable tag that holds a different image"
+        )),
+        "{}",
+        conflict.stderr
+    );
+    assert_eq!(bed.digest(ECR, &repo, "1"), before, "the tag still holds alpine");
+    let calls = bed.docker_calls();
+    let tagged = calls
+        .iter()
+        .filter(|argv| argv.starts_with("tag ") && argv.ends_with(&destination))
+        .count();
+    let untagged = calls
+        .iter()
+        .filter(|argv| **argv == format!("image rm {destination}"))
+        .count();
+    assert_eq!(
+        (tagged, untagged),
+        (3, 3),
+        "every temporary tag was removed: {calls:?}"
+    );
+}

@@ -54,10 +54,15 @@ impl Bed {
     }
 
     /// A `docker` in front of the real one that records every argv, one per line.
+    /// `ECRCP_TEST_REFUSE_PUSH=MESSAGE` makes it refuse every push with MESSAGE, as a
+    /// registry with immutable tags does; everything else reaches the real docker.
     fn install_docker_recorder(&self) {
         let real = which("docker");
         let script = format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n\
+             if [ \"$1\" = push ] && [ -n \"$ECRCP_TEST_REFUSE_PUSH\" ]; then\n\
+             \x20 echo \"$ECRCP_TEST_REFUSE_PUSH\" >&2; exit 1\nfi\n\
+             exec '{}' \"$@\"\n",
             self.docker_log().display(),
             real.display()
         );
