@@ -311,7 +311,6 @@ impl RepositoryArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::OWN_REGISTRY_PLACEHOLDER;
 
     const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
@@ -322,15 +321,7 @@ mod tests {
     }
 
     fn destinations(plan: &Plan) -> Vec<String> {
-        check_destinations(&plan.jobs)
-            .unwrap()
-            .iter()
-            .map(|destination| {
-                destination
-                    .to_string()
-                    .replace(OWN_REGISTRY_PLACEHOLDER, "own.example")
-            })
-            .collect()
+        crate::plan::preview_destinations(&plan.jobs)
     }
 
     #[test]

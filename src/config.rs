@@ -351,7 +351,7 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Encryption, OWN_REGISTRY_PLACEHOLDER};
+    use crate::plan::Encryption;
 
     const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 
@@ -360,15 +360,7 @@ mod tests {
     }
 
     fn destinations(config: &SyncConfig) -> Vec<String> {
-        check_destinations(&config.jobs)
-            .unwrap()
-            .iter()
-            .map(|destination| {
-                destination
-                    .to_string()
-                    .replace(OWN_REGISTRY_PLACEHOLDER, "own.example")
-            })
-            .collect()
+        crate::plan::preview_destinations(&config.jobs)
     }
 
     #[test]

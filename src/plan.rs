@@ -146,3 +146,18 @@ pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, Destinatio
     }
     Ok(destinations)
 }
+
+/// The destinations of `jobs` as text, the own registry written `own.example`: what the
+/// table tests of the command line and the config compare against.
+#[cfg(test)]
+pub fn preview_destinations(jobs: &[CopyJob]) -> Vec<String> {
+    check_destinations(jobs)
+        .unwrap()
+        .iter()
+        .map(|destination| {
+            destination
+                .to_string()
+                .replace(OWN_REGISTRY_PLACEHOLDER, "own.example")
+        })
+        .collect()
+}

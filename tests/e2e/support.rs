@@ -97,7 +97,11 @@ impl Bed {
 
     /// The ecrcp binary with the bed's environment, this test's ledger and docker recorder.
     pub fn ecrcp(&self) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ecrcp"));
+        self.in_this_test(Command::new(env!("CARGO_BIN_EXE_ecrcp")))
+    }
+
+    /// `command` with this test's ledger, docker recorder and docker config.
+    fn in_this_test(&self, mut command: Command) -> Command {
         command
             .env("ECRCP_STATE_DIR", self.scratch.join("state"))
             .env("ECRCP_DOCKER", self.scratch.join("bin/docker"))
@@ -115,13 +119,7 @@ impl Bed {
         if !link.exists() {
             std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_ecrcp"), &link).unwrap();
         }
-        let mut command = Command::new("docker");
-        command
-            .env("ECRCP_STATE_DIR", self.scratch.join("state"))
-            .env("ECRCP_DOCKER", self.scratch.join("bin/docker"))
-            .env("DOCKER_CONFIG", self.docker_config())
-            .stdin(Stdio::null());
-        command
+        self.in_this_test(Command::new("docker"))
     }
 
     /// Runs `docker ARGS` with the plugin installed.
