@@ -223,20 +223,7 @@ impl Bed {
 
     /// The digest a registry serves for `repo:reference`, by HEAD, or None.
     pub fn digest(&self, registry: &str, repo: &str, reference: &str) -> Option<String> {
-        let user = user_for(registry);
-        let mut args = vec![
-            "digest",
-            "--registry",
-            registry,
-            "--repo",
-            repo,
-            "--ref",
-            reference,
-        ];
-        if let Some(user) = user {
-            args.extend(["--user", user]);
-        }
-        let output = self.image_py_output(&args);
+        let output = self.image_py_output(&read_args("digest", registry, repo, reference));
         output
             .status
             .success()
@@ -245,19 +232,7 @@ impl Bed {
 
     /// The manifest a registry serves, parsed.
     pub fn manifest(&self, registry: &str, repo: &str, reference: &str) -> serde_json::Value {
-        let mut args = vec![
-            "manifest",
-            "--registry",
-            registry,
-            "--repo",
-            repo,
-            "--ref",
-            reference,
-        ];
-        if let Some(user) = user_for(registry) {
-            args.extend(["--user", user]);
-        }
-        let output = self.image_py_output(&args);
+        let output = self.image_py_output(&read_args("manifest", registry, repo, reference));
         assert!(
             output.status.success(),
             "manifest {registry}/{repo}:{reference}: {}",
@@ -352,6 +327,15 @@ impl Bed {
     pub fn scratch(&self) -> &Path {
         &self.scratch
     }
+}
+
+/// `image.py digest|manifest` arguments, with the bed's login for `registry`.
+fn read_args<'a>(verb: &'a str, registry: &'a str, repo: &'a str, reference: &'a str) -> Vec<&'a str> {
+    let mut args = vec![verb, "--registry", registry, "--repo", repo, "--ref", reference];
+    if let Some(user) = user_for(registry) {
+        args.extend(["--user", user]);
+    }
+    args
 }
 
 fn user_for(registry: &str) -> Option<&'static str> {

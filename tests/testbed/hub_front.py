@@ -58,6 +58,19 @@ def log(msg: str):
 # ---------------------------------------------------------------- tokens
 
 
+
+def write_json(handler, status: int, doc: dict, extra=None):
+    """Answers with a JSON body (none for HEAD), plus any extra headers."""
+    body = json.dumps(doc).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    for k, v in (extra or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
 class Signer:
     def __init__(self, key_path, cert_path, issuer, service):
         with open(key_path, "rb") as f:
@@ -114,14 +127,7 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
         log(f"token {self.address_string()} {fmt % args}")
 
     def send_json(self, status: int, doc: dict, extra=None):
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        write_json(self, status, doc, extra)
 
     def check_user(self, name: str, password: str):
         return self.server.users.get(name) == password
@@ -256,15 +262,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.send_small(200, rl.snapshot())
 
     def send_small(self, status, doc, extra=None):
-        body = json.dumps(doc).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        write_json(self, status, doc, extra)
 
     # -- proxying
 
