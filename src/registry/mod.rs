@@ -1,12 +1,14 @@
 //! The OCI distribution boundary: ecrcp's own HTTP client for registries. It answers "what
 //! does this tag hold?" with HEAD requests, which Docker Hub does not count against its pull
-//! limit, and reads manifests with GET only where a caller accepts that cost.
+//! limit, and reads manifests with GET only where a caller accepts that cost. It trusts what
+//! docker trusts: the system's CAs, `SSL_CERT_FILE`, and docker's per-registry certs.d.
 
 pub mod auth;
 pub mod credentials;
 pub mod manifest;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -46,7 +48,7 @@ pub enum RegistryError {
         status: StatusCode,
         url: String,
     },
-    #[error("cannot reach registry '{host}': {detail}\nnote: check the name, the network, and the registry's TLS certificate (SSL_CERT_FILE)")]
+    #[error("cannot reach registry '{host}': {detail}\nnote: check the name, the network, and that the registry's CA is trusted (system store, SSL_CERT_FILE, or /etc/docker/certs.d/HOST/ca.crt)")]
     Connect { host: String, detail: String },
     #[error("registry '{host}' sent something unexpected: {detail}")]
     Protocol { host: String, detail: String },
@@ -69,7 +71,10 @@ impl RegistryError {
 /// A registry client with a token cache per host and repository, and the challenge each
 /// host answered with.
 pub struct RegistryClient {
+    /// Trusts the system's CAs (and `SSL_CERT_FILE`).
     http: reqwest::Client,
+    /// For hosts with CAs of their own in docker's certs.d, a client that trusts those too.
+    with_docker_cas: Mutex<HashMap<String, reqwest::Client>>,
     credentials: CredentialStore,
     tokens: Mutex<HashMap<(String, String), String>>,
     /// How each host asked to authenticate, once it did.
@@ -85,17 +90,9 @@ struct Response {
 
 impl RegistryClient {
     pub fn new(credentials: CredentialStore) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|error| RegistryError::Connect {
-                host: "(none)".into(),
-                detail: error.to_string(),
-            })?;
         Ok(RegistryClient {
-            http,
+            http: http_client("(none)", Vec::new())?,
+            with_docker_cas: Mutex::new(HashMap::new()),
             credentials,
             tokens: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
@@ -105,6 +102,24 @@ impl RegistryClient {
 
     pub fn credentials(&self) -> &CredentialStore {
         &self.credentials
+    }
+
+    /// The client for `host`: one that also trusts the CAs docker trusts for that registry
+    /// (`/etc/docker/certs.d/HOST/*.crt`), so a private registry that docker reaches, ecrcp
+    /// reaches too.
+    fn http_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
+        let mut clients = self.with_docker_cas.lock().expect("client cache poisoned");
+        if let Some(client) = clients.get(host) {
+            return Ok(client.clone());
+        }
+        let cas = docker_cas(&Path::new(DOCKER_CERTS_DIR).join(host));
+        let client = if cas.is_empty() {
+            self.http.clone()
+        } else {
+            http_client(host, cas)?
+        };
+        clients.insert(host.to_owned(), client.clone());
+        Ok(client)
     }
 
     /// The digest `image` names now, or `None` when the registry does not have it.
@@ -255,7 +270,7 @@ impl RegistryClient {
         authorization: Option<&str>,
     ) -> Result<Response, RegistryError> {
         let mut request = self
-            .http
+            .http_for(host)?
             .request(method.clone(), url)
             .header(ACCEPT, manifest::ACCEPT);
         if let Some(authorization) = authorization {
@@ -348,6 +363,46 @@ impl RegistryClient {
             }
         }
     }
+}
+
+/// Where the docker daemon keeps per-registry certificates.
+const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
+
+fn http_client(host: &str, extra_cas: Vec<reqwest::Certificate>) -> Result<reqwest::Client, RegistryError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .tls_certs_merge(extra_cas)
+        .build()
+        .map_err(|error| RegistryError::Connect {
+            host: host.to_owned(),
+            detail: error_chain(&error),
+        })
+}
+
+/// The CA certificates (`*.crt`, as docker reads them) in a certs.d directory. An unreadable
+/// one is logged and left out: the system's CAs may still do.
+fn docker_cas(dir: &Path) -> Vec<reqwest::Certificate> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut cas = Vec::new();
+    for path in entries.flatten().map(|entry| entry.path()) {
+        if path.extension().is_none_or(|extension| extension != "crt") {
+            continue;
+        }
+        match std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
+        {
+            Ok(found) => cas.extend(found),
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "cannot read a registry CA certificate");
+            }
+        }
+    }
+    cas
 }
 
 fn check_status(image: &Reference, url: &str, response: Response) -> Result<Response, RegistryError> {

@@ -230,3 +230,27 @@ fn an_unknown_destination_host_fails_before_anything_is_pulled() {
     );
     assert_eq!(bed.docker_calls_of("pull"), 0);
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registries_are_trusted_through_dockers_certs_d_as_docker_trusts_them() {
+    // Trust nothing but an unrelated CA: only /etc/docker/certs.d/HOST/ca.crt (which the bed
+    // fills, as an admin would for a private registry) can make the HEAD checks work.
+    let bed = Bed::get("certsd");
+    let unrelated = bed.scratch().join("unrelated.pem");
+    let bundle = std::fs::read_to_string(std::env::var("SSL_CERT_FILE").unwrap()).unwrap();
+    let first = bundle.split("-----END CERTIFICATE-----").next().unwrap();
+    std::fs::write(&unrelated, format!("{first}-----END CERTIFICATE-----\n")).unwrap();
+    let repo = bed.unique("certsd/alpine");
+    let run = Run::from(
+        bed.ecrcp()
+            .args(["-u", "alpine:3.20", &format!("{ECR}/{repo}:3.20")])
+            .env("SSL_CERT_FILE", &unrelated)
+            // Set, so that nothing probes the system's certificate directory in its place.
+            .env("SSL_CERT_DIR", bed.scratch())
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    assert!(bed.digest(ECR, &repo, "3.20").is_some());
+}
