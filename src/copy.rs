@@ -219,6 +219,9 @@ impl<'a> Copier<'a> {
                 })
             }
             Next::Copy(why) => why,
+            Next::Compare if self.options.dry_run && job.source.is_docker_hub() => {
+                return Ok(Outcome::WouldCopy(Why::Unverified));
+            }
             Next::Compare => {
                 let source = check.source_digest.as_deref().unwrap_or_default();
                 let existing = check.existing.as_deref().unwrap_or_default();

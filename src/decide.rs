@@ -37,6 +37,9 @@ pub enum Why {
     Differs,
     /// Asked for without `-u`: a copy always runs, as with `cp`.
     Requested,
+    /// `--dry-run` on a destination the ledger does not know: telling would cost a Docker
+    /// Hub pull, which a dry run does not spend.
+    Unverified,
 }
 
 impl Why {
@@ -46,6 +49,9 @@ impl Why {
             Why::SourceChanged => "source changed",
             Why::Differs => "destination holds another image",
             Why::Requested => "requested",
+            Why::Unverified => {
+                "not in the ledger: a real run compares image configs first (one Docker Hub pull) and copies if they differ"
+            }
         }
     }
 }

@@ -72,6 +72,45 @@ fn a_second_sync_sends_only_heads_upstream_and_a_changed_image_is_copied_again()
 
 #[test]
 #[ignore = "needs the test bed"]
+fn a_dry_run_spends_no_docker_hub_pull_even_without_the_ledger() {
+    let bed = Bed::get("sync-dry-noledger");
+    let upstream = bed.unique("e2e/dry");
+    bed.push_upstream(&upstream, "1", "one");
+    let config = config(&bed, &bed.unique("dry"), "", &[&format!("{upstream}:1")]);
+    bed.sync(&config, &[]).assert_code(0);
+    std::fs::remove_file(bed.scratch().join("state/copies.json")).unwrap();
+    let manifests = format!("/v2/{upstream}/manifests/");
+    let gets = bed.requests("hub", "GET", &manifests);
+
+    let dry = bed.sync(&config, &["--dry-run"]);
+    dry.assert_code(0);
+    let event = &dry.events("image synced")[0];
+    assert_eq!(event["outcome"], "would copy");
+    assert!(
+        event["why"]
+            .as_str()
+            .unwrap()
+            .contains("compares image configs first"),
+        "{event}"
+    );
+    assert_eq!(
+        bed.requests("hub", "GET", &manifests),
+        gets,
+        "no manifest GET upstream"
+    );
+
+    let real = bed.sync(&config, &[]);
+    real.assert_code(0);
+    assert_eq!(
+        real.summary()["unchanged"],
+        1,
+        "the real run compared and found the same image"
+    );
+    assert_eq!(real.summary()["hub_pulls_spent"], 1);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
 fn a_config_with_an_unknown_key_copies_nothing_and_points_at_its_line() {
     let bed = Bed::get("sync-badkey");
     let prefix = bed.unique("badkey");
