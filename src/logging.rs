@@ -16,8 +16,11 @@ pub enum Format {
     /// The journal when running under systemd, text otherwise.
     #[default]
     Auto,
+    /// Readable lines on stderr
     Text,
+    /// One JSON object per event on stderr, fields flattened
     Json,
+    /// The systemd journal, each field a journal field
     Journald,
 }
 

@@ -111,6 +111,27 @@ fn a_dry_run_spends_no_docker_hub_pull_even_without_the_ledger() {
 
 #[test]
 #[ignore = "needs the test bed"]
+fn a_failing_image_fails_alone_and_the_run_exits_1() {
+    let bed = Bed::get("sync-fail");
+    let prefix = bed.unique("fail");
+    let config = config(&bed, &prefix, "", &["alpine:3.20", "nope/missing:1", "redis:7"]);
+    let run = bed.sync(&config, &[]);
+    run.assert_code(1);
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes["alpine:3.20"], "copied", "{outcomes:?}");
+    assert_eq!(outcomes["redis:7"], "copied", "{outcomes:?}");
+    assert_eq!(outcomes["nope/missing:1"], "failed", "{outcomes:?}");
+    let failed = &run.events("image failed")[0];
+    assert!(
+        failed["error"].as_str().unwrap().contains("does not exist"),
+        "{failed}"
+    );
+    assert_eq!(run.summary()["failed"], 1);
+    assert!(bed.repository(&format!("{prefix}/nope/missing")).is_none());
+}
+
+#[test]
+#[ignore = "needs the test bed"]
 fn a_config_with_an_unknown_key_copies_nothing_and_points_at_its_line() {
     let bed = Bed::get("sync-badkey");
     let prefix = bed.unique("badkey");
