@@ -27,7 +27,7 @@ fn docker(invocation: &Invocation) -> DockerCli {
 pub fn copy(args: &CopyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     logging::init(Format::Text, invocation.log_level.as_deref().unwrap_or("warn"));
     let plan = args
-        .into_plan(progress_wanted(false))
+        .into_plan(progress_wanted())
         .map_err(|error| (Exit::Usage, error.into()))?;
     let terminal = Terminal {
         verbose: args.verbose,

@@ -446,20 +446,13 @@ impl<'a> Copier<'a> {
     }
 
     async fn inspect(&self, image: &Reference) -> anyhow::Result<LocalImage> {
-        let id = self
-            .docker(&DockerCommand::image_id(image))
-            .await?
-            .stdout
-            .trim()
-            .to_owned();
-        let repo_digests = self
-            .docker(&DockerCommand::repo_digests(image))
-            .await?
-            .stdout
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        Ok(LocalImage { id, repo_digests })
+        let output = self.docker(&DockerCommand::inspect(image)).await?.stdout;
+        let mut words = output.split_whitespace().map(str::to_owned);
+        let id = words.next().unwrap_or_default();
+        Ok(LocalImage {
+            id,
+            repo_digests: words.collect(),
+        })
     }
 
     fn remember(

@@ -77,26 +77,15 @@ impl DockerCommand {
         }
     }
 
-    /// The local image ID, which is the digest of the image config: it survives a push to
-    /// another registry unchanged, so it identifies the image across registries.
-    pub fn image_id(image: &Reference) -> Self {
+    /// The local image ID (the digest of the image config, which survives a push to another
+    /// registry unchanged) and the manifest digests docker recorded for the image, all on one
+    /// line: `ID REPO@DIGEST...`. After a push these include the digest the destination serves.
+    pub fn inspect(image: &Reference) -> Self {
         DockerCommand::new([
             "image".to_owned(),
             "inspect".to_owned(),
             "--format".to_owned(),
-            "{{.Id}}".to_owned(),
-            local_name(image),
-        ])
-    }
-
-    /// The manifest digests docker recorded for an image, one `repo@digest` per line; after
-    /// a push this includes the digest the destination registry now serves.
-    pub fn repo_digests(image: &Reference) -> Self {
-        DockerCommand::new([
-            "image".to_owned(),
-            "inspect".to_owned(),
-            "--format".to_owned(),
-            "{{range .RepoDigests}}{{println .}}{{end}}".to_owned(),
+            "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}".to_owned(),
             local_name(image),
         ])
     }
@@ -215,8 +204,7 @@ impl DockerCli {
             .iter()
             .find_map(|arg| arg.strip_prefix("--config="))
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
+            .or_else(default_config_dir)
     }
 
     fn argv_text(&self, command: &DockerCommand) -> String {
@@ -321,8 +309,16 @@ fn last_line(text: &str) -> &str {
 }
 
 /// Whether docker's progress should be shown: only when a person watches a terminal.
-pub fn progress_wanted(quiet: bool) -> bool {
-    !quiet && std::io::stderr().is_terminal()
+pub fn progress_wanted() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// docker's config directory when no `--config` is given: `DOCKER_CONFIG`, else
+/// `~/.docker`, as the docker CLI decides.
+pub fn default_config_dir() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
 }
 
 #[cfg(test)]
@@ -382,8 +378,14 @@ mod tests {
                 ],
             ),
             (
-                DockerCommand::image_id(&nginx),
-                vec!["image", "inspect", "--format", "{{.Id}}", "docker.io/library/nginx:1.27"],
+                DockerCommand::inspect(&nginx),
+                vec![
+                    "image",
+                    "inspect",
+                    "--format",
+                    "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}",
+                    "docker.io/library/nginx:1.27",
+                ],
             ),
         ];
         for (command, expected) in cases {

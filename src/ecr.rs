@@ -30,7 +30,6 @@ pub enum EcrError {
         code: String,
         message: String,
         hint: String,
-        transient: bool,
     },
     #[error("cannot reach the ECR API for {operation}: {detail}\nnote: check the network, the region, and AWS_ENDPOINT_URL if set")]
     Unreachable { operation: &'static str, detail: String },
@@ -39,15 +38,6 @@ pub enum EcrError {
         operation: &'static str,
         what: &'static str,
     },
-}
-
-impl EcrError {
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            EcrError::Unreachable { .. } | EcrError::Api { transient: true, .. }
-        )
-    }
 }
 
 /// ECR connections, one per distinct AWS profile and region the jobs ask for, each with the
@@ -354,14 +344,8 @@ fn decode_token(token: &str) -> Option<(String, Secret)> {
     Some((username.to_owned(), Secret::new(password)))
 }
 
-const TRANSIENT_CODES: [&str; 5] = [
-    "ThrottlingException",
-    "ServerException",
-    "ServiceUnavailableException",
-    "InternalFailure",
-    "RequestTimeout",
-];
-
+/// An SDK error as ecrcp reports it. Throttling and 5xx answers never get here before the
+/// SDK's own standard retry mode (3 attempts, backoff with jitter) has given up on them.
 fn api_error<E, R>(operation: &'static str, error: &SdkError<E, R>) -> EcrError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
@@ -382,13 +366,11 @@ where
             } else {
                 String::new()
             };
-            let transient = TRANSIENT_CODES.contains(&code.as_str());
             EcrError::Api {
                 operation,
                 code,
                 message,
                 hint,
-                transient,
             }
         }
     }

@@ -36,9 +36,7 @@ pub enum InstallError {
 pub fn plugin_dir(scope: Scope) -> Result<PathBuf, InstallError> {
     match scope {
         Scope::System => Ok(PathBuf::from(SYSTEM_DIR)),
-        Scope::User => std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".docker")))
+        Scope::User => crate::docker::default_config_dir()
             .map(|dir| dir.join("cli-plugins"))
             .ok_or(InstallError::NoHome),
     }
