@@ -3,7 +3,6 @@
 //! pull, make sure the ECR repository exists, log in, tag, push, verify what the destination
 //! now serves, and clean up. Emits events; never prints.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -13,11 +12,10 @@ use crate::decide::{self, Facts, Verdict, Why};
 use crate::docker::{DockerCommand, DockerError, DockerOutput, DockerRunner};
 use crate::ecr::Ecr;
 use crate::ledger::{Ledger, Record};
+use crate::login::Logins;
 use crate::plan::{CopyJob, CopyOptions};
 use crate::reference::{EcrHost, Reference};
-use crate::registry::credentials::Credentials;
 use crate::registry::{RateLimit, RegistryClient, RegistryError};
-use crate::secret::Secret;
 
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,8 +103,7 @@ pub struct Copier<'a> {
     options: CopyOptions,
     confirm: &'a dyn Confirm,
     ledger: Mutex<Ledger>,
-    /// The password each registry host was `docker login`-ed with in this run.
-    docker_logins: tokio::sync::Mutex<HashMap<String, Secret>>,
+    logins: Logins<'a>,
     daemon_platform: tokio::sync::OnceCell<String>,
 }
 
@@ -124,7 +121,7 @@ impl<'a> Copier<'a> {
             options,
             confirm,
             ledger: Mutex::new(ledger),
-            docker_logins: tokio::sync::Mutex::new(HashMap::new()),
+            logins: Logins::new(docker, registry),
             daemon_platform: tokio::sync::OnceCell::new(),
         }
     }
@@ -148,7 +145,7 @@ impl<'a> Copier<'a> {
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<Check> {
         if let Some(host) = EcrHost::parse(destination.registry()) {
-            self.registry_credentials(&host, ecr).await?;
+            self.logins.registry_credentials(&host, ecr).await?;
         }
         let (source_digest, rate_limit) = self.source_digest(&job.source).await?;
         // Asked before anything is pulled, so a destination that cannot take the copy costs
@@ -382,7 +379,7 @@ impl<'a> Copier<'a> {
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<(Outcome, LocalImage)> {
         if let Some(host) = EcrHost::parse(destination.registry()) {
-            self.docker_login(&host, ecr).await?;
+            self.logins.docker_login(&host, ecr).await?;
         }
         self.docker(&DockerCommand::tag(source, destination))
             .await
@@ -489,45 +486,6 @@ impl<'a> Copier<'a> {
             })
             .await?;
         Ok(platform.clone())
-    }
-
-    /// Hands the ECR token to the registry client, for HEAD requests on the destination.
-    async fn registry_credentials(&self, host: &EcrHost, ecr: Option<&Ecr>) -> anyhow::Result<()> {
-        let ecr = ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
-        let authorization = ecr
-            .authorization(&host.region)
-            .await
-            .with_context(|| format!("cannot log in to '{}'", host.host))?;
-        self.registry.credentials().insert(
-            &host.host,
-            Credentials {
-                username: authorization.username,
-                password: authorization.password,
-            },
-        );
-        Ok(())
-    }
-
-    /// `docker login` to an ECR registry: once per run, and again only when ECR handed out
-    /// a new token.
-    async fn docker_login(&self, host: &EcrHost, ecr: Option<&Ecr>) -> anyhow::Result<()> {
-        let ecr = ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
-        let authorization = ecr.authorization(&host.region).await?;
-        let mut logged_in = self.docker_logins.lock().await;
-        if logged_in.get(&host.host) == Some(&authorization.password) {
-            return Ok(());
-        }
-        let login = DockerCommand::login(
-            &host.host,
-            &authorization.username,
-            authorization.password.clone(),
-        );
-        self.docker(&login)
-            .await
-            .with_context(|| format!("cannot log docker in to '{}'", host.host))?;
-        tracing::info!(registry = %host.host, "docker logged in");
-        logged_in.insert(host.host.clone(), authorization.password);
-        Ok(())
     }
 
     async fn docker(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {

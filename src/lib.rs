@@ -18,6 +18,7 @@ pub mod exit;
 pub mod ledger;
 pub mod lock;
 pub mod logging;
+pub mod login;
 pub mod plan;
 pub mod plugin;
 pub mod reference;

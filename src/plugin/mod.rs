@@ -31,8 +31,6 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// docker's global options that the docker commands ecrcp runs must get too.
     pub docker_args: Vec<String>,
-    /// `--config DIR` given to docker: where its logins are.
-    pub docker_config: Option<String>,
     /// A log filter from docker's `--log-level` or `--debug`.
     pub log_level: Option<String>,
 }
@@ -117,10 +115,8 @@ pub fn parse(argv: &[String]) -> Result<Invocation, String> {
         if forward {
             invocation.docker_args.push(format!("--{long}={value}"));
         }
-        match long {
-            "config" => invocation.docker_config = Some(value),
-            "log-level" if invocation.log_level.is_none() => invocation.log_level = Some(log_filter(&value)),
-            _ => {}
+        if long == "log-level" && invocation.log_level.is_none() {
+            invocation.log_level = Some(log_filter(&value));
         }
     }
     Ok(invocation)
@@ -219,7 +215,6 @@ mod tests {
                         "--host=unix:///d.sock",
                         "--tlsverify",
                     ]),
-                    docker_config: Some("/c".into()),
                     log_level: Some("debug".into()),
                 },
             ),

@@ -3,9 +3,15 @@
 //! systemd booted in a container (`tests/testbed/nspawn`). They are
 //! `#[ignore]`d so a plain `cargo test` passes without root; `.ci/run` runs them on the bed.
 
+mod accounts;
 mod copy;
 mod failures;
+mod ledger;
 mod plugin;
+mod processes;
+mod races;
+mod references;
+mod registry;
 mod support;
 mod sync;
 mod systemd;

@@ -1,0 +1,1 @@
+//! Cross-account and ECR-source copies, credential helpers and logins, end to end.

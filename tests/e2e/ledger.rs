@@ -1,0 +1,1 @@
+//! The copy ledger under concurrent runs and dry runs, end to end.

@@ -1,0 +1,1 @@
+//! Concurrent jobs in one run: shared sources, shared repositories, the pull budget.

@@ -1,0 +1,1 @@
+//! Destinations, ECR repository names and docker's reference rules, end to end.

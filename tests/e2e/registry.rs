@@ -1,0 +1,1 @@
+//! ecrcp's own registry client against the bed's registries: throttling, missing repositories.
