@@ -284,7 +284,9 @@ impl<'a> Copier<'a> {
                 "'{}' does not exist: check the repository name and tag",
                 source.familiar()
             ),
-            Err(error) if self.options.overwrite.update => {
+            // It names the image and says what to do.
+            Err(error @ RegistryError::Inaccessible { .. }) => Err(error.into()),
+            Err(error) if self.options.overwrite.update || error.holds_for_docker() => {
                 Err(error).with_context(|| format!("cannot look up '{}'", source.familiar()))
             }
             Err(error) => {

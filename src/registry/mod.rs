@@ -6,11 +6,12 @@
 pub mod auth;
 pub mod credentials;
 pub mod manifest;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode, Url};
@@ -34,38 +35,135 @@ pub struct RateLimit {
     pub remaining: u64,
 }
 
+/// The most of a manifest (or a token answer) ecrcp reads: ECR, like most registries,
+/// refuses manifests over 4 MiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("registry '{host}' wants credentials for '{repository}'\nnote: run `docker login {host}`")]
     Unauthorized { host: String, repository: String },
+    /// A token was handed out, yet the registry refused it: Docker Hub's answer for a
+    /// repository that does not exist and for a private one alike.
+    #[error("'{image}' does not exist or needs a login\nnote: check the name; if it is private, run `{}` as a user who may read it", login_command(.host))]
+    Inaccessible { image: String, host: String },
     #[error("registry '{host}' denied access to '{repository}'\nnote: check that your login may read it")]
     Denied { host: String, repository: String },
-    #[error("registry '{host}' says the pull rate limit is reached{detail}\nnote: wait for the window to pass, or `docker login` to a paid account")]
-    RateLimited { host: String, detail: String },
-    #[error("registry '{host}' answered {status} for {url}")]
+    #[error("registry '{host}' {limit}{}\nnote: wait for the window to pass, or `docker login` to an account with a higher limit", throttle_detail(*.allowance, *.retry_after))]
+    RateLimited {
+        host: String,
+        limit: Limit,
+        allowance: Option<RateLimit>,
+        retry_after: Option<Duration>,
+    },
+    #[error("registry '{host}' answered {status} for {url}{}", wait_detail(*.retry_after))]
     Server {
         host: String,
         status: StatusCode,
         url: String,
+        retry_after: Option<Duration>,
     },
     #[error("cannot reach registry '{host}': {detail}\nnote: check the name, the network, and that the registry's CA is trusted (system store, SSL_CERT_FILE, or /etc/docker/certs.d/HOST/ca.crt)")]
     Connect { host: String, detail: String },
     #[error("registry '{host}' sent something unexpected: {detail}")]
     Protocol { host: String, detail: String },
+    #[error("registry '{host}' answered '{answered}' when asked for '{image}' by digest '{requested}'\nnote: a registry must serve exactly the content a digest names; ecrcp refuses anything else")]
+    DigestMismatch {
+        host: String,
+        image: String,
+        requested: String,
+        answered: String,
+    },
+    #[error("registry '{host}' sent more than {} MiB for {url}\nnote: ECR and most registries refuse manifests over 4 MiB", MAX_MANIFEST_BYTES >> 20)]
+    TooLarge { host: String, url: String },
     #[error("'{image}' was not found in its registry")]
     NotFound { image: String },
 }
 
+/// What a registry's 429 limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Manifest GETs: Docker Hub's pull quota. Asking again could spend a pull.
+    Pulls,
+    /// Any request (a token, a HEAD): asking again costs nothing but the request.
+    Requests,
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Pulls => "says the pull rate limit is reached",
+            Limit::Requests => "is throttling requests (HTTP 429)",
+        })
+    }
+}
+
 impl RegistryError {
-    /// Whether trying again may help: server errors and dropped connections, never a refusal
-    /// or an exhausted pull quota (retrying that would spend what is left).
+    /// Whether trying again at once (after a short backoff) may help: server errors and
+    /// dropped connections, never a refusal, a throttle, or a server that asked for a wait.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Server { status, .. } => status.is_server_error(),
+            RegistryError::Server {
+                status,
+                retry_after: None,
+                ..
+            } => status.is_server_error(),
             RegistryError::Connect { .. } => true,
             _ => false,
         }
     }
+
+    /// Whether `docker pull` would meet this very answer from the registry: a repository
+    /// missing or closed to this login, a throttle, content that is not what its digest
+    /// names. Handing such an image to docker anyway only spends time, or a pull.
+    pub fn holds_for_docker(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Inaccessible { .. }
+                | RegistryError::RateLimited { .. }
+                | RegistryError::DigestMismatch { .. }
+        )
+    }
+
+    /// How long to wait before asking again, or `None` to give up: a backoff for passing
+    /// failures, the registry's own `Retry-After` when it is short, and never for the pull
+    /// quota, since asking again may spend a pull the budget did not plan.
+    fn pause(&self, backoff: Duration) -> Option<Duration> {
+        match self {
+            RegistryError::RateLimited {
+                limit: Limit::Pulls, ..
+            } => None,
+            RegistryError::RateLimited { retry_after, .. }
+            | RegistryError::Server {
+                retry_after: retry_after @ Some(_),
+                ..
+            } => retry_after.filter(|wait| *wait <= retry::LONGEST_WAIT),
+            error if error.is_transient() => Some(backoff),
+            _ => None,
+        }
+    }
+}
+
+/// How to log in to `host`: Docker Hub needs no name.
+fn login_command(host: &str) -> String {
+    if host == "docker.io" {
+        "docker login".to_owned()
+    } else {
+        format!("docker login {host}")
+    }
+}
+
+fn throttle_detail(allowance: Option<RateLimit>, retry_after: Option<Duration>) -> String {
+    let left = allowance
+        .map(|limit| format!(" ({} of {} pulls left)", limit.remaining, limit.limit))
+        .unwrap_or_default();
+    left + &wait_detail(retry_after)
+}
+
+fn wait_detail(retry_after: Option<Duration>) -> String {
+    retry_after
+        .map(|wait| format!("; it asks to wait {}", retry::describe_wait(wait)))
+        .unwrap_or_default()
 }
 
 /// A registry client with a token cache per host and repository, and the challenge each
@@ -185,15 +283,20 @@ impl RegistryClient {
         let mut delay = Duration::from_millis(250);
         let mut attempt = 1;
         loop {
-            match self.manifest_request_once(method.clone(), image, reference).await {
-                Err(error) if error.is_transient() && attempt < self.attempts => {
-                    tracing::debug!(image = %image, %error, attempt, "retrying registry request");
-                    tokio::time::sleep(delay + jitter(delay)).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                result => return result,
+            let result = self.manifest_request_once(method.clone(), image, reference).await;
+            let pause = match &result {
+                Err(error) if attempt < self.attempts => error.pause(delay + jitter(delay)),
+                _ => None,
+            };
+            let Some(pause) = pause else {
+                return result;
+            };
+            if let Err(error) = &result {
+                tracing::debug!(image = %image, %error, attempt, wait_ms = pause.as_millis(), "retrying registry request");
             }
+            tokio::time::sleep(pause).await;
+            delay *= 2;
+            attempt += 1;
         }
     }
 
@@ -243,8 +346,15 @@ impl RegistryClient {
                 .lock()
                 .expect("challenge cache poisoned")
                 .insert(host.to_owned(), challenge.clone());
+            let token = matches!(challenge, Challenge::Bearer { .. });
             let fresh = self.authorize(image, challenge).await?;
-            response = self.send(method, &url, host, Some(&fresh)).await?;
+            response = self.send(method.clone(), &url, host, Some(&fresh)).await?;
+            if response.status == StatusCode::UNAUTHORIZED && token {
+                return Err(RegistryError::Inaccessible {
+                    image: image.familiar(),
+                    host: image.registry().to_owned(),
+                });
+            }
             if response.status == StatusCode::UNAUTHORIZED {
                 return Err(RegistryError::Unauthorized {
                     host: image.registry().to_owned(),
@@ -259,7 +369,8 @@ impl RegistryClient {
                 .expect("token cache poisoned")
                 .insert(key, authorization);
         }
-        check_status(image, &url, response)
+        let response = check_status(image, &method, &url, response)?;
+        check_digest(image, reference, response)
     }
 
     async fn send(
@@ -285,14 +396,7 @@ impl RegistryClient {
         let body = if method == Method::HEAD {
             Vec::new()
         } else {
-            response
-                .bytes()
-                .await
-                .map_err(|error| RegistryError::Connect {
-                    host: host.to_owned(),
-                    detail: error_chain(&error),
-                })?
-                .to_vec()
+            read_bounded(response, host, url).await?
         };
         Ok(Response {
             status,
@@ -345,11 +449,21 @@ impl RegistryClient {
                             repository: image.repository().to_owned(),
                         })
                     }
+                    // Docker Hub's token server throttles on its own: no pull is spent yet.
+                    StatusCode::TOO_MANY_REQUESTS => {
+                        return Err(RegistryError::RateLimited {
+                            host: host.to_owned(),
+                            limit: Limit::Requests,
+                            allowance: None,
+                            retry_after: retry_after(&response.headers),
+                        })
+                    }
                     status if !status.is_success() => {
                         return Err(RegistryError::Server {
                             host: host.to_owned(),
                             status,
                             url: realm,
+                            retry_after: retry_after(&response.headers),
                         })
                     }
                     _ => {}
@@ -405,7 +519,12 @@ fn docker_cas(dir: &Path) -> Vec<reqwest::Certificate> {
     cas
 }
 
-fn check_status(image: &Reference, url: &str, response: Response) -> Result<Response, RegistryError> {
+fn check_status(
+    image: &Reference,
+    method: &Method,
+    url: &str,
+    response: Response,
+) -> Result<Response, RegistryError> {
     let host = image.registry().to_owned();
     match response.status {
         status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(response),
@@ -413,18 +532,75 @@ fn check_status(image: &Reference, url: &str, response: Response) -> Result<Resp
             host,
             repository: image.repository().to_owned(),
         }),
-        StatusCode::TOO_MANY_REQUESTS => {
-            let detail = rate_limit(&response.headers)
-                .map(|limit| format!(" ({} of {} pulls left)", limit.remaining, limit.limit))
-                .unwrap_or_default();
-            Err(RegistryError::RateLimited { host, detail })
-        }
+        StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
+            host,
+            limit: if *method == Method::GET {
+                Limit::Pulls
+            } else {
+                Limit::Requests
+            },
+            allowance: rate_limit(&response.headers),
+            retry_after: retry_after(&response.headers),
+        }),
         status => Err(RegistryError::Server {
             host,
             status,
             url: url.to_owned(),
+            retry_after: retry_after(&response.headers),
         }),
     }
+}
+
+/// Refuses an answer to a request by digest that names another digest.
+fn check_digest(image: &Reference, requested: &str, response: Response) -> Result<Response, RegistryError> {
+    // Tags cannot hold a colon; digests always do.
+    let by_digest = requested.contains(':');
+    match header(&response.headers, "docker-content-digest") {
+        Some(answered) if by_digest && response.status.is_success() && answered != requested => {
+            Err(RegistryError::DigestMismatch {
+                host: image.registry().to_owned(),
+                image: image.familiar(),
+                requested: requested.to_owned(),
+                answered,
+            })
+        }
+        _ => Ok(response),
+    }
+}
+
+/// A response body, read as it streams in and refused past [`MAX_MANIFEST_BYTES`], so that a
+/// broken or hostile server cannot make ecrcp hold gigabytes.
+async fn read_bounded(
+    mut response: reqwest::Response,
+    host: &str,
+    url: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        host: host.to_owned(),
+        url: url.to_owned(),
+    };
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_MANIFEST_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|error| RegistryError::Connect {
+        host: host.to_owned(),
+        detail: error_chain(&error),
+    })? {
+        if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The wait a `Retry-After` header asks for.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry::parse_retry_after(&header(headers, "retry-after")?, SystemTime::now())
 }
 
 /// `https://HOST`, except for loopback registries, which docker also reaches over plain HTTP.
@@ -500,23 +676,77 @@ mod tests {
     }
 
     #[test]
-    fn only_server_and_connection_errors_are_transient() {
-        let server = RegistryError::Server {
+    fn only_passing_failures_are_retried_and_a_pull_quota_never() {
+        let backoff = Duration::from_millis(250);
+        let server = |retry_after: Option<u64>| RegistryError::Server {
             host: "h".into(),
-            status: StatusCode::BAD_GATEWAY,
+            status: StatusCode::SERVICE_UNAVAILABLE,
             url: "u".into(),
+            retry_after: retry_after.map(Duration::from_secs),
         };
-        let quota = RegistryError::RateLimited {
+        let throttled = |limit, retry_after: Option<u64>| RegistryError::RateLimited {
             host: "h".into(),
-            detail: String::new(),
+            limit,
+            allowance: None,
+            retry_after: retry_after.map(Duration::from_secs),
         };
         let denied = RegistryError::Denied {
             host: "h".into(),
             repository: "r".into(),
         };
-        assert!(server.is_transient());
-        assert!(!quota.is_transient());
-        assert!(!denied.is_transient());
+        let mismatch = RegistryError::DigestMismatch {
+            host: "h".into(),
+            image: "i".into(),
+            requested: "sha256:a".into(),
+            answered: "sha256:b".into(),
+        };
+        let cases = [
+            (server(None), Some(backoff)),
+            (server(Some(2)), Some(Duration::from_secs(2))),
+            (server(Some(30)), Some(Duration::from_secs(30))),
+            (server(Some(31)), None),
+            (throttled(Limit::Requests, Some(1)), Some(Duration::from_secs(1))),
+            (throttled(Limit::Requests, Some(3600)), None),
+            (throttled(Limit::Requests, None), None),
+            (throttled(Limit::Pulls, Some(1)), None),
+            (throttled(Limit::Pulls, None), None),
+            (denied, None),
+            (mismatch, None),
+        ];
+        for (error, pause) in cases {
+            assert_eq!(error.pause(backoff), pause, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_throttle_names_the_wait_it_was_given() {
+        let error = RegistryError::RateLimited {
+            host: "docker.io".into(),
+            limit: Limit::Requests,
+            allowance: None,
+            retry_after: Some(Duration::from_secs(3600)),
+        };
+        assert!(
+            error.to_string().starts_with(
+                "registry 'docker.io' is throttling requests (HTTP 429); it asks to wait 60 min\n"
+            ),
+            "{error}"
+        );
+        let quota = RegistryError::RateLimited {
+            host: "docker.io".into(),
+            limit: Limit::Pulls,
+            allowance: Some(RateLimit {
+                limit: 100,
+                remaining: 0,
+            }),
+            retry_after: None,
+        };
+        assert!(
+            quota.to_string().starts_with(
+                "registry 'docker.io' says the pull rate limit is reached (0 of 100 pulls left)\n"
+            ),
+            "{quota}"
+        );
     }
 
     #[test]

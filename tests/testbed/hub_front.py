@@ -6,8 +6,10 @@
 #  * token server (auth.docker.io):  GET /token?service=..&scope=.. (anonymous or
 #    HTTP basic) and POST /token (OAuth2 password grant, as `docker login` may use).
 #    Hands out RS256 JWTs the registry accepts (`auth: token:` in its config):
-#    anonymous callers get `pull` on any repository, known users (--user
+#    anonymous callers get `pull` on repositories that exist, known users (--user
 #    NAME:PASS) get `pull,push`. Wrong credentials get 401 like Docker Hub.
+#    As on Docker Hub, a repository that does not exist gets a token without
+#    access, so the registry answers 401 insufficient_scope, not 404.
 #
 #  * reverse proxy (registry-1.docker.io): forwards everything to the real
 #    registry (docker-registry on a loopback port, plain HTTP) and adds Docker
@@ -19,6 +21,15 @@
 #    429 TOOMANYREQUESTS. Tests drive it through
 #        GET  /_testbed/ratelimit  -> {"limit":..,"remaining":..,"window":..,"enforce":..}
 #        POST /_testbed/ratelimit  with a JSON body setting any of those keys
+#
+#  * token throttling, per repository, so that tests running at the same time
+#    are not affected: token requests whose scope names the repository get
+#    STATUS (429 as Docker Hub's auth.docker.io sends it, or 503) with
+#    `Retry-After: RETRY_AFTER`, the next TIMES times (always when TIMES is
+#    absent). `"status": null` lifts it.
+#        POST /_testbed/token  {"repository": "library/x", "status": 429,
+#                               "retry_after": "3600", "times": 1}
+#        GET  /_testbed/token  -> the throttles in force
 #
 # Needs `cryptography` (RS256 signing); everything else is the standard library.
 
@@ -99,24 +110,69 @@ class Signer:
         return signing_input.decode() + "." + b64url(signature)
 
 
-def grant(scopes: list, user: str | None) -> list:
-    """repository:NAME:ACTIONS scopes -> the JWT `access` list for this caller."""
-    allowed = {"pull", "push"} if user else {"pull"}
-    access = []
+def repositories(scopes: list) -> list:
+    """(type, name, actions) of each resource in repository:NAME:ACTIONS scopes."""
+    found = []
     for scope in scopes:
         for one in scope.split(" "):
             parts = one.split(":")
-            if len(parts) < 3:
-                continue
-            rtype, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
-            if rtype == "repository":
-                granted = [a for a in actions if a in allowed or (a == "*" and user)]
-            elif rtype == "registry" and name == "catalog" and user:
-                granted = [a for a in actions if a == "*"]
-            else:
-                granted = []
-            access.append({"type": rtype, "name": name, "actions": granted})
+            if len(parts) >= 3:
+                found.append((parts[0], ":".join(parts[1:-1]), parts[-1].split(",")))
+    return found
+
+
+def grant(scopes: list, user: str | None, exists) -> list:
+    """repository:NAME:ACTIONS scopes -> the JWT `access` list for this caller.
+    Anonymous callers get nothing on a repository that does not `exists(name)`."""
+    allowed = {"pull", "push"} if user else {"pull"}
+    access = []
+    for rtype, name, actions in repositories(scopes):
+        if rtype == "repository" and not user and not exists(name):
+            granted = []
+        elif rtype == "repository":
+            granted = [a for a in actions if a in allowed or (a == "*" and user)]
+        elif rtype == "registry" and name == "catalog" and user:
+            granted = [a for a in actions if a == "*"]
+        else:
+            granted = []
+        access.append({"type": rtype, "name": name, "actions": granted})
     return access
+
+
+class Throttles:
+    """Token requests to answer with an error, by repository (see the header)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_repository = {}
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.by_repository)
+
+    def update(self, doc: dict):
+        name = doc["repository"]
+        with self.lock:
+            if doc.get("status") is None:
+                self.by_repository.pop(name, None)
+            else:
+                self.by_repository[name] = {"status": int(doc["status"]),
+                                            "retry_after": str(doc.get("retry_after", "")),
+                                            "times": doc.get("times")}
+
+    def take(self, names):
+        """The throttle for the first of `names` that has one, counting this use."""
+        with self.lock:
+            for name in names:
+                found = self.by_repository.get(name)
+                if found is None:
+                    continue
+                if found["times"] is not None:
+                    found["times"] -= 1
+                    if found["times"] <= 0:
+                        del self.by_repository[name]
+                return found
+        return None
 
 
 class TokenHandler(http.server.BaseHTTPRequestHandler):
@@ -143,9 +199,32 @@ class TokenHandler(http.server.BaseHTTPRequestHandler):
             return False
         return name if self.check_user(name, password) else False
 
+    def exists(self, name: str) -> bool:
+        """Whether the registry holds the repository: its tag list answers 200."""
+        token = self.server.signer.token("hub_front", [{"type": "repository", "name": name, "actions": ["pull"]}])
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=30)
+        try:
+            conn.request("GET", f"/v2/{name}/tags/list", headers={"Authorization": f"Bearer {token}"})
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
+
+    def throttled(self, scopes) -> bool:
+        """Answers a throttled repository's token request, as the knob says."""
+        found = self.server.throttles.take([name for rtype, name, _ in repositories(scopes)
+                                            if rtype == "repository"])
+        if found is None:
+            return False
+        extra = {"Retry-After": found["retry_after"]} if found["retry_after"] else {}
+        code = "TOOMANYREQUESTS" if found["status"] == 429 else "UNAVAILABLE"
+        self.send_json(found["status"], {"errors": [{"code": code, "message": "testbed throttle"}]}, extra)
+        return True
+
     def issue(self, user, scopes, oauth=False):
+        if self.throttled(scopes):
+            return
         signer = self.server.signer
-        token = signer.token(user or "", grant(scopes, user))
+        token = signer.token(user or "", grant(scopes, user, self.exists))
         issued = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         doc = {"token": token, "access_token": token, "expires_in": TOKEN_TTL, "issued_at": issued}
         if oauth:
@@ -266,9 +345,21 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     # -- proxying
 
+    def throttle_control(self):
+        throttles = self.server.throttles
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                throttles.update(json.loads(self.rfile.read(length) or b"{}"))
+            except (ValueError, TypeError, KeyError) as e:
+                return self.send_small(400, {"error": repr(e)})
+        self.send_small(200, throttles.snapshot())
+
     def forward(self):
         if self.path.startswith("/_testbed/ratelimit"):
             return self.control()
+        if self.path.startswith("/_testbed/token"):
+            return self.throttle_control()
         rl = self.server.ratelimit
         is_manifest = bool(MANIFEST_PATH.match(self.path)) and self.command in ("GET", "HEAD")
         if is_manifest and self.command == "GET" and rl.exhausted():
@@ -391,10 +482,13 @@ def main():
     token = TLSServer(hostport(args.token_listen), TokenHandler, args.cert, args.key)
     token.signer = Signer(args.signing_key, args.signing_cert, args.issuer, args.service)
     token.users = dict(u.split(":", 1) for u in args.user)
+    token.upstream = args.upstream
+    token.throttles = Throttles()
 
     proxy = TLSServer(hostport(args.proxy_listen), ProxyHandler, args.cert, args.key)
     proxy.upstream = args.upstream
     proxy.ratelimit = RateLimit(args.ratelimit, args.ratelimit_window)
+    proxy.throttles = token.throttles
 
     threading.Thread(target=token.serve_forever, daemon=True).start()
     log(f"token server on {args.token_listen}, proxy on {args.proxy_listen} -> {args.upstream}")
