@@ -750,6 +750,58 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_by_digest_must_name_that_digest() {
+        let image: Reference = "nginx:latest".parse().unwrap();
+        let answer = |status: StatusCode, digest: Option<&'static str>| Response {
+            status,
+            headers: digest
+                .map(|digest| {
+                    let mut headers = HeaderMap::new();
+                    headers.insert("docker-content-digest", HeaderValue::from_static(digest));
+                    headers
+                })
+                .unwrap_or_default(),
+            body: Vec::new(),
+        };
+        let cases = [
+            ("sha256:a", StatusCode::OK, Some("sha256:a"), true),
+            ("sha256:a", StatusCode::OK, Some("sha256:b"), false),
+            ("sha256:a", StatusCode::OK, None, true),
+            ("sha256:a", StatusCode::NOT_FOUND, Some("sha256:b"), true),
+            ("latest", StatusCode::OK, Some("sha256:b"), true),
+        ];
+        for (requested, status, answered, accepted) in cases {
+            let result = check_digest(&image, requested, answer(status, answered));
+            assert_eq!(result.is_ok(), accepted, "{requested} {status} {answered:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_token_says_missing_or_private_and_how_to_log_in() {
+        let cases = [
+            ("docker.io", "nope/missing:1", "run `docker login` as"),
+            (
+                "registry.example.test",
+                "registry.example.test/a:1",
+                "run `docker login registry.example.test` as",
+            ),
+        ];
+        for (host, image, login) in cases {
+            let error = RegistryError::Inaccessible {
+                image: image.into(),
+                host: host.into(),
+            };
+            let text = error.to_string();
+            assert!(
+                text.starts_with(&format!("'{image}' does not exist or needs a login\n")),
+                "{text}"
+            );
+            assert!(text.contains(login), "{text}");
+            assert!(error.holds_for_docker());
+        }
+    }
+
+    #[test]
     fn loopback_registries_are_reached_over_http_others_over_https() {
         for (host, url) in [
             ("localhost:5000", "http://localhost:5000"),
