@@ -19,6 +19,7 @@
 #    429 TOOMANYREQUESTS. Tests drive it through
 #        GET  /_testbed/ratelimit  -> {"limit":..,"remaining":..,"window":..,"enforce":..}
 #        POST /_testbed/ratelimit  with a JSON body setting any of those keys
+#        POST /_testbed/private    {"repository": NAME}: only known users may read NAME
 #
 # Needs `cryptography` (RS256 signing); everything else is the standard library.
 
@@ -99,6 +100,11 @@ class Signer:
         return signing_input.decode() + "." + b64url(signature)
 
 
+# Repositories that only known users may read, as a private repository on Docker Hub
+# (POST /_testbed/private {"repository": NAME} on the proxy adds one).
+PRIVATE = set()
+
+
 def grant(scopes: list, user: str | None) -> list:
     """repository:NAME:ACTIONS scopes -> the JWT `access` list for this caller."""
     allowed = {"pull", "push"} if user else {"pull"}
@@ -109,7 +115,9 @@ def grant(scopes: list, user: str | None) -> list:
             if len(parts) < 3:
                 continue
             rtype, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
-            if rtype == "repository":
+            if rtype == "repository" and name in PRIVATE and not user:
+                granted = []
+            elif rtype == "repository":
                 granted = [a for a in actions if a in allowed or (a == "*" and user)]
             elif rtype == "registry" and name == "catalog" and user:
                 granted = [a for a in actions if a == "*"]
@@ -266,9 +274,19 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
 
     # -- proxying
 
+    def make_private(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            PRIVATE.add(json.loads(self.rfile.read(length))["repository"])
+        except (ValueError, TypeError, KeyError) as e:
+            return self.send_small(400, {"error": repr(e)})
+        self.send_small(200, {"private": sorted(PRIVATE)})
+
     def forward(self):
         if self.path.startswith("/_testbed/ratelimit"):
             return self.control()
+        if self.path.startswith("/_testbed/private") and self.command == "POST":
+            return self.make_private()
         rl = self.server.ratelimit
         is_manifest = bool(MANIFEST_PATH.match(self.path)) and self.command in ("GET", "HEAD")
         if is_manifest and self.command == "GET" and rl.exhausted():
