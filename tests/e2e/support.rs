@@ -170,6 +170,18 @@ impl Bed {
         assert!(status.success(), "setting the hub rate limit");
     }
 
+    /// Makes an upstream repository private: anonymous callers get no access to it, as on
+    /// Docker Hub, and only a login can read it.
+    pub fn hub_private(&self, repository: &str) {
+        let status = Command::new("curl")
+            .args(["-sSf", "-o", "/dev/null", "-X", "POST", "--data"])
+            .arg(serde_json::json!({ "repository": repository }).to_string())
+            .arg(format!("https://{HUB}/_testbed/private"))
+            .status()
+            .expect("curl runs");
+        assert!(status.success(), "making '{repository}' private on the hub");
+    }
+
     /// Runs ecrcp with `args` and returns what it did.
     pub fn run(&self, args: &[&str]) -> Run {
         Run::from(self.ecrcp().args(args).output().expect("ecrcp runs"))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Bed, Run, ECR};
+use crate::support::{Bed, Run, ECR, HUB_ADMIN};
 
 const NSPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/nspawn");
 /// Boot, the 2 s timer and one small copy take about 5 s; a loaded CI machine gets slack.
@@ -140,6 +140,66 @@ fn a_missing_config_skips_the_service_without_failing() {
         !journal.stdout.contains("ran without a config"),
         "{}",
         journal.stdout
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_service_uses_a_docker_hub_login_made_the_documented_way() {
+    let bed = Bed::get("systemd-hub-login");
+    let prefix = bed.unique("sync");
+    let repository = format!("{prefix}/private");
+    bed.push_upstream(&repository, "1", "private");
+    bed.hub_private(&repository);
+    let container = Container::boot(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), None);
+    container.wait_for_the_run(RUN_TIMEOUT);
+
+    // The README's command, as an administrator types it: `docker login` as the service's
+    // own dynamic user, into the service's own DOCKER_CONFIG, the token on stdin.
+    let (user, password) = HUB_ADMIN.split_once(':').unwrap();
+    let login = container.exec(&[
+        "sh",
+        "-c",
+        &format!(
+            "printf '%s\\n' '{password}' | systemd-run --quiet --pipe --wait --collect \\
+               -p DynamicUser=yes -p User=ecrcp -p StateDirectory=ecrcp -p SupplementaryGroups=docker \\
+               -E DOCKER_CONFIG=/var/lib/ecrcp/docker \\
+               docker login --username {user} --password-stdin"
+        ),
+    ]);
+    assert_eq!(login.code, Some(0), "the documented login: {login:?}");
+
+    let config = format!(
+        r#"version = 1
+[[image]]
+source = "{repository}:1"
+destination = "{ECR}/"
+"#
+    );
+    let write = container.exec(&[
+        "sh",
+        "-c",
+        &format!("printf '%s' '{config}' > /etc/ecrcp/images.toml"),
+    ]);
+    assert_eq!(write.code, Some(0), "{write:?}");
+    let start = container.exec(&["systemctl", "start", "ecrcp.service"]);
+    assert_eq!(start.code, Some(0), "{start:?}\n{}", container.diagnostics());
+
+    assert_eq!(
+        container.properties("ecrcp.service", &["Result", "ExecMainStatus"]),
+        "ExecMainStatus=0\nResult=success",
+        "the service copied a private Docker Hub image with its own login\n{}",
+        container.diagnostics()
+    );
+    assert!(
+        bed.digest(ECR, &repository, "1").is_some(),
+        "the private image landed\n{}",
+        container.diagnostics()
+    );
+    let logins = container.exec(&["cat", "/var/lib/ecrcp/docker/config.json"]);
+    assert!(
+        logins.stdout.contains("https://index.docker.io/v1/") && logins.stdout.contains(ECR),
+        "one docker config holds the Docker Hub login and the service's ECR login: {logins:?}"
     );
 }
 

@@ -21,6 +21,7 @@
 #    429 TOOMANYREQUESTS. Tests drive it through
 #        GET  /_testbed/ratelimit  -> {"limit":..,"remaining":..,"window":..,"enforce":..}
 #        POST /_testbed/ratelimit  with a JSON body setting any of those keys
+#        POST /_testbed/private    {"repository": NAME}: only known users may read NAME
 #
 #  * token throttling, per repository, so that tests running at the same time
 #    are not affected: token requests whose scope names the repository get
@@ -121,13 +122,18 @@ def repositories(scopes: list) -> list:
     return found
 
 
+# Repositories that only known users may read, as a private repository on Docker Hub
+# (POST /_testbed/private {"repository": NAME} on the proxy adds one).
+PRIVATE = set()
+
+
 def grant(scopes: list, user: str | None, exists) -> list:
     """repository:NAME:ACTIONS scopes -> the JWT `access` list for this caller.
-    Anonymous callers get nothing on a repository that does not `exists(name)`."""
+    Anonymous callers get nothing on a repository that does not `exists(name)`, or is PRIVATE."""
     allowed = {"pull", "push"} if user else {"pull"}
     access = []
     for rtype, name, actions in repositories(scopes):
-        if rtype == "repository" and not user and not exists(name):
+        if rtype == "repository" and not user and (name in PRIVATE or not exists(name)):
             granted = []
         elif rtype == "repository":
             granted = [a for a in actions if a in allowed or (a == "*" and user)]
@@ -355,11 +361,21 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
                 return self.send_small(400, {"error": repr(e)})
         self.send_small(200, throttles.snapshot())
 
+    def make_private(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            PRIVATE.add(json.loads(self.rfile.read(length))["repository"])
+        except (ValueError, TypeError, KeyError) as e:
+            return self.send_small(400, {"error": repr(e)})
+        self.send_small(200, {"private": sorted(PRIVATE)})
+
     def forward(self):
         if self.path.startswith("/_testbed/ratelimit"):
             return self.control()
         if self.path.startswith("/_testbed/token"):
             return self.throttle_control()
+        if self.path.startswith("/_testbed/private") and self.command == "POST":
+            return self.make_private()
         rl = self.server.ratelimit
         is_manifest = bool(MANIFEST_PATH.match(self.path)) and self.command in ("GET", "HEAD")
         if is_manifest and self.command == "GET" and rl.exhausted():
