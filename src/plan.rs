@@ -1,9 +1,8 @@
 //! What a run will do, as plain data: the copies and the options that shape them. Built from
 //! the command line or the sync config before any I/O; the engine reads nothing else.
 
-use std::path::PathBuf;
-
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::reference::{check_ecr_repository, Destination, EcrHost, Reference, ReferenceError};
 
