@@ -357,6 +357,22 @@ mod tests {
                 vec!["redis:7", "cache/redis:stable"],
                 vec!["own.example/cache/redis:stable".to_owned()],
             ),
+            // A DEST without '/' is an image in the own registry unless it can only be a host.
+            (
+                vec!["nginx:1.27", "nginx:1.27"],
+                vec!["own.example/nginx:1.27".to_owned()],
+            ),
+            (
+                vec!["nginx:1.27", "registry.example.com:5000"],
+                vec!["registry.example.com:5000/nginx:1.27".to_owned()],
+            ),
+            (
+                vec!["nginx:1.27", "redis:7", "registry.example.com"],
+                vec![
+                    "registry.example.com/nginx:1.27".to_owned(),
+                    "registry.example.com/redis:7".to_owned(),
+                ],
+            ),
         ];
         for (args, expected) in cases {
             let plan = plan(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
@@ -392,6 +408,14 @@ mod tests {
             (
                 vec!["--lifecycle-policy", "/nonexistent/p.json", "nginx", "mirror/"],
                 "'/nonexistent/p.json'",
+            ),
+            (
+                vec!["ghcr.io/a/b__c:1", "mirror/"],
+                "'mirror/a/b__c' is not a valid ECR repository name: '__' in 'b__c'",
+            ),
+            (
+                vec!["nginx:1.27", "x:1"],
+                "'x' is not a valid ECR repository name: it is 1 characters long",
             ),
         ];
         for (args, expected) in cases {

@@ -156,7 +156,7 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
     check_destinations(&jobs).map_err(|e| {
         let message = match &e {
             DestinationError::Clash { .. } => format!("{e}: give one of them another destination"),
-            DestinationError::Unmappable { .. } => e.to_string(),
+            DestinationError::Unmappable { .. } | DestinationError::EcrRepositoryName { .. } => e.to_string(),
         };
         error(Some(spans[e.index()].clone()), message)
     })?;
@@ -556,6 +556,64 @@ destination = "tools/"
         assert_eq!(config.jobs.len(), 4);
         assert_eq!(config.jobs[3].settings.platform.as_deref(), Some("linux/arm64"));
         assert!(config.jobs[0].settings.repository.lifecycle_policy.is_some());
+    }
+
+    #[test]
+    fn ecr_repository_names_and_clashes_in_one_region_point_at_the_image() {
+        let cases: &[(&str, (usize, usize), &str)] = &[
+            (
+                "[[image]]\nsource = \"ghcr.io/a/b--c\"\ndestination = \"m/\"\n",
+                (3, 10),
+                "'m/a/b--c' is not a valid ECR repository name: '--' in 'b--c' is not allowed",
+            ),
+            (
+                "[[image]]\nsource = \"nginx\"\ndestination = \"m/\"\nregion = \"eu-west-1\"\n\
+                 [[image]]\nsource = \"nginx\"\ndestination = \"m/\"\nregion = \"eu-west-1\"\n",
+                (7, 10),
+                "would both be copied to '<your ECR registry>/m/nginx:latest'",
+            ),
+        ];
+        for &(images, (line, column), expected) in cases {
+            let error = parse_text(&format!("version = 1\n{images}")).expect_err(images);
+            assert!(error.message.contains(expected), "{images}\n=> {error}");
+            assert_eq!((error.line, error.column), (line, column), "{images}\n=> {error}");
+        }
+    }
+
+    #[test]
+    fn one_image_into_the_own_registry_of_two_regions_is_two_copies() {
+        let config = parse_text(
+            r#"
+version = 1
+[defaults]
+destination = "mirror/"
+[[image]]
+source = "nginx:1.27"
+region = "us-east-1"
+[[image]]
+source = "nginx:1.27"
+region = "eu-west-1"
+[[image]]
+source = "nginx:1.27"
+destination = "nginx:1.27"
+profile = "mirror-account"
+"#,
+        )
+        .unwrap();
+        let regions: Vec<_> = config
+            .jobs
+            .iter()
+            .map(|job| job.settings.aws.region.as_deref())
+            .collect();
+        assert_eq!(regions, [Some("us-east-1"), Some("eu-west-1"), None]);
+        assert_eq!(
+            destinations(&config),
+            [
+                "own.example/mirror/nginx:1.27",
+                "own.example/mirror/nginx:1.27",
+                "own.example/nginx:1.27"
+            ]
+        );
     }
 
     #[test]

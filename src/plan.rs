@@ -1,9 +1,10 @@
 //! What a run will do, as plain data: the copies and the options that shape them. Built from
 //! the command line or the sync config before any I/O; the engine reads nothing else.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::reference::{Destination, Reference, ReferenceError};
+use crate::reference::{check_ecr_repository, Destination, EcrHost, Reference, ReferenceError};
 
 /// One source, where it goes, and how. The destination is resolved against the caller's own
 /// ECR registry at run time when it names no registry host.
@@ -98,9 +99,11 @@ impl CopyJob {
 
 /// Stands in for the caller's own registry before it is known: still tells names apart.
 pub const OWN_REGISTRY_PLACEHOLDER: &str = "own.registry.invalid";
+const OWN_REGISTRY_SHOWN: &str = "<your ECR registry>";
 
-/// Why a set of jobs cannot run: job `index` has no destination tag, or shares one with an
-/// earlier job (they would overwrite each other, which `cp` refuses too).
+/// Why a set of jobs cannot run: job `index` has no destination tag, names a repository ECR
+/// refuses, or shares a tag with an earlier job (they would overwrite each other, which `cp`
+/// refuses too).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
     #[error("{error}")]
@@ -112,34 +115,65 @@ pub enum DestinationError {
         second: String,
         destination: String,
     },
+    #[error(
+        "cannot copy '{label}' to '{destination}': '{repository}' is not a valid ECR repository \
+         name: {rule}\nnote: ECR repository names are 2 to 256 characters: lowercase letters and \
+         digits joined by a single '.', '_' or '-', with '/' between components"
+    )]
+    EcrRepositoryName {
+        index: usize,
+        label: String,
+        destination: String,
+        repository: String,
+        rule: String,
+    },
 }
 
 impl DestinationError {
     /// The job the error is about.
     pub fn index(&self) -> usize {
         match self {
-            DestinationError::Unmappable { index, .. } | DestinationError::Clash { index, .. } => *index,
+            DestinationError::Unmappable { index, .. }
+            | DestinationError::Clash { index, .. }
+            | DestinationError::EcrRepositoryName { index, .. } => *index,
         }
     }
 }
 
 /// The destination each job maps to, with the own registry as a placeholder; checks that
-/// every job maps and that no two meet.
+/// every job maps, that ECR accepts each ECR repository name, and that no two meet.
 pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, DestinationError> {
-    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    // The own registry differs per AWS profile and region: `mirror/` in us-east-1 and in
+    // eu-west-1 are two registries, so the AWS settings are part of where a copy lands.
+    let mut seen: HashMap<(Option<&AwsOptions>, String), &str> = HashMap::new();
     let mut destinations = Vec::with_capacity(jobs.len());
     for (index, job) in jobs.iter().enumerate() {
         let destination = job
             .destination
             .resolve(&job.source, Some(OWN_REGISTRY_PLACEHOLDER))
             .map_err(|error| DestinationError::Unmappable { index, error })?;
-        let key = destination.to_string();
-        if let Some(first) = seen.insert(key.clone(), &job.label) {
+        let own = job.needs_own_registry();
+        let shown = destination
+            .to_string()
+            .replace(OWN_REGISTRY_PLACEHOLDER, OWN_REGISTRY_SHOWN);
+        if own || EcrHost::parse(destination.registry()).is_some() {
+            check_ecr_repository(destination.repository()).map_err(|rule| {
+                DestinationError::EcrRepositoryName {
+                    index,
+                    label: job.label.clone(),
+                    destination: shown.clone(),
+                    repository: destination.repository().to_owned(),
+                    rule,
+                }
+            })?;
+        }
+        let key = (own.then_some(&job.settings.aws), destination.to_string());
+        if let Some(first) = seen.insert(key, &job.label) {
             return Err(DestinationError::Clash {
                 index,
                 first: first.to_owned(),
                 second: job.label.clone(),
-                destination: key.replace(OWN_REGISTRY_PLACEHOLDER, "<your ECR registry>"),
+                destination: shown,
             });
         }
         destinations.push(destination);
@@ -160,4 +194,103 @@ pub fn preview_destinations(jobs: &[CopyJob]) -> Vec<String> {
                 .replace(OWN_REGISTRY_PLACEHOLDER, "own.example")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+
+    fn job(source: &str, destination: &str, region: Option<&str>, profile: Option<&str>) -> CopyJob {
+        let destination = destination.replace("$ECR", ECR);
+        CopyJob {
+            label: source.to_owned(),
+            source: Reference::parse(source).unwrap(),
+            destination: Destination::parse(&destination).unwrap(),
+            settings: JobSettings {
+                aws: AwsOptions {
+                    profile: profile.map(str::to_owned),
+                    region: region.map(str::to_owned),
+                },
+                ..JobSettings::default()
+            },
+        }
+    }
+
+    #[test]
+    fn ecr_destinations_follow_ecr_s_repository_name_rules_and_others_docker_s() {
+        // (source, destination, None when accepted, else what the error says)
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("nginx", "mirror/", None),
+            ("nginx", "$ECR/a.b_c-d/", None),
+            ("ghcr.io/a/b__c", "mirror/", Some("'__' in 'b__c' is not allowed")),
+            ("ghcr.io/a/b--c", "$ECR/m/", Some("'--' in 'b--c' is not allowed")),
+            ("nginx", "mirror/a---b:1", Some("'---' in 'a---b' is not allowed")),
+            (
+                "nginx",
+                "$ECR/x",
+                Some("it is 1 characters long; ECR needs 2 to 256"),
+            ),
+            (
+                "nginx",
+                "x:1",
+                Some("it is 1 characters long; ECR needs 2 to 256"),
+            ),
+            (
+                "ghcr.io/x",
+                "$ECR",
+                Some("'x' is not a valid ECR repository name"),
+            ),
+            // Not ECR: docker's rules, which allow all of these.
+            ("ghcr.io/a/b__c", "registry.example.com/m/", None),
+            ("ghcr.io/x", "registry.example.com", None),
+            ("nginx", "localhost:5000/a--b", None),
+        ];
+        for &(source, destination, expected) in cases {
+            let result = check_destinations(&[job(source, destination, None, None)]);
+            match expected {
+                None => assert!(result.is_ok(), "{source} -> {destination}: {result:?}"),
+                Some(message) => {
+                    let error = result.expect_err(destination).to_string();
+                    assert!(error.contains(message), "{source} -> {destination}: {error}");
+                    assert!(
+                        error.contains("\nnote: ECR repository names are 2 to 256"),
+                        "{error}"
+                    );
+                }
+            }
+        }
+        let error = check_destinations(&[job("ghcr.io/a/b__c", "mirror/", None, None)]).unwrap_err();
+        assert_eq!(
+            error.to_string().lines().next(),
+            Some(
+                "cannot copy 'ghcr.io/a/b__c' to '<your ECR registry>/mirror/a/b__c:latest': \
+                 'mirror/a/b__c' is not a valid ECR repository name: '__' in 'b__c' is not \
+                 allowed; ECR joins letters and digits with a single '.', '_' or '-'"
+            )
+        );
+    }
+
+    #[test]
+    fn own_registry_destinations_clash_only_under_the_same_aws_profile_and_region() {
+        let east = job("nginx:1.27", "mirror/", Some("us-east-1"), None);
+        let west = job("nginx:1.27", "mirror/", Some("eu-west-1"), None);
+        let other_profile = job("nginx:1.27", "mirror/", Some("us-east-1"), Some("other"));
+        let explicit = job("nginx:1.27", "$ECR/mirror/", Some("us-east-1"), None);
+        let explicit_west = job("nginx:1.27", "$ECR/mirror/", Some("eu-west-1"), None);
+        assert!(check_destinations(&[east.clone(), west.clone()]).is_ok());
+        assert!(check_destinations(&[east.clone(), other_profile]).is_ok());
+        assert!(check_destinations(&[east.clone(), explicit.clone()]).is_ok());
+        let clash = |jobs: &[CopyJob]| check_destinations(jobs).unwrap_err().to_string();
+        assert_eq!(
+            clash(&[east.clone(), west, east.clone()]),
+            "'nginx:1.27' and 'nginx:1.27' would both be copied to '<your ECR registry>/mirror/nginx:1.27'"
+        );
+        // A registry host names one registry whatever the AWS settings.
+        assert_eq!(
+            clash(&[explicit, explicit_west]),
+            format!("'nginx:1.27' and 'nginx:1.27' would both be copied to '{ECR}/mirror/nginx:1.27'")
+        );
+    }
 }

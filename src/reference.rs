@@ -16,7 +16,9 @@ const DOCKER_HUB_API: &str = "registry-1.docker.io";
 const DOCKER_HUB_ALIASES: &[&str] = &["index.docker.io", "registry-1.docker.io"];
 const OFFICIAL_PREFIX: &str = "library/";
 const DEFAULT_TAG: &str = "latest";
-const MAX_NAME_LEN: usize = 255;
+// Docker's limit on the repository path, counting Docker Hub's implicit `library/` and not
+// the registry host.
+const MAX_PATH_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
 const OWN_REGISTRY_PLACEHOLDER: &str = "<your ECR registry>";
 
@@ -27,8 +29,8 @@ pub enum ReferenceError {
     #[error("invalid image reference '{}': {reason}", .input.escape_debug())]
     InvalidReference { input: String, reason: String },
 
-    #[error("invalid digest in '{}': expected sha256: and 64 hex digits", .input.escape_debug())]
-    InvalidDigest { input: String },
+    #[error("invalid digest in '{}': {reason}", .input.escape_debug())]
+    InvalidDigest { input: String, reason: String },
 
     #[error("invalid destination '{}': {reason}", .input.escape_debug())]
     InvalidDestination { input: String, reason: String },
@@ -66,9 +68,13 @@ impl Reference {
             reason,
         };
         check_common(s).map_err(bad)?;
+        check_not_image_id(s).map_err(bad)?;
         let (rest, digest) = split_digest(s).map_err(bad)?;
-        if digest.is_some_and(|d| !is_valid_digest(d)) {
-            return Err(ReferenceError::InvalidDigest { input: s.to_owned() });
+        if let Some(digest) = digest {
+            check_digest(digest).map_err(|reason| ReferenceError::InvalidDigest {
+                input: s.to_owned(),
+                reason,
+            })?;
         }
         let (name, tag) = split_tag(rest);
         if let Some(tag) = tag {
@@ -97,8 +103,10 @@ impl Reference {
         digest: Option<&str>,
     ) -> Result<Reference, ReferenceError> {
         let input = spell(registry, repository, tag, digest);
-        if digest.is_some_and(|d| !is_valid_digest(d)) {
-            return Err(ReferenceError::InvalidDigest { input });
+        if let Some(digest) = digest {
+            if let Err(reason) = check_digest(digest) {
+                return Err(ReferenceError::InvalidDigest { input, reason });
+            }
         }
         let bad = |reason: String| ReferenceError::InvalidReference {
             input: input.clone(),
@@ -133,12 +141,11 @@ impl Reference {
             tag: tag.map(str::to_owned),
             digest: digest.map(str::to_owned),
         };
-        // Docker limits the name as written; measuring the familiar form
-        // gives the same answer for a name however it was spelled.
-        let len = reference.familiar_name().len();
-        if len > MAX_NAME_LEN {
+        let len = reference.repository.len();
+        if len > MAX_PATH_LEN {
             return Err(format!(
-                "name is {len} characters long; at most {MAX_NAME_LEN} allowed"
+                "repository path is {len} characters long; at most {MAX_PATH_LEN} allowed \
+                 (Docker Hub's implicit 'library/' counts, the registry host does not)"
             ));
         }
         Ok(reference)
@@ -172,7 +179,7 @@ impl Reference {
         self.tag.as_deref()
     }
 
-    /// The digest, as `sha256:<64 hex>`.
+    /// The digest, as `ALGORITHM:HEX` (sha256, sha384 or sha512).
     pub fn digest(&self) -> Option<&str> {
         self.digest.as_deref()
     }
@@ -273,6 +280,7 @@ impl Destination {
             reason,
         };
         check_destination_common(s).map_err(bad)?;
+        check_not_image_id(s).map_err(bad)?;
         if let Some(body) = s.strip_suffix('/') {
             return parse_directory(body).map_err(bad);
         }
@@ -521,10 +529,18 @@ fn looks_like_host(component: &str) -> bool {
         || component.bytes().any(|b| b.is_ascii_uppercase())
 }
 
-/// Stricter than `looks_like_host`: a destination with no '/' is usually a
-/// repository in the caller's own registry, and `nginx:5000` reads as a tag.
+/// Stricter than `looks_like_host`: a destination with no '/' is an image in the caller's
+/// own registry unless it can only be a host: an `[IPv6]` address, or `localhost` or a name
+/// with a '.', either with nothing or a number after its ':'. So `nginx:1.27`, `nginx:5000`
+/// and `my.app:1.27` are images; `registry.example.com` and `registry.example.com:5000` are
+/// hosts.
 fn is_bare_host(s: &str) -> bool {
-    s.contains('.') || s.starts_with('[') || s == "localhost" || s.starts_with("localhost:")
+    let (name, port) = match s.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (s, None),
+    };
+    let numeric_port = port.is_none_or(|port| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    s.starts_with('[') || (numeric_port && (name.contains('.') || name == "localhost"))
 }
 
 fn parse_directory(body: &str) -> Result<Destination, String> {
@@ -594,7 +610,8 @@ fn split_port(host: &str) -> Result<Option<&str>, String> {
     let (address, after) = bracketed
         .split_once(']')
         .ok_or_else(|| format!("unclosed '[' in registry host '{shown}'"))?;
-    if address.parse::<Ipv6Addr>().is_err() {
+    // Docker allows only hex digits and ':' here: no zone, no embedded IPv4.
+    if !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':') || address.parse::<Ipv6Addr>().is_err() {
         return Err(format!(
             "'{}' in registry host '{shown}' is not an IPv6 address",
             address.escape_debug()
@@ -689,12 +706,65 @@ fn check_tag(tag: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Only sha256 is accepted: it is what registries, ECR included, use for
-/// manifests, and refusing the rest stops a mistyped digest before any request.
-fn is_valid_digest(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+/// The digest algorithms docker accepts (those go-digest registers), with their length in
+/// hex digits.
+const DIGEST_ALGORITHMS: &[(&str, usize)] = &[("sha256", 64), ("sha384", 96), ("sha512", 128)];
+
+/// Checks `ALGORITHM:HEX` as docker does: a known algorithm, and exactly its length in
+/// lowercase hex, so a mistyped digest stops before any request.
+fn check_digest(digest: &str) -> Result<(), String> {
+    let Some((algorithm, hex)) = digest.split_once(':') else {
+        return Err("expected ALGORITHM:HEX, such as sha256: and 64 hex digits".to_owned());
+    };
+    let Some(&(_, len)) = DIGEST_ALGORITHMS.iter().find(|(name, _)| *name == algorithm) else {
+        return Err(format!(
+            "unsupported digest algorithm '{}'; expected sha256, sha384 or sha512",
+            algorithm.escape_debug()
+        ));
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!("expected {algorithm}: and {len} lowercase hex digits"));
+    }
+    Ok(())
+}
+
+/// Docker refuses a whole reference of 64 lowercase hex digits: it is an image ID pasted
+/// where a name belongs, and pulling `library/<ID>` would only fail later.
+fn check_not_image_id(s: &str) -> Result<(), String> {
+    if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err("64 hex digits name an image ID, not a repository; give REPO[:TAG]".to_owned());
+    }
+    Ok(())
+}
+
+/// ECR's repository name rule, stricter than docker's: 2 to 256 characters; in each
+/// '/'-separated component, lowercase letters and digits joined by a single '.', '_' or
+/// '-' (no `__`, no `--`).
+pub fn check_ecr_repository(name: &str) -> Result<(), String> {
+    let len = name.chars().count();
+    if !(2..=256).contains(&len) {
+        return Err(format!("it is {len} characters long; ECR needs 2 to 256"));
+    }
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    for component in name.split('/') {
+        if let Some(sep) = component
+            .split(alphanumeric)
+            .find(|sep| !sep.is_empty() && !matches!(*sep, "." | "_" | "-"))
+        {
+            return Err(format!(
+                "'{}' in '{}' is not allowed; ECR joins letters and digits with a single '.', '_' or '-'",
+                sep.escape_debug(),
+                component.escape_debug()
+            ));
+        }
+        if !component.starts_with(alphanumeric) || !component.ends_with(alphanumeric) {
+            return Err(format!(
+                "path component '{}' must start and end with a lowercase letter or digit",
+                component.escape_debug()
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -950,41 +1020,302 @@ mod tests {
         }
     }
 
+    fn hex(len: usize) -> String {
+        "0123456789abcdef".chars().cycle().take(len).collect()
+    }
+
     #[test]
-    fn digests_other_than_sha256_with_64_lowercase_hex_are_rejected() {
-        let upper = D.replace("abcdef", "ABCDEF");
-        let short = &D[..D.len() - 1];
-        let long = format!("{D}0");
-        let sha512 = format!("sha512:{}{}", &D[7..], &D[7..]);
-        let cases: &[(&str, &str)] = &[
-            ("nginx@sha256:abc", "nginx@sha256:abc"),
-            ("x@sha256:zz", "x@sha256:zz"),
-            ("nginx@UPPER", "nginx@UPPER"),
-            ("nginx@SHORT", "nginx@SHORT"),
-            ("nginx@LONG", "nginx@LONG"),
-            ("nginx@SHA512", "nginx@SHA512"),
-            ("nginx@DIGEST@DIGEST", "nginx@DIGEST@DIGEST"),
-            ("nginx@latest", "nginx@latest"),
+    fn digests_may_be_sha256_sha384_or_sha512_and_reach_the_registry_as_written() {
+        for (algorithm, len) in [("sha256", 64), ("sha384", 96), ("sha512", 128)] {
+            let digest = format!("{algorithm}:{}", hex(len));
+            let pinned = parse(&format!("ghcr.io/a/b:1@{digest}"));
+            assert_eq!(pinned.digest(), Some(digest.as_str()));
+            // The registry HEAD asks for exactly this; docker pulls `REGISTRY/REPO@DIGEST`.
+            assert_eq!(pinned.manifest_reference(), digest);
+            assert_eq!(pinned.to_string(), format!("ghcr.io/a/b:1@{digest}"));
+            let built = Reference::new("ghcr.io", "a/b", Some("1"), Some(&digest)).unwrap();
+            assert_eq!(built, pinned);
+        }
+    }
+
+    #[test]
+    fn digests_of_unknown_algorithms_or_the_wrong_length_are_refused_with_the_rule() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("sha256:{}", hex(63)),
+                "expected sha256: and 64 lowercase hex digits",
+            ),
+            (
+                format!("sha256:{}", hex(65)),
+                "expected sha256: and 64 lowercase hex digits",
+            ),
+            (
+                format!("sha256:{}", hex(64).to_uppercase()),
+                "expected sha256: and 64 lowercase hex digits",
+            ),
+            (
+                format!("sha512:{}", hex(64)),
+                "expected sha512: and 128 lowercase hex digits",
+            ),
+            (
+                format!("sha384:{}", hex(128)),
+                "expected sha384: and 96 lowercase hex digits",
+            ),
+            (
+                format!("sha256:{0}@sha256:{0}", hex(64)),
+                "expected sha256: and 64 lowercase hex digits",
+            ),
+            (
+                "sha256:zz".to_owned(),
+                "expected sha256: and 64 lowercase hex digits",
+            ),
+            (
+                format!("md5:{}", hex(32)),
+                "unsupported digest algorithm 'md5'; expected sha256, sha384 or sha512",
+            ),
+            (
+                format!("SHA256:{}", hex(64)),
+                "unsupported digest algorithm 'SHA256'; expected sha256, sha384 or sha512",
+            ),
+            (
+                format!("blake3:{}", hex(64)),
+                "unsupported digest algorithm 'blake3'; expected sha256, sha384 or sha512",
+            ),
+            (
+                "latest".to_owned(),
+                "expected ALGORITHM:HEX, such as sha256: and 64 hex digits",
+            ),
         ];
-        let fill = |s: &str| {
-            s.replace("UPPER", &upper)
-                .replace("SHORT", short)
-                .replace("LONG", &long)
-                .replace("SHA512", &sha512)
-                .replace("DIGEST", D)
-        };
-        for &(input, quoted) in cases {
-            let input = fill(input);
-            assert_eq!(
-                Reference::parse(&input),
-                Err(ReferenceError::InvalidDigest { input: fill(quoted) }),
-                "{input}"
-            );
+        for (digest, reason) in cases {
+            let input = format!("nginx@{digest}");
+            let expected = ReferenceError::InvalidDigest {
+                input: input.clone(),
+                reason: reason.to_owned(),
+            };
+            assert_eq!(Reference::parse(&input), Err(expected), "{input}");
         }
         assert_eq!(
-            Reference::parse("x@sha256:zz").unwrap_err().to_string(),
-            "invalid digest in 'x@sha256:zz': expected sha256: and 64 hex digits"
+            Reference::parse("x@md5:abc").unwrap_err().to_string(),
+            "invalid digest in 'x@md5:abc': unsupported digest algorithm 'md5'; expected sha256, sha384 or sha512"
         );
+    }
+
+    /// Docker's own test vectors (github.com/distribution/reference: reference_test.go,
+    /// normalize_test.go, regexp_test.go), read as `docker pull` reads them (normalised),
+    /// with what each means in ecrcp's canonical spelling. Placeholders: SHA256 (sha256 of
+    /// 64 f), SHA512 (sha512 of 128 f), BE (a real sha256 digest), ID (an image ID), DEEP
+    /// (`a/` 127 times, then `a`), A255 and A256 (that many `a`).
+    const DOCKER_ACCEPTS: &[(&str, &str)] = &[
+        ("test_com", "docker.io/library/test_com:latest"),
+        ("test.com:tag", "docker.io/library/test.com:tag"),
+        ("test.com:5000", "docker.io/library/test.com:5000"),
+        ("test.com/repo:tag", "test.com/repo:tag"),
+        ("test:5000/repo", "test:5000/repo:latest"),
+        ("test:5000/repo:tag@SHA256", "test:5000/repo:tag@SHA256"),
+        ("test:5000/repo@SHA256", "test:5000/repo@SHA256"),
+        ("lowercase:Uppercase", "docker.io/library/lowercase:Uppercase"),
+        (
+            "sub-dom1.foo.com/bar/baz/quux:some-long-tag",
+            "sub-dom1.foo.com/bar/baz/quux:some-long-tag",
+        ),
+        (
+            "b.gcr.io/test.example.com/my-app:test.example.com",
+            "b.gcr.io/test.example.com/my-app:test.example.com",
+        ),
+        (
+            "xn--n3h.com/myimage:xn--n3h.com",
+            "xn--n3h.com/myimage:xn--n3h.com",
+        ),
+        (
+            "xn--7o8h.com/myimage:xn--7o8h.com@SHA256",
+            "xn--7o8h.com/myimage:xn--7o8h.com@SHA256",
+        ),
+        (
+            "xn--7o8h.com/myimage:xn--7o8h.com@SHA512",
+            "xn--7o8h.com/myimage:xn--7o8h.com@SHA512",
+        ),
+        ("foo_bar.com:8080", "docker.io/library/foo_bar.com:8080"),
+        ("foo/foo_bar.com:8080", "docker.io/foo/foo_bar.com:8080"),
+        ("192.168.1.1", "docker.io/library/192.168.1.1:latest"),
+        ("192.168.1.1:5000", "docker.io/library/192.168.1.1:5000"),
+        ("192.168.1.1/repo", "192.168.1.1/repo:latest"),
+        ("192.168.1.1:5000/repo:5050", "192.168.1.1:5000/repo:5050"),
+        ("[2001:db8::1]/repo", "[2001:db8::1]/repo:latest"),
+        (
+            "[2001:db8:1:2:3:4:5:6]/repo:tag",
+            "[2001:db8:1:2:3:4:5:6]/repo:tag",
+        ),
+        (
+            "[2001:db8::1]:5000/repo:tag@SHA256",
+            "[2001:db8::1]:5000/repo:tag@SHA256",
+        ),
+        ("[2001:db8::]:5000/repo", "[2001:db8::]:5000/repo:latest"),
+        ("[::1]:5000/repo", "[::1]:5000/repo:latest"),
+        ("example.com/A255:tag", "example.com/A255:tag"),
+        (
+            "DEEP:tag-puts-this-over-max",
+            "docker.io/DEEP:tag-puts-this-over-max",
+        ),
+        ("docker/docker", "docker.io/docker/docker:latest"),
+        ("library/debian", "docker.io/library/debian:latest"),
+        ("debian", "docker.io/library/debian:latest"),
+        ("docker.io/debian", "docker.io/library/debian:latest"),
+        ("index.docker.io/docker/docker", "docker.io/docker/docker:latest"),
+        ("index.docker.io/debian", "docker.io/library/debian:latest"),
+        (
+            "127.0.0.1:5000/library/debian",
+            "127.0.0.1:5000/library/debian:latest",
+        ),
+        ("127.0.0.1:5000/debian", "127.0.0.1:5000/debian:latest"),
+        ("192.168.0.1:80", "docker.io/library/192.168.0.1:80"),
+        ("192.168.0.1:8/debian", "192.168.0.1:8/debian:latest"),
+        (
+            "[fc00:1:2:3:4:5:6:7]:5000/library/debian",
+            "[fc00:1:2:3:4:5:6:7]:5000/library/debian:latest",
+        ),
+        (
+            "thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev",
+            "docker.io/library/thisisthesongthatneverendsitgoesonandonandonthisisthesongthatnev:latest",
+        ),
+        ("docker.io/ID", "docker.io/library/ID:latest"),
+        ("docker---rules/docker", "docker.io/docker---rules/docker:latest"),
+        ("d/docker", "docker.io/d/docker:latest"),
+        ("jess/t", "docker.io/jess/t:latest"),
+        ("dock__er/docker", "docker.io/dock__er/docker:latest"),
+        ("library/foo/bar", "docker.io/library/foo/bar:latest"),
+        ("store/foo/bar", "docker.io/store/foo/bar:latest"),
+        (
+            "example.com:8000/privatebasee",
+            "example.com:8000/privatebasee:latest",
+        ),
+        (
+            "registry.io/foo/project--id.module--name.ver---sion--name",
+            "registry.io/foo/project--id.module--name.ver---sion--name:latest",
+        ),
+        ("localhost:8080/name@BE", "localhost:8080/name@BE"),
+        ("localhost@BE", "docker.io/library/localhost@BE"),
+        ("busybox:latest@BE", "docker.io/library/busybox:latest@BE"),
+        ("dbcc1", "docker.io/library/dbcc1:latest"),
+    ];
+
+    /// What docker refuses, from the same tables; placeholders as above, plus F34 and F64
+    /// (that many `f`).
+    const DOCKER_REFUSES: &[&str] = &[
+        "",
+        ":justtag",
+        "@SHA256",
+        "repo@sha256:F34",
+        "validname@invaliddigest:F64",
+        "Uppercase:tag",
+        "test:5000/Uppercase/lowercase:tag",
+        "domain/A256:tag",
+        "aa/asdf$$^/aa",
+        "[2001:db8::1]",
+        "[2001:db8::1]:5000",
+        "[2001:db8::1]:tag",
+        "[fe80::1%eth0]:5000/repo",
+        "[fe80::1%@invalidzone]:5000/repo",
+        "https://github.com/docker/docker",
+        "docker/Docker",
+        "-docker",
+        "-docker/docker",
+        "-docker.io/docker/docker",
+        "docker///docker",
+        "docker.io/docker/Docker",
+        "docker.io/docker///docker",
+        "[fc00::1]",
+        "[fc00::1]:5000",
+        "fc00::1:5000/debian",
+        "[2001:db8:3:4::192.0.2.33]:5000/debian",
+        "ID",
+        "docker-/docker",
+        "-docker-/docker",
+        "____/____",
+        "_docker/_docker",
+        "dock..er/docker",
+        "dock_.er/docker",
+        "dock-.er/docker",
+        "docker/",
+        "this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255_this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255_this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255_this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255/docker",
+        "a^a",
+        "foo.com/",
+        "foo.com:http/bar",
+        "a-/a/a/a",
+        "foo/bar-",
+        "foo/-bar",
+        "foo_bar.com:8080/app",
+        "example.com/__underscore/myimage",
+        "example.com/..dots/myimage",
+        "example.com/.dots/myimage",
+        "docker./docker",
+        ".docker/docker",
+        "do__cker:8080/docker",
+        "Foo/FarB",
+        "registry.com:8080/myapp@sha256:badbadbadbad",
+        "registry.com:8080/myapp:invalid~tag",
+        "bad_hostname.com:8080/myapp:tag",
+        "localhost:http/name@BE",
+        "registry.com:8080/myapp@bad",
+        "registry.com:8080/myapp@2bad",
+    ];
+
+    fn fill_vector(s: &str) -> String {
+        let f = |n: usize| "f".repeat(n);
+        let a = |n: usize| "a".repeat(n);
+        s.replace("SHA256", &format!("sha256:{}", f(64)))
+            .replace("SHA512", &format!("sha512:{}", f(128)))
+            .replace(
+                "BE",
+                "sha256:be178c0543eb17f5f3043021c9e5fcf30285e557a4fc309cce97ff9ca6182912",
+            )
+            .replace(
+                "ID",
+                "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a",
+            )
+            .replace("DEEP", &format!("{}a", "a/".repeat(127)))
+            .replace("A255", &a(255))
+            .replace("A256", &a(256))
+            .replace("F34", &f(34))
+            .replace("F64", &f(64))
+    }
+
+    #[test]
+    fn what_docker_accepts_parses_to_the_image_docker_would_pull() {
+        for &(input, expected) in DOCKER_ACCEPTS {
+            let input = fill_vector(input);
+            assert_eq!(parse(&input).to_string(), fill_vector(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn what_docker_refuses_is_refused() {
+        for input in DOCKER_REFUSES {
+            let input = fill_vector(input);
+            assert!(Reference::parse(&input).is_err(), "{input} should be refused");
+        }
+    }
+
+    /// Where ecrcp knowingly differs from docker's reference library; README lists why.
+    #[test]
+    fn deviations_from_docker_are_the_listed_ones() {
+        // Docker accepts these; ecrcp refuses them.
+        for input in [
+            "192.168.1.1:75050/repo",
+            "localhost:0/repo",
+            "[fd00123123123]:5000/repo",
+            "[1:2:3]/repo",
+        ] {
+            assert!(Reference::parse(input).is_err(), "{input}");
+        }
+        // Docker keeps these hosts apart; ecrcp folds them into one spelling.
+        for (input, expected) in [
+            ("Docker/docker", "docker/docker:latest"),
+            ("Asdf.com/foo/bar", "asdf.com/foo/bar:latest"),
+            ("registry-1.docker.io/foo", "docker.io/library/foo:latest"),
+            ("INDEX.DOCKER.IO/foo", "docker.io/library/foo:latest"),
+        ] {
+            assert_eq!(parse(input).to_string(), expected, "{input}");
+        }
     }
 
     #[test]
@@ -999,20 +1330,53 @@ mod tests {
     }
 
     #[test]
-    fn names_may_be_255_characters_but_not_256() {
-        // "ghcr.io/" is 8 characters, and counts towards the limit.
-        let ok = format!("ghcr.io/{}", "a".repeat(247));
-        assert_eq!(parse(&ok).repository().len(), 247);
-        let bad = format!("ghcr.io/{}", "a".repeat(248));
+    fn the_255_character_limit_counts_the_repository_path_with_library_and_without_the_host() {
+        let a = |n: usize| "a".repeat(n);
+        // Docker Hub's implicit `library/` is 8 characters and counts, however it is spelled.
+        let fits = [
+            format!("ghcr.io/{}", a(255)),
+            format!("{}.example.com:5000/{}", a(60), a(255)),
+            a(247),
+            format!("docker.io/library/{}", a(247)),
+            format!("{}/{}", a(100), a(154)),
+        ];
+        for input in &fits {
+            assert!(Reference::parse(input).is_ok(), "{input}");
+        }
+        let too_long = [
+            (format!("ghcr.io/{}", a(256)), 256),
+            (a(248), 256),
+            (format!("docker.io/{}", a(248)), 256),
+            (format!("{}/{}", a(100), a(155)), 256),
+        ];
+        for (input, len) in &too_long {
+            assert_eq!(
+                Reference::parse(input).unwrap_err().to_string(),
+                format!(
+                    "invalid image reference '{input}': repository path is {len} characters long; \
+                     at most 255 allowed (Docker Hub's implicit 'library/' counts, the registry \
+                     host does not)"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn an_image_id_is_refused_where_a_name_belongs_as_docker_does() {
+        let id = "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a";
+        let expected = "64 hex digits name an image ID, not a repository; give REPO[:TAG]";
         assert_eq!(
-            Reference::parse(&bad).unwrap_err().to_string(),
-            format!("invalid image reference '{bad}': name is 256 characters long; at most 255 allowed")
+            Reference::parse(id).unwrap_err().to_string(),
+            format!("invalid image reference '{id}': {expected}")
         );
-        // Docker Hub's implicit parts do not count, however the name is spelled.
-        let hub = "a".repeat(255);
-        assert!(Reference::parse(&hub).is_ok());
-        assert!(Reference::parse(&format!("docker.io/library/{hub}")).is_ok());
-        assert!(Reference::parse(&format!("{hub}a")).is_err());
+        assert_eq!(
+            Destination::parse(id).unwrap_err().to_string(),
+            format!("invalid destination '{id}': {expected}")
+        );
+        // With a host, a tag, or one digit fewer it is a name again, as in docker.
+        for name in [format!("docker.io/{id}"), format!("{id}:1"), id[..63].to_owned()] {
+            assert!(Reference::parse(&name).is_ok(), "{name}");
+        }
     }
 
     #[test]
@@ -1065,7 +1429,7 @@ mod tests {
             (("ghcr.io", "", None, None), "invalid image reference 'ghcr.io/': missing repository name"),
             (("ghcr.io", "a//b", None, None), "invalid image reference 'ghcr.io/a//b': empty path component; expected a name before each '/'"),
             (("ghcr.io", "a", Some(""), None), "invalid image reference 'ghcr.io/a:': empty tag"),
-            (("ghcr.io", "a", None, Some("sha256:1")), "invalid digest in 'ghcr.io/a@sha256:1': expected sha256: and 64 hex digits"),
+            (("ghcr.io", "a", None, Some("sha256:1")), "invalid digest in 'ghcr.io/a@sha256:1': expected sha256: and 64 lowercase hex digits"),
             (("bad host", "a", None, None), "invalid image reference 'bad host/a': invalid registry host 'bad host'; expected a host name, IPv4 address or [IPv6] address, with an optional :PORT"),
         ];
         for &((registry, repository, tag, digest), expected) in cases {
@@ -1149,6 +1513,20 @@ mod tests {
             ("registry.local", dir(Some("registry.local"), "")),
             // Before a '/', a ':' marks a host even without a '.', as in Docker.
             ("registry:5000/", dir(Some("registry:5000"), "")),
+            // Without a '/', only what cannot be an image in the own registry is a host:
+            // a '.' (or localhost) with no port or a numeric one, or an [IPv6] address.
+            ("nginx:1.27", exact(None, "nginx", Some("1.27"))),
+            ("nginx:latest", exact(None, "nginx", Some("latest"))),
+            ("my.app:1.27", exact(None, "my.app", Some("1.27"))),
+            ("ghcr.io:latest", exact(None, "ghcr.io", Some("latest"))),
+            ("localhost:latest", exact(None, "localhost", Some("latest"))),
+            ("registry.example.com", dir(Some("registry.example.com"), "")),
+            (
+                "registry.example.com:5000",
+                dir(Some("registry.example.com:5000"), ""),
+            ),
+            ("192.168.1.1:5000", dir(Some("192.168.1.1:5000"), "")),
+            ("192.168.1.1", dir(Some("192.168.1.1"), "")),
         ];
         for (input, expected) in cases {
             let input = with_host(input);
@@ -1174,7 +1552,8 @@ mod tests {
             ("mirror/ nginx", "invalid destination 'mirror/ nginx': whitespace is not allowed"),
             ("$ECR/m:1/", "invalid destination '$ECR/m:1/': a directory destination (ending in '/') cannot have a tag; each image keeps its own"),
             ("localhost:99999", "invalid destination 'localhost:99999': invalid port '99999' in registry host 'localhost:99999'; expected a number from 1 to 65535"),
-            ("ghcr.io:latest", "invalid destination 'ghcr.io:latest': invalid port 'latest' in registry host 'ghcr.io:latest'; expected a number from 1 to 65535"),
+            ("registry.example.com:99999", "invalid destination 'registry.example.com:99999': invalid port '99999' in registry host 'registry.example.com:99999'; expected a number from 1 to 65535"),
+            ("nginx:1.27:x", "invalid destination 'nginx:1.27:x': invalid character ':' in repository name; expected lowercase letters, digits, '.', '_', '-' and '/'"),
             ("$ECR/-x/", "invalid destination '$ECR/-x/': path component '-x' must start and end with a lowercase letter or digit"),
         ];
         for &(input, expected) in cases {
@@ -1253,6 +1632,7 @@ mod tests {
                 "$ECR/mirror/nginx:1.27",
             ),
             ("$ECR", "nginx:1.27", None, "$ECR/nginx:1.27"),
+            ("nginx:1.27", "nginx:1.27", Some(ECR), "$ECR/nginx:1.27"),
             ("$ECR", "localhost:5000/a/b", None, "$ECR/a/b:latest"),
             ("$ECR/mirror/nginx", "nginx:1.27", None, "$ECR/mirror/nginx:1.27"),
             (
@@ -1344,6 +1724,47 @@ mod tests {
         let source = parse(&format!("ghcr.io/{}", "b".repeat(100)));
         let err = dest.resolve(&source, None).unwrap_err();
         assert!(err.to_string().contains("at most 255 allowed"), "{err}");
+    }
+
+    #[test]
+    fn ecr_repository_names_follow_aws_s_pattern() {
+        let a = |n: usize| "a".repeat(n);
+        let long = format!("{}/{}", a(128), a(127));
+        let too_long = format!("{}/{}", a(128), a(128));
+        for name in ["ab", "a/b", "mirror/nginx", "a.b_c-d/e1", "0x/9", long.as_str()] {
+            assert_eq!(check_ecr_repository(name), Ok(()), "{name}");
+        }
+        let cases: &[(&str, &str)] = &[
+            ("a", "it is 1 characters long; ECR needs 2 to 256"),
+            (&too_long, "it is 257 characters long; ECR needs 2 to 256"),
+            (
+                "a__b",
+                "'__' in 'a__b' is not allowed; ECR joins letters and digits with a single '.', '_' or '-'",
+            ),
+            (
+                "m/a--b",
+                "'--' in 'a--b' is not allowed; ECR joins letters and digits with a single '.', '_' or '-'",
+            ),
+            (
+                "a._b",
+                "'._' in 'a._b' is not allowed; ECR joins letters and digits with a single '.', '_' or '-'",
+            ),
+            (
+                "Ab",
+                "'A' in 'Ab' is not allowed; ECR joins letters and digits with a single '.', '_' or '-'",
+            ),
+            (
+                "-ab",
+                "path component '-ab' must start and end with a lowercase letter or digit",
+            ),
+            (
+                "ab/",
+                "path component '' must start and end with a lowercase letter or digit",
+            ),
+        ];
+        for &(name, rule) in cases {
+            assert_eq!(check_ecr_repository(name), Err(rule.to_owned()), "{name}");
+        }
     }
 
     #[test]
