@@ -551,12 +551,19 @@ fn check_status(
     }
 }
 
-/// Refuses an answer to a request by digest that names another digest.
+/// Refuses an answer to a request by digest that names another digest of the same algorithm.
+/// A registry that indexes content by sha256 answers a sha384 or sha512 request with the
+/// sha256 digest, which says nothing either way.
 fn check_digest(image: &Reference, requested: &str, response: Response) -> Result<Response, RegistryError> {
     // Tags cannot hold a colon; digests always do.
-    let by_digest = requested.contains(':');
+    let algorithm = |digest: &str| digest.split_once(':').map(|(algorithm, _)| algorithm.to_owned());
     match header(&response.headers, "docker-content-digest") {
-        Some(answered) if by_digest && response.status.is_success() && answered != requested => {
+        Some(answered)
+            if response.status.is_success()
+                && algorithm(requested).is_some()
+                && algorithm(&answered) == algorithm(requested)
+                && answered != requested =>
+        {
             Err(RegistryError::DigestMismatch {
                 host: image.registry().to_owned(),
                 image: image.familiar(),
@@ -769,6 +776,9 @@ mod tests {
             ("sha256:a", StatusCode::OK, None, true),
             ("sha256:a", StatusCode::NOT_FOUND, Some("sha256:b"), true),
             ("latest", StatusCode::OK, Some("sha256:b"), true),
+            // A registry that indexes by sha256 answers a sha512 request in sha256.
+            ("sha512:a", StatusCode::OK, Some("sha256:b"), true),
+            ("sha512:a", StatusCode::OK, Some("sha512:b"), false),
         ];
         for (requested, status, answered, accepted) in cases {
             let result = check_digest(&image, requested, answer(status, answered));
