@@ -22,7 +22,8 @@ A DEST without a registry host (mirror/nginx:latest) means your own ECR registry
 current region. A DEST ending in '/' (or a bare registry host) is a directory: each SOURCE \
 keeps its path and tag under it (nginx -> DEST/nginx:latest).
 
-Exit status: 0 if every copy succeeded or was skipped, 1 if any copy failed, 2 for usage errors.
+Exit status: 0 if every copy succeeded or was skipped, 1 if any copy failed, 2 for usage errors, \
+130 when stopped by Ctrl-C (143 by SIGTERM): the copy under way is cancelled and leaves nothing behind.
 
 Examples:
   {program} nginx:latest 123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest
