@@ -22,7 +22,9 @@ pub trait Reporter: Confirm {
 /// Runs `plan` with the real docker CLI, registries and ECR.
 pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> anyhow::Result<Exit> {
     let sessions = EcrSessions::connect(&plan.jobs).await?;
-    let registry = RegistryClient::new(CredentialStore::with_config_dir(docker.config_dir()))?;
+    let registry = RegistryClient::new(
+        CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
+    )?;
     let ledger = plan
         .state_dir
         .as_deref()
@@ -69,15 +71,16 @@ fn log_result(job: &CopyJob, destination: Option<&Reference>, result: &anyhow::R
     }
 }
 
-/// Failures that every further copy would hit too: no docker, no daemon, no credentials.
+/// Failures that every further copy would hit too: no docker, no daemon, no credentials,
+/// or the run was cancelled.
 pub fn stops_the_run(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<DockerError>(),
-            Some(DockerError::NotInstalled { .. } | DockerError::DaemonUnreachable { .. })
-        ) || matches!(
-            cause.downcast_ref::<EcrError>(),
-            Some(EcrError::NoCredentials { .. })
-        )
+        cause
+            .downcast_ref::<DockerError>()
+            .is_some_and(DockerError::stops_the_run)
+            || matches!(
+                cause.downcast_ref::<EcrError>(),
+                Some(EcrError::NoCredentials { .. })
+            )
     })
 }

@@ -2,6 +2,7 @@
 //! the lifecycle policy file it is pointed at; no network, no docker.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
@@ -9,6 +10,7 @@ use crate::plan::{
     check_destinations, AwsOptions, CopyJob, CopyOptions, DestinationError, JobSettings, Overwrite, Plan,
     RepositorySettings,
 };
+use crate::process::{self, Timeouts};
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput, SettingsError};
 
@@ -20,7 +22,8 @@ A DEST without a registry host (mirror/nginx:latest) means your own ECR registry
 current region. A DEST ending in '/' (or a bare registry host) is a directory: each SOURCE \
 keeps its path and tag under it (nginx -> DEST/nginx:latest).
 
-Exit status: 0 if every copy succeeded or was skipped, 1 if any copy failed, 2 for usage errors.
+Exit status: 0 if every copy succeeded or was skipped, 1 if any copy failed, 2 for usage errors, \
+130 when stopped by Ctrl-C (143 by SIGTERM): the copy under way is cancelled and leaves nothing behind.
 
 Examples:
   {program} nginx:latest 123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest
@@ -89,6 +92,9 @@ pub struct SyncArgs {
     /// Where log events go
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
     pub log_format: crate::logging::Format,
+
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +185,34 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     pub repository: RepositoryArgs,
+
+    #[command(flatten)]
+    pub timeouts: TimeoutArgs,
+}
+
+/// How long the processes ecrcp runs may take before they are killed (the environment
+/// variables suit the systemd service's /etc/default/ecrcp).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Time limits (90s, 30m, 2h)")]
+pub struct TimeoutArgs {
+    /// Longest a docker pull or push may run
+    #[arg(long, value_name = "LIMIT", env = "ECRCP_TRANSFER_TIMEOUT", value_parser = process::parse_limit,
+          default_value = process::show_limit(Timeouts::default().transfer))]
+    pub transfer_timeout: Duration,
+
+    /// Longest any other docker command, or a docker credential helper, may run
+    #[arg(long, value_name = "LIMIT", env = "ECRCP_COMMAND_TIMEOUT", value_parser = process::parse_limit,
+          default_value = process::show_limit(Timeouts::default().command))]
+    pub command_timeout: Duration,
+}
+
+impl TimeoutArgs {
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            transfer: self.transfer_timeout,
+            command: self.command_timeout,
+        }
+    }
 }
 
 /// Settings for ECR repositories that ecrcp creates. Existing repositories are not changed.

@@ -1,7 +1,10 @@
 //! The glue of each subcommand: turn its arguments into a plan, wire up the boundaries,
 //! run it on a runtime, and say which exit status the result means. `main` dispatches here.
 
+use std::sync::{Arc, OnceLock};
+
 use anyhow::anyhow;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use crate::cli::{CopyArgs, PluginCommand, SyncArgs};
 use crate::docker::{progress_wanted, DockerCli};
@@ -9,6 +12,7 @@ use crate::exit::Exit;
 use crate::lock::LockError;
 use crate::logging::{self, Format};
 use crate::plugin::{self, install, Invocation};
+use crate::process::{self, Timeouts};
 use crate::sync::{self, Stop, SyncOptions};
 use crate::ui::Terminal;
 
@@ -19,8 +23,10 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Runtime::new().map_err(|error| (Exit::CopyFailed, error.into()))
 }
 
-fn docker(invocation: &Invocation) -> DockerCli {
-    DockerCli::from_env().with_global_args(invocation.docker_args.clone())
+fn docker(invocation: &Invocation, timeouts: Timeouts) -> DockerCli {
+    DockerCli::from_env()
+        .with_global_args(invocation.docker_args.clone())
+        .with_timeouts(timeouts)
 }
 
 /// `ecrcp SOURCE... DEST`.
@@ -33,14 +39,58 @@ pub fn copy(args: &CopyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         verbose: args.verbose,
         dry_run: plan.options.dry_run,
     };
-    let docker = docker(invocation);
+    let docker = docker(invocation, args.timeouts.timeouts());
     runtime()?.block_on(async {
-        tokio::select! {
+        let signals = Signals::listen().map_err(|error| (Exit::CopyFailed, error.into()))?;
+        let interrupted = Arc::new(OnceLock::new());
+        tokio::spawn(cancel_on_signals(signals, docker.clone(), interrupted.clone()));
+        let result = tokio::select! {
             result = crate::app::run(&plan, &docker, &terminal) => result.map_err(|error| (Exit::CopyFailed, error)),
-            // Dropping the run kills the docker command under way.
+            // Dropping the run kills the docker command under way, with its process group.
             () = plugin::socket::docker_gone() => Err((Exit::Interrupted, anyhow!("docker went away; stopped"))),
-        }
+        };
+        // The copy cut short has reported its failure; the status says why.
+        interrupted.get().map_or(result, |&exit| Ok(exit))
     })
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, as a terminal and systemd send them.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    /// Listens from now on: a signal that comes before the first docker command is heard.
+    fn listen() -> std::io::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The exit status the next signal calls for: 130 for SIGINT, 143 for SIGTERM, as a
+    /// shell reports a process killed by them.
+    async fn next(&mut self) -> Exit {
+        tokio::select! {
+            _ = self.terminate.recv() => Exit::Terminated,
+            _ = self.interrupt.recv() => Exit::Interrupted,
+        }
+    }
+}
+
+/// A copy on the command line stops at the first signal, as `docker pull` does on Ctrl-C:
+/// the docker command under way is killed, the copy cleans up after itself (no temporary
+/// tag, no repository it created left empty), and no further copy starts. A second signal
+/// ends the process at once, its docker commands killed first. `interrupted` gets the exit
+/// status the first signal calls for.
+async fn cancel_on_signals(mut signals: Signals, docker: DockerCli, interrupted: Arc<OnceLock<Exit>>) {
+    let _ = interrupted.set(signals.next().await);
+    tracing::warn!("stopping: the copy under way is cancelled and cleaned up (signal again to end at once)");
+    docker.cancel();
+    let again = signals.next().await;
+    process::kill_all();
+    std::process::exit(i32::from(again.code()));
 }
 
 /// `ecrcp sync`.
@@ -70,10 +120,11 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         dry_run: args.dry_run,
         state_dir,
     };
-    let docker = docker(invocation);
+    let docker = docker(invocation, args.timeouts.timeouts());
     let stop = Stop::default();
     runtime()?.block_on(async {
-        tokio::spawn(stop_on_signals(stop.clone()));
+        let signals = Signals::listen().map_err(|error| (Exit::CopyFailed, error.into()))?;
+        tokio::spawn(stop_on_signals(signals, stop.clone()));
         match sync::run(&config, &options, &docker, &stop).await {
             Ok(summary) => Ok(summary.exit()),
             Err(error)
@@ -88,26 +139,16 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     })
 }
 
-/// The first SIGTERM or SIGINT stops new copies and lets those under way finish; a second
-/// one ends the process at once.
-async fn stop_on_signals(stop: Stop) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut terminate), Ok(mut interrupt)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = interrupt.recv() => {}
-        }
-        if stop.is_requested() {
-            std::process::exit(i32::from(Exit::Terminated.code()));
-        }
-        stop.request();
-        tracing::warn!("stopping: no new copies; those under way finish (signal again to end at once)");
-    }
+/// The first SIGTERM or SIGINT stops new copies and lets those under way finish (their
+/// docker commands, in process groups of their own, do not get the signal); a second one
+/// ends the process at once, its docker commands killed first.
+async fn stop_on_signals(mut signals: Signals, stop: Stop) {
+    signals.next().await;
+    stop.request();
+    tracing::warn!("stopping: no new copies; those under way finish (signal again to end at once)");
+    signals.next().await;
+    process::kill_all();
+    std::process::exit(i32::from(Exit::Terminated.code()));
 }
 
 /// `ecrcp plugin install|uninstall`.

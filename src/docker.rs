@@ -1,25 +1,46 @@
 //! The docker CLI process boundary: every `docker` command is built here as a value and run
-//! here, and nowhere else spawns `docker`. Secrets reach docker only through stdin.
+//! here, and nowhere else spawns `docker`. Secrets reach docker only through stdin. Every
+//! command has a time limit, and its stderr is always read (and passed on to the terminal
+//! when docker shows progress there), so that every failure can be classified.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IsTerminal;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt};
 
+use crate::process::{self, Timeouts};
 use crate::reference::Reference;
 use crate::secret::Secret;
 
-/// One docker invocation: its arguments, what it reads on stdin, and whether its progress
-/// output may go to the user's terminal.
+/// One docker invocation: its arguments, what it reads on stdin, whether its progress
+/// output may go to the user's terminal, and what kind of step it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerCommand {
     args: Vec<String>,
     stdin: Option<Secret>,
     progress: bool,
+    kind: Kind,
+}
+
+/// What a command is for: this decides its time limit, and whether it still runs once the
+/// copy was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `pull` and `push` move whole images: the transfer limit.
+    Transfer,
+    /// `tag`, `login`, `version`: the command limit; not started once cancelled.
+    Step,
+    /// `image inspect`, `image rm`: the command limit; they still run once cancelled, to
+    /// remove the temporary tag.
+    Cleanup,
 }
 
 impl DockerCommand {
@@ -32,6 +53,7 @@ impl DockerCommand {
             args: args.into_iter().map(Into::into).collect(),
             stdin: None,
             progress: false,
+            kind: Kind::Step,
         }
     }
 
@@ -48,6 +70,7 @@ impl DockerCommand {
         args.push(local_name(source));
         DockerCommand {
             progress,
+            kind: Kind::Transfer,
             ..DockerCommand::new(args)
         }
     }
@@ -64,6 +87,7 @@ impl DockerCommand {
         args.push(local_name(destination));
         DockerCommand {
             progress,
+            kind: Kind::Transfer,
             ..DockerCommand::new(args)
         }
     }
@@ -81,18 +105,24 @@ impl DockerCommand {
     /// registry unchanged) and the manifest digests docker recorded for the image, all on one
     /// line: `ID REPO@DIGEST...`. After a push these include the digest the destination serves.
     pub fn inspect(image: &Reference) -> Self {
-        DockerCommand::new([
-            "image".to_owned(),
-            "inspect".to_owned(),
-            "--format".to_owned(),
-            "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}".to_owned(),
-            local_name(image),
-        ])
+        DockerCommand {
+            kind: Kind::Cleanup,
+            ..DockerCommand::new([
+                "image".to_owned(),
+                "inspect".to_owned(),
+                "--format".to_owned(),
+                "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}".to_owned(),
+                local_name(image),
+            ])
+        }
     }
 
     /// Removes one local tag. The image stays while other tags (the pulled source) name it.
     pub fn untag(image: &Reference) -> Self {
-        DockerCommand::new(["image".to_owned(), "rm".to_owned(), local_name(image)])
+        DockerCommand {
+            kind: Kind::Cleanup,
+            ..DockerCommand::new(["image".to_owned(), "rm".to_owned(), local_name(image)])
+        }
     }
 
     /// The daemon's own platform, which is what `docker pull` picks when none is given.
@@ -142,6 +172,15 @@ pub enum DockerError {
         status: String,
         stderr: String,
     },
+    #[error("`{argv}` did not finish within {} and was stopped\nnote: to allow it longer, set {}", process::show_limit(*limit), if *transfer { process::TRANSFER_SETTING } else { process::COMMAND_SETTING })]
+    TimedOut {
+        argv: String,
+        limit: Duration,
+        /// Whether the transfer limit (pull, push) was hit, rather than the command limit.
+        transfer: bool,
+    },
+    #[error("`{argv}` stopped: ecrcp was interrupted")]
+    Cancelled { argv: String },
 }
 
 impl DockerError {
@@ -164,6 +203,18 @@ impl DockerError {
             _ => false,
         }
     }
+
+    /// Whether every further copy would meet this failure too: no docker, no daemon, a
+    /// daemon that stopped answering quick commands, or a cancelled run.
+    pub fn stops_the_run(&self) -> bool {
+        match self {
+            DockerError::NotInstalled { .. }
+            | DockerError::DaemonUnreachable { .. }
+            | DockerError::Cancelled { .. } => true,
+            DockerError::TimedOut { transfer, .. } => !transfer,
+            DockerError::RateLimited { .. } | DockerError::Failed { .. } => false,
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -176,10 +227,13 @@ pub trait DockerRunner: Send + Sync {
 /// The `docker` CLI found on PATH (or `ECRCP_DOCKER`), with docker's global options (from the
 /// plugin invocation) put before every subcommand. DOCKER_HOST, DOCKER_CONFIG and
 /// DOCKER_CONTEXT reach it through the inherited environment.
+/// Clones share one cancellation.
 #[derive(Debug, Clone)]
 pub struct DockerCli {
     program: PathBuf,
     global_args: Vec<String>,
+    timeouts: Timeouts,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl DockerCli {
@@ -188,6 +242,8 @@ impl DockerCli {
         DockerCli {
             program,
             global_args: Vec::new(),
+            timeouts: Timeouts::default(),
+            cancelled: Arc::default(),
         }
     }
 
@@ -195,6 +251,27 @@ impl DockerCli {
     pub fn with_global_args(mut self, args: Vec<String>) -> Self {
         self.global_args = args;
         self
+    }
+
+    #[must_use]
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    /// Stops the copy under way at once: kills every running child, and refuses every
+    /// further command but those that clean up (inspect, removing the temporary tag).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        process::kill_all();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
     }
 
     /// docker's config directory, where its logins are: `--config` as given to docker,
@@ -217,6 +294,9 @@ impl DockerCli {
 
     async fn run_command(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
         let argv = self.argv_text(command);
+        if self.is_cancelled() && command.kind != Kind::Cleanup {
+            return Err(DockerError::Cancelled { argv });
+        }
         tracing::debug!(argv = %argv, "running docker");
         let mut child = tokio::process::Command::new(&self.program);
         child
@@ -228,39 +308,100 @@ impl DockerCli {
                 Stdio::null()
             })
             .stderr(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true);
+            .stdout(Stdio::piped());
         if command.shows_progress() {
-            // docker draws its progress on stdout; ecrcp's stdout is for `-v` lines, so the
-            // progress goes to the terminal on stderr instead.
+            // docker draws its progress bars on stdout, and only when stdout is a terminal;
+            // ecrcp's stdout is for `-v` lines, so they go to the terminal on stderr.
             if let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() {
                 child.stdout(Stdio::from(fd));
             }
-            child.stderr(Stdio::inherit());
         }
-        let mut child = child.spawn().map_err(|source| DockerError::NotInstalled {
+        let not_installed = |source| DockerError::NotInstalled {
             program: self.program.display().to_string(),
             source,
-        })?;
-        if let (Some(secret), Some(mut stdin)) = (command.stdin(), child.stdin.take()) {
+        };
+        let mut running = process::spawn(&mut child).map_err(not_installed)?;
+        if let (Some(secret), Some(mut stdin)) = (command.stdin(), running.child.stdin.take()) {
             // A write error shows up as docker's own failure below.
             let _ = stdin.write_all(secret.expose().as_bytes()).await;
             drop(stdin);
         }
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|source| DockerError::NotInstalled {
-                program: self.program.display().to_string(),
-                source,
-            })?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if output.status.success() {
+        let (stdout, stderr) = (running.child.stdout.take(), running.child.stderr.take());
+        let transfer = command.kind == Kind::Transfer;
+        let limit = if transfer {
+            self.timeouts.transfer
+        } else {
+            self.timeouts.command
+        };
+        let finished = tokio::time::timeout(limit, async {
+            tokio::join!(
+                running.child.wait(),
+                read_all(stdout),
+                tee(stderr, command.shows_progress())
+            )
+        })
+        .await;
+        let Ok((status, stdout, stderr)) = finished else {
+            running.kill().await;
+            return Err(DockerError::TimedOut {
+                argv,
+                limit,
+                transfer,
+            });
+        };
+        running.done();
+        let status = status.map_err(not_installed)?;
+        if status.success() {
             return Ok(DockerOutput { stdout });
         }
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        Err(classify_failure(argv, output.status, &stderr))
+        if self.is_cancelled() {
+            return Err(DockerError::Cancelled { argv });
+        }
+        Err(classify_failure(argv, status, &stderr))
     }
+}
+
+/// How many of docker's last stderr lines are kept to classify a failure, and how long each
+/// may be: the line that says what went wrong comes last.
+const TAIL_LINES: usize = 40;
+const TAIL_LINE_BYTES: usize = 2048;
+
+/// Reads a child's stdout to the end (nothing when it went to the terminal).
+async fn read_all(stdout: Option<impl AsyncRead + Unpin>) -> String {
+    let mut bytes = Vec::new();
+    if let Some(mut stdout) = stdout {
+        // A read error leaves what was read; the exit status tells the rest.
+        let _ = stdout.read_to_end(&mut bytes).await;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Reads docker's stderr to the end, passing each line on to ecrcp's stderr when `forward`
+/// (the user watches docker's progress there), and returns its last lines.
+async fn tee(stderr: Option<impl AsyncRead + Unpin>, forward: bool) -> String {
+    let Some(stderr) = stderr else {
+        return String::new();
+    };
+    let mut reader = tokio::io::BufReader::new(stderr);
+    let mut tail = VecDeque::with_capacity(TAIL_LINES);
+    let mut line = Vec::new();
+    while reader
+        .read_until(b'\n', &mut line)
+        .await
+        .is_ok_and(|read| read > 0)
+    {
+        if forward {
+            // A short write to a terminal; one going away must not fail the copy.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &line);
+        }
+        line.truncate(TAIL_LINE_BYTES);
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
+        line.clear();
+    }
+    Vec::from(tail).join("\n")
 }
 
 impl DockerRunner for DockerCli {
@@ -291,7 +432,7 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str) -> DockerErr
         |code| format!("exit status {code}"),
     );
     let stderr = if stderr.is_empty() {
-        "(no output; docker showed its progress on the terminal)".to_owned()
+        "(no output)".to_owned()
     } else {
         last_line(stderr).to_owned()
     };
@@ -441,5 +582,95 @@ mod tests {
             "read tcp 10.0.0.1:443: read: connection reset by peer",
         );
         assert!(reset.is_transient());
+    }
+
+    /// A "docker" that is `sh -c SCRIPT`: docker's arguments become the script's `$@`.
+    fn fake_docker(script: &str, timeouts: Timeouts) -> DockerCli {
+        DockerCli {
+            program: PathBuf::from("sh"),
+            global_args: vec!["-c".into(), script.into(), "docker".into()],
+            timeouts,
+            cancelled: Arc::default(),
+        }
+    }
+
+    fn short(transfer: u64, command: u64) -> Timeouts {
+        Timeouts {
+            transfer: Duration::from_millis(transfer),
+            command: Duration::from_millis(command),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hanging_command_is_killed_at_its_limit_with_its_children() {
+        let pidfile = std::env::temp_dir().join(format!("ecrcp-hang-{}", std::process::id()));
+        let script = format!("sleep 30 & echo $! > '{}'; wait", pidfile.display());
+        let docker = fake_docker(&script, short(300, 60_000));
+        let started = std::time::Instant::now();
+        let error = docker
+            .run(&DockerCommand::push(&reference("x.example/a:1"), false))
+            .await
+            .unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        let text = error.to_string();
+        assert!(text.starts_with("`sh -c "), "{text}");
+        assert!(
+            text.contains("push --quiet x.example/a:1` did not finish within"),
+            "{text}"
+        );
+        assert!(text.contains("ECRCP_TRANSFER_TIMEOUT"), "{text}");
+        assert!(!error.stops_the_run(), "a slow transfer fails that copy only");
+        let sleeper = std::fs::read_to_string(&pidfile).unwrap();
+        let _ = std::fs::remove_file(&pidfile);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", sleeper.trim())).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "the sleep outlived the limit: {stat}"
+        );
+
+        let quick = fake_docker("sleep 30", short(60_000, 300));
+        let error = quick
+            .run(&DockerCommand::tag(&reference("a"), &reference("b")))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("ECRCP_COMMAND_TIMEOUT"), "{error}");
+        assert!(
+            error.stops_the_run(),
+            "a daemon that stopped answering quick commands stops the run"
+        );
+    }
+
+    #[tokio::test]
+    async fn stderr_is_classified_while_progress_goes_to_the_terminal() {
+        let docker = fake_docker(
+            "echo 'Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?' >&2; exit 1",
+            Timeouts::default(),
+        );
+        let error = docker
+            .run(&DockerCommand::pull(&reference("nginx"), None, true))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, DockerError::DaemonUnreachable { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn once_cancelled_only_the_cleanup_runs() {
+        let docker = fake_docker("echo ran", Timeouts::default());
+        docker.cancel();
+        let pull = docker
+            .run(&DockerCommand::pull(&reference("nginx"), None, false))
+            .await;
+        assert!(matches!(pull, Err(DockerError::Cancelled { .. })), "{pull:?}");
+        assert!(pull.unwrap_err().stops_the_run());
+        let untag = docker
+            .run(&DockerCommand::untag(&reference("nginx")))
+            .await
+            .unwrap();
+        assert_eq!(untag.stdout, "ran\n");
     }
 }

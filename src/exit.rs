@@ -14,9 +14,9 @@ pub enum Exit {
     /// Copies were put off for a reason that passes (the Docker Hub pull allowance, another
     /// run holding the lock); the next run picks them up.
     Deferred,
-    /// Stopped because docker went away under the plugin.
+    /// Stopped by SIGINT (Ctrl-C) during a copy, or because docker went away under the plugin.
     Interrupted,
-    /// Stopped by SIGTERM or SIGINT; copies not yet started were not.
+    /// Stopped by SIGTERM (a sync: SIGINT too); copies not yet started were not.
     Terminated,
 }
 

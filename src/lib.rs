@@ -21,6 +21,7 @@ pub mod logging;
 pub mod login;
 pub mod plan;
 pub mod plugin;
+pub mod process;
 pub mod reference;
 pub mod registry;
 pub mod secret;

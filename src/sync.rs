@@ -128,7 +128,9 @@ pub async fn run(
     let _lock = lock::acquire(&options.state_dir)?;
     let started = Instant::now();
     let sessions = EcrSessions::connect(&config.jobs).await?;
-    let registry = RegistryClient::new(CredentialStore::with_config_dir(docker.config_dir()))?;
+    let registry = RegistryClient::new(
+        CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
+    )?;
     let copy_options = CopyOptions {
         overwrite: Overwrite {
             update: true,

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use base64::Engine as _;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt};
 
+use crate::process::{self, Timeouts};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,7 @@ pub enum ConfigEntry {
 pub struct CredentialStore {
     config_file: Option<PathBuf>,
     set: Mutex<HashMap<String, Credentials>>,
+    helper_timeout: Duration,
 }
 
 impl CredentialStore {
@@ -35,7 +38,15 @@ impl CredentialStore {
         CredentialStore {
             config_file: dir.map(|dir| dir.join("config.json")),
             set: Mutex::new(HashMap::new()),
+            helper_timeout: Timeouts::default().command,
         }
+    }
+
+    /// How long a credential helper may take to answer before it is killed.
+    #[must_use]
+    pub fn with_helper_timeout(mut self, limit: Duration) -> Self {
+        self.helper_timeout = limit;
+        self
     }
 
     /// Credentials ecrcp obtained itself (an ECR authorization token) for `host`.
@@ -57,7 +68,9 @@ impl CredentialStore {
         let text = std::fs::read_to_string(path).ok()?;
         match config_entry(&text, host) {
             Ok(Some(ConfigEntry::Inline(credentials))) => Some(credentials),
-            Ok(Some(ConfigEntry::Helper(helper))) => run_helper(&helper, &helper_server(host)).await,
+            Ok(Some(ConfigEntry::Helper(helper))) => {
+                run_helper(&helper, &helper_server(host), self.helper_timeout).await
+            }
             Ok(None) => None,
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "cannot read docker credentials");
@@ -138,8 +151,9 @@ pub fn config_entry(text: &str, host: &str) -> Result<Option<ConfigEntry>, Strin
 }
 
 /// Runs `docker-credential-<helper> get`, the credential helper protocol: the server on
-/// stdin, `{"Username":..,"Secret":..}` on stdout.
-async fn run_helper(helper: &str, server: &str) -> Option<Credentials> {
+/// stdin, `{"Username":..,"Secret":..}` on stdout. A helper that has not answered within
+/// `limit` (one waiting on a pinentry nobody sees) is killed, with its children.
+async fn run_helper(helper: &str, server: &str, limit: Duration) -> Option<Credentials> {
     #[derive(serde::Deserialize)]
     struct HelperAnswer {
         #[serde(rename = "Username")]
@@ -148,29 +162,49 @@ async fn run_helper(helper: &str, server: &str) -> Option<Credentials> {
         secret: String,
     }
     let program = format!("docker-credential-{helper}");
-    let child = tokio::process::Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match child {
-        Ok(child) => child,
+    let spawned = process::spawn(
+        tokio::process::Command::new(&program)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut running = match spawned {
+        Ok(running) => running,
         Err(error) => {
             tracing::warn!(%program, %error, "cannot run the docker credential helper");
             return None;
         }
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(server.as_bytes()).await;
-    }
-    let output = child.wait_with_output().await.ok()?;
-    if !output.status.success() {
+    let (stdin, stdout) = (running.child.stdin.take(), running.child.stdout.take());
+    let answered = tokio::time::timeout(limit, async {
+        if let Some(mut stdin) = stdin {
+            let _ = stdin.write_all(server.as_bytes()).await;
+        }
+        let mut answer = Vec::new();
+        if let Some(mut stdout) = stdout {
+            let _ = stdout.read_to_end(&mut answer).await;
+        }
+        (running.child.wait().await, answer)
+    })
+    .await;
+    let Ok((status, answer)) = answered else {
+        running.kill().await;
+        tracing::warn!(
+            %program,
+            server,
+            limit = %process::show_limit(limit),
+            "the docker credential helper did not answer in time and was stopped; going on without its login (to allow it longer, set {})",
+            process::COMMAND_SETTING
+        );
+        return None;
+    };
+    running.done();
+    if !status.ok()?.success() {
         // The helper's way of saying it has nothing for this server.
         return None;
     }
-    let answer: HelperAnswer = serde_json::from_slice(&output.stdout).ok()?;
+    let answer: HelperAnswer = serde_json::from_slice(&answer).ok()?;
     Some(Credentials {
         username: answer.username,
         password: Secret::new(answer.secret),

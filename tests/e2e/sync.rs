@@ -234,15 +234,15 @@ fn sigterm_lets_the_copy_under_way_finish_starts_no_other_and_releases_the_lock(
         "[sync]\njobs = 1",
         &[&big, "alpine:3.20", "redis:7"],
     );
-    let child = bed
-        .sync_command(&config)
+    // As systemd and a shell signal a job: the whole process group, docker children too.
+    let child = std::os::unix::process::CommandExt::process_group(&mut bed.sync_command(&config), 0)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_until(Duration::from_secs(20), || bed.docker_calls_of("pull") > 0);
-    let pid = child.id().to_string();
+    let group = format!("-{}", child.id());
     assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args(["-TERM", "--", &group])
         .status()
         .unwrap()
         .success());

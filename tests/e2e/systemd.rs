@@ -203,6 +203,76 @@ destination = "{ECR}/"
     );
 }
 
+#[test]
+#[ignore = "needs the test bed"]
+fn systemctl_stop_lets_the_copy_under_way_finish() {
+    let bed = Bed::get("systemd-stop");
+    let upstream = bed.unique("e2e/stopbig");
+    bed.push_upstream_sized(&upstream, "1", "big", 64 * 1024 * 1024);
+    let prefix = bed.unique("stop");
+    let big = format!("{upstream}:1");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[sync]\njobs = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n\
+         [[image]]\nsource = \"{big}\"\n[[image]]\nsource = \"alpine:3.20\"\n"
+    ));
+
+    let container = Container::boot(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), Some(&config));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while docker_commands_naming(&upstream).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no docker command for {upstream} started\n{}",
+            container.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stop = container.exec(&["systemctl", "stop", "ecrcp.service"]);
+    assert_eq!(stop.code, Some(0), "systemctl stop: {}", stop.stderr);
+
+    assert_eq!(
+        container.properties("ecrcp.service", &["Result", "ExecMainStatus"]),
+        "ExecMainStatus=143\nResult=success",
+        "stopped by SIGTERM, which the unit counts as success\n{}",
+        container.diagnostics()
+    );
+    let outcomes: Vec<(Value, Value)> = container
+        .journal()
+        .iter()
+        .filter(|entry| entry["SYSLOG_IDENTIFIER"] == "ecrcp" && entry["IMAGE"].is_string())
+        .map(|entry| (entry["IMAGE"].clone(), entry["OUTCOME"].clone()))
+        .collect();
+    assert!(
+        outcomes.contains(&(Value::from(big.as_str()), Value::from("copied"))),
+        "the copy under way finished: {outcomes:?}\n{}",
+        container.diagnostics()
+    );
+    assert!(
+        outcomes.contains(&(Value::from("alpine:3.20"), Value::from("not started"))),
+        "{outcomes:?}"
+    );
+    assert!(bed.digest(ECR, &format!("{prefix}/{upstream}"), "1").is_some());
+    assert_eq!(
+        docker_commands_naming(&upstream),
+        Vec::<String>::new(),
+        "no docker command left"
+    );
+}
+
+/// The docker commands running anywhere on the bed (the container's too) whose argv names
+/// `needle`, as `pid argv`.
+fn docker_commands_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let argv = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+        let program = argv.split(' ').next().unwrap_or_default();
+        if program.ends_with("docker") && argv.contains(needle) {
+            found.push(format!("{} {argv}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
 /// One booted container, private to a test (its own state directory); powered off on drop,
 /// so a failed assertion leaves nothing running.
 struct Container {
