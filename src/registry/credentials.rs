@@ -53,6 +53,12 @@ impl CredentialStore {
         if let Some(found) = self.set.lock().expect("credential map poisoned").get(host) {
             return Some(found.clone());
         }
+        self.docker_login(host).await
+    }
+
+    /// The login docker itself would use for `host`: its config.json entry or credential
+    /// helper, never what ecrcp set.
+    pub async fn docker_login(&self, host: &str) -> Option<Credentials> {
         let path = self.config_file.as_ref()?;
         let text = std::fs::read_to_string(path).ok()?;
         match config_entry(&text, host) {
