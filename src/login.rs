@@ -9,12 +9,22 @@ use std::collections::HashMap;
 
 use anyhow::{anyhow, Context as _};
 
-use crate::docker::{DockerCommand, DockerRunner};
+use crate::docker::{DockerCommand, DockerError, DockerRunner};
 use crate::ecr::Ecr;
 use crate::reference::{EcrHost, Reference};
 use crate::registry::credentials::{CredentialStore, Credentials};
 use crate::registry::RegistryClient;
 use crate::secret::Secret;
+
+/// `docker login` failed for a registry that docker's config hands to a credential helper,
+/// which had no login the registry accepts and could not store ecrcp's.
+#[derive(Debug, thiserror::Error)]
+#[error("{docker}\nnote: docker's config hands '{host}' to docker-credential-{helper}, which has no login the registry accepts and cannot store one (amazon-ecr-credential-helper never can): fix that helper's credentials, or take '{host}' out of credHelpers/credsStore in docker's config.json")]
+pub struct HelperLoginFailed {
+    docker: DockerError,
+    host: String,
+    helper: String,
+}
 
 /// How docker reaches one registry in this run.
 enum DockerAccess {
@@ -85,10 +95,17 @@ impl<'a> Logins<'a> {
             &authorization.username,
             authorization.password.clone(),
         );
-        self.docker
-            .run(&login)
-            .await
-            .with_context(|| format!("cannot log docker in to '{}'", host.host))?;
+        if let Err(docker) = self.docker.run(&login).await {
+            let error = match self.registry.credentials().docker_helper(&host.host) {
+                Some(helper) => anyhow::Error::new(HelperLoginFailed {
+                    docker,
+                    host: host.host.clone(),
+                    helper,
+                }),
+                None => anyhow::Error::new(docker),
+            };
+            return Err(error.context(format!("cannot log docker in to '{}'", host.host)));
+        }
         tracing::info!(registry = %host.host, "docker logged in");
         access.insert(host.host, DockerAccess::LoggedIn(authorization.password));
         Ok(())

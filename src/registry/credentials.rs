@@ -59,17 +59,27 @@ impl CredentialStore {
     /// The login docker itself would use for `host`: its config.json entry or credential
     /// helper, never what ecrcp set.
     pub async fn docker_login(&self, host: &str) -> Option<Credentials> {
+        match self.docker_entry(host)? {
+            ConfigEntry::Inline(credentials) => Some(credentials),
+            ConfigEntry::Helper(helper) => run_helper(&helper, &helper_server(host)).await,
+        }
+    }
+
+    /// The credential helper docker's config hands `host` to, if any.
+    pub fn docker_helper(&self, host: &str) -> Option<String> {
+        match self.docker_entry(host)? {
+            ConfigEntry::Helper(helper) => Some(helper),
+            ConfigEntry::Inline(_) => None,
+        }
+    }
+
+    fn docker_entry(&self, host: &str) -> Option<ConfigEntry> {
         let path = self.config_file.as_ref()?;
         let text = std::fs::read_to_string(path).ok()?;
-        match config_entry(&text, host) {
-            Ok(Some(ConfigEntry::Inline(credentials))) => Some(credentials),
-            Ok(Some(ConfigEntry::Helper(helper))) => run_helper(&helper, &helper_server(host)).await,
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(file = %path.display(), %error, "cannot read docker credentials");
-                None
-            }
-        }
+        config_entry(&text, host).unwrap_or_else(|error| {
+            tracing::warn!(file = %path.display(), %error, "cannot read docker credentials");
+            None
+        })
     }
 }
 

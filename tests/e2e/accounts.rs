@@ -106,15 +106,17 @@ fn an_image_in_one_ecr_registry_copies_into_another_accounts_without_a_prior_log
     assert!(login_at < pull_at, "login before pull: {calls:?}");
 }
 
-/// A `docker-credential-ecr-login` stand-in in `dir`: `get` answers the bed's ECR login,
-/// `store` fails as amazon-ecr-credential-helper's does.
-fn install_ecr_login_helper(dir: &Path) {
+/// A `docker-credential-ecr-login` stand-in in `dir`: `get` answers the bed's ECR login
+/// (or, if not `answers`, nothing), `store` fails as amazon-ecr-credential-helper's does.
+fn install_ecr_login_helper(dir: &Path, answers: bool) {
     let path = dir.join("docker-credential-ecr-login");
-    let script = format!(
-        "#!/bin/sh\ncase \"$1\" in\n\
-         get) read server; printf '{{\"ServerURL\":\"%s\",\"Username\":\"AWS\",\"Secret\":\"{ECR_PASSWORD}\"}}\\n' \"$server\" ;;\n\
-         *) echo 'not implemented' >&2; exit 1 ;;\nesac\n"
-    );
+    let get = if answers {
+        format!("read server; printf '{{\"ServerURL\":\"%s\",\"Username\":\"AWS\",\"Secret\":\"{ECR_PASSWORD}\"}}\\n' \"$server\"")
+    } else {
+        "echo 'credentials not found' >&2; exit 1".to_owned()
+    };
+    let script =
+        format!("#!/bin/sh\ncase \"$1\" in\nget) {get} ;;\n*) echo 'not implemented' >&2; exit 1 ;;\nesac\n");
     std::fs::write(&path, script).unwrap();
     std::process::Command::new("chmod")
         .arg("+x")
@@ -140,7 +142,7 @@ fn the_ecr_credential_helper_is_used_and_docker_is_not_logged_in() {
     let bed = Bed::get("credhelper");
     let helpers = bed.scratch().join("helpers");
     std::fs::create_dir_all(&helpers).unwrap();
-    install_ecr_login_helper(&helpers);
+    install_ecr_login_helper(&helpers, true);
     write_docker_config(&bed, &format!(r#"{{"credHelpers": {{"{ECR}": "ecr-login"}}}}"#));
     let repo = bed.unique("helper/alpine");
 
@@ -162,6 +164,30 @@ fn the_ecr_credential_helper_is_used_and_docker_is_not_logged_in() {
         bed.digest(ECR, &repo, "3.20").is_some(),
         "pushed with the helper's login"
     );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_credential_helper_without_a_login_fails_the_copy_with_a_note_naming_it() {
+    let bed = Bed::get("credhelperfail");
+    let helpers = bed.scratch().join("helpers");
+    std::fs::create_dir_all(&helpers).unwrap();
+    install_ecr_login_helper(&helpers, false);
+    write_docker_config(&bed, r#"{"credsStore": "ecr-login"}"#);
+
+    let run = Run::from(
+        bed.ecrcp()
+            .args([
+                "alpine:3.20",
+                &format!("{ECR}/{}:3.20", bed.unique("helper/alpine")),
+            ])
+            .env("PATH", path_with(&helpers))
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(1);
+    let note = format!("note: docker's config hands '{ECR}' to docker-credential-ecr-login");
+    assert!(run.stderr.contains(&note), "{}", run.stderr);
 }
 
 #[test]
@@ -258,4 +284,20 @@ fn a_copy_without_instance_metadata_prints_no_sdk_warnings() {
     );
     run.assert_code(0);
     assert_eq!(run.stderr, "", "nothing on stderr");
+
+    let widened = Run::from(
+        bed.ecrcp()
+            .args(["alpine:3.20", &format!("{ECR}/{repo}:3.20")])
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap(),
+    );
+    widened.assert_code(0);
+    assert!(
+        widened.stderr.contains("IMDS"),
+        "RUST_LOG still shows the libraries' events: {}",
+        widened.stderr
+    );
 }
