@@ -47,6 +47,7 @@ pub enum EcrError {
     },
 }
 
+/// `: REASON` after "no AWS credentials found", when there is one.
 fn because(reason: Option<&str>) -> String {
     reason.map(|reason| format!(": {reason}")).unwrap_or_default()
 }
@@ -397,8 +398,6 @@ fn credentials_failure(error: &CredentialsError) -> Option<String> {
     }
     Some(text)
 }
-
-impl Ecr {}
 
 fn encryption(encryption: &Encryption) -> EncryptionConfiguration {
     let builder = match encryption {

@@ -115,7 +115,7 @@ impl<'a> Logins<'a> {
     /// helper, or stored) that the registry accepts, asked with a HEAD on `image`.
     async fn docker_has_login(&self, image: &Reference) -> bool {
         let host = image.registry();
-        let Some(credentials) = self.registry.credentials().docker_login(host).await else {
+        let Some(credentials) = self.registry.credentials().docker_credentials(host).await else {
             return false;
         };
         let Ok(probe) = RegistryClient::new(CredentialStore::with_config_dir(None)) else {

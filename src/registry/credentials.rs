@@ -53,12 +53,12 @@ impl CredentialStore {
         if let Some(found) = self.set.lock().expect("credential map poisoned").get(host) {
             return Some(found.clone());
         }
-        self.docker_login(host).await
+        self.docker_credentials(host).await
     }
 
     /// The login docker itself would use for `host`: its config.json entry or credential
     /// helper, never what ecrcp set.
-    pub async fn docker_login(&self, host: &str) -> Option<Credentials> {
+    pub async fn docker_credentials(&self, host: &str) -> Option<Credentials> {
         match self.docker_entry(host)? {
             ConfigEntry::Inline(credentials) => Some(credentials),
             ConfigEntry::Helper(helper) => run_helper(&helper, &helper_server(host)).await,
