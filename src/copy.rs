@@ -144,9 +144,8 @@ impl<'a> Copier<'a> {
         destination: &Reference,
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<Check> {
-        if let Some(host) = EcrHost::parse(destination.registry()) {
-            self.logins.registry_credentials(&host, ecr).await?;
-        }
+        self.logins.registry_credentials(&job.source, ecr).await?;
+        self.logins.registry_credentials(destination, ecr).await?;
         let (source_digest, rate_limit) = self.source_digest(&job.source).await?;
         // Asked before anything is pulled, so a destination that cannot take the copy costs
         // no pull from the source's quota.
@@ -340,6 +339,7 @@ impl<'a> Copier<'a> {
         // Pulled as named, not by the digest just seen: docker keeps one local image per
         // `name@digest`, so pulling an index digest for a second platform would fail.
         let source = &job.source;
+        self.logins.docker_login(source, ecr).await?;
         let pull = DockerCommand::pull(source, job.settings.platform.as_deref(), self.options.progress);
         self.docker_retrying(&pull)
             .await
@@ -347,15 +347,14 @@ impl<'a> Copier<'a> {
         let ecr_target = EcrHost::parse(destination.registry()).zip(ecr);
         let created = match ecr_target {
             Some((ref host, ecr)) => ecr
-                .ensure_repository(&host.region, destination.repository(), &job.settings.repository)
+                .ensure_repository(host, destination.repository(), &job.settings.repository)
                 .await
                 .with_context(|| format!("cannot create repository '{}'", destination.repository()))?,
             None => false,
         };
         let pushed = self.push(source, destination, ecr).await;
         if let (Err(_), true, Some((host, ecr))) = (&pushed, created, &ecr_target) {
-            ecr.delete_empty_repository(&host.region, destination.repository())
-                .await;
+            ecr.delete_empty_repository(host, destination.repository()).await;
         }
         let (outcome, image) = pushed?;
         // The ledger links the digest seen by HEAD only if docker pulled that very digest;
@@ -380,9 +379,7 @@ impl<'a> Copier<'a> {
         destination: &Reference,
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<(Outcome, LocalImage)> {
-        if let Some(host) = EcrHost::parse(destination.registry()) {
-            self.logins.docker_login(&host, ecr).await?;
-        }
+        self.logins.docker_login(destination, ecr).await?;
         self.docker(&DockerCommand::tag(source, destination))
             .await
             .with_context(|| format!("cannot tag the image as '{destination}'"))?;

@@ -1,11 +1,14 @@
 //! The ECR API boundary (aws-sdk-ecr): credentials, authorization tokens, and creating (or,
-//! after a failed first push, removing) repositories. Nothing else talks to the AWS API.
+//! after a failed first push, removing) repositories. Every call names the registry it is
+//! for (account, region, FIPS), so a destination in another account is never confused with
+//! the caller's own. Nothing else talks to the AWS API.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::config::ProvideCredentials;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::types::{
@@ -16,12 +19,16 @@ use base64::Engine as _;
 use tokio::sync::Mutex;
 
 use crate::plan::{AwsOptions, Encryption, RepositorySettings};
+use crate::reference::EcrHost;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EcrError {
-    #[error("no AWS credentials found ({detail})\nnote: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / --profile (run `aws sso login` for SSO profiles), or run with an instance or task role")]
-    NoCredentials { detail: String },
+    #[error("no AWS credentials found{}\nnote: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / --profile (run `aws sso login` for SSO profiles), or run with an instance or task role", because(.reason.as_deref()))]
+    NoCredentials {
+        /// Why the provider that should have answered did not; `None` when none applied.
+        reason: Option<String>,
+    },
     #[error("no AWS region is configured\nnote: set AWS_REGION or pass --region; it is needed to find your ECR registry for destinations without a registry host")]
     NoRegion,
     #[error("ECR {operation} failed: {code}: {message}{hint}")]
@@ -40,6 +47,11 @@ pub enum EcrError {
     },
 }
 
+/// `: REASON` after "no AWS credentials found", when there is one.
+fn because(reason: Option<&str>) -> String {
+    reason.map(|reason| format!(": {reason}")).unwrap_or_default()
+}
+
 /// ECR connections, one per distinct AWS profile and region the jobs ask for, each with the
 /// caller's own registry host when some destination names none.
 #[derive(Default)]
@@ -56,8 +68,9 @@ impl EcrSessions {
             let targets_ecr = job
                 .destination
                 .registry()
-                .is_none_or(|registry| crate::reference::EcrHost::parse(registry).is_some());
-            if !targets_ecr {
+                .is_none_or(|registry| EcrHost::parse(registry).is_some());
+            let reads_ecr = EcrHost::parse(job.source.registry()).is_some();
+            if !targets_ecr && !reads_ecr {
                 continue;
             }
             let aws = &job.settings.aws;
@@ -68,7 +81,7 @@ impl EcrSessions {
             let (ecr, own) = sessions.sessions.get_mut(aws).expect("inserted above");
             if job.needs_own_registry() && own.is_none() {
                 let region = ecr.default_region().ok_or(EcrError::NoRegion)?.to_owned();
-                *own = Some(ecr.authorization(&region).await?.registry_host);
+                *own = Some(ecr.own_registry(&region).await?);
             }
         }
         Ok(sessions)
@@ -90,7 +103,7 @@ impl EcrSessions {
 pub struct Authorization {
     pub username: String,
     pub password: Secret,
-    /// The caller's own registry host, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com`.
+    /// The registry host it is for, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com`.
     pub registry_host: String,
     pub expires_at: Option<SystemTime>,
     pub fetched_at: SystemTime,
@@ -111,11 +124,17 @@ fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: Sy
     refresh_at > fetched_at && now >= refresh_at
 }
 
-/// ECR clients per region over one credential chain, and their tokens.
+/// Which ECR API endpoint: a region, and whether FIPS.
+type Endpoint = (String, bool);
+
+/// Which registry a token is for: a region, and an account (`None`: the caller's own).
+type TokenKey = (String, Option<String>);
+
+/// ECR clients per endpoint over one credential chain, and their tokens.
 pub struct Ecr {
     config: SdkConfig,
-    clients: Mutex<HashMap<String, Client>>,
-    tokens: Mutex<HashMap<String, Authorization>>,
+    clients: Mutex<HashMap<Endpoint, Client>>,
+    tokens: Mutex<HashMap<TokenKey, Authorization>>,
 }
 
 /// How long credentials may take to appear before ecrcp gives up: the instance metadata
@@ -144,18 +163,19 @@ impl Ecr {
         let provider = config
             .credentials_provider()
             .ok_or_else(|| EcrError::NoCredentials {
-                detail: "no credential provider".into(),
+                reason: Some("no credential provider is configured".into()),
             })?;
         match tokio::time::timeout(CREDENTIALS_TIMEOUT, provider.provide_credentials()).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
+                tracing::debug!(error = %DisplayErrorContext(&error), "no AWS credentials");
                 return Err(EcrError::NoCredentials {
-                    detail: DisplayErrorContext(error).to_string(),
-                })
+                    reason: credentials_failure(&error),
+                });
             }
             Err(_) => {
                 return Err(EcrError::NoCredentials {
-                    detail: format!("none appeared within {}s", CREDENTIALS_TIMEOUT.as_secs()),
+                    reason: Some(format!("none appeared within {}s", CREDENTIALS_TIMEOUT.as_secs())),
                 })
             }
         }
@@ -170,34 +190,52 @@ impl Ecr {
         self.config.region().map(Region::as_ref)
     }
 
-    async fn client(&self, region: &str) -> Client {
+    async fn client(&self, region: &str, fips: bool) -> Client {
         let mut clients = self.clients.lock().await;
         clients
-            .entry(region.to_owned())
-            .or_insert_with(|| {
-                let config = aws_sdk_ecr::config::Builder::from(&self.config)
-                    .region(Region::new(region.to_owned()))
-                    .build();
-                Client::from_conf(config)
-            })
+            .entry((region.to_owned(), fips))
+            .or_insert_with(|| Client::new(&endpoint_config(&self.config, region, fips)))
             .clone()
     }
 
-    /// A registry login for `region`: fetched once, and again five minutes before it expires
-    /// (ECR tokens last 12 hours). A token that says it has already expired, as emulators
-    /// send, is used for the whole run rather than refetched in a loop.
-    pub async fn authorization(&self, region: &str) -> Result<Authorization, EcrError> {
+    /// The caller's own registry host in `region`.
+    pub async fn own_registry(&self, region: &str) -> Result<String, EcrError> {
+        Ok(self.token(region, false, None).await?.registry_host)
+    }
+
+    /// A login for the registry `host`, from its own account's GetAuthorizationToken.
+    pub async fn authorization(&self, host: &EcrHost) -> Result<Authorization, EcrError> {
+        self.token(&host.region, host.fips, Some(&host.account)).await
+    }
+
+    /// A registry login for `account` (or the caller's own) in `region`: fetched once, and
+    /// again five minutes before it expires (ECR tokens last 12 hours). A token that says it
+    /// has already expired, as emulators send, is used for the whole run rather than
+    /// refetched in a loop.
+    async fn token(
+        &self,
+        region: &str,
+        fips: bool,
+        account: Option<&str>,
+    ) -> Result<Authorization, EcrError> {
         const OPERATION: &str = "GetAuthorizationToken";
-        if let Some(found) = self.tokens.lock().await.get(region) {
+        let key = (region.to_owned(), account.map(str::to_owned));
+        if let Some(found) = self.tokens.lock().await.get(&key) {
             if !needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) {
                 return Ok(found.clone());
             }
-            tracing::info!(region, "refreshing the ECR authorization token before it expires");
+            tracing::info!(
+                region,
+                account,
+                "refreshing the ECR authorization token before it expires"
+            );
         }
-        let output = self
-            .client(region)
-            .await
-            .get_authorization_token()
+        let request = self.client(region, fips).await.get_authorization_token();
+        // Deprecated because one token serves every registry the principal may reach; named
+        // anyway so the answer's proxy endpoint (and an emulator's password) is that account's.
+        #[allow(deprecated)]
+        let request = request.set_registry_ids(account.map(|account| vec![account.to_owned()]));
+        let output = request
             .send()
             .await
             .map_err(|error| api_error(OPERATION, &error))?;
@@ -234,29 +272,34 @@ impl Ecr {
             expires_at,
             fetched_at: SystemTime::now(),
         };
-        self.tokens
-            .lock()
-            .await
-            .insert(region.to_owned(), authorization.clone());
+        self.tokens.lock().await.insert(key, authorization.clone());
         Ok(authorization)
     }
 
-    /// Makes sure `name` exists in `region`, creating it with `settings` when missing.
-    /// Returns whether this call created it.
+    /// Makes sure `name` exists in the registry `host`, creating it with `settings` when
+    /// missing. Returns whether this call created it.
     pub async fn ensure_repository(
         &self,
-        region: &str,
+        host: &EcrHost,
         name: &str,
         settings: &RepositorySettings,
     ) -> Result<bool, EcrError> {
-        let client = self.client(region).await;
-        match client.describe_repositories().repository_names(name).send().await {
+        let (region, account) = (host.region.as_str(), host.account.as_str());
+        let client = self.client(region, host.fips).await;
+        let described = client
+            .describe_repositories()
+            .registry_id(account)
+            .repository_names(name)
+            .send()
+            .await;
+        match described {
             Ok(_) => return Ok(false),
             Err(error) if error.code() == Some("RepositoryNotFoundException") => {}
             Err(error) => return Err(api_error("DescribeRepositories", &error)),
         }
         let mut create = client
             .create_repository()
+            .registry_id(account)
             .repository_name(name)
             .image_scanning_configuration(
                 ImageScanningConfiguration::builder()
@@ -283,17 +326,18 @@ impl Ecr {
             Err(error) if error.code() == Some("RepositoryAlreadyExistsException") => return Ok(false),
             Err(error) => return Err(api_error("CreateRepository", &error)),
         }
-        tracing::info!(repository = name, region, "created ECR repository");
+        tracing::info!(repository = name, region, account, "created ECR repository");
         if let Some(policy) = &settings.lifecycle_policy {
             let put = client
                 .put_lifecycle_policy()
+                .registry_id(account)
                 .repository_name(name)
                 .lifecycle_policy_text(policy)
                 .send()
                 .await;
             if let Err(error) = put {
                 let error = api_error("PutLifecyclePolicy", &error);
-                self.delete_empty_repository(region, name).await;
+                self.delete_empty_repository(host, name).await;
                 return Err(error);
             }
         }
@@ -302,11 +346,13 @@ impl Ecr {
 
     /// Removes a repository this run created, when the copy into it failed. ECR refuses to
     /// delete a repository that holds images, so nothing anyone pushed can be lost.
-    pub async fn delete_empty_repository(&self, region: &str, name: &str) {
+    pub async fn delete_empty_repository(&self, host: &EcrHost, name: &str) {
+        let (region, account) = (host.region.as_str(), host.account.as_str());
         let result = self
-            .client(region)
+            .client(region, host.fips)
             .await
             .delete_repository()
+            .registry_id(account)
             .repository_name(name)
             .send()
             .await;
@@ -314,14 +360,43 @@ impl Ecr {
             Ok(_) => tracing::info!(
                 repository = name,
                 region,
+                account,
                 "removed the repository created for a failed copy"
             ),
             Err(error) => {
                 let error = api_error("DeleteRepository", &error);
-                tracing::warn!(repository = name, region, %error, "cannot remove the repository created for a failed copy");
+                tracing::warn!(repository = name, region, account, %error, "cannot remove the repository created for a failed copy");
             }
         }
     }
+}
+
+/// The SDK configuration for one ECR endpoint. FIPS registries get the FIPS API endpoint,
+/// unless an endpoint URL was set (`AWS_ENDPOINT_URL`): the SDK refuses the two together,
+/// and a chosen endpoint is the user's word.
+fn endpoint_config(base: &SdkConfig, region: &str, fips: bool) -> SdkConfig {
+    let mut config = base.to_builder().region(Region::new(region.to_owned()));
+    if fips && base.endpoint_url().is_none() {
+        config = config.use_fips(true);
+    }
+    config.build()
+}
+
+/// Why the credential chain found nothing, in words: `None` when no provider applied at
+/// all (the usual case, which the note covers), else the failing provider's message chain
+/// (an expired SSO session, a broken profile), never the SDK's Debug dump.
+fn credentials_failure(error: &CredentialsError) -> Option<String> {
+    if matches!(error, CredentialsError::CredentialsNotLoaded(_)) {
+        return None;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    Some(text)
 }
 
 fn encryption(encryption: &Encryption) -> EncryptionConfiguration {
@@ -424,6 +499,47 @@ mod tests {
         for (name, expires_at, now, expected) in cases {
             assert_eq!(needs_refresh(expires_at, start, now), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn fips_registries_get_the_fips_endpoint_unless_an_endpoint_is_set() {
+        let plain = SdkConfig::builder().region(Region::new("us-east-1")).build();
+        let custom = plain.to_builder().endpoint_url("http://127.0.0.1:5000").build();
+        let cases = [
+            ("commercial", &plain, false, None),
+            ("FIPS", &plain, true, Some(true)),
+            ("FIPS with AWS_ENDPOINT_URL", &custom, true, None),
+        ];
+        for (name, base, fips, expected) in cases {
+            let config = endpoint_config(base, "us-gov-west-1", fips);
+            assert_eq!(config.use_fips(), expected, "{name}");
+            assert_eq!(
+                config.region().map(Region::as_ref),
+                Some("us-gov-west-1"),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_credentials_read_as_one_line_and_a_note() {
+        let none = EcrError::NoCredentials { reason: None }.to_string();
+        let mut lines = none.lines();
+        assert_eq!(lines.next(), Some("no AWS credentials found"));
+        assert!(
+            lines.next().is_some_and(|note| note.starts_with("note: ")),
+            "{none}"
+        );
+        assert_eq!(lines.next(), None);
+        assert_eq!(
+            credentials_failure(&CredentialsError::not_loaded("no providers in chain")),
+            None
+        );
+        let expired = credentials_failure(&CredentialsError::provider_error("the SSO session has expired"));
+        assert_eq!(
+            expired.as_deref(),
+            Some("an error occurred while loading credentials: the SSO session has expired")
+        );
     }
 
     #[test]

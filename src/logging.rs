@@ -1,6 +1,8 @@
 //! The one place that decides where `tracing` events go: the systemd journal (with each
 //! field as a journal field) when stderr is the journal, JSON lines when asked, readable
-//! text otherwise. Filtered by `ECRCP_LOG` (or `RUST_LOG`), else by the caller's default.
+//! text otherwise. Filtered by `ECRCP_LOG` (or `RUST_LOG`), else to ecrcp's own events at
+//! the caller's level: the libraries' chatter (aws-config's WARN lines with HTTP dumps when
+//! there is no instance metadata) stays out unless asked for.
 
 use std::io::IsTerminal as _;
 use std::os::fd::AsFd as _;
@@ -24,13 +26,14 @@ pub enum Format {
     Journald,
 }
 
-/// Installs the subscriber. `default` is the filter when no environment variable sets one.
-pub fn init(format: Format, default: &str) {
+/// Installs the subscriber. `level` is the level of ecrcp's own events when no environment
+/// variable sets a filter.
+pub fn init(format: Format, level: &str) {
     let filter = std::env::var("ECRCP_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()
         .and_then(|spec| EnvFilter::try_new(spec).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        .unwrap_or_else(|| EnvFilter::new(format!("{}={level}", env!("CARGO_CRATE_NAME"))));
     let format = match format {
         Format::Auto if stderr_is_journal() => Format::Journald,
         Format::Auto => Format::Text,

@@ -1,24 +1,44 @@
-//! Registry logins for one run: hands ECR tokens to ecrcp's own registry client (for HEAD
-//! requests) and logs the docker CLI in (for pulls and pushes). Remembers what it did so a
-//! run logs in once per registry. Emits events; never prints.
+//! Registry logins for one run, for ECR registries (sources and destinations): hands ECR
+//! tokens to ecrcp's own registry client (for HEAD requests), and makes sure the docker CLI
+//! can pull and push. docker keeps the user's own way in when its config has one that the
+//! registry accepts (amazon-ecr-credential-helper, or a stored login); only otherwise is it
+//! `docker login`-ed, so a user's login is never replaced with a 12-hour token without need.
+//! Decides once per registry and run. Emits events; never prints.
 
 use std::collections::HashMap;
 
 use anyhow::{anyhow, Context as _};
 
-use crate::docker::{DockerCommand, DockerRunner};
+use crate::docker::{DockerCommand, DockerError, DockerRunner};
 use crate::ecr::Ecr;
-use crate::reference::EcrHost;
-use crate::registry::credentials::Credentials;
+use crate::reference::{EcrHost, Reference};
+use crate::registry::credentials::{CredentialStore, Credentials};
 use crate::registry::RegistryClient;
 use crate::secret::Secret;
+
+/// `docker login` failed for a registry that docker's config hands to a credential helper,
+/// which had no login the registry accepts and could not store ecrcp's.
+#[derive(Debug, thiserror::Error)]
+#[error("{docker}\nnote: docker's config hands '{host}' to docker-credential-{helper}, which has no login the registry accepts and cannot store one (amazon-ecr-credential-helper never can): fix that helper's credentials, or take '{host}' out of credHelpers/credsStore in docker's config.json")]
+pub struct HelperLoginFailed {
+    docker: DockerError,
+    host: String,
+    helper: String,
+}
+
+/// How docker reaches one registry in this run.
+enum DockerAccess {
+    /// Through docker's own config: a credential helper or a stored login.
+    Own,
+    /// Through the `docker login` ecrcp ran, with this password.
+    LoggedIn(Secret),
+}
 
 /// The logins of one run. Safe to share between concurrent copies.
 pub struct Logins<'a> {
     docker: &'a dyn DockerRunner,
     registry: &'a RegistryClient,
-    /// The password each registry host was `docker login`-ed with in this run.
-    docker_passwords: tokio::sync::Mutex<HashMap<String, Secret>>,
+    docker_access: tokio::sync::Mutex<HashMap<String, DockerAccess>>,
 }
 
 impl<'a> Logins<'a> {
@@ -26,15 +46,18 @@ impl<'a> Logins<'a> {
         Logins {
             docker,
             registry,
-            docker_passwords: tokio::sync::Mutex::new(HashMap::new()),
+            docker_access: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// Hands the ECR token to the registry client, for HEAD requests on the destination.
-    pub async fn registry_credentials(&self, host: &EcrHost, ecr: Option<&Ecr>) -> anyhow::Result<()> {
-        let ecr = ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
-        let authorization = ecr
-            .authorization(&host.region)
+    /// Hands the ECR token for `image`'s registry to the registry client, for HEAD requests.
+    /// Nothing to do for other registries.
+    pub async fn registry_credentials(&self, image: &Reference, ecr: Option<&Ecr>) -> anyhow::Result<()> {
+        let Some(host) = EcrHost::parse(image.registry()) else {
+            return Ok(());
+        };
+        let authorization = ecr_for(&host, ecr)?
+            .authorization(&host)
             .await
             .with_context(|| format!("cannot log in to '{}'", host.host))?;
         self.registry.credentials().insert(
@@ -47,26 +70,68 @@ impl<'a> Logins<'a> {
         Ok(())
     }
 
-    /// `docker login` to an ECR registry: once per run, and again only when ECR handed out
-    /// a new token.
-    pub async fn docker_login(&self, host: &EcrHost, ecr: Option<&Ecr>) -> anyhow::Result<()> {
-        let ecr = ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))?;
-        let authorization = ecr.authorization(&host.region).await?;
-        let mut logged_in = self.docker_passwords.lock().await;
-        if logged_in.get(&host.host) == Some(&authorization.password) {
+    /// Makes sure docker may pull or push `image`, when it is in an ECR registry: with
+    /// docker's own login if the registry accepts it, else by `docker login` (once per run,
+    /// and again only when ECR handed out a new token).
+    pub async fn docker_login(&self, image: &Reference, ecr: Option<&Ecr>) -> anyhow::Result<()> {
+        let Some(host) = EcrHost::parse(image.registry()) else {
             return Ok(());
+        };
+        let authorization = ecr_for(&host, ecr)?.authorization(&host).await?;
+        let mut access = self.docker_access.lock().await;
+        match access.get(&host.host) {
+            Some(DockerAccess::Own) => return Ok(()),
+            Some(DockerAccess::LoggedIn(password)) if *password == authorization.password => return Ok(()),
+            None if self.docker_has_login(image).await => {
+                tracing::info!(registry = %host.host, "docker's own login for the registry works; not logging in");
+                access.insert(host.host, DockerAccess::Own);
+                return Ok(());
+            }
+            // A new token, or no login of docker's own that works.
+            Some(DockerAccess::LoggedIn(_)) | None => {}
         }
         let login = DockerCommand::login(
             &host.host,
             &authorization.username,
             authorization.password.clone(),
         );
-        self.docker
-            .run(&login)
-            .await
-            .with_context(|| format!("cannot log docker in to '{}'", host.host))?;
+        if let Err(docker) = self.docker.run(&login).await {
+            let error = match self.registry.credentials().docker_helper(&host.host) {
+                Some(helper) => anyhow::Error::new(HelperLoginFailed {
+                    docker,
+                    host: host.host.clone(),
+                    helper,
+                }),
+                None => anyhow::Error::new(docker),
+            };
+            return Err(error.context(format!("cannot log docker in to '{}'", host.host)));
+        }
         tracing::info!(registry = %host.host, "docker logged in");
-        logged_in.insert(host.host.clone(), authorization.password);
+        access.insert(host.host, DockerAccess::LoggedIn(authorization.password));
         Ok(())
     }
+
+    /// Whether docker's config holds a login for `image`'s registry (from a credential
+    /// helper, or stored) that the registry accepts, asked with a HEAD on `image`.
+    async fn docker_has_login(&self, image: &Reference) -> bool {
+        let host = image.registry();
+        let Some(credentials) = self.registry.credentials().docker_credentials(host).await else {
+            return false;
+        };
+        let Ok(probe) = RegistryClient::new(CredentialStore::with_config_dir(None)) else {
+            return false;
+        };
+        probe.credentials().insert(host, credentials);
+        match probe.head_manifest(image).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::debug!(registry = host, %error, "docker's own login for the registry does not work");
+                false
+            }
+        }
+    }
+}
+
+fn ecr_for<'e>(host: &EcrHost, ecr: Option<&'e Ecr>) -> anyhow::Result<&'e Ecr> {
+    ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))
 }

@@ -64,19 +64,35 @@ impl CredentialStore {
         if let Some(found) = self.set.lock().expect("credential map poisoned").get(host) {
             return Some(found.clone());
         }
-        let path = self.config_file.as_ref()?;
-        let text = std::fs::read_to_string(path).ok()?;
-        match config_entry(&text, host) {
-            Ok(Some(ConfigEntry::Inline(credentials))) => Some(credentials),
-            Ok(Some(ConfigEntry::Helper(helper))) => {
+        self.docker_credentials(host).await
+    }
+
+    /// The login docker itself would use for `host`: its config.json entry or credential
+    /// helper, never what ecrcp set.
+    pub async fn docker_credentials(&self, host: &str) -> Option<Credentials> {
+        match self.docker_entry(host)? {
+            ConfigEntry::Inline(credentials) => Some(credentials),
+            ConfigEntry::Helper(helper) => {
                 run_helper(&helper, &helper_server(host), self.helper_timeout).await
             }
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(file = %path.display(), %error, "cannot read docker credentials");
-                None
-            }
         }
+    }
+
+    /// The credential helper docker's config hands `host` to, if any.
+    pub fn docker_helper(&self, host: &str) -> Option<String> {
+        match self.docker_entry(host)? {
+            ConfigEntry::Helper(helper) => Some(helper),
+            ConfigEntry::Inline(_) => None,
+        }
+    }
+
+    fn docker_entry(&self, host: &str) -> Option<ConfigEntry> {
+        let path = self.config_file.as_ref()?;
+        let text = std::fs::read_to_string(path).ok()?;
+        config_entry(&text, host).unwrap_or_else(|error| {
+            tracing::warn!(file = %path.display(), %error, "cannot read docker credentials");
+            None
+        })
     }
 }
 

@@ -15,6 +15,9 @@ pub const HUB: &str = "registry-1.docker.io";
 pub const HUB_ADMIN: &str = "hubadmin:hubadmin-secret";
 pub const PLAIN: &str = "registry.example.test";
 pub const PLAIN_USER: &str = "alice:alice-secret";
+/// A second AWS account's ECR registry, and the password moto hands out for it.
+pub const ECR2: &str = "222222222222.dkr.ecr.us-east-1.amazonaws.com";
+pub const ECR2_PASSWORD: &str = "222222222222-auth-token";
 
 /// One test's view of the bed: its own scratch directory, ledger and docker-argv log.
 pub struct Bed {
@@ -339,6 +342,35 @@ impl Bed {
     pub fn scratch(&self) -> &Path {
         &self.scratch
     }
+
+    /// The ECR repository `name` in `account`'s registry as moto describes it, or None.
+    pub fn repository_in(&self, account: &str, name: &str) -> Option<serde_json::Value> {
+        let answer = self.ecr_api(
+            "DescribeRepositories",
+            &serde_json::json!({"registryId": account, "repositoryNames": [name]}),
+        );
+        answer["repositories"]
+            .as_array()
+            .and_then(|list| list.first().cloned())
+    }
+
+    /// Pushes a one-platform image into `registry` as `user`; returns its digest.
+    pub fn push_image(&self, registry: &str, user: &str, repo: &str, tag: &str, seed: &str) -> String {
+        let args = [
+            "push",
+            "--registry",
+            registry,
+            "--repo",
+            repo,
+            "--tag",
+            tag,
+            "--seed",
+            seed,
+            "--user",
+            user,
+        ];
+        self.image_py(&args)
+    }
 }
 
 /// `image.py digest|manifest` arguments, with the bed's login for `registry`.
@@ -353,6 +385,7 @@ fn read_args<'a>(verb: &'a str, registry: &'a str, repo: &'a str, reference: &'a
 fn user_for(registry: &str) -> Option<&'static str> {
     match registry {
         ECR => Some("AWS:123456789012-auth-token"),
+        ECR2 => Some("AWS:222222222222-auth-token"),
         PLAIN => Some(PLAIN_USER),
         _ => None,
     }
