@@ -3,7 +3,8 @@
 //! pull, make sure the ECR repository exists, log in, tag, push, verify what the destination
 //! now serves, and clean up. Emits events; never prints.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -90,6 +91,24 @@ impl LocalImage {
     }
 }
 
+/// One async mutex per key, made on first use, so that the jobs of a run that touch the
+/// same thing take turns while the others run on.
+#[derive(Default)]
+struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Turns {
+    async fn take(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = Arc::clone(
+            self.0
+                .lock()
+                .expect("turns poisoned")
+                .entry(key.to_owned())
+                .or_default(),
+        );
+        turn.lock_owned().await
+    }
+}
+
 /// How often, and how far apart, a docker pull or push that failed for a passing reason is
 /// tried again.
 const DOCKER_ATTEMPTS: u32 = 3;
@@ -105,6 +124,10 @@ pub struct Copier<'a> {
     ledger: Mutex<Ledger>,
     logins: Logins<'a>,
     daemon_platform: tokio::sync::OnceCell<String>,
+    /// Turns per local image name, from pull to tag.
+    local_names: Turns,
+    /// Turns per destination repository, from its creation to a rollback.
+    repositories: Turns,
 }
 
 impl<'a> Copier<'a> {
@@ -123,6 +146,8 @@ impl<'a> Copier<'a> {
             ledger: Mutex::new(ledger),
             logins: Logins::new(docker, registry),
             daemon_platform: tokio::sync::OnceCell::new(),
+            local_names: Turns::default(),
+            repositories: Turns::default(),
         }
     }
 
@@ -335,27 +360,12 @@ impl<'a> Copier<'a> {
         source_digest: Option<&str>,
         why: Why,
     ) -> anyhow::Result<Outcome> {
-        // Pulled as named, not by the digest just seen: docker keeps one local image per
-        // `name@digest`, so pulling an index digest for a second platform would fail.
-        let source = &job.source;
-        let pull = DockerCommand::pull(source, job.settings.platform.as_deref(), self.options.progress);
-        self.docker_retrying(&pull)
-            .await
-            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
-        let ecr_target = EcrHost::parse(destination.registry()).zip(ecr);
-        let created = match ecr_target {
-            Some((ref host, ecr)) => ecr
-                .ensure_repository(&host.region, destination.repository(), &job.settings.repository)
-                .await
-                .with_context(|| format!("cannot create repository '{}'", destination.repository()))?,
-            None => false,
-        };
-        let pushed = self.push(source, destination, ecr).await;
-        if let (Err(_), true, Some((host, ecr))) = (&pushed, created, &ecr_target) {
-            ecr.delete_empty_repository(&host.region, destination.repository())
-                .await;
+        self.pull_and_tag(job, destination).await?;
+        let published = self.publish(job, destination, ecr).await;
+        if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
+            tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
         }
-        let (outcome, image) = pushed?;
+        let (outcome, image) = published?;
         // The ledger links the digest seen by HEAD only if docker pulled that very digest;
         // if the tag moved in between, the next `-u` re-checks instead.
         let pulled = source_digest.filter(|digest| image.has_digest(digest));
@@ -371,27 +381,66 @@ impl<'a> Copier<'a> {
         Ok(outcome)
     }
 
-    /// Tags, pushes and verifies; the local destination tag is removed whatever happens.
+    /// Pulls the source and tags it as the destination. Docker keeps one local image per
+    /// name, so jobs that pull one name (for different platforms, say) take turns from the
+    /// pull to the tag; otherwise one could tag the image the other just pulled.
+    async fn pull_and_tag(&self, job: &CopyJob, destination: &Reference) -> anyhow::Result<()> {
+        // Pulled as named, not by the digest just seen: docker keeps one local image per
+        // `name@digest`, so pulling an index digest for a second platform would fail.
+        let source = &job.source;
+        let pull = DockerCommand::pull(source, job.settings.platform.as_deref(), self.options.progress);
+        let local_name = pull.args().last().cloned().unwrap_or_default();
+        let _turn = self.local_names.take(&local_name).await;
+        self.docker_retrying(&pull)
+            .await
+            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
+        self.docker(&DockerCommand::tag(source, destination))
+            .await
+            .with_context(|| format!("cannot tag the image as '{destination}'"))?;
+        Ok(())
+    }
+
+    /// Makes sure the ECR repository exists, pushes and verifies; removes the repository
+    /// again if it was created for this copy and the copy failed. Jobs that push into one
+    /// repository take turns from the creation to the rollback, so that a rollback never
+    /// deletes a repository another job of the run is pushing into.
+    async fn publish(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+    ) -> anyhow::Result<(Outcome, LocalImage)> {
+        let repository = format!("{}/{}", destination.registry(), destination.repository());
+        let _turn = self.repositories.take(&repository).await;
+        let ecr_target = EcrHost::parse(destination.registry()).zip(ecr);
+        let created = match ecr_target {
+            Some((ref host, ecr)) => ecr
+                .ensure_repository(&host.region, destination.repository(), &job.settings.repository)
+                .await
+                .with_context(|| format!("cannot create repository '{}'", destination.repository()))?,
+            None => false,
+        };
+        let pushed = self.push(destination, ecr).await;
+        if let (Err(_), true, Some((host, ecr))) = (&pushed, created, &ecr_target) {
+            ecr.delete_empty_repository(&host.region, destination.repository())
+                .await;
+        }
+        pushed
+    }
+
+    /// Pushes the destination tag and verifies what the registry then serves.
     async fn push(
         &self,
-        source: &Reference,
         destination: &Reference,
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<(Outcome, LocalImage)> {
         if let Some(host) = EcrHost::parse(destination.registry()) {
             self.logins.docker_login(&host, ecr).await?;
         }
-        self.docker(&DockerCommand::tag(source, destination))
-            .await
-            .with_context(|| format!("cannot tag the image as '{destination}'"))?;
         let pushed = self
             .docker_retrying(&DockerCommand::push(destination, self.options.progress))
             .await;
-        let image = self.inspect(destination).await;
-        if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
-            tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
-        }
-        let image = image?;
+        let image = self.inspect(destination).await?;
         match pushed {
             Ok(_) => {
                 let digest = self.verify(destination, &image).await?;
