@@ -4,6 +4,7 @@
 //! now serves, and clean up. Emits events; never prints.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,9 +67,15 @@ pub enum Next {
 }
 
 impl Check {
-    /// Whether finishing reads the source's manifests (a pull, on Docker Hub's count).
-    pub fn reads_source(&self) -> bool {
-        matches!(self.next, Next::Compare | Next::Copy(_))
+    /// The most pulls (on Docker Hub's count) finishing may take from the source: a config
+    /// comparison reads the source's manifest, and a copy pulls it, so comparing and then
+    /// copying takes two.
+    pub fn source_pulls(&self) -> u64 {
+        match self.next {
+            Next::Compare => 2,
+            Next::Copy(_) => 1,
+            Next::Skip(_) | Next::AlreadyThere => 0,
+        }
     }
 }
 
@@ -128,6 +135,8 @@ pub struct Copier<'a> {
     local_names: Turns,
     /// Turns per destination repository, from its creation to a rollback.
     repositories: Turns,
+    /// Docker Hub pulls spent so far: manifest reads and docker pulls of Docker Hub sources.
+    hub_pulls: AtomicU64,
 }
 
 impl<'a> Copier<'a> {
@@ -148,7 +157,13 @@ impl<'a> Copier<'a> {
             daemon_platform: tokio::sync::OnceCell::new(),
             local_names: Turns::default(),
             repositories: Turns::default(),
+            hub_pulls: AtomicU64::new(0),
         }
+    }
+
+    /// Docker Hub pulls the copies spent so far.
+    pub fn hub_pulls_spent(&self) -> u64 {
+        self.hub_pulls.load(Ordering::SeqCst)
     }
 
     /// Checks and finishes one copy. `ecr` serves ECR destinations.
@@ -334,6 +349,9 @@ impl<'a> Copier<'a> {
             .config_digest(&job.source, &platform)
             .await
             .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
+        if job.source.is_docker_hub() {
+            self.hub_pulls.fetch_add(1, Ordering::SeqCst);
+        }
         let target = self
             .registry
             .config_digest(destination, &platform)
@@ -391,7 +409,8 @@ impl<'a> Copier<'a> {
         let pull = DockerCommand::pull(source, job.settings.platform.as_deref(), self.options.progress);
         let local_name = pull.args().last().cloned().unwrap_or_default();
         let _turn = self.local_names.take(&local_name).await;
-        self.docker_retrying(&pull)
+        let spent = source.is_docker_hub().then_some(&self.hub_pulls);
+        self.docker_retrying(&pull, spent)
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         self.docker(&DockerCommand::tag(source, destination))
@@ -438,7 +457,7 @@ impl<'a> Copier<'a> {
             self.logins.docker_login(&host, ecr).await?;
         }
         let pushed = self
-            .docker_retrying(&DockerCommand::push(destination, self.options.progress))
+            .docker_retrying(&DockerCommand::push(destination, self.options.progress), None)
             .await;
         let image = self.inspect(destination).await?;
         match pushed {
@@ -542,11 +561,21 @@ impl<'a> Copier<'a> {
     }
 
     /// Runs a pull or push, again after a failure that may pass (a dropped connection, a
-    /// registry's 5xx), never after one that will not (a quota, a refusal).
-    async fn docker_retrying(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
+    /// registry's 5xx), never after one that will not (a quota, a refusal). Each attempt
+    /// that docker ran, unless the registry refused it for its rate limit, counts in `spent`:
+    /// docker may have read the manifest before it failed.
+    async fn docker_retrying(
+        &self,
+        command: &DockerCommand,
+        spent: Option<&AtomicU64>,
+    ) -> Result<DockerOutput, DockerError> {
         let mut attempt = 1;
         loop {
-            match self.docker(command).await {
+            let result = self.docker(command).await;
+            if let (Some(spent), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
+                spent.fetch_add(1, Ordering::SeqCst);
+            }
+            match result {
                 Err(error) if error.is_transient() && attempt < DOCKER_ATTEMPTS => {
                     tracing::warn!(argv = ?command.args(), %error, attempt, "docker failed; trying again");
                     tokio::time::sleep(DOCKER_RETRY_DELAY * 2_u32.pow(attempt - 1)).await;

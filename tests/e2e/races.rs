@@ -93,3 +93,56 @@ fn a_failed_copy_does_not_remove_the_repository_another_tag_was_pushed_into() {
         run.stderr
     );
 }
+
+/// Resets the fake Docker Hub's allowance when dropped, even when the test fails.
+struct RestoreRateLimit<'a>(&'a Bed);
+
+impl Drop for RestoreRateLimit<'_> {
+    fn drop(&mut self) {
+        self.0
+            .hub_rate_limit(&serde_json::json!({"limit": 5000, "remaining": 5000, "enforce": false}));
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn after_a_lost_ledger_a_compare_then_copy_takes_two_pulls_of_the_docker_hub_allowance() {
+    let bed = Bed::get("race-budget");
+    let upstream = bed.unique("e2e/budget");
+    let tags = ["1", "2", "3"];
+    let images = tags.iter().fold(String::new(), |text, tag| {
+        text + &format!("\n[[image]]\nsource = \"{upstream}:{tag}\"\n")
+    });
+    let prefix = bed.unique("budget");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[sync]\njobs = 1\nreserve_pulls = 10\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n{images}"
+    ));
+    for tag in tags {
+        bed.push_upstream(&upstream, tag, "old");
+    }
+    bed.sync(&config, &[]).assert_code(0);
+    // Upstream moves on, and the ledger that knew the destinations is lost: each image now
+    // costs a config comparison (a manifest GET) and then a docker pull.
+    for tag in tags {
+        bed.push_upstream(&upstream, tag, "new");
+    }
+    std::fs::remove_dir_all(bed.scratch().join("state")).unwrap();
+    let _restore = RestoreRateLimit(&bed);
+    bed.hub_rate_limit(&serde_json::json!({"limit": 100, "remaining": 13, "enforce": true}));
+    let manifests = format!("/v2/{upstream}/manifests/");
+    let gets = bed.requests("hub", "GET", &manifests);
+
+    let run = bed.sync(&config, &[]);
+    run.assert_code(75);
+    let summary = run.summary();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["deferred"].as_u64()),
+        (Some(1), Some(2)),
+        "three pulls above the reserve pay for one comparison and its copy\n{}",
+        run.stderr
+    );
+    let spent = bed.requests("hub", "GET", &manifests) - gets;
+    assert_eq!(spent, 2, "a comparison and a pull");
+    assert_eq!(summary["hub_pulls_spent"].as_u64(), Some(spent as u64));
+    assert_eq!(summary["hub_pulls_remaining"], 11, "the reserve is intact");
+}
