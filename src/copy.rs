@@ -1,7 +1,8 @@
 //! One copy, in two steps. `check` asks the registries with HEAD requests only: does the
 //! source exist, what does the destination hold, is a copy needed. `finish` acts on that:
-//! pull, make sure the ECR repository exists, log in, tag, push, verify what the destination
-//! now serves, and clean up. Emits events; never prints.
+//! pull, tag, make sure the ECR repository exists, log in, push, verify what the destination
+//! now serves, and clean up. Jobs of one run that share a local image name or a destination
+//! repository take turns there. Emits events; never prints.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -232,14 +233,7 @@ impl<'a> Copier<'a> {
         let existing = self.destination_digest(destination).await?;
         let source_digest = source.as_ref().map(|head| head.digest.clone());
         let next = self.next_step(job, destination, source_digest.as_deref(), existing.as_deref());
-        let index = source
-            .as_ref()
-            .and_then(|head| head.media_type.as_deref())
-            .is_some_and(|media_type| {
-                media_type.starts_with(manifest::OCI_INDEX)
-                    || media_type.starts_with(manifest::DOCKER_MANIFEST_LIST)
-            });
-        let verify_reads_source = index
+        let verify_reads_source = source.as_ref().is_some_and(names_an_index)
             && matches!(next, Next::Compare | Next::Copy(_))
             && !self.options.dry_run
             && self.store().await.ok() == Some(ImageStore::Containerd);
@@ -689,6 +683,12 @@ impl<'a> Copier<'a> {
             }
         }
     }
+}
+
+fn names_an_index(head: &ManifestHead) -> bool {
+    head.media_type.as_deref().is_some_and(|media_type| {
+        media_type.starts_with(manifest::OCI_INDEX) || media_type.starts_with(manifest::DOCKER_MANIFEST_LIST)
+    })
 }
 
 /// The platform as the ledger records it: as asked, or "default".
