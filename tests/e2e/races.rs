@@ -146,3 +146,36 @@ fn after_a_lost_ledger_a_compare_then_copy_takes_two_pulls_of_the_docker_hub_all
     assert_eq!(summary["hub_pulls_spent"].as_u64(), Some(spent as u64));
     assert_eq!(summary["hub_pulls_remaining"], 11, "the reserve is intact");
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_copy_that_fails_after_a_comparison_reports_both_pulls_it_spent() {
+    let bed = Bed::get("race-spent");
+    let upstream = bed.unique("e2e/spent");
+    let prefix = bed.unique("spent");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[[image]]\nsource = \"{upstream}:1\"\ndestination = \"{ECR}/{prefix}/\"\n"
+    ));
+    bed.push_upstream(&upstream, "1", "old");
+    bed.sync(&config, &[]).assert_code(0);
+    bed.push_upstream(&upstream, "1", "new");
+    std::fs::remove_dir_all(bed.scratch().join("state")).unwrap();
+    let manifests = format!("/v2/{upstream}/manifests/");
+    let gets = bed.requests("hub", "GET", &manifests);
+
+    let run = bed
+        .sync_command(&config)
+        .env("ECRCP_TEST_REFUSE_PUSH", "unknown: the registry is read-only")
+        .output()
+        .map(crate::support::Run::from)
+        .expect("ecrcp runs");
+    run.assert_code(1);
+    let spent = bed.requests("hub", "GET", &manifests) - gets;
+    assert_eq!(spent, 2, "a comparison and a pull");
+    assert_eq!(
+        run.summary()["hub_pulls_spent"].as_u64(),
+        Some(spent as u64),
+        "{}",
+        run.stderr
+    );
+}
