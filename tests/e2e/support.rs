@@ -57,8 +57,8 @@ impl Bed {
     /// `ECRCP_TEST_REFUSE_PUSH=MESSAGE` makes it refuse every push with MESSAGE, as a
     /// registry with immutable tags does; everything else reaches the real docker.
     /// `ECRCP_TEST_DELAY=TEXT=SECONDS[,TEXT=SECONDS...]` waits before any command whose argv
-    /// contains TEXT;
-    /// `ECRCP_TEST_REFUSE_PUSH_OF=TEXT` refuses the pushes whose argv contains TEXT.
+    /// contains TEXT; `ECRCP_TEST_REFUSE_PUSH_OF=TEXT` refuses the pushes whose argv contains
+    /// TEXT.
     fn install_docker_recorder(&self) {
         let real = which("docker");
         let script = format!(
