@@ -130,6 +130,12 @@ impl DockerCommand {
         DockerCommand::new(["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"])
     }
 
+    /// The daemon's storage drivers, as JSON: the containerd image store reports
+    /// `["driver-type", "io.containerd.snapshotter.v1"]` there.
+    pub fn driver_status() -> Self {
+        DockerCommand::new(["info", "--format", "{{json .DriverStatus}}"])
+    }
+
     pub fn args(&self) -> &[String] {
         &self.args
     }

@@ -13,7 +13,6 @@ use futures_util::stream::{self, StreamExt as _};
 use crate::app::{resolve, stops_the_run};
 use crate::config::SyncConfig;
 use crate::copy::{Check, Confirm, Copier, Outcome, Skip};
-use crate::decide::Why;
 use crate::docker::{DockerCli, DockerError};
 use crate::ecr::EcrSessions;
 use crate::exit::Exit;
@@ -67,7 +66,8 @@ pub struct Summary {
     pub deferred: usize,
     pub failed: usize,
     pub not_started: usize,
-    /// Docker Hub pulls this run spent (manifest GET pairs and docker pulls).
+    /// Docker Hub pulls this run spent: config comparisons and docker pulls, each counted
+    /// when it ran.
     pub hub_pulls_spent: u64,
     /// Docker Hub's allowance at the last look, if it reported one.
     pub hub_allowance: Option<RateLimit>,
@@ -159,16 +159,17 @@ pub async fn run(
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
         .min_by_key(|limit| limit.remaining);
-    let spends: Vec<bool> = config
+    let costs: Vec<u64> = config
         .jobs
         .iter()
         .zip(&checks)
-        .map(|(job, (checked, _))| {
-            job.source.is_docker_hub() && checked.as_ref().is_ok_and(|(_, check)| check.reads_source())
+        .map(|(job, (checked, _))| match checked {
+            Ok((_, check)) if job.source.is_docker_hub() => check.source_pulls(),
+            _ => 0,
         })
         .collect();
     let allowed = budget(
-        &spends,
+        &costs,
         allowance.map(|limit| limit.remaining),
         config.reserve_pulls,
     );
@@ -197,6 +198,7 @@ pub async fn run(
         .await;
 
     let mut summary = summarize(&results, stop.is_requested());
+    summary.hub_pulls_spent = copier.hub_pulls_spent();
     summary.hub_allowance = allowance;
     if summary.hub_pulls_spent > 0 {
         summary.hub_allowance = refreshed_allowance(&registry, &results).await.or(allowance);
@@ -292,20 +294,21 @@ impl Runner<'_> {
     }
 }
 
-/// Which of the copies that would spend a Docker Hub pull (`spends`) may run, first come
-/// first served, so that at least `reserve` pulls of the `remaining` allowance are left. No
-/// known allowance (no `ratelimit-*` headers) means no limit.
-pub fn budget(spends: &[bool], remaining: Option<u64>, reserve: u64) -> Vec<bool> {
+/// Which copies may run, given the most Docker Hub pulls each may spend (`costs`), so that
+/// at least `reserve` pulls of the `remaining` allowance are left: in order, each one that
+/// still fits. A copy is never started on a part of what it needs. No known allowance (no
+/// `ratelimit-*` headers) means no limit.
+pub fn budget(costs: &[u64], remaining: Option<u64>, reserve: u64) -> Vec<bool> {
     let mut left = remaining.map(|remaining| remaining.saturating_sub(reserve));
-    spends
+    costs
         .iter()
-        .map(|&spends| match (&mut left, spends) {
-            (_, false) | (None, true) => true,
-            (Some(0), true) => false,
-            (Some(left), true) => {
-                *left -= 1;
+        .map(|&cost| match &mut left {
+            None => true,
+            Some(left) if cost <= *left => {
+                *left -= cost;
                 true
             }
+            Some(_) => false,
         })
         .collect()
 }
@@ -315,25 +318,13 @@ fn summarize(results: &[(&CopyJob, Option<Check>, ImageResult)], stopped: bool) 
         stopped,
         ..Summary::default()
     };
-    for (job, check, result) in results {
-        let reads = u64::from(check.as_ref().is_some_and(Check::reads_source) && job.source.is_docker_hub());
+    for (_, _, result) in results {
         match result {
-            ImageResult::Done(Outcome::Copied { why, .. }) => {
-                summary.copied += 1;
-                // A config comparison before the copy read the source once more.
-                summary.hub_pulls_spent += reads * if *why == Why::Differs { 2 } else { 1 };
-            }
-            ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(Skip::Unchanged)) => {
-                summary.unchanged += 1;
-                summary.hub_pulls_spent += reads;
-            }
-            ImageResult::Done(Outcome::Skipped(_)) => summary.unchanged += 1,
+            ImageResult::Done(Outcome::Copied { .. }) => summary.copied += 1,
+            ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(_)) => summary.unchanged += 1,
             ImageResult::Done(Outcome::WouldCopy(_)) => summary.would_copy += 1,
             ImageResult::Deferred(_) => summary.deferred += 1,
-            ImageResult::Failed(_) => {
-                summary.failed += 1;
-                summary.hub_pulls_spent += reads;
-            }
+            ImageResult::Failed(_) => summary.failed += 1,
             ImageResult::NotStarted => summary.not_started += 1,
         }
     }
@@ -466,24 +457,30 @@ mod tests {
     }
 
     #[test]
-    fn the_pull_budget_keeps_the_reserve_first_come_first_served() {
-        // spends, remaining, reserve, allowed
-        type Case<'a> = (&'a [bool], Option<u64>, u64, &'a [bool]);
+    fn the_pull_budget_books_each_copy_at_its_cost_and_keeps_the_reserve() {
+        // costs (0: no pull, 1: a copy, 2: a comparison then a copy), remaining, reserve, allowed
+        type Case<'a> = (&'a [u64], Option<u64>, u64, &'a [bool]);
         let t = true;
         let f = false;
-        let cases: [Case; 6] = [
-            (&[t, t, t], None, 10, &[t, t, t]),
-            (&[t, t, t], Some(100), 10, &[t, t, t]),
-            (&[t, t, t], Some(12), 10, &[t, t, f]),
-            (&[t, f, t, t], Some(11), 10, &[t, t, f, f]),
-            (&[t, f], Some(5), 10, &[f, t]),
-            (&[f, f], Some(0), 10, &[t, t]),
+        let cases: [Case; 10] = [
+            (&[1, 1, 1], None, 10, &[t, t, t]),
+            (&[2, 2, 2], None, 10, &[t, t, t]),
+            (&[1, 1, 1], Some(100), 10, &[t, t, t]),
+            (&[1, 1, 1], Some(12), 10, &[t, t, f]),
+            (&[1, 0, 1, 1], Some(11), 10, &[t, t, f, f]),
+            (&[1, 0], Some(5), 10, &[f, t]),
+            (&[0, 0], Some(0), 10, &[t, t]),
+            // A lost ledger: every copy compares first, and costs two.
+            (&[2, 2, 2], Some(13), 10, &[t, f, f]),
+            (&[2, 2, 2], Some(14), 10, &[t, t, f]),
+            // What does not fit is deferred; a cheaper copy after it may still run.
+            (&[2, 1, 2], Some(11), 10, &[f, t, f]),
         ];
-        for (spends, remaining, reserve, expected) in cases {
+        for (costs, remaining, reserve, expected) in cases {
             assert_eq!(
-                budget(spends, remaining, reserve),
+                budget(costs, remaining, reserve),
                 expected,
-                "{spends:?} {remaining:?} {reserve}"
+                "{costs:?} {remaining:?} {reserve}"
             );
         }
     }

@@ -59,12 +59,19 @@ impl Bed {
     /// A `docker` in front of the real one that records every argv, one per line.
     /// `ECRCP_TEST_REFUSE_PUSH=MESSAGE` makes it refuse every push with MESSAGE, as a
     /// registry with immutable tags does; everything else reaches the real docker.
+    /// `ECRCP_TEST_DELAY=TEXT=SECONDS[,TEXT=SECONDS...]` waits before any command whose argv
+    /// contains TEXT; `ECRCP_TEST_REFUSE_PUSH_OF=TEXT` refuses the pushes whose argv contains
+    /// TEXT.
     fn install_docker_recorder(&self) {
         let real = which("docker");
         let script = format!(
             "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\n\
              if [ \"$1\" = push ] && [ -n \"$ECRCP_TEST_REFUSE_PUSH\" ]; then\n\
              \x20 echo \"$ECRCP_TEST_REFUSE_PUSH\" >&2; exit 1\nfi\n\
+             argv=\"$*\"; IFS=,\nfor rule in $ECRCP_TEST_DELAY; do case \"$argv\" in *\"${{rule%=*}}\"*)\n\
+             \x20 sleep \"${{rule##*=}}\";; esac; done\nunset IFS\n\
+             if [ \"$1\" = push ] && [ -n \"$ECRCP_TEST_REFUSE_PUSH_OF\" ]; then case \"$*\" in *\"$ECRCP_TEST_REFUSE_PUSH_OF\"*)\n\
+             \x20 echo 'unknown: push refused by the test' >&2; exit 1;; esac; fi\n\
              exec '{}' \"$@\"\n",
             self.docker_log().display(),
             real.display()
