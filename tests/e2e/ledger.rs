@@ -124,14 +124,14 @@ fn synced_then_ledger_lost(bed: &Bed) -> (PathBuf, String, String) {
     )
 }
 
-/// Every file under `dir`, with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// Every file in `dir`, with its contents.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| {
             let path = entry.unwrap().path();
-            let bytes = std::fs::read(&path).unwrap();
-            (path, bytes)
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            (path, text)
         })
         .collect()
 }
