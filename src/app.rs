@@ -25,10 +25,11 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
     let registry = RegistryClient::new(
         CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
     )?;
-    let ledger = plan
-        .state_dir
-        .as_deref()
-        .map_or_else(Ledger::in_memory, Ledger::load);
+    let ledger = match plan.state_dir.as_deref() {
+        None => Ledger::in_memory(),
+        Some(dir) if plan.options.dry_run => Ledger::load_read_only(dir),
+        Some(dir) => Ledger::load(dir),
+    };
     let copier = Copier::new(docker, &registry, plan.options, reporter, ledger);
 
     let mut failed = false;

@@ -80,7 +80,7 @@ pub struct SyncArgs {
     #[arg(long, conflicts_with = "dry_run")]
     pub check: bool,
 
-    /// Show what would be copied and why; change nothing
+    /// Show what would be copied and why; change and write nothing, take no lock
     #[arg(long)]
     pub dry_run: bool,
 
@@ -159,7 +159,7 @@ pub struct CopyArgs {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Show what would be copied; change nothing
+    /// Show what would be copied; change and write nothing (not even the ledger)
     #[arg(long)]
     pub dry_run: bool,
 

@@ -1,12 +1,22 @@
 //! The copy ledger: which source digest produced which destination digest, so that `-u`
 //! can tell "unchanged" from HEAD requests alone. A docker push re-compresses layers, so the
 //! destination's digest differs from the source's even for the same image; the ledger is
-//! what links the two. Losing it costs a re-check, never a failure.
+//! what links the two. Losing it costs a re-check, never a failure, and ecrcp never
+//! overwrites a ledger it cannot read or understand.
+//!
+//! On disk it is `copies.json` in the state directory: compact JSON, format version 2
+//! (version 1, pretty-printed and without `last_used`, is still read). Every save is a
+//! read-modify-write under a lock on `copies.json.lock`, so concurrent runs keep each
+//! other's records, and lands by rename, so a reader sees the old file or the new one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::lock::{self, LockError};
 
 /// One finished copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,22 +30,74 @@ pub struct Record {
     pub image_id: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A record as the file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Entry {
+    #[serde(flatten)]
+    record: Record,
+    /// When the record was last written or used by `-u`, in seconds since the Unix epoch.
+    /// Version 1 records had none: they count as used when first read.
+    #[serde(default = "now")]
+    last_used: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 struct File {
     version: u32,
     #[serde(default)]
-    copies: BTreeMap<String, Record>,
+    copies: BTreeMap<String, Entry>,
 }
 
-/// The ledger file and what it held when loaded, keyed by destination reference.
+/// Just the version, to tell a newer format from a corrupt file.
+#[derive(Debug, Deserialize)]
+struct Header {
+    version: u32,
+}
+
+/// The ledger and what it held when loaded, keyed by destination reference.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    path: Option<PathBuf>,
-    copies: BTreeMap<String, Record>,
+    /// Where saves go; `None` when this ledger saves nothing (in memory only, a dry run, or
+    /// a file it must not overwrite).
+    file: Option<PathBuf>,
+    copies: BTreeMap<String, Entry>,
+    /// Destinations used this run whose `last_used` is due to be saved.
+    used: BTreeSet<String>,
 }
 
 const FILE_NAME: &str = "copies.json";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Entries neither written nor used for this long are dropped at the next save: their
+/// destination has most likely left every config.
+const PRUNE_AFTER: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// A used entry's `last_used` is saved again only when it is older than this, so that a
+/// no-change run saves the ledger at most once a day.
+const RESTAMP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a save waits for another run's save to finish.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Why a ledger file cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+enum LedgerError {
+    #[error("format version {found}, newer than the {VERSION} this ecrcp reads")]
+    Newer { found: u32 },
+    #[error("cannot read it: {0}")]
+    Unreadable(std::io::Error),
+    #[error("not a ledger: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot write it: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl LedgerError {
+    /// Whether overwriting the file could destroy records that a newer ecrcp, or a fixed
+    /// file, would still hold.
+    fn forbids_overwrite(&self) -> bool {
+        matches!(self, LedgerError::Newer { .. } | LedgerError::Unreadable(_))
+    }
+}
 
 impl Ledger {
     /// A ledger that remembers nothing across runs.
@@ -43,17 +105,39 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// Loads `DIR/copies.json`. A missing file is an empty ledger; an unreadable or corrupt
-    /// one is too, with a warning, because every entry can be re-checked at the registries.
+    /// Loads `DIR/copies.json` to read and record in. A missing file is an empty ledger; so
+    /// is a corrupt one, which the first save replaces, keeping it as `copies.json.corrupt`.
+    /// A newer or unreadable one is left alone: the run uses and records nothing in it.
     pub fn load(dir: &Path) -> Self {
+        Ledger::open(dir, true)
+    }
+
+    /// Loads `DIR/copies.json` to read only (`--dry-run`): nothing is ever written.
+    pub fn load_read_only(dir: &Path) -> Self {
+        Ledger::open(dir, false)
+    }
+
+    fn open(dir: &Path, writable: bool) -> Self {
         let path = dir.join(FILE_NAME);
-        let copies = read(&path).unwrap_or_else(|error| {
-            tracing::warn!(file = %path.display(), %error, "ignoring the copy ledger; unchanged images will be re-checked");
-            BTreeMap::new()
-        });
+        let (copies, writable) = match read(&path) {
+            Ok(copies) => (copies, writable),
+            Err(error @ LedgerError::Corrupt(_)) if writable => {
+                tracing::warn!(file = %path.display(), %error, "ignoring the corrupt copy ledger; the next record replaces it and keeps it as {FILE_NAME}.corrupt");
+                (BTreeMap::new(), true)
+            }
+            Err(error) if error.forbids_overwrite() && writable => {
+                tracing::warn!(file = %path.display(), %error, "{REFUSAL}");
+                (BTreeMap::new(), false)
+            }
+            Err(error) => {
+                tracing::warn!(file = %path.display(), %error, "ignoring the copy ledger; unchanged images will be re-checked");
+                (BTreeMap::new(), false)
+            }
+        };
         Ledger {
-            path: Some(path),
+            file: writable.then_some(path),
             copies,
+            used: BTreeSet::new(),
         }
     }
 
@@ -77,48 +161,167 @@ impl Ledger {
         Some(base.join("ecrcp"))
     }
 
-    pub fn get(&self, destination: &str) -> Option<&Record> {
-        self.copies.get(destination)
+    /// The record of the last copy to `destination`. Looking it up counts as a use, which
+    /// keeps it from being pruned; the use is saved with the next record, or when the
+    /// ledger is dropped.
+    pub fn get(&mut self, destination: &str) -> Option<&Record> {
+        let entry = self.copies.get(destination)?;
+        if now().saturating_sub(entry.last_used) >= RESTAMP_AFTER.as_secs() {
+            self.used.insert(destination.to_owned());
+        }
+        Some(&entry.record)
     }
 
-    /// Records a copy and writes the file at once (atomically), merged with what other runs
-    /// wrote meanwhile. A write failure is a warning: the copy itself succeeded.
+    /// Records a copy and saves the file at once, merged with what other runs saved
+    /// meanwhile. A failed save is a warning: the copy itself succeeded.
     pub fn record(&mut self, destination: &str, record: Record) {
-        self.copies.insert(destination.to_owned(), record.clone());
-        let Some(path) = &self.path else { return };
-        let mut on_disk = read(path).unwrap_or_default();
-        on_disk.insert(destination.to_owned(), record);
-        if let Err(error) = write(path, on_disk) {
-            tracing::warn!(file = %path.display(), %error, "cannot save the copy ledger");
+        let entry = Entry {
+            record,
+            last_used: now(),
+        };
+        self.copies.insert(destination.to_owned(), entry.clone());
+        self.used.remove(destination);
+        self.save(Some((destination, entry)));
+    }
+
+    fn save(&mut self, recorded: Option<(&str, Entry)>) {
+        let Some(path) = &self.file else { return };
+        match merge_into(path, &self.stamps(), recorded) {
+            Ok(()) => self.used.clear(),
+            Err(error) if error.forbids_overwrite() => {
+                tracing::warn!(file = %path.display(), %error, "{REFUSAL}");
+                self.file = None;
+            }
+            Err(error) => tracing::warn!(file = %path.display(), %error, "cannot save the copy ledger"),
+        }
+    }
+
+    /// The entries used this run, stamped now.
+    fn stamps(&self) -> Vec<(&str, Entry)> {
+        let now = now();
+        self.used
+            .iter()
+            .filter_map(|destination| {
+                let entry = self.copies.get(destination)?;
+                Some((
+                    destination.as_str(),
+                    Entry {
+                        record: entry.record.clone(),
+                        last_used: now,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Ledger {
+    /// Saves the uses not saved yet, so that entries still in use are not pruned.
+    fn drop(&mut self) {
+        if !self.used.is_empty() {
+            self.save(None);
         }
     }
 }
 
-fn read(path: &Path) -> Result<BTreeMap<String, Record>, String> {
-    let text = match std::fs::read_to_string(path) {
+/// What a ledger that must not overwrite its file says.
+const REFUSAL: &str = "not using the copy ledger and leaving it as it is: this run records nothing in it; \
+    upgrade ecrcp if a newer one wrote it, make it readable, or point --state-dir (ECRCP_STATE_DIR) at another directory";
+
+/// Reads the file at `path`; a missing file is an empty ledger.
+fn read(path: &Path) -> Result<BTreeMap<String, Entry>, LedgerError> {
+    let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(error) => return Err(error.to_string()),
+        Err(error) => return Err(LedgerError::Unreadable(error)),
     };
-    let file: File = serde_json::from_str(&text).map_err(|error| error.to_string())?;
-    if file.version != VERSION {
-        return Err(format!("unknown ledger version {}", file.version));
+    match serde_json::from_slice::<File>(&text) {
+        Ok(file) if (1..=VERSION).contains(&file.version) => Ok(file.copies),
+        Ok(File { version, .. }) if version > VERSION => Err(LedgerError::Newer { found: version }),
+        Ok(File { version, .. }) => Err(LedgerError::Corrupt(format!("unknown format version {version}"))),
+        // A newer format may differ in more than the version.
+        Err(error) => match serde_json::from_slice::<Header>(&text) {
+            Ok(Header { version }) if version > VERSION => Err(LedgerError::Newer { found: version }),
+            _ => Err(LedgerError::Corrupt(error.to_string())),
+        },
     }
-    Ok(file.copies)
 }
 
-fn write(path: &Path, copies: BTreeMap<String, Record>) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+/// One read-modify-write under the lock: the file as it is now, with `stamps` applied to
+/// the records they were taken from, `recorded` added, and old entries pruned.
+fn merge_into(
+    path: &Path,
+    stamps: &[(&str, Entry)],
+    recorded: Option<(&str, Entry)>,
+) -> Result<(), LedgerError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let _lock = lock::wait_for(&sibling(path, "lock"), LOCK_PATIENCE)?;
+    let mut copies = match read(path) {
+        Err(LedgerError::Corrupt(reason)) => {
+            let aside = sibling(path, "corrupt");
+            std::fs::rename(path, &aside)?;
+            tracing::warn!(file = %path.display(), error = %reason, kept = %aside.display(), "replacing the corrupt copy ledger");
+            BTreeMap::new()
+        }
+        other => other?,
+    };
+    for (destination, stamped) in stamps {
+        // Another run may have recorded a newer copy meanwhile; a use of the old one must
+        // not undo it. A record pruned meanwhile is in use after all: it comes back.
+        match copies.get_mut(*destination) {
+            Some(entry) if entry.record == stamped.record => {
+                entry.last_used = entry.last_used.max(stamped.last_used);
+            }
+            Some(_) => {}
+            None => {
+                copies.insert((*destination).to_owned(), stamped.clone());
+            }
+        }
     }
+    if let Some((destination, entry)) = recorded {
+        copies.insert(destination.to_owned(), entry);
+    }
+    let oldest = now().saturating_sub(PRUNE_AFTER.as_secs());
+    copies.retain(|_, entry| entry.last_used >= oldest);
     let file = File {
         version: VERSION,
         copies,
     };
-    let text = serde_json::to_string_pretty(&file).map_err(std::io::Error::other)?;
-    let temporary = path.with_extension(format!("json.{}", std::process::id()));
-    std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, path)
+    write_atomically(path, &serde_json::to_vec(&file).map_err(std::io::Error::other)?)?;
+    Ok(())
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path`, and
+/// syncs the directory, so that a crash leaves the old file or the new one, never a torn
+/// one. The caller holds the lock, so one temporary name serves every writer, and a crash
+/// leaves at most that one file, which the next save reuses; a failed write removes it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = sibling(path, "tmp");
+    let written = (|| {
+        let mut file = std::fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// `copies.json.SUFFIX`, beside `path`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!(".{suffix}"));
+    path.with_file_name(name)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 #[cfg(test)]
@@ -138,40 +341,257 @@ mod tests {
     fn scratch_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ecrcp-ledger-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
+    /// The names in `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn days_ago(days: u64) -> u64 {
+        now() - days * 24 * 60 * 60
+    }
+
+    /// A version 2 file with one entry per `(destination, last_used)`.
+    fn write_v2(dir: &Path, entries: &[(&str, u64)]) {
+        let copies = entries
+            .iter()
+            .map(|(destination, last_used)| {
+                let entry = Entry {
+                    record: record("sha256:a"),
+                    last_used: *last_used,
+                };
+                ((*destination).to_owned(), entry)
+            })
+            .collect();
+        let file = File { version: 2, copies };
+        std::fs::write(dir.join(FILE_NAME), serde_json::to_vec(&file).unwrap()).unwrap();
+    }
+
+    fn on_disk(dir: &Path) -> File {
+        serde_json::from_slice(&std::fs::read(dir.join(FILE_NAME)).unwrap()).unwrap()
+    }
+
     #[test]
-    fn a_recorded_copy_survives_a_reload() {
+    fn a_recorded_copy_survives_a_reload_in_a_compact_versioned_file() {
         let dir = scratch_dir("reload");
         Ledger::load(&dir).record("dest:1", record("sha256:a"));
         assert_eq!(Ledger::load(&dir).get("dest:1"), Some(&record("sha256:a")));
+        let text = std::fs::read_to_string(dir.join(FILE_NAME)).unwrap();
+        assert!(text.starts_with(r#"{"version":2,"#), "{text}");
+        assert!(!text.contains('\n') && !text.contains(": "), "compact: {text}");
+        assert_eq!(names(&dir), [FILE_NAME, "copies.json.lock"], "no temporary file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn a_corrupt_or_foreign_ledger_loads_empty_and_is_rewritten() {
-        let dir = scratch_dir("corrupt");
-        std::fs::create_dir_all(&dir).unwrap();
-        for garbage in ["{not json", r#"{"version": 99, "copies": {}}"#, ""] {
+    fn a_version_1_ledger_is_read_and_upgraded_keeping_its_records() {
+        let dir = scratch_dir("v1");
+        let old = serde_json::json!({"version": 1, "copies": {"dest:old": record("sha256:a")}});
+        std::fs::write(dir.join(FILE_NAME), serde_json::to_string_pretty(&old).unwrap()).unwrap();
+        let mut ledger = Ledger::load(&dir);
+        assert_eq!(ledger.get("dest:old"), Some(&record("sha256:a")));
+        ledger.record("dest:new", record("sha256:b"));
+        let file = on_disk(&dir);
+        assert_eq!(file.version, 2);
+        assert_eq!(file.copies["dest:old"].record, record("sha256:a"));
+        assert!(
+            file.copies["dest:old"].last_used >= days_ago(1),
+            "counts as used when upgraded"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_or_unreadable_ledger_is_never_overwritten() {
+        let newer = r#"{"version":3,"copies":{"dest:1":{"some":"future form"}}}"#;
+        // EACCES cannot be had as root; a directory (EISDIR) or a symlink loop (ELOOP) in
+        // its place fails to read as an unreadable file does.
+        let symlink_loop = |file: &Path| std::os::unix::fs::symlink(file, file).unwrap();
+        for (name, setup) in [
+            (
+                "newer",
+                &(|file: &Path| std::fs::write(file, newer).unwrap()) as &dyn Fn(&Path),
+            ),
+            ("a symlink loop", &symlink_loop),
+            ("a directory", &|file: &Path| std::fs::create_dir(file).unwrap()),
+        ] {
+            let dir = scratch_dir(name);
+            let file = dir.join(FILE_NAME);
+            setup(&file);
+            let mut ledger = Ledger::load(&dir);
+            assert_eq!(ledger.get("dest:1"), None, "{name}");
+            ledger.record("dest:2", record("sha256:b"));
+            assert_eq!(
+                ledger.get("dest:2"),
+                Some(&record("sha256:b")),
+                "{name}: kept in memory"
+            );
+            drop(ledger);
+            match name {
+                "newer" => assert_eq!(std::fs::read_to_string(&file).unwrap(), newer),
+                "a directory" => assert!(file.is_dir()),
+                _ => assert_eq!(std::fs::read_link(&file).unwrap(), file),
+            }
+            assert_eq!(names(&dir), [FILE_NAME], "{name}: nothing else written");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_ledger_that_turns_newer_during_a_run_is_not_overwritten_by_it() {
+        let dir = scratch_dir("turns-newer");
+        let mut ledger = Ledger::load(&dir);
+        let newer = r#"{"version":3,"entries":[]}"#;
+        std::fs::write(dir.join(FILE_NAME), newer).unwrap();
+        ledger.record("dest:1", record("sha256:a"));
+        ledger.record("dest:2", record("sha256:b"));
+        assert_eq!(std::fs::read_to_string(dir.join(FILE_NAME)).unwrap(), newer);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_ledger_is_replaced_and_kept_aside() {
+        for garbage in ["{not json", r#"{"version": 0}"#, ""] {
+            let dir = scratch_dir("corrupt");
             std::fs::write(dir.join(FILE_NAME), garbage).unwrap();
             let mut ledger = Ledger::load(&dir);
             assert_eq!(ledger.get("dest:1"), None);
             ledger.record("dest:1", record("sha256:b"));
             assert_eq!(Ledger::load(&dir).get("dest:1"), Some(&record("sha256:b")));
+            let aside = std::fs::read_to_string(dir.join("copies.json.corrupt")).unwrap();
+            assert_eq!(aside, garbage);
+            std::fs::remove_dir_all(&dir).unwrap();
         }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file_and_the_old_file_intact() {
+        let dir = scratch_dir("failed-write");
+        // A non-empty directory where the file goes: the rename over it fails.
+        let target = dir.join(FILE_NAME);
+        std::fs::create_dir_all(target.join("in-the-way")).unwrap();
+        assert!(write_atomically(&target, b"{}").is_err());
+        assert_eq!(names(&dir), [FILE_NAME]);
+        assert!(target.join("in-the-way").is_dir());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn two_writers_keep_each_others_records() {
-        let dir = scratch_dir("merge");
-        let mut first = Ledger::load(&dir);
-        let mut second = Ledger::load(&dir);
-        first.record("dest:1", record("sha256:a"));
-        second.record("dest:2", record("sha256:b"));
-        let merged = Ledger::load(&dir);
-        assert!(merged.get("dest:1").is_some() && merged.get("dest:2").is_some());
+    fn entries_unused_for_90_days_are_pruned_at_the_next_save() {
+        let dir = scratch_dir("prune");
+        write_v2(
+            &dir,
+            &[("dest:stale", days_ago(91)), ("dest:recent", days_ago(89))],
+        );
+        Ledger::load(&dir).record("dest:new", record("sha256:b"));
+        let kept: Vec<String> = on_disk(&dir).copies.into_keys().collect();
+        assert_eq!(kept, ["dest:new", "dest:recent"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_used_entry_is_stamped_when_the_ledger_is_dropped_and_so_not_pruned() {
+        let dir = scratch_dir("stamp");
+        let idle = days_ago(10);
+        write_v2(&dir, &[("dest:used", days_ago(89)), ("dest:idle", idle)]);
+        let mut ledger = Ledger::load(&dir);
+        assert!(ledger.get("dest:used").is_some());
+        drop(ledger);
+        let copies = on_disk(&dir).copies;
+        assert!(copies["dest:used"].last_used >= days_ago(1), "{copies:?}");
+        assert_eq!(copies["dest:idle"].last_used, idle, "{copies:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_use_does_not_undo_a_newer_record_from_another_run() {
+        let dir = scratch_dir("stamp-race");
+        write_v2(&dir, &[("dest:1", days_ago(10))]);
+        let mut ours = Ledger::load(&dir);
+        assert!(ours.get("dest:1").is_some());
+        Ledger::load(&dir).record("dest:1", record("sha256:newer"));
+        drop(ours);
+        assert_eq!(on_disk(&dir).copies["dest:1"].record, record("sha256:newer"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_read_only_ledger_writes_nothing() {
+        let dir = scratch_dir("read-only");
+        write_v2(&dir, &[("dest:1", days_ago(10))]);
+        let before = std::fs::read(dir.join(FILE_NAME)).unwrap();
+        let mut ledger = Ledger::load_read_only(&dir);
+        assert!(ledger.get("dest:1").is_some());
+        ledger.record("dest:2", record("sha256:b"));
+        assert!(ledger.get("dest:2").is_some(), "remembered for this run");
+        drop(ledger);
+        assert_eq!(std::fs::read(dir.join(FILE_NAME)).unwrap(), before);
+        assert_eq!(names(&dir), [FILE_NAME]);
+        let missing = dir.join("missing");
+        Ledger::load_read_only(&missing).record("dest:1", record("sha256:a"));
+        assert!(!missing.exists(), "no state directory created");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const WRITES: usize = 40;
+
+    #[test]
+    fn writers_in_several_threads_keep_every_record() {
+        let dir = scratch_dir("threads");
+        std::thread::scope(|scope| {
+            for writer in 0..4 {
+                let dir = &dir;
+                scope.spawn(move || {
+                    let mut ledger = Ledger::load(dir);
+                    for index in 0..WRITES {
+                        ledger.record(&format!("dest:{writer}-{index}"), record("sha256:a"));
+                    }
+                });
+            }
+        });
+        assert_eq!(on_disk(&dir).copies.len(), 4 * WRITES);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Set in the child processes of the test below: `DIR:WRITER`.
+    const WRITER: &str = "ECRCP_TEST_LEDGER_WRITER";
+
+    #[test]
+    fn writers_in_two_processes_keep_every_record() {
+        let dir = scratch_dir("processes");
+        let children: Vec<_> = (0..2)
+            .map(|writer| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args(["--exact", "ledger::tests::writer_process", "--ignored"])
+                    .env(WRITER, format!("{}:{writer}", dir.display()))
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success());
+        }
+        assert_eq!(on_disk(&dir).copies.len(), 2 * WRITES);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    #[ignore = "a child process of writers_in_two_processes_keep_every_record"]
+    fn writer_process() {
+        let Ok(spec) = std::env::var(WRITER) else { return };
+        let (dir, writer) = spec.rsplit_once(':').unwrap();
+        let mut ledger = Ledger::load(Path::new(dir));
+        for index in 0..WRITES {
+            ledger.record(&format!("dest:{writer}-{index}"), record("sha256:a"));
+        }
     }
 }

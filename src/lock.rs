@@ -1,13 +1,16 @@
-//! One sync at a time: an advisory lock on a file in the state directory. The kernel drops
-//! it when the process ends, however it ends, so a crashed run never blocks the next.
+//! Advisory locks on files in the state directory: one sync at a time (`acquire`), and short
+//! exclusive sections around a read-modify-write of a shared file (`wait_for`). The kernel
+//! drops a lock when the process ends, however it ends, so a crashed run never blocks the
+//! next. Locks only; what they guard is the caller's business.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-/// Held for the whole run; dropping it releases the lock.
+/// Held while it lives; dropping it releases the lock.
 #[derive(Debug)]
-pub struct RunLock {
+pub struct Held {
     _file: File,
     pub path: PathBuf,
 }
@@ -16,27 +19,22 @@ pub struct RunLock {
 pub enum LockError {
     #[error("another ecrcp sync is running ({holder}, lock '{path}'); this run does nothing")]
     Busy { path: String, holder: String },
+    #[error("'{path}' stayed locked for {seconds} s\nnote: another ecrcp may be stopped or stuck; see `fuser -v {path}`")]
+    Stuck { path: String, seconds: u64 },
     #[error("cannot lock '{path}': {source}\nnote: point --state-dir (or ECRCP_STATE_DIR) at a writable directory")]
     Io { path: String, source: std::io::Error },
 }
 
-const FILE_NAME: &str = "sync.lock";
+const RUN_LOCK: &str = "sync.lock";
+/// How often a waiting `wait_for` tries again.
+const POLL: Duration = Duration::from_millis(2);
 
-/// Takes the lock in `dir`, or says who holds it.
-pub fn acquire(dir: &Path) -> Result<RunLock, LockError> {
-    let path = dir.join(FILE_NAME);
-    let io = |source| LockError::Io {
-        path: path.display().to_string(),
-        source,
-    };
+/// Takes the sync lock in `dir`, or says who holds it.
+pub fn acquire(dir: &Path) -> Result<Held, LockError> {
+    let path = dir.join(RUN_LOCK);
+    let io = |source| io_error(&path, source);
     std::fs::create_dir_all(dir).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
+    let mut file = open(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => {
@@ -57,16 +55,65 @@ pub fn acquire(dir: &Path) -> Result<RunLock, LockError> {
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     write!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(RunLock { _file: file, path })
+    Ok(Held { _file: file, path })
+}
+
+/// Waits up to `patience` for an exclusive lock on `path` (created if missing). Holders keep
+/// it for milliseconds, but one that is stopped or hung must not hang this process too.
+pub fn wait_for(path: &Path, patience: Duration) -> Result<Held, LockError> {
+    let file = open(path)?;
+    let started = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                return Ok(Held {
+                    _file: file,
+                    path: path.to_owned(),
+                })
+            }
+            Err(TryLockError::WouldBlock) if started.elapsed() < patience => std::thread::sleep(POLL),
+            Err(TryLockError::WouldBlock) => {
+                return Err(LockError::Stuck {
+                    path: path.display().to_string(),
+                    seconds: patience.as_secs(),
+                })
+            }
+            Err(TryLockError::Error(error)) => return Err(io_error(path, error)),
+        }
+    }
+}
+
+fn open(path: &Path) -> Result<File, LockError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|source| io_error(path, source))
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> LockError {
+    LockError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ecrcp-lock-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn a_second_lock_is_refused_with_the_holders_pid_until_the_first_is_dropped() {
-        let dir = std::env::temp_dir().join(format!("ecrcp-lock-{}", std::process::id()));
+        let dir = scratch_dir("run");
         let first = acquire(&dir).unwrap();
         let error = acquire(&dir).unwrap_err();
         assert!(
@@ -76,5 +123,20 @@ mod tests {
         drop(first);
         assert!(acquire(&dir).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_waiter_gets_the_lock_once_it_is_released_and_gives_up_when_it_is_not() {
+        let path = scratch_dir("wait").join("file.lock");
+        let held = wait_for(&path, Duration::ZERO).unwrap();
+        let error = wait_for(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(error, LockError::Stuck { .. }), "{error}");
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            drop(held);
+        });
+        assert!(wait_for(&path, Duration::from_secs(10)).is_ok());
+        released.join().unwrap();
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -125,7 +125,12 @@ pub async fn run(
     docker: &DockerCli,
     stop: &Stop,
 ) -> anyhow::Result<Summary> {
-    let _lock = lock::acquire(&options.state_dir)?;
+    // A dry run writes nothing, so it cannot get in a real run's way, nor wait for one.
+    let _lock = if options.dry_run {
+        None
+    } else {
+        Some(lock::acquire(&options.state_dir)?)
+    };
     let started = Instant::now();
     let sessions = EcrSessions::connect(&config.jobs).await?;
     let registry = RegistryClient::new(
@@ -144,7 +149,11 @@ pub async fn run(
         &registry,
         copy_options,
         &Unattended,
-        Ledger::load(&options.state_dir),
+        if options.dry_run {
+            Ledger::load_read_only(&options.state_dir)
+        } else {
+            Ledger::load(&options.state_dir)
+        },
     );
     let runner = Runner {
         copier: &copier,
