@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use crate::support::{Bed, Run, ECR, ECR2, ECR2_PASSWORD, ECR_PASSWORD};
+use crate::support::{write_executable, Bed, Run, ECR, ECR2, ECR2_PASSWORD, ECR_PASSWORD};
 
 const OWN_ACCOUNT: &str = "123456789012";
 const OTHER_ACCOUNT: &str = "222222222222";
@@ -117,12 +117,7 @@ fn install_ecr_login_helper(dir: &Path, answers: bool) {
     };
     let script =
         format!("#!/bin/sh\ncase \"$1\" in\nget) {get} ;;\n*) echo 'not implemented' >&2; exit 1 ;;\nesac\n");
-    std::fs::write(&path, script).unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&path)
-        .status()
-        .unwrap();
+    write_executable(&path, &script);
 }
 
 fn path_with(dir: &Path) -> String {

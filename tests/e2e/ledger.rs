@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, Run, ECR, PLAIN, PLAIN_USER};
+use crate::support::{write_executable, Bed, Run, ECR, PLAIN, PLAIN_USER};
 
 fn ledger(bed: &Bed) -> PathBuf {
     bed.scratch().join("state/copies.json")
@@ -176,22 +176,16 @@ fn a_real_sync_started_while_a_dry_run_runs_is_not_refused() {
         bed.scratch().join("release"),
     );
     let slow = bed.scratch().join("bin/slow-docker");
-    std::fs::write(
+    write_executable(
         &slow,
-        format!(
+        &format!(
             "#!/bin/sh\nif [ \"$1\" = version ]; then\n  touch '{}'; i=0\n  \
              while [ ! -e '{}' ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done\nfi\nexec '{}' \"$@\"\n",
             waiting.display(),
             release.display(),
             bed.scratch().join("bin/docker").display()
         ),
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&slow)
-        .status()
-        .unwrap();
+    );
     let dry = bed
         .sync_command(&config)
         .arg("--dry-run")

@@ -3,11 +3,11 @@
 //! stderr read on a terminal too.
 
 use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, Run, ECR};
+use crate::support::{write_executable, Bed, Run, ECR};
 
 /// A docker in front of the bed's recorder: before running `subcommand`, it writes `MARK`
 /// into `started` (so a test knows the step is under way) and sleeps `seconds`.
@@ -21,16 +21,6 @@ fn slow_docker(bed: &Bed, subcommand: &str, seconds: u32) -> (PathBuf, PathBuf) 
     );
     write_executable(&path, &script);
     (path, started)
-}
-
-fn write_executable(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    assert!(Command::new("chmod")
-        .arg("+x")
-        .arg(path)
-        .status()
-        .unwrap()
-        .success());
 }
 
 /// Starts `command` as a shell starts a job: leader of a process group of its own, which

@@ -1,6 +1,6 @@
 //! Concurrent jobs in one run: shared sources, shared repositories, the pull budget.
 
-use crate::support::{Bed, ECR, HUB};
+use crate::support::{Bed, RestoreRateLimit, ECR, HUB};
 
 /// The config digest `registry` serves for `repo:reference` on `architecture`, following an
 /// index to its child.
@@ -92,16 +92,6 @@ fn a_failed_copy_does_not_remove_the_repository_another_tag_was_pushed_into() {
         "the repository the other tag was pushed into stays:\n{}",
         run.stderr
     );
-}
-
-/// Resets the fake Docker Hub's allowance when dropped, even when the test fails.
-struct RestoreRateLimit<'a>(&'a Bed);
-
-impl Drop for RestoreRateLimit<'_> {
-    fn drop(&mut self) {
-        self.0
-            .hub_rate_limit(&serde_json::json!({"limit": 5000, "remaining": 5000, "enforce": false}));
-    }
 }
 
 #[test]

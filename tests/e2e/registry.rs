@@ -2,11 +2,10 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::support::{Bed, ECR, HUB};
+use crate::support::{hub_knob, Bed, ECR};
 
 #[test]
 #[ignore = "needs the test bed"]
@@ -47,20 +46,7 @@ fn throttle_tokens(repository: &str, status: Option<u16>, retry_after: &str, tim
     let knob = serde_json::json!({
         "repository": repository, "status": status, "retry_after": retry_after, "times": times,
     });
-    let status = Command::new("curl")
-        .args([
-            "-sSf",
-            "-o",
-            "/dev/null",
-            "-X",
-            "POST",
-            "--data",
-            &knob.to_string(),
-        ])
-        .arg(format!("https://{HUB}/_testbed/token"))
-        .status()
-        .expect("curl runs");
-    assert!(status.success(), "throttling {repository}");
+    hub_knob("token", &knob);
 }
 
 #[test]

@@ -76,13 +76,7 @@ impl Bed {
             self.docker_log().display(),
             real.display()
         );
-        let path = self.scratch.join("bin/docker");
-        std::fs::write(&path, script).unwrap();
-        std::process::Command::new("chmod")
-            .arg("+x")
-            .arg(&path)
-            .status()
-            .unwrap();
+        write_executable(&self.scratch.join("bin/docker"), &script);
     }
 
     pub fn docker_log(&self) -> PathBuf {
@@ -164,32 +158,13 @@ impl Bed {
 
     /// Sets the fake Docker Hub's pull allowance (`limit`, `remaining`, `enforce`).
     pub fn hub_rate_limit(&self, settings: &serde_json::Value) {
-        let status = Command::new("curl")
-            .args([
-                "-sSf",
-                "-o",
-                "/dev/null",
-                "-X",
-                "POST",
-                "--data",
-                &settings.to_string(),
-            ])
-            .arg(format!("https://{HUB}/_testbed/ratelimit"))
-            .status()
-            .expect("curl runs");
-        assert!(status.success(), "setting the hub rate limit");
+        hub_knob("ratelimit", settings);
     }
 
     /// Makes an upstream repository private: anonymous callers get no access to it, as on
     /// Docker Hub, and only a login can read it.
     pub fn hub_private(&self, repository: &str) {
-        let status = Command::new("curl")
-            .args(["-sSf", "-o", "/dev/null", "-X", "POST", "--data"])
-            .arg(serde_json::json!({ "repository": repository }).to_string())
-            .arg(format!("https://{HUB}/_testbed/private"))
-            .status()
-            .expect("curl runs");
-        assert!(status.success(), "making '{repository}' private on the hub");
+        hub_knob("private", &serde_json::json!({ "repository": repository }));
     }
 
     /// Runs ecrcp with `args` and returns what it did.
@@ -227,20 +202,7 @@ impl Bed {
 
     /// Like [`Bed::push_upstream`], with `bytes` of incompressible filler in the layer.
     pub fn push_upstream_sized(&self, repo: &str, tag: &str, seed: &str, bytes: usize) -> String {
-        let size = bytes.to_string();
-        let args = [
-            "--registry",
-            HUB,
-            "--repo",
-            repo,
-            "--tag",
-            tag,
-            "--seed",
-            seed,
-            "--user",
-            HUB_ADMIN,
-        ];
-        self.image_py(&[&["push", "--layer-size", &size][..], &args].concat())
+        self.push_sized(HUB, HUB_ADMIN, repo, tag, seed, bytes)
     }
 
     /// The digest a registry serves for `repo:reference`, by HEAD, or None.
@@ -363,8 +325,23 @@ impl Bed {
 
     /// Pushes a one-platform image into `registry` as `user`; returns its digest.
     pub fn push_image(&self, registry: &str, user: &str, repo: &str, tag: &str, seed: &str) -> String {
-        let args = [
+        self.push_sized(registry, user, repo, tag, seed, 0)
+    }
+
+    fn push_sized(
+        &self,
+        registry: &str,
+        user: &str,
+        repo: &str,
+        tag: &str,
+        seed: &str,
+        bytes: usize,
+    ) -> String {
+        let size = bytes.to_string();
+        self.image_py(&[
             "push",
+            "--layer-size",
+            &size,
             "--registry",
             registry,
             "--repo",
@@ -375,8 +352,7 @@ impl Bed {
             seed,
             "--user",
             user,
-        ];
-        self.image_py(&args)
+        ])
     }
 }
 
@@ -472,4 +448,33 @@ impl Run {
         );
         self
     }
+}
+
+/// Posts `settings` to one of the fake Docker Hub's test knobs, `/_testbed/KNOB`
+/// (`ratelimit`, `private`, `token`; tests/testbed/hub_front.py).
+pub fn hub_knob(knob: &str, settings: &serde_json::Value) {
+    let status = Command::new("curl")
+        .args(["-sSf", "-o", "/dev/null", "-X", "POST", "--data"])
+        .arg(settings.to_string())
+        .arg(format!("https://{HUB}/_testbed/{knob}"))
+        .status()
+        .expect("curl runs");
+    assert!(status.success(), "setting the hub's {knob} knob to {settings}");
+}
+
+/// Resets the fake Docker Hub's allowance when dropped, even when the test fails.
+pub struct RestoreRateLimit<'a>(pub &'a Bed);
+
+impl Drop for RestoreRateLimit<'_> {
+    fn drop(&mut self) {
+        self.0
+            .hub_rate_limit(&serde_json::json!({"limit": 5000, "remaining": 5000, "enforce": false}));
+    }
+}
+
+/// Writes a script (a stand-in for docker, a credential helper) and makes it executable.
+pub fn write_executable(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

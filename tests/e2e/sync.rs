@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, ECR};
+use crate::support::{Bed, RestoreRateLimit, ECR};
 
 /// A config that mirrors `sources` into this test's own prefix in the fake ECR.
 fn config(bed: &Bed, prefix: &str, extra: &str, sources: &[&str]) -> std::path::PathBuf {
@@ -266,16 +266,6 @@ fn sigterm_lets_the_copy_under_way_finish_starts_no_other_and_releases_the_lock(
         "the lock was released: {}",
         again.stderr
     );
-}
-
-/// Resets the fake Docker Hub's allowance when dropped, even when the test fails.
-struct RestoreRateLimit<'a>(&'a Bed);
-
-impl Drop for RestoreRateLimit<'_> {
-    fn drop(&mut self) {
-        self.0
-            .hub_rate_limit(&serde_json::json!({"limit": 5000, "remaining": 5000, "enforce": false}));
-    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Bed, Run, ECR, HUB_ADMIN};
+use crate::support::{write_executable, Bed, Run, ECR, HUB_ADMIN};
 
 const NSPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/nspawn");
 /// Boot, the 2 s timer and one small copy take about 5 s; a loaded CI machine gets slack.
@@ -105,17 +105,10 @@ fn a_missing_config_skips_the_service_without_failing() {
     let bed = Bed::get("systemd-no-config");
     // A stand-in that fails loudly: only the unit's condition can keep this run green.
     let stand_in = bed.scratch().join("ecrcp-must-not-run");
-    std::fs::write(
+    write_executable(
         &stand_in,
         "#!/bin/sh\necho 'ecrcp ran without a config' >&2\nexit 1\n",
-    )
-    .unwrap();
-    assert!(Command::new("chmod")
-        .arg("+x")
-        .arg(&stand_in)
-        .status()
-        .unwrap()
-        .success());
+    );
 
     let container = Container::boot(&bed, &stand_in, None);
     container.wait_for_the_run(RUN_TIMEOUT);
