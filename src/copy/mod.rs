@@ -1,0 +1,441 @@
+//! One copy, in two steps. `check` asks the registries with HEAD requests only: does the
+//! source exist, what does the destination hold, is a copy needed. `finish` acts on that:
+//! pull, tag, make sure the ECR repository exists, log in, push, verify what the destination
+//! now serves, and clean up. Jobs of one run that share a local image name or a destination
+//! repository take turns there. Emits events; never prints.
+
+mod local;
+mod transfer;
+mod turns;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context as _};
+
+use crate::decide::{self, Facts, Verdict, Why};
+use crate::docker::{DockerCommand, DockerError, DockerOutput, DockerRunner};
+use crate::ecr::Ecr;
+use crate::ledger::{Ledger, Record};
+use crate::login::Logins;
+use crate::plan::{CopyJob, CopyOptions};
+use crate::reference::Reference;
+use crate::registry::{manifest, ManifestHead, RateLimit, RegistryClient, RegistryError};
+
+use self::local::ImageStore;
+use self::turns::Turns;
+
+/// How one copy ended, when it did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The destination now serves the source's image, under this manifest digest.
+    Copied { digest: String, why: Why },
+    /// The destination already served this very image (same digest, or a push refused by
+    /// an immutable tag that holds it).
+    AlreadyThere { digest: String },
+    /// Nothing was done, for this reason.
+    Skipped(Skip),
+    /// `--dry-run`: this copy would run, for this reason.
+    WouldCopy(Why),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// `-n` and the destination tag exists.
+    Exists,
+    /// `-u` and the destination holds what the source holds.
+    Unchanged,
+    /// `-i` and the user said no.
+    Declined,
+}
+
+/// What the HEAD requests said, and what follows from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub source_digest: Option<String>,
+    /// The digest the destination tag holds, if it exists.
+    pub existing: Option<String>,
+    /// The source registry's pull allowance, when it reports one (Docker Hub).
+    pub rate_limit: Option<RateLimit>,
+    /// Whether verifying a copy reads the source's manifest once more: docker's containerd
+    /// store pushes one platform's manifest out of an index, and only the source can vouch
+    /// for it.
+    pub verify_reads_source: bool,
+    pub next: Next,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Decided already: nothing to do.
+    Skip(Skip),
+    /// The destination serves the same manifest digest.
+    AlreadyThere,
+    /// `-u` with a destination of unknown origin: compare image configs (manifest GETs).
+    Compare,
+    /// Copy it.
+    Copy(Why),
+}
+
+impl Check {
+    /// The most pulls (on Docker Hub's count) finishing may take from the source: a config
+    /// comparison reads the source's manifest, and a copy pulls it, so comparing and then
+    /// copying takes two.
+    pub fn source_pulls(&self) -> u64 {
+        let verify = u64::from(self.verify_reads_source);
+        match self.next {
+            Next::Compare => 2 + verify,
+            Next::Copy(_) => 1 + verify,
+            Next::Skip(_) | Next::AlreadyThere => 0,
+        }
+    }
+}
+
+/// Asks the user whether to overwrite (`-i`). The terminal implementation lives in `ui`.
+pub trait Confirm: Send + Sync {
+    fn overwrite(&self, destination: &Reference) -> bool;
+}
+
+/// Runs copies with the boundaries it is given; holds the per-run state (logins, ledger).
+/// Safe to share between concurrent copies.
+pub struct Copier<'a> {
+    docker: &'a dyn DockerRunner,
+    registry: &'a RegistryClient,
+    options: CopyOptions,
+    confirm: &'a dyn Confirm,
+    ledger: Mutex<Ledger>,
+    logins: Logins<'a>,
+    daemon_platform: tokio::sync::OnceCell<String>,
+    image_store: tokio::sync::OnceCell<ImageStore>,
+    /// Turns per local image name, from pull to tag.
+    local_names: Turns,
+    /// Turns per destination repository, from its creation to a rollback.
+    repositories: Turns,
+    /// Docker Hub pulls spent so far: manifest reads and docker pulls of Docker Hub sources.
+    hub_pulls: AtomicU64,
+}
+
+impl<'a> Copier<'a> {
+    pub fn new(
+        docker: &'a dyn DockerRunner,
+        registry: &'a RegistryClient,
+        options: CopyOptions,
+        confirm: &'a dyn Confirm,
+        ledger: Ledger,
+    ) -> Self {
+        Copier {
+            docker,
+            registry,
+            options,
+            confirm,
+            ledger: Mutex::new(ledger),
+            logins: Logins::new(docker, registry),
+            daemon_platform: tokio::sync::OnceCell::new(),
+            image_store: tokio::sync::OnceCell::new(),
+            local_names: Turns::default(),
+            repositories: Turns::default(),
+            hub_pulls: AtomicU64::new(0),
+        }
+    }
+
+    /// Docker Hub pulls the copies spent so far.
+    pub fn hub_pulls_spent(&self) -> u64 {
+        self.hub_pulls.load(Ordering::SeqCst)
+    }
+
+    /// Checks and finishes one copy. `ecr` serves ECR destinations.
+    pub async fn copy(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+    ) -> anyhow::Result<Outcome> {
+        let check = self.check(job, destination, ecr).await?;
+        self.finish(job, destination, ecr, &check).await
+    }
+
+    /// Everything that HEAD requests can tell about this copy. Costs no pull anywhere.
+    pub async fn check(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+    ) -> anyhow::Result<Check> {
+        self.logins.registry_credentials(&job.source, ecr).await?;
+        self.logins.registry_credentials(destination, ecr).await?;
+        let source = self.source_head(&job.source).await?;
+        // Asked before anything is pulled, so a destination that cannot take the copy costs
+        // no pull from the source's quota.
+        let existing = self.destination_digest(destination).await?;
+        let source_digest = source.as_ref().map(|head| head.digest.clone());
+        let next = self.next_step(job, destination, source_digest.as_deref(), existing.as_deref());
+        let verify_reads_source = source.as_ref().is_some_and(names_an_index)
+            && matches!(next, Next::Compare | Next::Copy(_))
+            && !self.options.dry_run
+            && self.store().await.ok() == Some(ImageStore::Containerd);
+        tracing::debug!(image = %job.source, %destination, ?next, "checked");
+        Ok(Check {
+            source_digest,
+            existing,
+            rate_limit: source.and_then(|head| head.rate_limit),
+            verify_reads_source,
+            next,
+        })
+    }
+
+    fn next_step(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        source: Option<&str>,
+        existing: Option<&str>,
+    ) -> Next {
+        let overwrite = self.options.overwrite;
+        let Some(existing) = existing else {
+            return Next::Copy(Why::DestinationMissing);
+        };
+        if overwrite.no_clobber {
+            return Next::Skip(Skip::Exists);
+        }
+        if source == Some(existing) {
+            return Next::AlreadyThere;
+        }
+        if !overwrite.update {
+            return Next::Copy(Why::Requested);
+        }
+        let source = source.expect("-u fails earlier without a source digest");
+        let record = self
+            .ledger
+            .lock()
+            .expect("ledger poisoned")
+            .get(&destination.to_string())
+            .cloned();
+        match decide::update(Facts {
+            destination: Some(existing),
+            source,
+            record: record.as_ref(),
+            platform: platform_label(job),
+        }) {
+            Verdict::Unchanged(_) => Next::Skip(Skip::Unchanged),
+            Verdict::Copy(why) => Next::Copy(why),
+            Verdict::CompareConfigs => Next::Compare,
+        }
+    }
+
+    /// Acts on a check: compares, asks, pulls and pushes as needed.
+    pub async fn finish(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+        check: &Check,
+    ) -> anyhow::Result<Outcome> {
+        let why = match check.next {
+            Next::Skip(skip) => return Ok(Outcome::Skipped(skip)),
+            Next::AlreadyThere => {
+                return Ok(Outcome::AlreadyThere {
+                    digest: check.existing.clone().unwrap_or_default(),
+                })
+            }
+            Next::Copy(why) => why,
+            Next::Compare if self.options.dry_run && job.source.is_docker_hub() => {
+                return Ok(Outcome::WouldCopy(Why::Unverified));
+            }
+            Next::Compare => {
+                let source = check.source_digest.as_deref().unwrap_or_default();
+                let existing = check.existing.as_deref().unwrap_or_default();
+                if self.same_image(job, destination, source, existing).await? {
+                    return Ok(Outcome::Skipped(Skip::Unchanged));
+                }
+                Why::Differs
+            }
+        };
+        if self.options.overwrite.interactive
+            && check.existing.is_some()
+            && !self.options.dry_run
+            && !self.confirm.overwrite(destination)
+        {
+            return Ok(Outcome::Skipped(Skip::Declined));
+        }
+        if self.options.dry_run {
+            return Ok(Outcome::WouldCopy(why));
+        }
+        self.transfer(job, destination, ecr, check.source_digest.as_deref(), why)
+            .await
+    }
+
+    /// The digest the destination tag holds now, or `None` when it is missing. With `-n`,
+    /// `-u` or `-i` the answer decides the copy, so any error fails it; otherwise only errors
+    /// that the push would meet too (no route, no login) fail it.
+    async fn destination_digest(&self, destination: &Reference) -> anyhow::Result<Option<String>> {
+        match self.registry.head_manifest(destination).await {
+            Ok(head) => Ok(head.map(|head| head.digest)),
+            Err(error)
+                if self.options.overwrite.consults_destination()
+                    || self.push_would_fail(destination, &error).await =>
+            {
+                Err(error).with_context(|| format!("cannot check '{destination}'"))
+            }
+            Err(error) => {
+                tracing::warn!(destination = %destination, %error, "cannot check the destination; copying anyway");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn push_would_fail(&self, destination: &Reference, error: &RegistryError) -> bool {
+        match error {
+            RegistryError::Connect { .. } => true,
+            RegistryError::Unauthorized { .. } => self
+                .registry
+                .credentials()
+                .lookup(destination.registry())
+                .await
+                .is_none(),
+            _ => false,
+        }
+    }
+
+    /// What the source names now, from a HEAD request, which Docker Hub does not count
+    /// as a pull. `None` when the registry cannot be asked directly but docker may still
+    /// pull (say, a credential setup ecrcp does not read); `-u` needs the digest and fails.
+    async fn source_head(&self, source: &Reference) -> anyhow::Result<Option<ManifestHead>> {
+        match self.registry.head_manifest(source).await {
+            Ok(Some(head)) => Ok(Some(head)),
+            Ok(None) => bail!(
+                "'{}' does not exist: check the repository name and tag",
+                source.familiar()
+            ),
+            // It names the image and says what to do.
+            Err(error @ RegistryError::Inaccessible { .. }) => Err(error.into()),
+            Err(error) if self.options.overwrite.update || error.holds_for_docker() => {
+                Err(error).with_context(|| format!("cannot look up '{}'", source.familiar()))
+            }
+            Err(error) => {
+                tracing::warn!(image = %source, %error, "cannot look up the source digest; letting docker pull by tag");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Compares image configs (image IDs) of source and destination. Costs a manifest GET
+    /// on each side; on success the ledger learns the pair, so the next run needs HEADs only.
+    async fn same_image(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        source_digest: &str,
+        destination_digest: &str,
+    ) -> anyhow::Result<bool> {
+        let platform = self.platform(job).await?;
+        let source = self.source_config(job, &platform).await?;
+        let target = self
+            .registry
+            .config_digest(destination, &platform)
+            .await
+            .with_context(|| format!("cannot read '{destination}'"))?;
+        let same = source.is_some() && source == target;
+        if same {
+            self.remember(
+                job,
+                destination,
+                source_digest,
+                destination_digest,
+                source.unwrap_or_default(),
+            );
+        }
+        Ok(same)
+    }
+
+    /// The config digest the source holds for `platform`. A manifest read: on Docker Hub,
+    /// a pull.
+    async fn source_config(&self, job: &CopyJob, platform: &str) -> anyhow::Result<Option<String>> {
+        let config = self
+            .registry
+            .config_digest(&job.source, platform)
+            .await
+            .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
+        if job.source.is_docker_hub() {
+            self.hub_pulls.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(config)
+    }
+
+    fn remember(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        source_digest: &str,
+        destination_digest: &str,
+        image_id: String,
+    ) {
+        let record = Record {
+            source: job.source.to_string(),
+            platform: platform_label(job).to_owned(),
+            source_digest: source_digest.to_owned(),
+            destination_digest: destination_digest.to_owned(),
+            image_id,
+        };
+        self.ledger
+            .lock()
+            .expect("ledger poisoned")
+            .record(&destination.to_string(), record);
+    }
+
+    /// The platform that `docker pull` will fetch: as asked, or the daemon's own.
+    async fn platform(&self, job: &CopyJob) -> anyhow::Result<String> {
+        if let Some(platform) = &job.settings.platform {
+            return Ok(platform.clone());
+        }
+        let platform = self
+            .daemon_platform
+            .get_or_try_init(|| async {
+                let output = self.docker(&DockerCommand::server_platform()).await?;
+                Ok::<_, DockerError>(output.stdout.trim().to_owned())
+            })
+            .await?;
+        Ok(platform.clone())
+    }
+
+    async fn docker(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
+        self.docker.run(command).await
+    }
+}
+
+fn names_an_index(head: &ManifestHead) -> bool {
+    head.media_type.as_deref().is_some_and(|media_type| {
+        media_type.starts_with(manifest::OCI_INDEX) || media_type.starts_with(manifest::DOCKER_MANIFEST_LIST)
+    })
+}
+
+/// The platform as the ledger records it: as asked, or "default".
+fn platform_label(job: &CopyJob) -> &str {
+    job.settings.platform.as_deref().unwrap_or("default")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_check_books_the_pulls_finishing_may_take() {
+        let cases = [
+            (Next::Skip(Skip::Unchanged), false, 0),
+            (Next::AlreadyThere, true, 0),
+            (Next::Copy(Why::DestinationMissing), false, 1),
+            (Next::Compare, false, 2),
+            // The containerd store, copying out of an index: verifying reads the source.
+            (Next::Copy(Why::SourceChanged), true, 2),
+            (Next::Compare, true, 3),
+        ];
+        for (next, verify_reads_source, pulls) in cases {
+            let check = Check {
+                source_digest: None,
+                existing: None,
+                rate_limit: None,
+                verify_reads_source,
+                next,
+            };
+            assert_eq!(check.source_pulls(), pulls, "{next:?} {verify_reads_source}");
+        }
+    }
+}
