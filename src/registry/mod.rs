@@ -76,8 +76,6 @@ pub enum RegistryError {
     },
     #[error("registry '{host}' sent more than {} MiB for {url}\nnote: ECR and most registries refuse manifests over 4 MiB", MAX_MANIFEST_BYTES >> 20)]
     TooLarge { host: String, url: String },
-    #[error("'{image}' was not found in its registry")]
-    NotFound { image: String },
 }
 
 /// What a registry's 429 limits.
