@@ -1,0 +1,21 @@
+# packaging/rpm/post.sh -- %post of the ecrcp .rpm (plain sh; $1 is 1 on install, 2 or more on upgrade).
+# What debian/postinst does: the timer, never the service, is enabled (through the preset) and
+# started; an upgrade restarts only the timer, so a sync under way goes on.
+
+# cargo-generate-rpm has no symlink asset: the docker CLI plugin link is made here.
+mkdir -p /usr/libexec/docker/cli-plugins
+ln -sfn ../../../bin/ecrcp /usr/libexec/docker/cli-plugins/docker-ecrcp
+
+if [ "$1" -eq 1 ]; then
+    systemctl --no-reload preset ecrcp.timer >/dev/null 2>&1 || :
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload >/dev/null 2>&1 || :
+    if [ "$1" -eq 1 ]; then
+        if systemctl --quiet is-enabled ecrcp.timer 2>/dev/null; then
+            systemctl start ecrcp.timer >/dev/null 2>&1 || :
+        fi
+    else
+        systemctl try-restart ecrcp.timer >/dev/null 2>&1 || :
+    fi
+fi
