@@ -63,6 +63,9 @@ pub enum Command {
     /// Install or remove the `docker ecrcp` CLI plugin link
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Write the man page or a shell completion into DIR, for packages
+    #[command(hide = true)]
+    Generate(GenerateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +116,24 @@ pub struct PluginScope {
     /// For everyone: /usr/local/lib/docker/cli-plugins (needs root)
     #[arg(long)]
     pub system: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// The man page (DIR/ecrcp.1) or the completion for a shell (DIR/ecrcp, DIR/_ecrcp,
+    /// DIR/ecrcp.fish)
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Where to write it; created if missing
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// The clap command, with help written for the name ecrcp was started under.
@@ -534,5 +555,17 @@ mod command_tests {
         assert_eq!(cli.copy.paths, ["nginx", "mirror/"]);
         let error = parse("ecrcp", &args(&["plugin", "install", "--user", "--system"])).unwrap_err();
         assert_eq!(error.exit_code(), 2);
+    }
+
+    #[test]
+    fn generate_is_a_command_for_packagers_that_help_does_not_show() {
+        let args = ["generate", "zsh", "out/dir"].map(str::to_owned);
+        let cli = parse("ecrcp", &args).unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Generate(GenerateArgs { what: Generated::Zsh, ref dir })) if dir == std::path::Path::new("out/dir")
+        ));
+        let help = command("ecrcp").render_long_help().to_string();
+        assert!(help.contains("sync") && !help.contains("generate"), "{help}");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::anyhow;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::cli::{CopyArgs, PluginCommand, SyncArgs};
+use crate::cli::{CopyArgs, GenerateArgs, PluginCommand, SyncArgs};
 use crate::docker::{progress_wanted, DockerCli};
 use crate::exit::Exit;
 use crate::lock::LockError;
@@ -175,5 +175,11 @@ fn plugin_link(command: &PluginCommand) -> anyhow::Result<Exit> {
     } else {
         println!("nothing to remove in '{}'", dir.display());
     }
+    Ok(Exit::Success)
+}
+
+/// `ecrcp generate man|bash|zsh|fish DIR`, hidden: the files packages install.
+pub fn generate(args: &GenerateArgs) -> Result<Exit, Failure> {
+    crate::generate::write(args.what, &args.dir).map_err(|error| (Exit::CopyFailed, error.into()))?;
     Ok(Exit::Success)
 }

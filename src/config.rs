@@ -617,6 +617,26 @@ profile = "mirror-account"
     }
 
     #[test]
+    fn the_man_page_of_the_format_documents_every_key_of_the_example() {
+        let example = include_str!("../debian/images.toml");
+        let page = include_str!("../packaging/man/ecrcp-images.toml.5");
+        let mut keys = std::collections::BTreeSet::new();
+        for line in example.lines().map(|line| line.strip_prefix('#').unwrap_or(line)) {
+            if let Some((key, _)) = line.split_once(" = ") {
+                if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    keys.insert(format!(".BI \"{key} = "));
+                }
+            } else if line.starts_with('[') {
+                keys.insert(line.trim().to_owned());
+            }
+        }
+        assert!(keys.len() >= 17, "{keys:?}");
+        for key in keys {
+            assert!(page.contains(&key), "ecrcp-images.toml.5 lacks {key}");
+        }
+    }
+
+    #[test]
     fn positions_count_lines_and_characters_from_one() {
         assert_eq!(line_and_column("abc", 0), (1, 1));
         assert_eq!(line_and_column("a\nbc", 3), (2, 2));

@@ -16,6 +16,7 @@ pub mod decide;
 pub mod docker;
 pub mod ecr;
 pub mod exit;
+pub mod generate;
 pub mod ledger;
 pub mod lock;
 pub mod logging;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Sync(sync_args)) => commands::sync(sync_args, &invocation),
         Some(Command::Plugin(command)) => commands::plugin(command),
+        Some(Command::Generate(generate_args)) => commands::generate(generate_args),
         None => commands::copy(&cli.copy, &invocation),
     };
     match result {
