@@ -2,6 +2,8 @@
 # What debian/postinst does: the timer, never the service, is enabled (through the preset) and
 # started; an upgrade restarts only the timer, so a sync under way goes on.
 
+# The admin writes images.toml here (cargo-generate-rpm 0.21.1 fails on directory assets).
+mkdir -p /etc/ecrcp
 # cargo-generate-rpm has no symlink asset: the docker CLI plugin link is made here.
 mkdir -p /usr/libexec/docker/cli-plugins
 ln -sfn ../../../bin/ecrcp /usr/libexec/docker/cli-plugins/docker-ecrcp
