@@ -87,7 +87,7 @@ pub fn load(path: &Path) -> Result<SyncConfig, ConfigError> {
         message: format!(
             "cannot read the config: {error}{}",
             if error.kind() == std::io::ErrorKind::NotFound {
-                " (start from the example, debian/images.toml in the source, or pass --config)"
+                " (start from /usr/share/doc/ecrcp/examples/images.toml, or pass --config)"
             } else {
                 ""
             }
