@@ -230,6 +230,25 @@ fn apt_remove_stops_the_timer_and_purge_leaves_nothing_behind() {
     assert_eq!(units.stdout.trim(), "", "no ecrcp unit is known to systemd");
 }
 
+#[test]
+#[ignore = "needs the test bed"]
+fn the_rpm_ships_the_files_and_scripts_of_the_deb() {
+    // packaging/check compares the two packages of this checkout's target/packages: file
+    // types, modes, link targets and contents (but for its listed differences), and what
+    // the scripts do to the units; then lintian and rpmlint.
+    let check = Run::from(
+        Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/check"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("bash runs"),
+    );
+    assert!(
+        check.code == Some(0) && check.stdout.contains("agree"),
+        "packaging/check (without packages: run `bash packaging/build` first):\n{check:?}"
+    );
+}
+
 /// `$ECRCP_PACKAGES`, or `target/packages` of this checkout: what `bash packaging/build`
 /// wrote. Panics, with the command to run, when it is missing.
 fn packages_dir() -> PathBuf {
