@@ -55,12 +55,14 @@ fn apt_install_from_the_signed_repository_sets_up_ecrcp_and_starts_only_the_time
         bash.code == Some(0) && bash.stdout.contains("ecrcp"),
         "bash completes ecrcp: {bash:?}"
     );
-    for completion in [
+    for file in [
         "/usr/share/zsh/vendor-completions/_ecrcp",
         "/usr/share/fish/vendor_completions.d/ecrcp.fish",
+        // where the "no config" error points
+        "/usr/share/doc/ecrcp/examples/images.toml",
     ] {
-        let present = container.exec(&["test", "-s", completion]);
-        assert_eq!(present.code, Some(0), "{completion} is installed");
+        let present = container.exec(&["test", "-s", file]);
+        assert_eq!(present.code, Some(0), "{file} is installed");
     }
     let docker = container.exec(&["docker", "--help"]);
     assert!(
