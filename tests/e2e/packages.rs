@@ -1,7 +1,7 @@
 //! The packages of `bash packaging/build` as a user meets them: `apt install ecrcp` from the
 //! signed apt repository into a booted Debian systemd that has no ecrcp at all
 //! (`tests/testbed/nspawn boot-bare`), then what the package promises: the binary, man
-//! pages, completions, the docker plugin, the timer, a sync that copies, upgrades that keep
+//! pages, completions, the docker plugin, the timer and the service it runs, upgrades that keep
 //! the admin's config and the sync under way, removal and purge; and the .rpm against the
 //! .deb. The packages are built outside the bed; these tests fail, not skip, without them.
 
@@ -64,6 +64,8 @@ fn apt_install_from_the_signed_repository_sets_up_ecrcp_and_starts_only_the_time
         let present = container.exec(&["test", "-s", file]);
         assert_eq!(present.code, Some(0), "{file} is installed");
     }
+    let link = container.exec(&["readlink", "-f", "/usr/libexec/docker/cli-plugins/docker-ecrcp"]);
+    assert_eq!(link.stdout.trim(), "/usr/bin/ecrcp", "the plugin link: {link:?}");
     let docker = container.exec(&["docker", "--help"]);
     assert!(
         docker
@@ -106,7 +108,7 @@ fn apt_install_from_the_signed_repository_sets_up_ecrcp_and_starts_only_the_time
 
 #[test]
 #[ignore = "needs the test bed"]
-fn the_installed_service_copies_the_configured_image_and_logs_fields_to_the_journal() {
+fn the_installed_timer_runs_the_service_which_copies_the_image_and_logs_fields_to_the_journal() {
     let bed = Bed::get("packages-service");
     let prefix = bed.unique("pkg");
     let container = Container::boot_bare(&bed);
@@ -116,9 +118,20 @@ fn the_installed_service_copies_the_configured_image_and_logs_fields_to_the_jour
         "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n[[image]]\nsource = \"alpine:3.20\"\n"
     ));
 
-    let start = container.exec(&["systemctl", "start", "ecrcp.service"]);
-    assert_eq!(start.code, Some(0), "{start:?}\n{}", container.diagnostics());
+    container.fire_the_timer_now();
+    container.wait_for_the_run();
 
+    assert_ne!(
+        container.properties("ecrcp.timer", &["LastTriggerUSecMonotonic"]),
+        "LastTriggerUSecMonotonic=0",
+        "the timer started the service"
+    );
+    assert_eq!(
+        container.properties("ecrcp.service", &["ExecMainStatus", "Result"]),
+        "ExecMainStatus=0\nResult=success",
+        "{}",
+        container.diagnostics()
+    );
     assert!(
         bed.digest(ECR, &format!("{prefix}/alpine"), "3.20").is_some(),
         "the packaged service copied alpine:3.20\n{}",
@@ -209,6 +222,11 @@ fn apt_remove_stops_the_timer_and_purge_leaves_nothing_behind() {
     ));
     let start = container.exec(&["systemctl", "start", "ecrcp.service"]);
     assert_eq!(start.code, Some(0), "{start:?}\n{}", container.diagnostics());
+    assert!(
+        bed.digest(ECR, &format!("{prefix}/alpine"), "3.20").is_some(),
+        "systemctl start ecrcp.service copied alpine:3.20\n{}",
+        container.diagnostics()
+    );
     let state = container.exec(&["test", "-d", "/var/lib/private/ecrcp"]);
     assert_eq!(state.code, Some(0), "the run left state to purge");
 
@@ -320,7 +338,14 @@ impl Container {
     /// Writes `text` to `path` inside the container, as an admin's editor would.
     fn write(&self, path: &str, text: &str) {
         let run = self.nspawn(
-            &["exec", "sh", "-c", "cat >\"$1\"", "sh", path],
+            &[
+                "exec",
+                "sh",
+                "-c",
+                "mkdir -p \"$(dirname \"$1\")\" && cat >\"$1\"",
+                "sh",
+                path,
+            ],
             Some(text.as_bytes()),
         );
         assert_eq!(run.code, Some(0), "writing {path}: {run:?}");
@@ -458,6 +483,36 @@ impl Container {
         let mut lines: Vec<String> = self.exec(&args).stdout.lines().map(str::to_owned).collect();
         lines.sort();
         lines.join("\n")
+    }
+
+    /// A drop-in, as `systemctl edit ecrcp.timer` writes it, that makes the timer fire a
+    /// second after it is restarted instead of within the hour.
+    fn fire_the_timer_now(&self) {
+        self.write(
+            "/etc/systemd/system/ecrcp.timer.d/now.conf",
+            "[Timer]\nOnCalendar=\nOnActiveSec=1s\nRandomizedDelaySec=0\nAccuracySec=1s\n",
+        );
+        for command in [&["daemon-reload"][..], &["restart", "ecrcp.timer"]] {
+            let run = self.exec(&[&["systemctl"][..], command].concat());
+            assert_eq!(run.code, Some(0), "systemctl {command:?}: {run:?}");
+        }
+    }
+
+    /// Waits until systemd logged the end of a start job of ecrcp.service.
+    fn wait_for_the_run(&self) {
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        while !self.journal().iter().any(|entry| {
+            entry["UNIT"] == "ecrcp.service"
+                && entry["JOB_TYPE"] == "start"
+                && entry["JOB_RESULT"].is_string()
+        }) {
+            assert!(
+                Instant::now() < deadline,
+                "ecrcp.service did not run within {RUN_TIMEOUT:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
     }
 
     /// Waits until `unit` has neither a start nor a stop under way.
