@@ -171,6 +171,14 @@ fn an_upgrade_keeps_the_edited_config_and_lets_the_sync_under_way_finish() {
     container.wait_for_a_docker_command_naming(&upstream);
     let run = container.properties("ecrcp.service", &["InvocationID"]);
     container.apt(&["install", &newer]).assert_code(0);
+    assert_eq!(
+        container
+            .exec(&["systemctl", "is-active", "ecrcp.service"])
+            .stdout
+            .trim(),
+        "activating",
+        "the sync was still under way when the upgrade ended (else this test proves nothing)"
+    );
 
     let installed = container.exec(&["dpkg-query", "-W", "-f", "${Version}", "ecrcp"]);
     assert!(installed.stdout.ends_with("+upgrade"), "upgraded: {installed:?}");
