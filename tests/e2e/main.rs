@@ -7,6 +7,7 @@ mod accounts;
 mod copy;
 mod failures;
 mod ledger;
+mod packages;
 mod plugin;
 mod processes;
 mod races;
