@@ -7,16 +7,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
+use crate::container::{docker_commands_naming, Container};
 use crate::support::{Bed, Run, ECR};
 
-const NSPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/nspawn");
 /// Where the apt repository is inside the container: the URI of its `ecrcp.sources`.
 const APT_MOUNT: &str = "/srv/ecrcp-apt";
 /// One small copy through the installed service; a loaded CI machine gets slack.
@@ -26,7 +23,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 #[ignore = "needs the test bed"]
 fn apt_install_from_the_signed_repository_sets_up_ecrcp_and_starts_only_the_timer() {
     let bed = Bed::get("packages-install");
-    let container = Container::boot_bare(&bed);
+    let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
     let sources = container.add_the_repository();
     assert!(
         sources.contains("Signed-By:") && !sources.to_lowercase().contains("trusted"),
@@ -111,7 +108,7 @@ fn apt_install_from_the_signed_repository_sets_up_ecrcp_and_starts_only_the_time
 fn the_installed_timer_runs_the_service_which_copies_the_image_and_logs_fields_to_the_journal() {
     let bed = Bed::get("packages-service");
     let prefix = bed.unique("pkg");
-    let container = Container::boot_bare(&bed);
+    let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
     container.add_the_repository();
     container.apt(&["install", "ecrcp"]).assert_code(0);
     container.configure(&format!(
@@ -119,7 +116,7 @@ fn the_installed_timer_runs_the_service_which_copies_the_image_and_logs_fields_t
     ));
 
     container.fire_the_timer_now();
-    container.wait_for_the_run();
+    container.wait_for_the_run(RUN_TIMEOUT);
 
     assert_ne!(
         container.properties("ecrcp.timer", &["LastTriggerUSecMonotonic"]),
@@ -157,7 +154,7 @@ fn an_upgrade_keeps_the_edited_config_and_lets_the_sync_under_way_finish() {
     let upstream = bed.unique("e2e/upgradebig");
     bed.push_upstream_sized(&upstream, "1", "big", 64 * 1024 * 1024);
     let prefix = bed.unique("upgrade");
-    let container = Container::boot_bare(&bed);
+    let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
     container.add_the_repository();
     container.apt(&["install", "ecrcp"]).assert_code(0);
     container.configure(&format!(
@@ -220,7 +217,7 @@ fn an_upgrade_keeps_the_edited_config_and_lets_the_sync_under_way_finish() {
 fn apt_remove_stops_the_timer_and_purge_leaves_nothing_behind() {
     let bed = Bed::get("packages-purge");
     let prefix = bed.unique("purge");
-    let container = Container::boot_bare(&bed);
+    let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
     let before = container.ecrcp_paths();
     container.add_the_repository();
     container.apt(&["install", "ecrcp"]).assert_code(0);
@@ -297,52 +294,8 @@ fn packages_dir() -> PathBuf {
     dir
 }
 
-/// One booted container, private to a test (its own state directory); powered off on drop,
-/// so a failed assertion leaves nothing running.
-struct Container {
-    state: PathBuf,
-}
-
+/// What the package tests do in a container, beyond what every systemd test does.
 impl Container {
-    /// `nspawn boot-bare`: no ecrcp yet, the package's apt repository at [`APT_MOUNT`].
-    fn boot_bare(bed: &Bed) -> Container {
-        let repository = packages_dir().join("apt");
-        let container = Container {
-            state: bed.scratch().join("nspawn"),
-        };
-        let run = container.nspawn(&["boot-bare", &repository.display().to_string()], None);
-        assert_eq!(
-            run.code,
-            Some(0),
-            "nspawn boot-bare (is the root prepared? bash tests/testbed/nspawn prepare):\n{}",
-            run.stderr
-        );
-        container
-    }
-
-    fn nspawn(&self, args: &[&str], input: Option<&[u8]>) -> Run {
-        let mut child = Command::new("bash")
-            .arg(NSPAWN)
-            .args(args)
-            .env("ECRCP_NSPAWN_STATE", &self.state)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("bash runs");
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(input.unwrap_or_default()).unwrap();
-        drop(stdin);
-        Run::from(child.wait_with_output().unwrap())
-    }
-
-    /// Runs a command inside the container.
-    fn exec(&self, command: &[&str]) -> Run {
-        let mut args = vec!["exec"];
-        args.extend_from_slice(command);
-        self.nspawn(&args, None)
-    }
-
     /// Writes `text` to `path` inside the container, as an admin's editor would.
     fn write(&self, path: &str, text: &str) {
         let run = self.nspawn(
@@ -482,17 +435,6 @@ impl Container {
             .collect()
     }
 
-    /// `systemctl show UNIT -p ...`, sorted, one `Name=value` a line.
-    fn properties(&self, unit: &str, names: &[&str]) -> String {
-        let mut args = vec!["systemctl", "show", unit];
-        for name in names {
-            args.extend(["-p", name]);
-        }
-        let mut lines: Vec<String> = self.exec(&args).stdout.lines().map(str::to_owned).collect();
-        lines.sort();
-        lines.join("\n")
-    }
-
     /// A drop-in, as `systemctl edit ecrcp.timer` writes it, that makes the timer fire a
     /// second after it is restarted instead of within the hour.
     fn fire_the_timer_now(&self) {
@@ -503,23 +445,6 @@ impl Container {
         for command in [&["daemon-reload"][..], &["restart", "ecrcp.timer"]] {
             let run = self.exec(&[&["systemctl"][..], command].concat());
             assert_eq!(run.code, Some(0), "systemctl {command:?}: {run:?}");
-        }
-    }
-
-    /// Waits until systemd logged the end of a start job of ecrcp.service.
-    fn wait_for_the_run(&self) {
-        let deadline = Instant::now() + RUN_TIMEOUT;
-        while !self.journal().iter().any(|entry| {
-            entry["UNIT"] == "ecrcp.service"
-                && entry["JOB_TYPE"] == "start"
-                && entry["JOB_RESULT"].is_string()
-        }) {
-            assert!(
-                Instant::now() < deadline,
-                "ecrcp.service did not run within {RUN_TIMEOUT:?}\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -545,7 +470,7 @@ impl Container {
     /// (the container's processes show in the bed's /proc).
     fn wait_for_a_docker_command_naming(&self, needle: &str) {
         let deadline = Instant::now() + RUN_TIMEOUT;
-        while !docker_command_naming(needle) {
+        while docker_commands_naming(needle).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "no docker command for {needle} started\n{}",
@@ -553,37 +478,6 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// The journal of ecrcp.service, one JSON object per entry.
-    fn journal(&self) -> Vec<Value> {
-        self.exec(&["journalctl", "-u", "ecrcp.service", "-o", "json", "--no-pager"])
-            .stdout
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-
-    /// What to read when a test fails: timers, the unit's state and its journal.
-    fn diagnostics(&self) -> String {
-        let timers = self.exec(&["systemctl", "list-timers", "--all", "--no-legend"]);
-        let status = self.exec(&["systemctl", "status", "--no-pager", "--lines=0", "ecrcp.service"]);
-        let journal = self.exec(&["journalctl", "-u", "ecrcp.service", "--no-pager", "-o", "verbose"]);
-        format!(
-            "--- timers\n{}--- status\n{}--- journal -u ecrcp.service\n{}",
-            timers.stdout, status.stdout, journal.stdout
-        )
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let run = self.nspawn(&["stop"], None);
-        assert!(
-            run.code == Some(0) || std::thread::panicking(),
-            "nspawn stop: {}",
-            run.stderr
-        );
     }
 }
 
@@ -595,14 +489,4 @@ fn signed_by(sources: &str) -> String {
         .map(|path| path.trim().to_owned())
         .filter(|path| path.starts_with('/'))
         .unwrap_or_else(|| panic!("ecrcp.sources names its keyring in Signed-By:\n{sources}"))
-}
-
-/// Whether a docker command naming `needle` runs anywhere on the bed (the container too).
-fn docker_command_naming(needle: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let argv = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
-        let program = argv.split(' ').next().unwrap_or_default();
-        program.ends_with("docker") && argv.contains(needle)
-    })
 }

@@ -4,15 +4,14 @@
 //! the timer is sped up (a drop-in fires it 2 s after boot). Needs the cached root of
 //! `tests/testbed/nspawn prepare`, which runs outside the bed.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{write_executable, Bed, Run, ECR, HUB_ADMIN};
+use crate::container::{docker_commands_naming, Container};
+use crate::support::{write_executable, Bed, ECR, HUB_ADMIN};
 
-const NSPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/nspawn");
 /// Boot, the 2 s timer and one small copy take about 5 s; a loaded CI machine gets slack.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -249,127 +248,4 @@ fn systemctl_stop_lets_the_copy_under_way_finish() {
         Vec::<String>::new(),
         "no docker command left"
     );
-}
-
-/// The docker commands running anywhere on the bed (the container's too) whose argv names
-/// `needle`, as `pid argv`.
-fn docker_commands_naming(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let argv = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
-        let program = argv.split(' ').next().unwrap_or_default();
-        if program.ends_with("docker") && argv.contains(needle) {
-            found.push(format!("{} {argv}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
-}
-
-/// One booted container, private to a test (its own state directory); powered off on drop,
-/// so a failed assertion leaves nothing running.
-struct Container {
-    state: PathBuf,
-}
-
-impl Container {
-    /// `nspawn boot`: `binary` as /usr/bin/ecrcp, `config` (or none) as images.toml.
-    fn boot(bed: &Bed, binary: &Path, config: Option<&Path>) -> Container {
-        let container = Container {
-            state: bed.scratch().join("nspawn"),
-        };
-        let config = config.map_or_else(|| "none".into(), |path| path.display().to_string());
-        let run = container.nspawn(&["boot", &binary.display().to_string(), &config]);
-        assert_eq!(
-            run.code,
-            Some(0),
-            "nspawn boot (is the root prepared? bash tests/testbed/nspawn prepare):\n{}",
-            run.stderr
-        );
-        container
-    }
-
-    fn nspawn(&self, args: &[&str]) -> Run {
-        Run::from(
-            Command::new("bash")
-                .arg(NSPAWN)
-                .args(args)
-                .env("ECRCP_NSPAWN_STATE", &self.state)
-                .stdin(Stdio::null())
-                .output()
-                .expect("bash runs"),
-        )
-    }
-
-    /// Runs a command inside the container.
-    fn exec(&self, command: &[&str]) -> Run {
-        let mut args = vec!["exec"];
-        args.extend_from_slice(command);
-        self.nspawn(&args)
-    }
-
-    /// `systemctl show UNIT -p ...`, sorted, one `Name=value` a line.
-    fn properties(&self, unit: &str, names: &[&str]) -> String {
-        let mut args = vec!["systemctl", "show", unit];
-        for name in names {
-            args.extend(["-p", name]);
-        }
-        let mut lines: Vec<String> = self.exec(&args).stdout.lines().map(str::to_owned).collect();
-        lines.sort();
-        lines.join("\n")
-    }
-
-    /// The journal of ecrcp.service, one JSON object per entry.
-    fn journal(&self) -> Vec<Value> {
-        self.exec(&["journalctl", "-u", "ecrcp.service", "-o", "json", "--no-pager"])
-            .stdout
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-
-    /// Waits until systemd logged the end of the timer's start job for ecrcp.service
-    /// (finished, failed, or skipped by a condition); returns the journal.
-    fn wait_for_the_run(&self, timeout: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let journal = self.journal();
-            let done = journal.iter().any(|entry| {
-                entry["UNIT"] == "ecrcp.service"
-                    && entry["JOB_TYPE"] == "start"
-                    && entry["JOB_RESULT"].is_string()
-            });
-            if done {
-                return journal;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ecrcp.service did not run within {timeout:?}\n{}",
-                self.diagnostics()
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    /// What to read when a test fails: timers, the unit's state and its journal.
-    fn diagnostics(&self) -> String {
-        let timers = self.exec(&["systemctl", "list-timers", "--all", "--no-legend"]);
-        let status = self.exec(&["systemctl", "status", "--no-pager", "--lines=0", "ecrcp.service"]);
-        let journal = self.exec(&["journalctl", "-u", "ecrcp.service", "--no-pager", "-o", "verbose"]);
-        format!(
-            "--- timers\n{}--- status\n{}--- journal -u ecrcp.service\n{}",
-            timers.stdout, status.stdout, journal.stdout
-        )
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let run = self.nspawn(&["stop"]);
-        assert!(
-            run.code == Some(0) || std::thread::panicking(),
-            "nspawn stop: {}",
-            run.stderr
-        );
-    }
 }

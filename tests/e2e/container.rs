@@ -1,0 +1,152 @@
+//! A booted Debian with a real systemd (`tests/testbed/nspawn`), as the systemd and package
+//! tests see it: boot one per test, run commands in it, read units and the journal, and power
+//! it off on drop, so a failed assertion leaves nothing running.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{Bed, Run};
+
+const NSPAWN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/nspawn");
+
+/// One booted container, private to a test (its own state directory).
+pub struct Container {
+    state: PathBuf,
+}
+
+impl Container {
+    /// `nspawn boot`: `binary` as /usr/bin/ecrcp, the repository's units, `config` (or
+    /// none) as images.toml.
+    pub fn boot(bed: &Bed, binary: &Path, config: Option<&Path>) -> Container {
+        let config = config.map_or_else(|| "none".into(), |path| path.display().to_string());
+        Container::start(bed, &["boot", &binary.display().to_string(), &config])
+    }
+
+    /// `nspawn boot-bare`: no ecrcp at all, and the apt `repository` at /srv/ecrcp-apt.
+    pub fn boot_bare(bed: &Bed, repository: &Path) -> Container {
+        Container::start(bed, &["boot-bare", &repository.display().to_string()])
+    }
+
+    fn start(bed: &Bed, args: &[&str]) -> Container {
+        let container = Container {
+            state: bed.scratch().join("nspawn"),
+        };
+        let run = container.nspawn(args, None);
+        assert_eq!(
+            run.code,
+            Some(0),
+            "nspawn {} (is the root prepared? bash tests/testbed/nspawn prepare):\n{}",
+            args[0],
+            run.stderr
+        );
+        container
+    }
+
+    /// Runs `tests/testbed/nspawn ARGS` for this container, with `input` on its stdin.
+    pub fn nspawn(&self, args: &[&str], input: Option<&[u8]>) -> Run {
+        let mut child = Command::new("bash")
+            .arg(NSPAWN)
+            .args(args)
+            .env("ECRCP_NSPAWN_STATE", &self.state)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("bash runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.unwrap_or_default()).unwrap();
+        drop(stdin);
+        Run::from(child.wait_with_output().unwrap())
+    }
+
+    /// Runs a command inside the container.
+    pub fn exec(&self, command: &[&str]) -> Run {
+        let mut args = vec!["exec"];
+        args.extend_from_slice(command);
+        self.nspawn(&args, None)
+    }
+
+    /// `systemctl show UNIT -p ...`, sorted, one `Name=value` a line.
+    pub fn properties(&self, unit: &str, names: &[&str]) -> String {
+        let mut args = vec!["systemctl", "show", unit];
+        for name in names {
+            args.extend(["-p", name]);
+        }
+        let mut lines: Vec<String> = self.exec(&args).stdout.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
+    /// The journal of ecrcp.service, one JSON object per entry.
+    pub fn journal(&self) -> Vec<Value> {
+        self.exec(&["journalctl", "-u", "ecrcp.service", "-o", "json", "--no-pager"])
+            .stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// Waits until systemd logged the end of a start job for ecrcp.service (finished,
+    /// failed, or skipped by a condition); returns the journal.
+    pub fn wait_for_the_run(&self, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let journal = self.journal();
+            let done = journal.iter().any(|entry| {
+                entry["UNIT"] == "ecrcp.service"
+                    && entry["JOB_TYPE"] == "start"
+                    && entry["JOB_RESULT"].is_string()
+            });
+            if done {
+                return journal;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ecrcp.service did not run within {timeout:?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// What to read when a test fails: timers, the unit's state and its journal.
+    pub fn diagnostics(&self) -> String {
+        let timers = self.exec(&["systemctl", "list-timers", "--all", "--no-legend"]);
+        let status = self.exec(&["systemctl", "status", "--no-pager", "--lines=0", "ecrcp.service"]);
+        let journal = self.exec(&["journalctl", "-u", "ecrcp.service", "--no-pager", "-o", "verbose"]);
+        format!(
+            "--- timers\n{}--- status\n{}--- journal -u ecrcp.service\n{}",
+            timers.stdout, status.stdout, journal.stdout
+        )
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let run = self.nspawn(&["stop"], None);
+        assert!(
+            run.code == Some(0) || std::thread::panicking(),
+            "nspawn stop: {}",
+            run.stderr
+        );
+    }
+}
+
+/// The docker commands running anywhere on the bed (the container's too) whose argv names
+/// `needle`, as `pid argv`.
+pub fn docker_commands_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let argv = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+        let program = argv.split(' ').next().unwrap_or_default();
+        if program.ends_with("docker") && argv.contains(needle) {
+            found.push(format!("{} {argv}", entry.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
