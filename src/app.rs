@@ -10,7 +10,7 @@ use crate::ledger::Ledger;
 use crate::plan::{CopyJob, Plan};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::credentials::CredentialStore;
-use crate::registry::RegistryClient;
+use crate::registry::{RegistryClient, RegistryError};
 
 /// Hears about each finished copy. The terminal implementation lives in `ui`.
 pub trait Reporter: Confirm {
@@ -22,9 +22,7 @@ pub trait Reporter: Confirm {
 /// Runs `plan` with the real docker CLI, registries and ECR.
 pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> anyhow::Result<Exit> {
     let sessions = EcrSessions::connect(&plan.jobs).await?;
-    let registry = RegistryClient::new(
-        CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
-    )?;
+    let registry = registry_client(docker)?;
     let ledger = match plan.state_dir.as_deref() {
         None => Ledger::in_memory(),
         Some(dir) if plan.options.dry_run => Ledger::load_read_only(dir),
@@ -54,6 +52,14 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
         }
     }
     Ok(if failed { Exit::CopyFailed } else { Exit::Success })
+}
+
+/// ecrcp's own registry client for a run: the logins docker would use, from its config
+/// directory, with credential helpers held to docker's command time limit.
+pub fn registry_client(docker: &DockerCli) -> Result<RegistryClient, RegistryError> {
+    RegistryClient::new(
+        CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
+    )
 }
 
 /// The job's destination as a full reference, the own registry filled in.

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::reference::{check_ecr_repository, Destination, EcrHost, Reference, ReferenceError};
+use crate::reference::{
+    check_ecr_repository, Destination, EcrHost, Reference, ReferenceError, OWN_REGISTRY_SHOWN,
+};
 
 /// One source, where it goes, and how. The destination is resolved against the caller's own
 /// ECR registry at run time when it names no registry host.
@@ -99,7 +101,6 @@ impl CopyJob {
 
 /// Stands in for the caller's own registry before it is known: still tells names apart.
 pub const OWN_REGISTRY_PLACEHOLDER: &str = "own.registry.invalid";
-const OWN_REGISTRY_SHOWN: &str = "<your ECR registry>";
 
 /// Why a set of jobs cannot run: job `index` has no destination tag, names a repository ECR
 /// refuses, or shares a tag with an earlier job (they would overwrite each other, which `cp`

@@ -20,7 +20,8 @@ const DEFAULT_TAG: &str = "latest";
 // the registry host.
 const MAX_PATH_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
-const OWN_REGISTRY_PLACEHOLDER: &str = "<your ECR registry>";
+/// How a destination written without a registry host shows the caller's own registry.
+pub const OWN_REGISTRY_SHOWN: &str = "<your ECR registry>";
 
 /// Why a reference or destination was refused. Inputs are kept verbatim and
 /// escaped only when shown, so a stray newline cannot break the message.
@@ -368,7 +369,7 @@ impl Destination {
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let registry = self.registry().unwrap_or(OWN_REGISTRY_PLACEHOLDER);
+        let registry = self.registry().unwrap_or(OWN_REGISTRY_SHOWN);
         match self {
             Destination::Exact { repository, tag, .. } => {
                 let mut out = format!("{registry}/{repository}");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt as _};
 
-use crate::app::{resolve, stops_the_run};
+use crate::app::{registry_client, resolve, stops_the_run};
 use crate::config::SyncConfig;
 use crate::copy::{Check, Confirm, Copier, Outcome, Skip};
 use crate::docker::{DockerCli, DockerError};
@@ -20,7 +20,6 @@ use crate::ledger::Ledger;
 use crate::lock;
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
-use crate::registry::credentials::CredentialStore;
 use crate::registry::{RateLimit, RegistryClient, RegistryError};
 
 /// A request to stop, shared between whoever hears the signal and the run.
@@ -133,9 +132,7 @@ pub async fn run(
     };
     let started = Instant::now();
     let sessions = EcrSessions::connect(&config.jobs).await?;
-    let registry = RegistryClient::new(
-        CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
-    )?;
+    let registry = registry_client(docker)?;
     let copy_options = CopyOptions {
         overwrite: Overwrite {
             update: true,
