@@ -272,7 +272,15 @@ impl Ecr {
             expires_at,
             fetched_at: SystemTime::now(),
         };
-        self.tokens.lock().await.insert(key, authorization.clone());
+        let mut tokens = self.tokens.lock().await;
+        // Asked for the caller's own registry, the answer names its account: the same token
+        // then serves that account's registry, so it is not asked for a second time.
+        if account.is_none() {
+            if let Some(own) = EcrHost::parse(&authorization.registry_host) {
+                tokens.insert((region.to_owned(), Some(own.account)), authorization.clone());
+            }
+        }
+        tokens.insert(key, authorization.clone());
         Ok(authorization)
     }
 
