@@ -151,7 +151,7 @@ impl DockerCommand {
 
 /// The name docker knows an image by locally. With a digest, docker refuses `name:tag@digest`
 /// in some versions, so the digest alone is used.
-fn local_name(image: &Reference) -> String {
+pub fn local_name(image: &Reference) -> String {
     match image.digest() {
         Some(digest) => format!("{}/{}@{digest}", image.registry(), image.repository()),
         None => image.to_string(),

@@ -10,7 +10,7 @@ use anyhow::{anyhow, bail, Context as _};
 use super::local::LocalImage;
 use super::{Copier, Outcome};
 use crate::decide::Why;
-use crate::docker::{DockerCommand, DockerError, DockerOutput};
+use crate::docker::{self, DockerCommand, DockerError, DockerOutput};
 use crate::ecr::Ecr;
 use crate::plan::CopyJob;
 use crate::reference::{EcrHost, Reference};
@@ -84,8 +84,7 @@ impl Copier<'_> {
         let source = &job.source;
         self.logins.docker_login(source, ecr).await?;
         let pull = DockerCommand::pull(source, job.settings.platform.as_deref(), self.options.progress);
-        let local_name = pull.args().last().cloned().unwrap_or_default();
-        let _turn = self.local_names.take(&local_name).await;
+        let _turn = self.local_names.take(&docker::local_name(source)).await;
         let spent = source.is_docker_hub().then_some(&self.hub_pulls);
         self.docker_retrying(&pull, spent)
             .await
