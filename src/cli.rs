@@ -301,6 +301,7 @@ impl CopyArgs {
                 profile: self.profile.clone(),
                 region: self.region.clone(),
             },
+            ..JobSettings::default()
         };
         let jobs = sources
             .iter()

@@ -294,6 +294,7 @@ fn merged_settings(entry: &RawEntry, defaults: &RawEntry, base: &Path) -> Result
             profile: entry.profile.clone().or_else(|| defaults.profile.clone()),
             region: entry.region.clone().or_else(|| defaults.region.clone()),
         },
+        ..JobSettings::default()
     })
 }
 

@@ -15,6 +15,7 @@ pub mod copy;
 pub mod decide;
 pub mod docker;
 pub mod ecr;
+pub mod engine;
 pub mod exit;
 pub mod generate;
 pub mod ledger;

@@ -25,6 +25,10 @@ pub struct CopyJob {
 pub struct JobSettings {
     /// `os/arch[/variant]` to pull; the daemon's own platform when `None`.
     pub platform: Option<String>,
+    /// `os/arch[/variant]` each; empty copies every platform (the registry engine).
+    pub platforms: Vec<String>,
+    /// Copy the OCI referrers (signatures, SBOMs, attestations) along (the registry engine).
+    pub referrers: bool,
     pub repository: RepositorySettings,
     pub aws: AwsOptions,
 }

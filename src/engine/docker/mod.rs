@@ -1,0 +1,1 @@
+//! The docker engine (placeholder until main's refactor moves `copy` here; main supersedes).
