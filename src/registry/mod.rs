@@ -4,20 +4,25 @@
 //! docker trusts: the system's CAs, `SSL_CERT_FILE`, and docker's per-registry certs.d.
 
 pub mod auth;
+pub mod blobs;
 pub mod credentials;
+pub mod digest;
 pub mod manifest;
+pub mod manifests;
 pub mod retry;
+pub mod scope;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
 
 use self::auth::Challenge;
 use self::credentials::CredentialStore;
+pub use self::scope::{Access, Scopes};
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -76,6 +81,26 @@ pub enum RegistryError {
     },
     #[error("registry '{host}' sent more than {} MiB for {url}\nnote: ECR and most registries refuse manifests over 4 MiB", MAX_MANIFEST_BYTES >> 20)]
     TooLarge { host: String, url: String },
+    /// A request the registry answered with a client error (4xx) it explained.
+    #[error("registry '{host}' refused {what} ({status}){}", refusal_detail(.detail))]
+    Refused {
+        host: String,
+        what: String,
+        status: StatusCode,
+        detail: String,
+    },
+    /// A token that served the upload's first request was refused for its body: it expired
+    /// in between. Starting over asks for a new one.
+    #[error("registry '{host}' refused the token of an upload under way (it expired)")]
+    TokenExpired { host: String },
+}
+
+fn refusal_detail(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
 }
 
 /// What a registry's 429 limits.
@@ -105,8 +130,8 @@ impl RegistryError {
                 status,
                 retry_after: None,
                 ..
-            } => status.is_server_error(),
-            RegistryError::Connect { .. } => true,
+            } => status.is_server_error() || *status == StatusCode::REQUEST_TIMEOUT,
+            RegistryError::Connect { .. } | RegistryError::TokenExpired { .. } => true,
             _ => false,
         }
     }
@@ -126,7 +151,7 @@ impl RegistryError {
     /// How long to wait before asking again, or `None` to give up: a backoff for passing
     /// failures, the registry's own `Retry-After` when it is short, and never for the pull
     /// quota, since asking again may spend a pull the budget did not plan.
-    fn pause(&self, backoff: Duration) -> Option<Duration> {
+    pub(crate) fn pause(&self, backoff: Duration) -> Option<Duration> {
         match self {
             RegistryError::RateLimited {
                 limit: Limit::Pulls, ..
@@ -164,18 +189,28 @@ fn wait_detail(retry_after: Option<Duration>) -> String {
         .unwrap_or_default()
 }
 
-/// A registry client with a token cache per host and repository, and the challenge each
-/// host answered with.
+/// A registry client with a token cache per host and scope, and the challenge each host
+/// answered with.
 pub struct RegistryClient {
     /// Trusts the system's CAs (and `SSL_CERT_FILE`).
-    http: reqwest::Client,
-    /// For hosts with CAs of their own in docker's certs.d, a client that trusts those too.
-    with_docker_cas: Mutex<HashMap<String, reqwest::Client>>,
+    http: Clients,
+    /// For hosts with CAs of their own in docker's certs.d, clients that trust those too.
+    with_docker_cas: Mutex<HashMap<String, Clients>>,
     credentials: CredentialStore,
+    /// `Authorization` values by (API host, scopes).
     tokens: Mutex<HashMap<(String, String), String>>,
     /// How each host asked to authenticate, once it did.
     challenges: Mutex<HashMap<String, Challenge>>,
     attempts: u32,
+}
+
+/// One host's HTTP clients: `quick` for manifests, tokens and HEADs, with a total timeout;
+/// `long` for blob bodies, which may take as long as they keep moving (the callers time
+/// each read out themselves).
+#[derive(Clone)]
+struct Clients {
+    quick: reqwest::Client,
+    long: reqwest::Client,
 }
 
 struct Response {
@@ -184,10 +219,32 @@ struct Response {
     body: Vec<u8>,
 }
 
+/// A request before authorization is added: replayable, since a 401 asks for it again.
+pub(crate) struct Outgoing {
+    pub method: Method,
+    pub url: String,
+    pub headers: HeaderMap,
+    pub body: Option<bytes::Bytes>,
+    /// Uses the client without a total timeout (blob bodies).
+    pub long: bool,
+}
+
+impl Outgoing {
+    pub fn new(method: Method, url: impl Into<String>) -> Self {
+        Outgoing {
+            method,
+            url: url.into(),
+            headers: HeaderMap::new(),
+            body: None,
+            long: false,
+        }
+    }
+}
+
 impl RegistryClient {
     pub fn new(credentials: CredentialStore) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
-            http: http_client("(none)", Vec::new())?,
+            http: clients("(none)", &[])?,
             with_docker_cas: Mutex::new(HashMap::new()),
             credentials,
             tokens: Mutex::new(HashMap::new()),
@@ -200,28 +257,47 @@ impl RegistryClient {
         &self.credentials
     }
 
-    /// The client for `host`: one that also trusts the CAs docker trusts for that registry
+    /// The clients for `host`: ones that also trust the CAs docker trusts for that registry
     /// (`/etc/docker/certs.d/HOST/*.crt`), so a private registry that docker reaches, ecrcp
     /// reaches too.
-    fn http_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
-        let mut clients = self.with_docker_cas.lock().expect("client cache poisoned");
-        if let Some(client) = clients.get(host) {
-            return Ok(client.clone());
+    fn http_for(&self, host: &str, long: bool) -> Result<reqwest::Client, RegistryError> {
+        let mut known = self.with_docker_cas.lock().expect("client cache poisoned");
+        let pick = |clients: &Clients| {
+            if long {
+                clients.long.clone()
+            } else {
+                clients.quick.clone()
+            }
+        };
+        if let Some(found) = known.get(host) {
+            return Ok(pick(found));
         }
         let cas = docker_cas(&Path::new(DOCKER_CERTS_DIR).join(host));
-        let client = if cas.is_empty() {
+        let found = if cas.is_empty() {
             self.http.clone()
         } else {
-            http_client(host, cas)?
+            clients(host, &cas)?
         };
-        clients.insert(host.to_owned(), client.clone());
-        Ok(client)
+        known.insert(host.to_owned(), found.clone());
+        Ok(pick(&found))
     }
 
     /// The digest `image` names now, or `None` when the registry does not have it.
     pub async fn head_manifest(&self, image: &Reference) -> Result<Option<ManifestHead>, RegistryError> {
+        self.head_manifest_as(image, &Scopes::pull(image.repository()), image.manifest_reference())
+            .await
+    }
+
+    /// The digest `reference` (a tag or digest) in `image`'s repository names now, asked with a
+    /// token for `scopes`, or `None` when the registry does not have it.
+    pub async fn head_manifest_as(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, RegistryError> {
         let response = self
-            .manifest_request(Method::HEAD, image, image.manifest_reference())
+            .manifest_request(Method::HEAD, image, scopes, reference)
             .await?;
         if response.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -245,10 +321,13 @@ impl RegistryClient {
         image: &Reference,
         platform: &str,
     ) -> Result<Option<String>, RegistryError> {
+        let scopes = Scopes::pull(image.repository());
         let mut reference = image.manifest_reference().to_owned();
         // An index points at a child, which is an image manifest; two hops at most.
         for _ in 0..2 {
-            let response = self.manifest_request(Method::GET, image, &reference).await?;
+            let response = self
+                .manifest_request(Method::GET, image, &scopes, &reference)
+                .await?;
             if response.status == StatusCode::NOT_FOUND {
                 return Ok(None);
             }
@@ -272,69 +351,84 @@ impl RegistryClient {
         })
     }
 
-    async fn manifest_request(
-        &self,
-        method: Method,
-        image: &Reference,
-        reference: &str,
-    ) -> Result<Response, RegistryError> {
+    /// Runs `attempt` until it succeeds, fails for good, or the attempts run out, waiting
+    /// between tries as [`RegistryError::pause`] says.
+    pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
         let mut delay = Duration::from_millis(250);
-        let mut attempt = 1;
+        let mut tried = 1;
         loop {
-            let result = self.manifest_request_once(method.clone(), image, reference).await;
+            let result = attempt().await;
             let pause = match &result {
-                Err(error) if attempt < self.attempts => error.pause(delay + jitter(delay)),
+                Err(error) if tried < self.attempts => error.pause(delay + jitter(delay)),
                 _ => None,
             };
             let Some(pause) = pause else {
                 return result;
             };
             if let Err(error) = &result {
-                tracing::debug!(image = %image, %error, attempt, wait_ms = pause.as_millis(), "retrying registry request");
+                tracing::debug!(request = what, %error, attempt = tried, wait_ms = pause.as_millis(), "retrying registry request");
             }
             tokio::time::sleep(pause).await;
             delay *= 2;
-            attempt += 1;
+            tried += 1;
         }
+    }
+
+    async fn manifest_request(
+        &self,
+        method: Method,
+        image: &Reference,
+        scopes: &Scopes,
+        reference: &str,
+    ) -> Result<Response, RegistryError> {
+        let what = format!("{method} {image} {reference}");
+        self.retrying(&what, || {
+            self.manifest_request_once(method.clone(), image, scopes, reference)
+        })
+        .await
     }
 
     async fn manifest_request_once(
         &self,
         method: Method,
         image: &Reference,
+        scopes: &Scopes,
         reference: &str,
     ) -> Result<Response, RegistryError> {
+        let url = repository_url(image, &format!("manifests/{reference}"));
+        let mut request = Outgoing::new(method.clone(), url.clone());
+        request
+            .headers
+            .insert(ACCEPT, HeaderValue::from_static(manifest::ACCEPT));
+        let response = self.send_authorized(image, scopes, request).await?;
+        let response = read_response(response, &method, image.api_host(), &url).await?;
+        let limit = if method == Method::GET {
+            Limit::Pulls
+        } else {
+            Limit::Requests
+        };
+        let response = check_status(image, limit, &url, response)?;
+        check_digest(image, reference, response)
+    }
+
+    /// Sends `request` to `image`'s repository with the authorization `scopes` need: the
+    /// token cached for them, or the answer to the host's challenge, asked once more after a
+    /// 401. The response comes back unread, whatever its status but 401.
+    pub(crate) async fn send_authorized(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        request: Outgoing,
+    ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
-        let url = format!(
-            "{}/v2/{}/manifests/{reference}",
-            base_url(host),
-            image.repository()
-        );
-        let key = (host.to_owned(), image.repository().to_owned());
-        let mut authorization = self
-            .tokens
-            .lock()
-            .expect("token cache poisoned")
-            .get(&key)
-            .cloned();
-        if authorization.is_none() {
-            // The host asked before, for another repository: answer its challenge up front and
-            // save the round trip that would only fetch the same 401.
-            let known = self
-                .challenges
-                .lock()
-                .expect("challenge cache poisoned")
-                .get(host)
-                .cloned();
-            if let Some(challenge) = known {
-                authorization = Some(self.authorize(image, challenge).await?);
-            }
-        }
-        let mut response = self
-            .send(method.clone(), &url, host, authorization.as_deref())
-            .await?;
-        if response.status == StatusCode::UNAUTHORIZED {
-            let challenge = header(&response.headers, WWW_AUTHENTICATE.as_str())
+        let mut authorization = self.authorization(image, scopes).await?;
+        let mut response = self.send(&request, host, authorization.as_deref()).await?;
+        if response.status() == StatusCode::UNAUTHORIZED {
+            let challenge = header(response.headers(), WWW_AUTHENTICATE.as_str())
                 .and_then(|value| auth::parse_challenge(&value))
                 .ok_or_else(|| RegistryError::Unauthorized {
                     host: image.registry().to_owned(),
@@ -345,18 +439,21 @@ impl RegistryClient {
                 .expect("challenge cache poisoned")
                 .insert(host.to_owned(), challenge.clone());
             let token = matches!(challenge, Challenge::Bearer { .. });
-            let fresh = self.authorize(image, challenge).await?;
-            response = self.send(method.clone(), &url, host, Some(&fresh)).await?;
-            if response.status == StatusCode::UNAUTHORIZED && token {
-                return Err(RegistryError::Inaccessible {
-                    image: image.familiar(),
-                    host: image.registry().to_owned(),
-                });
-            }
-            if response.status == StatusCode::UNAUTHORIZED {
-                return Err(RegistryError::Unauthorized {
-                    host: image.registry().to_owned(),
-                    repository: image.repository().to_owned(),
+            let fresh = self.authorize(image, scopes, challenge).await?;
+            response = self.send(&request, host, Some(&fresh)).await?;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                // A token was handed out and refused: for reads, Docker Hub's answer for a
+                // repository that is missing or private; for writes, a login without push.
+                return Err(if token && !scopes.pushes() {
+                    RegistryError::Inaccessible {
+                        image: image.familiar(),
+                        host: image.registry().to_owned(),
+                    }
+                } else {
+                    RegistryError::Unauthorized {
+                        host: image.registry().to_owned(),
+                        repository: image.repository().to_owned(),
+                    }
                 });
             }
             authorization = Some(fresh);
@@ -365,46 +462,119 @@ impl RegistryClient {
             self.tokens
                 .lock()
                 .expect("token cache poisoned")
-                .insert(key, authorization);
+                .insert((host.to_owned(), scopes.key()), authorization);
         }
-        let response = check_status(image, &method, &url, response)?;
-        check_digest(image, reference, response)
+        Ok(response)
     }
 
+    /// The `Authorization` value for `scopes` on `image`'s host, when one is known without
+    /// asking the registry first: a cached token, or the answer to the challenge the host
+    /// gave before (for another repository), which saves the round trip that would only
+    /// fetch the same 401.
+    pub(crate) async fn authorization(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+    ) -> Result<Option<String>, RegistryError> {
+        let host = image.api_host();
+        let key = (host.to_owned(), scopes.key());
+        if let Some(cached) = self.tokens.lock().expect("token cache poisoned").get(&key) {
+            return Ok(Some(cached.clone()));
+        }
+        let known = self
+            .challenges
+            .lock()
+            .expect("challenge cache poisoned")
+            .get(host)
+            .cloned();
+        match known {
+            Some(challenge) => {
+                let fresh = self.authorize(image, scopes, challenge).await?;
+                self.tokens
+                    .lock()
+                    .expect("token cache poisoned")
+                    .insert(key, fresh.clone());
+                Ok(Some(fresh))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Drops the token cached for `scopes` (it expired): the next request asks anew.
+    pub(crate) fn forget_token(&self, image: &Reference, scopes: &Scopes) {
+        self.tokens
+            .lock()
+            .expect("token cache poisoned")
+            .remove(&(image.api_host().to_owned(), scopes.key()));
+    }
+
+    /// One HTTP request as it is, no retries, no challenge.
     async fn send(
         &self,
-        method: Method,
-        url: &str,
+        request: &Outgoing,
         host: &str,
         authorization: Option<&str>,
-    ) -> Result<Response, RegistryError> {
-        let mut request = self
-            .http_for(host)?
-            .request(method.clone(), url)
-            .header(ACCEPT, manifest::ACCEPT);
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut builder = self
+            .http_for(host, request.long)?
+            .request(request.method.clone(), &request.url)
+            .headers(request.headers.clone());
         if let Some(authorization) = authorization {
+            builder = builder.header(AUTHORIZATION, authorization);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        builder.send().await.map_err(|error| RegistryError::Connect {
+            host: host.to_owned(),
+            detail: error_chain(&error),
+        })
+    }
+
+    /// Sends a request whose body streams (and so cannot be sent twice) with the
+    /// authorization already known for `scopes`. A 401 means the token expired meanwhile:
+    /// it is dropped, and the caller starts over.
+    pub(crate) async fn send_streaming(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let host = image.api_host();
+        let mut request = request;
+        if let Some(authorization) = self.authorization(image, scopes).await? {
             request = request.header(AUTHORIZATION, authorization);
         }
         let response = request.send().await.map_err(|error| RegistryError::Connect {
             host: host.to_owned(),
             detail: error_chain(&error),
         })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = if method == Method::HEAD {
-            Vec::new()
-        } else {
-            read_bounded(response, host, url).await?
-        };
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        if response.status() == StatusCode::UNAUTHORIZED {
+            self.forget_token(image, scopes);
+            return Err(RegistryError::TokenExpired {
+                host: image.registry().to_owned(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// A request builder on the long-transfer client for `host`.
+    pub(crate) fn long_request(
+        &self,
+        method: Method,
+        url: &str,
+        host: &str,
+    ) -> Result<reqwest::RequestBuilder, RegistryError> {
+        Ok(self.http_for(host, true)?.request(method, url))
     }
 
     /// Answers a challenge: the `Authorization` header value to send.
-    async fn authorize(&self, image: &Reference, challenge: Challenge) -> Result<String, RegistryError> {
+    async fn authorize(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        challenge: Challenge,
+    ) -> Result<String, RegistryError> {
         let host = image.registry();
         let unauthorized = || RegistryError::Unauthorized {
             host: host.to_owned(),
@@ -417,28 +587,22 @@ impl RegistryClient {
                 Ok(basic(&credentials.username, credentials.password.expose()))
             }
             Challenge::Bearer { realm, service, .. } => {
-                let mut url = Url::parse(&realm).map_err(|_| RegistryError::Protocol {
-                    host: host.to_owned(),
-                    detail: format!("bad token realm '{realm}'"),
-                })?;
-                {
-                    let mut query = url.query_pairs_mut();
-                    if let Some(service) = &service {
-                        query.append_pair("service", service);
+                let url = scope::token_url(&realm, service.as_deref(), scopes).ok_or_else(|| {
+                    RegistryError::Protocol {
+                        host: host.to_owned(),
+                        detail: format!("bad token realm '{realm}'"),
                     }
-                    query.append_pair("scope", &format!("repository:{}:pull", image.repository()));
+                })?;
+                let token_host = url.host_str().unwrap_or(host).to_owned();
+                let mut request = Outgoing::new(Method::GET, url.as_str());
+                if let Some(credentials) = &credentials {
+                    let value = basic(&credentials.username, credentials.password.expose());
+                    let mut value = HeaderValue::from_str(&value).map_err(|_| unauthorized())?;
+                    value.set_sensitive(true);
+                    request.headers.insert(AUTHORIZATION, value);
                 }
-                let authorization = credentials
-                    .as_ref()
-                    .map(|credentials| basic(&credentials.username, credentials.password.expose()));
-                let response = self
-                    .send(
-                        Method::GET,
-                        url.as_str(),
-                        url.host_str().unwrap_or(host),
-                        authorization.as_deref(),
-                    )
-                    .await?;
+                let response = self.send(&request, &token_host, None).await?;
+                let response = read_response(response, &Method::GET, &token_host, &realm).await?;
                 match response.status {
                     StatusCode::UNAUTHORIZED => return Err(unauthorized()),
                     StatusCode::FORBIDDEN => {
@@ -477,20 +641,57 @@ impl RegistryClient {
     }
 }
 
+/// `BASE/v2/REPOSITORY/TAIL` for `image`'s repository.
+pub(crate) fn repository_url(image: &Reference, tail: &str) -> String {
+    format!(
+        "{}/v2/{}/{tail}",
+        base_url(image.api_host()),
+        image.repository()
+    )
+}
+
+/// A response with its body read (bounded), but for HEAD.
+async fn read_response(
+    response: reqwest::Response,
+    method: &Method,
+    host: &str,
+    url: &str,
+) -> Result<Response, RegistryError> {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = if *method == Method::HEAD {
+        Vec::new()
+    } else {
+        read_bounded(response, host, url).await?
+    };
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// Where the docker daemon keeps per-registry certificates.
 const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
 
-fn http_client(host: &str, extra_cas: Vec<reqwest::Certificate>) -> Result<reqwest::Client, RegistryError> {
-    reqwest::Client::builder()
-        .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
-        .tls_certs_merge(extra_cas)
-        .build()
-        .map_err(|error| RegistryError::Connect {
+fn clients(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<Clients, RegistryError> {
+    let build = |total: Option<Duration>| {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .tls_certs_merge(extra_cas.to_vec());
+        if let Some(total) = total {
+            builder = builder.timeout(total);
+        }
+        builder.build().map_err(|error| RegistryError::Connect {
             host: host.to_owned(),
             detail: error_chain(&error),
         })
+    };
+    Ok(Clients {
+        quick: build(Some(Duration::from_secs(60)))?,
+        long: build(None)?,
+    })
 }
 
 /// The CA certificates (`*.crt`, as docker reads them) in a certs.d directory. An unreadable
@@ -517,12 +718,7 @@ fn docker_cas(dir: &Path) -> Vec<reqwest::Certificate> {
     cas
 }
 
-fn check_status(
-    image: &Reference,
-    method: &Method,
-    url: &str,
-    response: Response,
-) -> Result<Response, RegistryError> {
+fn check_status(image: &Reference, limit: Limit, url: &str, response: Response) -> Result<Response, RegistryError> {
     let host = image.registry().to_owned();
     match response.status {
         status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(response),
@@ -532,11 +728,7 @@ fn check_status(
         }),
         StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
             host,
-            limit: if *method == Method::GET {
-                Limit::Pulls
-            } else {
-                Limit::Requests
-            },
+            limit,
             allowance: rate_limit(&response.headers),
             retry_after: retry_after(&response.headers),
         }),
@@ -604,12 +796,12 @@ async fn read_bounded(
 }
 
 /// The wait a `Retry-After` header asks for.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     retry::parse_retry_after(&header(headers, "retry-after")?, SystemTime::now())
 }
 
 /// `https://HOST`, except for loopback registries, which docker also reaches over plain HTTP.
-fn base_url(host: &str) -> String {
+pub(crate) fn base_url(host: &str) -> String {
     let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
     let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
     if loopback {
@@ -627,7 +819,7 @@ fn basic(username: &str, password: &str) -> String {
     )
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
@@ -641,7 +833,7 @@ pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
     })
 }
 
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -653,7 +845,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Up to a quarter of `delay`, so that retries from many images do not march in step.
-fn jitter(delay: Duration) -> Duration {
+pub(crate) fn jitter(delay: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.subsec_nanos());
@@ -705,8 +897,18 @@ mod tests {
             requested: "sha256:a".into(),
             answered: "sha256:b".into(),
         };
+        let status = |status: StatusCode| RegistryError::Server {
+            host: "h".into(),
+            status,
+            url: "u".into(),
+            retry_after: None,
+        };
         let cases = [
             (server(None), Some(backoff)),
+            (status(StatusCode::REQUEST_TIMEOUT), Some(backoff)),
+            (status(StatusCode::BAD_GATEWAY), Some(backoff)),
+            (status(StatusCode::BAD_REQUEST), None),
+            (RegistryError::TokenExpired { host: "h".into() }, Some(backoff)),
             (server(Some(2)), Some(Duration::from_secs(2))),
             (server(Some(30)), Some(Duration::from_secs(30))),
             (server(Some(31)), None),

@@ -1,0 +1,328 @@
+//! Blobs over the distribution API: whether a repository holds one, reading one as a stream
+//! (from an offset, to resume a dropped read), and upload sessions: opened (or answered by a
+//! cross-repository mount), finished with one streamed PUT, or cancelled. Never buffers a
+//! blob: bodies come and go as streams.
+
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::{Method, StatusCode, Url};
+
+use super::{
+    error_chain, header, read_bounded, repository_url, retry_after, Limit, Outgoing, RegistryClient,
+    RegistryError, Scopes,
+};
+use crate::reference::Reference;
+
+/// A blob's body, as it streams in, and where in the blob it starts.
+pub struct BlobBody {
+    pub response: reqwest::Response,
+    /// The offset of the first byte: the one asked for when the registry honoured the
+    /// `Range`, else 0.
+    pub offset: u64,
+}
+
+/// How a registry answered the opening of an upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// The blob was mounted from the other repository: nothing to send.
+    Mounted,
+    /// An upload session, at this URL.
+    Session(Url),
+}
+
+impl RegistryClient {
+    /// Whether `image`'s repository holds the blob `digest`.
+    pub async fn blob_exists(&self, image: &Reference, scopes: &Scopes, digest: &str) -> Result<bool, RegistryError> {
+        let url = repository_url(image, &format!("blobs/{digest}"));
+        self.retrying(&format!("HEAD {url}"), || async {
+            let response = self
+                .send_authorized(image, scopes, Outgoing::new(Method::HEAD, url.clone()))
+                .await?;
+            match response.status() {
+                status if status.is_success() => Ok(true),
+                StatusCode::NOT_FOUND => Ok(false),
+                _ => Err(answer_error(image, &format!("HEAD {url}"), response).await),
+            }
+        })
+        .await
+    }
+
+    /// Starts reading the blob `digest` at `offset` (0 for all of it). The body is left to
+    /// the caller to stream; a registry that ignores the `Range` answers from 0.
+    pub async fn read_blob(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobBody, RegistryError> {
+        let url = repository_url(image, &format!("blobs/{digest}"));
+        self.retrying(&format!("GET {url}"), || async {
+            let mut request = Outgoing::new(Method::GET, url.clone());
+            request.long = true;
+            if offset > 0 {
+                request.headers.insert(
+                    RANGE,
+                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII"),
+                );
+            }
+            let response = self.send_authorized(image, scopes, request).await?;
+            match response.status() {
+                StatusCode::OK => Ok(BlobBody { response, offset: 0 }),
+                StatusCode::PARTIAL_CONTENT => {
+                    let start = header(response.headers(), "content-range")
+                        .as_deref()
+                        .and_then(content_range_start)
+                        .ok_or_else(|| RegistryError::Protocol {
+                            host: image.registry().to_owned(),
+                            detail: format!("a partial answer for {url} without a readable Content-Range"),
+                        })?;
+                    Ok(BlobBody { response, offset: start })
+                }
+                _ => Err(answer_error(image, &format!("GET {url}"), response).await),
+            }
+        })
+        .await
+    }
+
+    /// Opens an upload into `image`'s repository; with `mount` (the blob's digest and a
+    /// repository of the same registry holding it), asks the registry to mount it instead.
+    pub async fn open_upload(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        mount: Option<(&str, &str)>,
+    ) -> Result<Opened, RegistryError> {
+        let base = repository_url(image, "blobs/uploads/");
+        let url = match mount {
+            Some((digest, from)) => {
+                let mut url = Url::parse(&base).map_err(|_| bad_url(image, &base))?;
+                url.query_pairs_mut()
+                    .append_pair("mount", digest)
+                    .append_pair("from", from);
+                url.to_string()
+            }
+            None => base,
+        };
+        self.retrying(&format!("POST {url}"), || async {
+            let mut request = Outgoing::new(Method::POST, url.clone());
+            request.body = Some(bytes::Bytes::new());
+            request
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            let response = self.send_authorized(image, scopes, request).await?;
+            match response.status() {
+                StatusCode::CREATED if mount.is_some() => Ok(Opened::Mounted),
+                StatusCode::ACCEPTED => {
+                    let location = header(response.headers(), LOCATION.as_str())
+                        .and_then(|location| resolve(response.url(), &location))
+                        .ok_or_else(|| RegistryError::Protocol {
+                            host: image.registry().to_owned(),
+                            detail: format!("no usable Location in the answer to POST {url}"),
+                        })?;
+                    Ok(Opened::Session(location))
+                }
+                _ => Err(answer_error(image, &format!("POST {url}"), response).await),
+            }
+        })
+        .await
+    }
+
+    /// Finishes an upload session with the whole blob in one streamed PUT: `size` bytes
+    /// named `digest`. Not retried here: the body is gone once sent.
+    pub async fn finish_upload(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        session: &Url,
+        digest: &str,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(), RegistryError> {
+        let url = with_digest(session, digest);
+        let request = self
+            .long_request(Method::PUT, url.as_str(), image.api_host())?
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, size)
+            .body(body);
+        let response = self.send_streaming(image, scopes, request).await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(answer_error(image, &format!("the upload of {digest}"), response).await)
+        }
+    }
+
+    /// Cancels an upload session, so that the registry drops what it received.
+    pub async fn cancel_upload(&self, image: &Reference, scopes: &Scopes, session: &Url) -> Result<(), RegistryError> {
+        let response = self
+            .send_authorized(image, scopes, Outgoing::new(Method::DELETE, session.as_str()))
+            .await?;
+        match response.status() {
+            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(answer_error(image, "the cancelling of an upload", response).await),
+        }
+    }
+}
+
+fn bad_url(image: &Reference, url: &str) -> RegistryError {
+    RegistryError::Protocol {
+        host: image.registry().to_owned(),
+        detail: format!("cannot build a URL from '{url}'"),
+    }
+}
+
+/// The error a refusal stands for, with the registry's own explanation when it gave one.
+pub(crate) async fn answer_error(image: &Reference, what: &str, response: reqwest::Response) -> RegistryError {
+    let status = response.status();
+    let headers: HeaderMap = response.headers().clone();
+    let url = response.url().to_string();
+    let host = image.registry().to_owned();
+    match status {
+        StatusCode::FORBIDDEN => RegistryError::Denied {
+            host,
+            repository: image.repository().to_owned(),
+        },
+        StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
+            host,
+            repository: image.repository().to_owned(),
+        },
+        StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
+            host,
+            limit: Limit::Requests,
+            allowance: super::rate_limit(&headers),
+            retry_after: retry_after(&headers),
+        },
+        status if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => RegistryError::Server {
+            host,
+            status,
+            url,
+            retry_after: retry_after(&headers),
+        },
+        status => {
+            let body = match read_bounded(response, &host, &url).await {
+                Ok(body) => body,
+                Err(error) => error_chain(&error).into_bytes(),
+            };
+            RegistryError::Refused {
+                host,
+                what: what.to_owned(),
+                status,
+                detail: explanation(&body),
+            }
+        }
+    }
+}
+
+/// What a registry's error body says: its `errors` as `CODE: message`, or the start of the
+/// text when it is not the distribution error format.
+pub fn explanation(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
+        return parsed
+            .errors
+            .into_iter()
+            .map(|entry| match (entry.code, entry.message) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(text), None) | (None, Some(text)) => text,
+                (None, None) => String::new(),
+            })
+            .filter(|text| !text.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// An upload's `Location`, which may be relative to the request it answers.
+pub fn resolve(request: &Url, location: &str) -> Option<Url> {
+    request.join(location).ok()
+}
+
+/// The session URL with the `digest` parameter that finishes it, keeping the parameters the
+/// registry put there (its upload state).
+pub fn with_digest(session: &Url, digest: &str) -> Url {
+    let mut url = session.clone();
+    url.query_pairs_mut().append_pair("digest", digest);
+    url
+}
+
+/// The first byte of a `Content-Range: bytes START-END/SIZE`.
+pub fn content_range_start(value: &str) -> Option<u64> {
+    let range = value.trim().strip_prefix("bytes")?.trim_start();
+    range.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_locations_resolve_against_the_request_and_keep_their_state() {
+        let request = Url::parse("https://r.example/v2/team/app/blobs/uploads/").unwrap();
+        let cases = [
+            (
+                "/v2/team/app/blobs/uploads/abc?_state=xyz",
+                "https://r.example/v2/team/app/blobs/uploads/abc?_state=xyz&digest=sha256%3Add",
+            ),
+            (
+                "https://upload.example/u/1",
+                "https://upload.example/u/1?digest=sha256%3Add",
+            ),
+            (
+                "abc",
+                "https://r.example/v2/team/app/blobs/uploads/abc?digest=sha256%3Add",
+            ),
+        ];
+        for (location, expected) in cases {
+            let session = resolve(&request, location).unwrap();
+            assert_eq!(with_digest(&session, "sha256:dd").as_str(), expected, "{location}");
+        }
+    }
+
+    #[test]
+    fn a_content_range_names_where_the_body_starts() {
+        let cases = [
+            ("bytes 100-199/200", Some(100)),
+            ("bytes 0-9/*", Some(0)),
+            ("bytes  7-9/10", Some(7)),
+            ("items 1-2/3", None),
+            ("bytes */200", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(content_range_start(value), expected, "{value}");
+        }
+    }
+
+    #[test]
+    fn a_refusal_explains_itself_with_the_registry_s_words() {
+        let cases: [(&[u8], &str); 4] = [
+            (
+                br#"{"errors":[{"code":"TAG_INVALID","message":"tag is immutable"}]}"#,
+                "TAG_INVALID: tag is immutable",
+            ),
+            (
+                br#"{"errors":[{"code":"A"},{"message":"b"}]}"#,
+                "A; b",
+            ),
+            (b"  plain text answer\n", "plain text answer"),
+            (b"", ""),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(explanation(body), expected);
+        }
+        assert_eq!(explanation(&[b'x'; 300]), format!("{}...", "x".repeat(200)));
+    }
+}

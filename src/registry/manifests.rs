@@ -1,0 +1,145 @@
+//! Manifests as bytes: read with the media type the registry served them under, written back
+//! byte for byte under that same type (never re-serialised, so digests hold), and the OCI
+//! referrers API. The reading of what a manifest says lives in the engine.
+
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+
+use super::blobs::answer_error;
+use super::{
+    digest, header, read_bounded, repository_url, MAX_MANIFEST_BYTES, Outgoing, RegistryClient,
+    RegistryError, Scopes,
+};
+use crate::reference::Reference;
+
+/// A manifest as a registry served it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    pub bytes: Vec<u8>,
+    /// The `Content-Type` it was served with, to be sent back as is.
+    pub media_type: String,
+    /// The sha256 of `bytes`.
+    pub digest: String,
+}
+
+impl RegistryClient {
+    /// The manifest `reference` (a tag or digest) of `image`'s repository, or `None` when the
+    /// registry has none. A manifest asked for by digest must hash to it. On Docker Hub this
+    /// is a pull: the caller books it.
+    pub async fn get_manifest(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        reference: &str,
+    ) -> Result<Option<RawManifest>, RegistryError> {
+        let response = self
+            .manifest_request(Method::GET, image, scopes, reference)
+            .await?;
+        if response.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let computed = digest::sha256(&response.body);
+        if reference.starts_with("sha256:") && computed != reference {
+            return Err(RegistryError::DigestMismatch {
+                host: image.registry().to_owned(),
+                image: image.familiar(),
+                requested: reference.to_owned(),
+                answered: computed,
+            });
+        }
+        let media_type = header(&response.headers, CONTENT_TYPE.as_str())
+            .filter(|value| !value.is_empty())
+            .or_else(|| declared_media_type(&response.body))
+            .ok_or_else(|| RegistryError::Protocol {
+                host: image.registry().to_owned(),
+                detail: format!("manifest '{reference}' of '{image}' comes without a media type"),
+            })?;
+        Ok(Some(RawManifest {
+            bytes: response.body,
+            media_type,
+            digest: computed,
+        }))
+    }
+
+    /// Stores `bytes` as the manifest `reference` (a tag or its digest), under `media_type`.
+    /// Returns whether the registry took note of the manifest's `subject` (the
+    /// `OCI-Subject` header): if not, referrers need the tag schema to be found.
+    pub async fn put_manifest(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Stored, RegistryError> {
+        let url = repository_url(image, &format!("manifests/{reference}"));
+        let content_type = HeaderValue::from_str(media_type).map_err(|_| RegistryError::Protocol {
+            host: image.registry().to_owned(),
+            detail: format!("media type '{media_type}' cannot be sent"),
+        })?;
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        self.retrying(&format!("PUT {url}"), || async {
+            let mut request = Outgoing::new(Method::PUT, url.clone());
+            request.headers.insert(CONTENT_TYPE, content_type.clone());
+            request.body = Some(body.clone());
+            let response = self.send_authorized(image, scopes, request).await?;
+            if !response.status().is_success() {
+                let what = format!("manifest '{reference}' of '{}'", image.familiar());
+                return Err(answer_error(image, &what, response).await);
+            }
+            Ok(Stored {
+                digest: header(response.headers(), "docker-content-digest"),
+                subject_noted: header(response.headers(), "oci-subject").is_some(),
+            })
+        })
+        .await
+    }
+
+    /// The referrers of `digest` by the OCI referrers API, as an index's bytes; `None` when
+    /// the registry does not serve the API.
+    pub async fn referrers(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let url = repository_url(image, &format!("referrers/{digest}"));
+        self.retrying(&format!("GET {url}"), || async {
+            let mut request = Outgoing::new(Method::GET, url.clone());
+            request.headers.insert(
+                ACCEPT,
+                HeaderValue::from_static(super::manifest::OCI_INDEX),
+            );
+            let response = self.send_authorized(image, scopes, request).await?;
+            match response.status() {
+                StatusCode::OK => Ok(Some(read_bounded(response, image.api_host(), &url).await?)),
+                // Registries without the API: no such route.
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Ok(None),
+                _ => Err(answer_error(image, &format!("GET {url}"), response).await),
+            }
+        })
+        .await
+    }
+}
+
+/// What a manifest PUT answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The digest the registry says it stored, when it says.
+    pub digest: Option<String>,
+    /// Whether it indexed the manifest's `subject` for the referrers API.
+    pub subject_noted: bool,
+}
+
+/// The `mediaType` a manifest names for itself, for registries that serve no Content-Type.
+fn declared_media_type(bytes: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Declared {
+        media_type: Option<String>,
+    }
+    if bytes.len() > MAX_MANIFEST_BYTES {
+        return None;
+    }
+    serde_json::from_slice::<Declared>(bytes).ok()?.media_type
+}
