@@ -25,6 +25,7 @@ pub mod login;
 pub mod plan;
 pub mod plugin;
 pub mod process;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod secret;
