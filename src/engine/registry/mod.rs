@@ -1,19 +1,77 @@
 //! The registry engine: copies an image from registry to registry over the OCI distribution
-//! API, every platform and byte for byte unless narrowed, without docker.
+//! API, every platform and byte for byte unless narrowed, without docker. The order holds a
+//! failed copy harmless: blobs first, then child manifests by digest, the tag last, checked
+//! by a HEAD. Emits events (and draws progress when asked); never prints otherwise.
 
+mod blobs;
+mod limits;
+mod referrers;
+pub mod tree;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, bail, Context as _};
 use futures_util::future::BoxFuture;
+use futures_util::TryStreamExt as _;
 
-use super::{Delivered, Engine, Lands, Transfer};
+pub use self::limits::Limits;
+use self::limits::Gates;
+use self::tree::{Descriptor, Parsed, Selection};
+use super::{Delivered, Engine, Lands, OverBudget, Pulls, Transfer};
 use crate::plan::CopyJob;
-use crate::registry::{ManifestHead, RegistryClient};
+use crate::progress::{BlobState, Board, ImageProgress};
+use crate::reference::Reference;
+use crate::registry::digest;
+use crate::registry::manifests::RawManifest;
+use crate::registry::{Access, ManifestHead, RegistryClient, RegistryError, Scopes};
+
+/// How deep indexes may nest: deeper is a loop or an attack, not an image.
+const MAX_DEPTH: usize = 4;
 
 pub struct RegistryEngine<'a> {
     registry: &'a RegistryClient,
+    gates: Gates,
+    /// The repositories known (this run) to hold each blob, per registry host: where a
+    /// later copy into the same registry can mount it from.
+    holders: Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
+    board: Board,
 }
 
 impl<'a> RegistryEngine<'a> {
-    pub fn new(registry: &'a RegistryClient) -> Self {
-        RegistryEngine { registry }
+    pub fn new(registry: &'a RegistryClient, limits: Limits) -> Self {
+        RegistryEngine {
+            registry,
+            gates: Gates::new(limits),
+            holders: Mutex::new(std::collections::HashMap::new()),
+            board: Board::default(),
+        }
+    }
+
+    async fn permits(&self, source_host: &str, destination_host: &str) -> limits::Permits {
+        self.gates.enter(source_host, destination_host).await
+    }
+
+    /// Notes that `image`'s repository holds `digest`.
+    fn holds(&self, image: &Reference, digest: &str) {
+        let mut holders = self.holders.lock().expect("blob holders poisoned");
+        let repositories = holders
+            .entry((image.api_host().to_owned(), digest.to_owned()))
+            .or_default();
+        if !repositories.iter().any(|known| known == image.repository()) {
+            repositories.push(image.repository().to_owned());
+        }
+    }
+
+    /// A repository of `image`'s registry, other than its own, known to hold `digest`.
+    fn mount_source(&self, image: &Reference, digest: &str) -> Option<String> {
+        self.holders
+            .lock()
+            .expect("blob holders poisoned")
+            .get(&(image.api_host().to_owned(), digest.to_owned()))?
+            .iter()
+            .find(|repository| *repository != image.repository())
+            .cloned()
     }
 }
 
@@ -38,8 +96,393 @@ impl Engine for RegistryEngine<'_> {
 
     fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
         Box::pin(async move {
-            let _ = (self.registry, &transfer);
-            anyhow::bail!("the registry engine is not written yet")
+            let source = &transfer.job.source;
+            let destination = transfer.destination;
+            // On one registry, one token covers the read, the push and the mount between them.
+            let (source_scopes, destination_scopes) = if source.api_host() == destination.api_host() {
+                let both = Scopes::push(destination.repository()).with(source.repository(), Access::Pull);
+                (both.clone(), both)
+            } else {
+                (Scopes::pull(source.repository()), Scopes::push(destination.repository()))
+            };
+            let progress = if transfer.options.progress {
+                self.board.image(&format!("{} -> {destination}", source.familiar()))
+            } else {
+                ImageProgress::off()
+            };
+            let copying = Copying {
+                engine: self,
+                source,
+                destination,
+                source_scopes,
+                destination_scopes,
+                progress,
+                meter: Mutex::new(Meter {
+                    pulls: transfer.pulls,
+                    hub: source.is_docker_hub(),
+                    granted: transfer.booked_pulls,
+                    used: 0,
+                }),
+                platforms: &transfer.job.settings.platforms,
+            };
+            let result = copying.run(&transfer).await;
+            match &result {
+                Ok(delivered) => {
+                    tracing::info!(image = %destination, digest = %delivered.digest, outcome = if delivered.already_there { "already there" } else { "copied" }, "registry copy done");
+                    copying.progress.finish(&format!("{}: done", delivered.digest));
+                }
+                Err(error) => {
+                    tracing::info!(image = %destination, error = %format!("{error:#}"), outcome = "failed", "registry copy failed");
+                    copying.progress.finish("failed");
+                }
+            }
+            result
         })
     }
+}
+
+/// Docker Hub pulls during one copy: spent as manifests are read, taken beyond the check's
+/// booking before reads it did not plan.
+struct Meter<'a> {
+    pulls: &'a Pulls,
+    hub: bool,
+    granted: u64,
+    used: u64,
+}
+
+impl Meter<'_> {
+    /// Makes sure `count` more reads fit in what was booked, taking the rest from the budget.
+    fn reserve(&mut self, count: u64) -> Result<(), OverBudget> {
+        if !self.hub || self.used + count <= self.granted {
+            return Ok(());
+        }
+        let extra = self.used + count - self.granted;
+        self.pulls.take_extra(extra)?;
+        self.granted += extra;
+        Ok(())
+    }
+
+    fn spend(&mut self) {
+        if self.hub {
+            self.used += 1;
+            self.pulls.spent(1);
+        }
+    }
+}
+
+/// What one copy moves, found by walking the manifests before anything is written.
+#[derive(Default)]
+struct Plan {
+    /// Each blob once, in the order met.
+    blobs: Vec<Descriptor>,
+    /// Child manifests to store by digest, children before their index.
+    manifests: Vec<RawManifest>,
+    /// Every manifest of the copy, for its referrers.
+    subjects: Vec<String>,
+    /// The config digest of the first image manifest met.
+    image_id: Option<String>,
+}
+
+impl Plan {
+    fn blob(&mut self, blob: Descriptor) {
+        if !self.blobs.iter().any(|known| known.digest == blob.digest) {
+            self.blobs.push(blob);
+        }
+    }
+}
+
+/// One transfer under way.
+struct Copying<'a> {
+    engine: &'a RegistryEngine<'a>,
+    source: &'a Reference,
+    destination: &'a Reference,
+    source_scopes: Scopes,
+    destination_scopes: Scopes,
+    progress: ImageProgress<'a>,
+    meter: Mutex<Meter<'a>>,
+    platforms: &'a [String],
+}
+
+impl Copying<'_> {
+    fn registry(&self) -> &RegistryClient {
+        self.engine.registry
+    }
+
+    async fn run(&self, transfer: &Transfer<'_>) -> anyhow::Result<Delivered> {
+        let source = self.source;
+        let top = self
+            .fetch(source.manifest_reference(), 1)
+            .await?
+            .ok_or_else(|| anyhow!("'{}' does not exist\nnote: check the name and the tag", source.familiar()))?;
+        tracing::debug!(image = %source, digest = %top.digest, "source manifest read");
+        let landing = self.landing(top.clone()).await?;
+        transfer.repository.ensure().await?;
+
+        let mut plan = Plan::default();
+        self.walk(&landing, &mut plan, 0).await?;
+        plan.subjects.push(landing.digest.clone());
+        self.copy_blobs(&plan.blobs).await?;
+        for manifest in &plan.manifests {
+            self.registry()
+                .put_manifest(self.destination, &self.destination_scopes, &manifest.digest, &manifest.media_type, &manifest.bytes)
+                .await
+                .with_context(|| format!("cannot store manifest {} in '{}'", manifest.digest, self.destination.familiar()))?;
+            tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
+        }
+        let already_there = self.tag(&landing).await?;
+        let notes = if transfer.job.settings.referrers {
+            self.copy_referrers(&plan.subjects).await
+        } else {
+            Vec::new()
+        };
+        let image_id = match tree::parse(&landing.bytes, &landing.media_type) {
+            Ok(Parsed::Image { config, .. }) => Some(config.digest),
+            _ => None,
+        };
+        Ok(Delivered {
+            digest: landing.digest,
+            already_there,
+            source_digest: transfer
+                .source_digest
+                .filter(|seen| *seen == top.digest)
+                .map(str::to_owned),
+            image_id,
+            notes,
+        })
+    }
+
+    /// What goes under the destination tag: the source's top manifest, or the one platform
+    /// asked for, or an index rewritten to the platforms asked for.
+    async fn landing(&self, top: RawManifest) -> anyhow::Result<RawManifest> {
+        let parsed = tree::parse(&top.bytes, &top.media_type)
+            .map_err(|detail| anyhow!("cannot read the manifest of '{}': {detail}", self.source.familiar()))?;
+        let children = match parsed {
+            _ if self.platforms.is_empty() => return Ok(top),
+            Parsed::Image { config, .. } => {
+                self.check_platform(&config).await?;
+                return Ok(top);
+            }
+            Parsed::Index { children } => children,
+        };
+        match tree::select(&children, self.platforms) {
+            Err(missing) => {
+                let served: Vec<String> = children
+                    .iter()
+                    .filter_map(|child| child.platform.as_ref())
+                    .filter(|platform| platform.os != "unknown")
+                    .map(|platform| {
+                        let mut text = format!("{}/{}", platform.os, platform.architecture);
+                        if let Some(variant) = &platform.variant {
+                            text.push('/');
+                            text.push_str(variant);
+                        }
+                        text
+                    })
+                    .collect();
+                bail!(
+                    "'{}' has no image for platform '{missing}'\nnote: it has {}",
+                    self.source.familiar(),
+                    served.join(", ")
+                )
+            }
+            Ok(Selection::One(child)) => self
+                .fetch(&child.digest, 1)
+                .await?
+                .ok_or_else(|| anyhow!("'{}' names a manifest {} it does not serve", self.source.familiar(), child.digest)),
+            Ok(Selection::Several(kept)) => {
+                let bytes = tree::rewrite_index(&top.bytes, &kept)
+                    .map_err(|detail| anyhow!("cannot narrow the index of '{}': {detail}", self.source.familiar()))?;
+                tracing::info!(image = %self.source, platforms = %self.platforms.join(","), "the index is rewritten to the platforms asked for: its digest changes");
+                Ok(RawManifest {
+                    digest: digest::sha256(&bytes),
+                    bytes,
+                    media_type: top.media_type,
+                })
+            }
+        }
+    }
+
+    /// A single-platform source asked for platforms: its config must be one of them, as
+    /// `docker pull --platform` insists.
+    async fn check_platform(&self, config: &Descriptor) -> anyhow::Result<()> {
+        let body = self
+            .registry()
+            .read_blob(self.source, &self.source_scopes, &config.digest, 0)
+            .await?;
+        let bytes = body
+            .response
+            .bytes()
+            .await
+            .map_err(|error| anyhow!("cannot read the config of '{}': {error}", self.source.familiar()))?;
+        let Some(platform) = tree::config_platform(&bytes) else {
+            return Ok(());
+        };
+        if self.platforms.iter().any(|wanted| tree::platform_matches(&platform, wanted)) {
+            return Ok(());
+        }
+        let mut held = format!("{}/{}", platform.os, platform.architecture);
+        if let Some(variant) = platform.variant {
+            held = format!("{held}/{variant}");
+        }
+        bail!(
+            "'{}' is a single-platform image for {held}, not {}\nnote: drop --platform, or ask for {held}",
+            self.source.familiar(),
+            self.platforms.join(", ")
+        )
+    }
+
+    /// Reads a source manifest, booking `reserve` Docker Hub pulls first (0 when the caller
+    /// reserved a batch already).
+    async fn fetch(&self, reference: &str, reserve: u64) -> anyhow::Result<Option<RawManifest>> {
+        self.meter.lock().expect("pull meter poisoned").reserve(reserve)?;
+        let result = self
+            .registry()
+            .get_manifest(self.source, &self.source_scopes, reference)
+            .await;
+        self.meter.lock().expect("pull meter poisoned").spend();
+        Ok(result.with_context(|| format!("cannot read manifest '{reference}' of '{}'", self.source.familiar()))?)
+    }
+
+    /// Collects the blobs and child manifests of `manifest`. Children the destination holds
+    /// already are complete there (a registry takes a manifest only once it has what it
+    /// names), so they are neither read nor sent: a rerun spends no pulls on them.
+    fn walk<'s>(&'s self, manifest: &'s RawManifest, plan: &'s mut Plan, depth: usize) -> BoxFuture<'s, anyhow::Result<()>> {
+        Box::pin(async move {
+            let parsed = tree::parse(&manifest.bytes, &manifest.media_type)
+                .map_err(|detail| anyhow!("cannot read manifest {} of '{}': {detail}", manifest.digest, self.source.familiar()))?;
+            let children = match parsed {
+                Parsed::Image { config, layers } => {
+                    plan.image_id.get_or_insert_with(|| config.digest.clone());
+                    plan.blob(config);
+                    for layer in layers {
+                        if tree::is_foreign(&layer) {
+                            tracing::debug!(image = %self.source, blob = %layer.digest, "foreign layer left where it is");
+                        } else {
+                            plan.blob(layer);
+                        }
+                    }
+                    return Ok(());
+                }
+                Parsed::Index { children } => children,
+            };
+            if depth >= MAX_DEPTH {
+                bail!("'{}' nests indexes deeper than {MAX_DEPTH}", self.source.familiar());
+            }
+            let mut missing = Vec::new();
+            let mut seen = HashSet::new();
+            for child in children {
+                if !seen.insert(child.digest.clone()) {
+                    continue;
+                }
+                plan.subjects.push(child.digest.clone());
+                let present = self
+                    .registry()
+                    .head_manifest_as(self.destination, &self.destination_scopes, &child.digest)
+                    .await
+                    .with_context(|| format!("cannot check '{}'", self.destination.familiar()))?;
+                if present.is_none() {
+                    missing.push(child);
+                }
+            }
+            self.meter
+                .lock()
+                .expect("pull meter poisoned")
+                .reserve(missing.len() as u64)?;
+            for child in missing {
+                let raw = self.fetch(&child.digest, 0).await?.ok_or_else(|| {
+                    anyhow!("'{}' names a manifest {} it does not serve", self.source.familiar(), child.digest)
+                })?;
+                self.walk(&raw, plan, depth + 1).await?;
+                plan.manifests.push(raw);
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies the blobs, as many at once as the gates let through.
+    async fn copy_blobs(&self, blobs: &[Descriptor]) -> anyhow::Result<()> {
+        for blob in blobs {
+            self.progress.blob(&blob.digest, blob.size);
+        }
+        let parallel = self.engine.gates.overall();
+        futures_util::stream::iter(blobs.iter().map(Ok::<_, anyhow::Error>))
+            .try_for_each_concurrent(parallel, |blob| async move {
+                let started = std::time::Instant::now();
+                let moved = self.copy_blob(blob).await?;
+                let (state, bytes) = match moved {
+                    blobs::Moved::Present => (BlobState::Exists, 0),
+                    blobs::Moved::Mounted => (BlobState::Mounted, 0),
+                    blobs::Moved::Sent(bytes) => (
+                        BlobState::Sent {
+                            bytes,
+                            took: started.elapsed(),
+                        },
+                        bytes,
+                    ),
+                };
+                self.progress.set(&blob.digest, state);
+                tracing::debug!(image = %self.destination, blob = %blob.digest, bytes, outcome = moved.outcome(), "blob copied");
+                Ok(())
+            })
+            .await
+    }
+
+    /// Puts the landing manifest under the destination tag, then checks the tag serves it.
+    /// Returns whether the tag held it already (an immutable tag refusing the same image).
+    async fn tag(&self, landing: &RawManifest) -> anyhow::Result<bool> {
+        let destination = self.destination;
+        let tag = destination.manifest_reference();
+        let put = self
+            .registry()
+            .put_manifest(destination, &self.destination_scopes, tag, &landing.media_type, &landing.bytes)
+            .await;
+        let already_there = match put {
+            Ok(_) => false,
+            Err(refusal @ RegistryError::Refused { .. }) => {
+                let held = self
+                    .registry()
+                    .head_manifest_as(destination, &self.destination_scopes, tag)
+                    .await
+                    .with_context(|| format!("cannot check '{destination}'"))?;
+                match held {
+                    Some(held) if held.digest == landing.digest => true,
+                    Some(held) => {
+                        return Err(TagHeld {
+                            destination: destination.to_string(),
+                            holds: held.digest,
+                            wanted: landing.digest.clone(),
+                            refusal,
+                        }
+                        .into())
+                    }
+                    None => return Err(anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'"))),
+                }
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context(format!("cannot tag '{destination}'"))),
+        };
+        let served = self
+            .registry()
+            .head_manifest_as(destination, &self.destination_scopes, tag)
+            .await
+            .with_context(|| format!("cannot check '{destination}' after the copy"))?;
+        match served {
+            Some(served) if served.digest == landing.digest => Ok(already_there),
+            other => bail!(
+                "'{destination}' serves {} after the copy, not {}\nnote: something else wrote the tag meanwhile; run the copy again",
+                other.map_or_else(|| "nothing".to_owned(), |head| head.digest),
+                landing.digest
+            ),
+        }
+    }
+}
+
+/// The destination tag holds another image and the registry will not move it.
+#[derive(Debug, thiserror::Error)]
+#[error("tag '{destination}' holds {holds} and the registry refused to point it at {wanted}: the tag is immutable\nnote: choose another tag for this copy (or make the repository's tags mutable)")]
+pub struct TagHeld {
+    destination: String,
+    holds: String,
+    wanted: String,
+    #[source]
+    refusal: RegistryError,
 }
