@@ -19,9 +19,15 @@ pub enum BlobState {
     /// Mounted from another repository of the destination registry.
     Mounted,
     /// Being sent: bytes so far, since when.
-    Sending { done: u64, since: Instant },
+    Sending {
+        done: u64,
+        since: Instant,
+    },
     /// Sent: how many bytes, in how long.
-    Sent { bytes: u64, took: Duration },
+    Sent {
+        bytes: u64,
+        took: Duration,
+    },
     Failed,
 }
 
@@ -79,7 +85,11 @@ impl Board {
             change(image);
         }
         let now = Instant::now();
-        if force || state.last.is_none_or(|last| now.duration_since(last) >= REDRAW_EVERY) {
+        if force
+            || state
+                .last
+                .is_none_or(|last| now.duration_since(last) >= REDRAW_EVERY)
+        {
             state.last = Some(now);
             draw(&mut state, now);
         }
@@ -89,7 +99,10 @@ impl Board {
 impl ImageProgress<'_> {
     /// Progress that shows nothing.
     pub fn off() -> Self {
-        ImageProgress { board: None, index: 0 }
+        ImageProgress {
+            board: None,
+            index: 0,
+        }
     }
 
     /// A blob the copy will look after.
@@ -132,7 +145,8 @@ impl ImageProgress<'_> {
 fn draw(state: &mut State, now: Instant) {
     let mut text = String::new();
     if state.drawn > 0 {
-        text.push_str(&format!("\x1b[{}A", state.drawn));
+        // Back up over the lines drawn last time.
+        text = format!("\x1b[{}A", state.drawn);
     }
     let mut drawn = 0;
     let mut finished = Vec::new();
@@ -163,7 +177,12 @@ fn draw(state: &mut State, now: Instant) {
 
 fn image_lines(image: &Image, now: Instant) -> Vec<String> {
     let mut lines = vec![image.label.clone()];
-    lines.extend(image.blobs.iter().map(|blob| blob_line(&blob.digest, blob.size, blob.state, now)));
+    lines.extend(
+        image
+            .blobs
+            .iter()
+            .map(|blob| blob_line(&blob.digest, blob.size, blob.state, now)),
+    );
     if let Some(outcome) = &image.outcome {
         lines.push(outcome.clone());
     }
@@ -192,7 +211,9 @@ pub fn blob_line(digest: &str, size: u64, state: BlobState, now: Instant) -> Str
                 rate(done, elapsed)
             )
         }
-        BlobState::Sent { bytes: sent, took } => format!("Sent {} in {:.1} s", bytes(sent), took.as_secs_f64()),
+        BlobState::Sent { bytes: sent, took } => {
+            format!("Sent {} in {:.1} s", bytes(sent), took.as_secs_f64())
+        }
         BlobState::Failed => "Failed".to_owned(),
     };
     format!("{short}: {status}")
@@ -221,7 +242,11 @@ pub fn rate(count: u64, elapsed: Duration) -> String {
     if seconds < 0.05 || count == 0 {
         return String::new();
     }
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     let per_second = (count as f64 / seconds) as u64;
     format!("{}/s", bytes(per_second))
 }
@@ -286,7 +311,10 @@ mod tests {
         let digest = format!("sha256:{}", "ab".repeat(32));
         let cases = [
             (BlobState::Exists, "abababababab: Layer already exists"),
-            (BlobState::Mounted, "abababababab: Mounted from another repository"),
+            (
+                BlobState::Mounted,
+                "abababababab: Mounted from another repository",
+            ),
             (
                 BlobState::Sent {
                     bytes: 2_000_000,
@@ -307,7 +335,10 @@ mod tests {
             },
             now,
         );
-        assert!(sending.starts_with("abababababab: Sending [==============>"), "{sending}");
+        assert!(
+            sending.starts_with("abababababab: Sending [==============>"),
+            "{sending}"
+        );
         assert!(sending.contains("2.0 MB/4.0 MB"), "{sending}");
         assert!(sending.ends_with("1.0 MB/s"), "{sending}");
     }

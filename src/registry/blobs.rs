@@ -31,7 +31,12 @@ pub enum Opened {
 
 impl RegistryClient {
     /// Whether `image`'s repository holds the blob `digest`.
-    pub async fn blob_exists(&self, image: &Reference, scopes: &Scopes, digest: &str) -> Result<bool, RegistryError> {
+    pub async fn blob_exists(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
         let url = repository_url(image, &format!("blobs/{digest}"));
         self.retrying(&format!("HEAD {url}"), || async {
             let response = self
@@ -76,7 +81,10 @@ impl RegistryClient {
                             host: image.registry().to_owned(),
                             detail: format!("a partial answer for {url} without a readable Content-Range"),
                         })?;
-                    Ok(BlobBody { response, offset: start })
+                    Ok(BlobBody {
+                        response,
+                        offset: start,
+                    })
                 }
                 _ => Err(answer_error(image, &format!("GET {url}"), response).await),
             }
@@ -153,7 +161,12 @@ impl RegistryClient {
     }
 
     /// Cancels an upload session, so that the registry drops what it received.
-    pub async fn cancel_upload(&self, image: &Reference, scopes: &Scopes, session: &Url) -> Result<(), RegistryError> {
+    pub async fn cancel_upload(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        session: &Url,
+    ) -> Result<(), RegistryError> {
         let response = self
             .send_authorized(image, scopes, Outgoing::new(Method::DELETE, session.as_str()))
             .await?;
@@ -172,7 +185,11 @@ fn bad_url(image: &Reference, url: &str) -> RegistryError {
 }
 
 /// The error a refusal stands for, with the registry's own explanation when it gave one.
-pub(crate) async fn answer_error(image: &Reference, what: &str, response: reqwest::Response) -> RegistryError {
+pub(crate) async fn answer_error(
+    image: &Reference,
+    what: &str,
+    response: reqwest::Response,
+) -> RegistryError {
     let status = response.status();
     let headers: HeaderMap = response.headers().clone();
     let url = response.url().to_string();
@@ -192,12 +209,14 @@ pub(crate) async fn answer_error(image: &Reference, what: &str, response: reqwes
             allowance: super::rate_limit(&headers),
             retry_after: retry_after(&headers),
         },
-        status if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => RegistryError::Server {
-            host,
-            status,
-            url,
-            retry_after: retry_after(&headers),
-        },
+        status if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => {
+            RegistryError::Server {
+                host,
+                status,
+                url,
+                retry_after: retry_after(&headers),
+            }
+        }
         status => {
             let body = match read_bounded(response, &host, &url).await {
                 Ok(body) => body,
@@ -288,7 +307,11 @@ mod tests {
         ];
         for (location, expected) in cases {
             let session = resolve(&request, location).unwrap();
-            assert_eq!(with_digest(&session, "sha256:dd").as_str(), expected, "{location}");
+            assert_eq!(
+                with_digest(&session, "sha256:dd").as_str(),
+                expected,
+                "{location}"
+            );
         }
     }
 
@@ -313,10 +336,7 @@ mod tests {
                 br#"{"errors":[{"code":"TAG_INVALID","message":"tag is immutable"}]}"#,
                 "TAG_INVALID: tag is immutable",
             ),
-            (
-                br#"{"errors":[{"code":"A"},{"message":"b"}]}"#,
-                "A; b",
-            ),
+            (br#"{"errors":[{"code":"A"},{"message":"b"}]}"#, "A; b"),
             (b"  plain text answer\n", "plain text answer"),
             (b"", ""),
         ];

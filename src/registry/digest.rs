@@ -3,6 +3,8 @@
 
 use sha2::{Digest as _, Sha256};
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The digest of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     let mut hasher = Hasher::default();
@@ -29,10 +31,11 @@ impl Hasher {
     /// `sha256:HEX` of everything fed.
     pub fn finish(self) -> String {
         let sum = self.0.finalize();
-        let mut text = String::with_capacity(7 + 64);
+        let mut text = String::with_capacity(7 + 2 * sum.len());
         text.push_str("sha256:");
-        for byte in sum.iter() {
-            text.push_str(&format!("{byte:02x}"));
+        for byte in &sum {
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         text
     }

@@ -7,8 +7,8 @@ use reqwest::{Method, StatusCode};
 
 use super::blobs::answer_error;
 use super::{
-    digest, header, read_bounded, repository_url, MAX_MANIFEST_BYTES, Outgoing, RegistryClient,
-    RegistryError, Scopes,
+    digest, header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes,
+    MAX_MANIFEST_BYTES,
 };
 use crate::reference::Reference;
 
@@ -106,10 +106,9 @@ impl RegistryClient {
         let url = repository_url(image, &format!("referrers/{digest}"));
         self.retrying(&format!("GET {url}"), || async {
             let mut request = Outgoing::new(Method::GET, url.clone());
-            request.headers.insert(
-                ACCEPT,
-                HeaderValue::from_static(super::manifest::OCI_INDEX),
-            );
+            request
+                .headers
+                .insert(ACCEPT, HeaderValue::from_static(super::manifest::OCI_INDEX));
             let response = self.send_authorized(image, scopes, request).await?;
             match response.status() {
                 StatusCode::OK => Ok(Some(read_bounded(response, image.api_host(), &url).await?)),

@@ -284,8 +284,12 @@ impl RegistryClient {
 
     /// The digest `image` names now, or `None` when the registry does not have it.
     pub async fn head_manifest(&self, image: &Reference) -> Result<Option<ManifestHead>, RegistryError> {
-        self.head_manifest_as(image, &Scopes::pull(image.repository()), image.manifest_reference())
-            .await
+        self.head_manifest_as(
+            image,
+            &Scopes::pull(image.repository()),
+            image.manifest_reference(),
+        )
+        .await
     }
 
     /// The digest `reference` (a tag or digest) in `image`'s repository names now, asked with a
@@ -643,11 +647,7 @@ impl RegistryClient {
 
 /// `BASE/v2/REPOSITORY/TAIL` for `image`'s repository.
 pub(crate) fn repository_url(image: &Reference, tail: &str) -> String {
-    format!(
-        "{}/v2/{}/{tail}",
-        base_url(image.api_host()),
-        image.repository()
-    )
+    format!("{}/v2/{}/{tail}", base_url(image.api_host()), image.repository())
 }
 
 /// A response with its body read (bounded), but for HEAD.
@@ -718,7 +718,12 @@ fn docker_cas(dir: &Path) -> Vec<reqwest::Certificate> {
     cas
 }
 
-fn check_status(image: &Reference, limit: Limit, url: &str, response: Response) -> Result<Response, RegistryError> {
+fn check_status(
+    image: &Reference,
+    limit: Limit,
+    url: &str,
+    response: Response,
+) -> Result<Response, RegistryError> {
     let host = image.registry().to_owned();
     match response.status {
         status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(response),

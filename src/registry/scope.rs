@@ -89,10 +89,16 @@ mod tests {
     fn scopes_name_each_repository_once_with_the_most_access_asked() {
         let cases: [(Scopes, &[&str]); 5] = [
             (Scopes::pull("library/nginx"), &["repository:library/nginx:pull"]),
-            (Scopes::push("mirror/nginx"), &["repository:mirror/nginx:pull,push"]),
+            (
+                Scopes::push("mirror/nginx"),
+                &["repository:mirror/nginx:pull,push"],
+            ),
             (
                 Scopes::push("mirror/nginx").with("library/nginx", Access::Pull),
-                &["repository:library/nginx:pull", "repository:mirror/nginx:pull,push"],
+                &[
+                    "repository:library/nginx:pull",
+                    "repository:mirror/nginx:pull,push",
+                ],
             ),
             (
                 Scopes::pull("a").with("a", Access::Push),

@@ -6,6 +6,7 @@
 mod accounts;
 mod container;
 mod copy;
+mod engine;
 mod failures;
 mod ledger;
 mod packages;

@@ -478,3 +478,54 @@ pub fn write_executable(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+// Registry engine helpers (tests/e2e/engine.rs).
+impl Bed {
+    /// Pushes an image for each of `platforms` (`linux/amd64,linux/arm64`) as an index in
+    /// `format` (`docker` or `oci`) into `registry` as `user`; returns the index digest.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_index(
+        &self,
+        registry: &str,
+        user: &str,
+        repo: &str,
+        tag: &str,
+        seed: &str,
+        platforms: &str,
+        format: &str,
+        bytes: usize,
+    ) -> String {
+        let size = bytes.to_string();
+        self.image_py(&[
+            "push",
+            "--index",
+            "--platforms",
+            platforms,
+            "--format",
+            format,
+            "--layer-size",
+            &size,
+            "--registry",
+            registry,
+            "--repo",
+            repo,
+            "--tag",
+            tag,
+            "--seed",
+            seed,
+            "--user",
+            user,
+        ])
+    }
+
+    /// The file a registry of the bed (`hub`, `ecr`, ...) stores the blob `digest` in.
+    pub fn blob_file(&self, registry: &str, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        self.root
+            .join(registry)
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}

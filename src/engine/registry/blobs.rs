@@ -89,7 +89,9 @@ impl BlobError {
     fn is_transient(&self) -> bool {
         match self {
             BlobError::Dropped { .. } => true,
-            BlobError::Source { error, .. } | BlobError::Destination { error, .. } => error.pause(Duration::ZERO).is_some(),
+            BlobError::Source { error, .. } | BlobError::Destination { error, .. } => {
+                error.pause(Duration::ZERO).is_some()
+            }
             BlobError::Mismatch { .. } | BlobError::Size { .. } | BlobError::Unverifiable { .. } => false,
         }
     }
@@ -97,7 +99,9 @@ impl BlobError {
     /// How long to wait before starting over: the registry's `Retry-After` if it gave one.
     fn pause(&self, backoff: Duration) -> Duration {
         match self {
-            BlobError::Source { error, .. } | BlobError::Destination { error, .. } => error.pause(backoff).unwrap_or(backoff),
+            BlobError::Source { error, .. } | BlobError::Destination { error, .. } => {
+                error.pause(backoff).unwrap_or(backoff)
+            }
             _ => backoff,
         }
     }
@@ -119,7 +123,10 @@ impl Copying<'_> {
                 digest: digest.to_owned(),
             });
         }
-        let _permits = self.engine.permits(self.source.api_host(), destination.api_host()).await;
+        let _permits = self
+            .engine
+            .permits(self.source.api_host(), destination.api_host())
+            .await;
         if self
             .registry()
             .blob_exists(destination, &self.destination_scopes, digest)
@@ -137,7 +144,10 @@ impl Copying<'_> {
             .or_else(|| self.engine.mount_source(destination, digest));
         if let Some(from) = from {
             // The token must cover the repository mounted from as well.
-            let scopes = self.destination_scopes.clone().with(&from, crate::registry::Access::Pull);
+            let scopes = self
+                .destination_scopes
+                .clone()
+                .with(&from, crate::registry::Access::Pull);
             match self
                 .registry()
                 .open_upload(destination, &scopes, Some((digest, &from)))
@@ -196,9 +206,10 @@ impl Copying<'_> {
             unreachable!("an upload without a mount is never mounted")
         };
         let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
-        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|piece| (piece, receiver))
-        }));
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|piece| (piece, receiver)) },
+        ));
         let read = async {
             let result = self.read(blob, &sender).await;
             if result.is_err() {
@@ -235,7 +246,11 @@ impl Copying<'_> {
 
     /// Streams the blob from the source into `sender`, hashing it, resuming a dropped read
     /// where it stopped. `Err(None)`: the upload went away (its own error says why).
-    async fn read(&self, blob: &Descriptor, sender: &mpsc::Sender<Result<Bytes, std::io::Error>>) -> Result<u64, Option<BlobError>> {
+    async fn read(
+        &self,
+        blob: &Descriptor,
+        sender: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    ) -> Result<u64, Option<BlobError>> {
         let source = self.source;
         let digest = blob.digest.as_str();
         let from_source = |error| {
@@ -263,7 +278,8 @@ impl Copying<'_> {
                         return Err(Some(self.size_error(blob, offset)));
                     }
                     hasher.update(&piece);
-                    self.progress.set(digest, BlobState::Sending { done: offset, since });
+                    self.progress
+                        .set(digest, BlobState::Sending { done: offset, since });
                     if let Some(previous) = held.replace(piece) {
                         sender.send(Ok(previous)).await.map_err(|_| None)?;
                     }
@@ -325,7 +341,11 @@ impl Copying<'_> {
     /// Gives an upload session up, so that the registry drops what it received; a failure
     /// only costs the registry some storage until it cleans up.
     async fn cancel(&self, scopes: &Scopes, session: &Url) {
-        if let Err(error) = self.registry().cancel_upload(self.destination, scopes, session).await {
+        if let Err(error) = self
+            .registry()
+            .cancel_upload(self.destination, scopes, session)
+            .await
+        {
             tracing::debug!(image = %self.destination, %error, "cannot cancel an upload session");
         }
     }

@@ -59,7 +59,10 @@ impl Gates {
         let mut hosts = vec![source, destination];
         hosts.sort_unstable();
         hosts.dedup();
-        let mut held = vec![Arc::clone(&self.overall).acquire_owned().await.expect("gates are never closed")];
+        let mut held = vec![Arc::clone(&self.overall)
+            .acquire_owned()
+            .await
+            .expect("gates are never closed")];
         for host in hosts {
             let gate = Arc::clone(
                 self.hosts
@@ -87,7 +90,8 @@ mod tests {
         let a = gates.enter("src", "dst").await;
         let b = gates.enter("src", "dst").await;
         // A third copy between the same hosts waits; one elsewhere goes.
-        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter("src", "dst")).await;
+        let blocked =
+            tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter("src", "dst")).await;
         assert!(blocked.is_err());
         let c = gates.enter("other", "else").await;
         // The run is full now, whatever the hosts.

@@ -15,8 +15,8 @@ use anyhow::{anyhow, bail, Context as _};
 use futures_util::future::BoxFuture;
 use futures_util::TryStreamExt as _;
 
-pub use self::limits::Limits;
 use self::limits::Gates;
+pub use self::limits::Limits;
 use self::tree::{Descriptor, Parsed, Selection};
 use super::{Delivered, Engine, Lands, OverBudget, Pulls, Transfer};
 use crate::plan::CopyJob;
@@ -90,7 +90,11 @@ impl Engine for RegistryEngine<'_> {
         })
     }
 
-    fn verify_reads_source<'a>(&'a self, _job: &'a CopyJob, _source: &'a ManifestHead) -> BoxFuture<'a, bool> {
+    fn verify_reads_source<'a>(
+        &'a self,
+        _job: &'a CopyJob,
+        _source: &'a ManifestHead,
+    ) -> BoxFuture<'a, bool> {
         Box::pin(async { false })
     }
 
@@ -103,10 +107,14 @@ impl Engine for RegistryEngine<'_> {
                 let both = Scopes::push(destination.repository()).with(source.repository(), Access::Pull);
                 (both.clone(), both)
             } else {
-                (Scopes::pull(source.repository()), Scopes::push(destination.repository()))
+                (
+                    Scopes::pull(source.repository()),
+                    Scopes::push(destination.repository()),
+                )
             };
             let progress = if transfer.options.progress {
-                self.board.image(&format!("{} -> {destination}", source.familiar()))
+                self.board
+                    .image(&format!("{} -> {destination}", source.familiar()))
             } else {
                 ImageProgress::off()
             };
@@ -210,10 +218,12 @@ impl Copying<'_> {
 
     async fn run(&self, transfer: &Transfer<'_>) -> anyhow::Result<Delivered> {
         let source = self.source;
-        let top = self
-            .fetch(source.manifest_reference(), 1)
-            .await?
-            .ok_or_else(|| anyhow!("'{}' does not exist\nnote: check the name and the tag", source.familiar()))?;
+        let top = self.fetch(source.manifest_reference(), 1).await?.ok_or_else(|| {
+            anyhow!(
+                "'{}' does not exist\nnote: check the name and the tag",
+                source.familiar()
+            )
+        })?;
         tracing::debug!(image = %source, digest = %top.digest, "source manifest read");
         let landing = self.landing(top.clone()).await?;
         transfer.repository.ensure().await?;
@@ -224,9 +234,21 @@ impl Copying<'_> {
         self.copy_blobs(&plan.blobs).await?;
         for manifest in &plan.manifests {
             self.registry()
-                .put_manifest(self.destination, &self.destination_scopes, &manifest.digest, &manifest.media_type, &manifest.bytes)
+                .put_manifest(
+                    self.destination,
+                    &self.destination_scopes,
+                    &manifest.digest,
+                    &manifest.media_type,
+                    &manifest.bytes,
+                )
                 .await
-                .with_context(|| format!("cannot store manifest {} in '{}'", manifest.digest, self.destination.familiar()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot store manifest {} in '{}'",
+                        manifest.digest,
+                        self.destination.familiar()
+                    )
+                })?;
             tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
         }
         let already_there = self.tag(&landing).await?;
@@ -254,8 +276,12 @@ impl Copying<'_> {
     /// What goes under the destination tag: the source's top manifest, or the one platform
     /// asked for, or an index rewritten to the platforms asked for.
     async fn landing(&self, top: RawManifest) -> anyhow::Result<RawManifest> {
-        let parsed = tree::parse(&top.bytes, &top.media_type)
-            .map_err(|detail| anyhow!("cannot read the manifest of '{}': {detail}", self.source.familiar()))?;
+        let parsed = tree::parse(&top.bytes, &top.media_type).map_err(|detail| {
+            anyhow!(
+                "cannot read the manifest of '{}': {detail}",
+                self.source.familiar()
+            )
+        })?;
         let children = match parsed {
             _ if self.platforms.is_empty() => return Ok(top),
             Parsed::Image { config, .. } => {
@@ -285,13 +311,20 @@ impl Copying<'_> {
                     served.join(", ")
                 )
             }
-            Ok(Selection::One(child)) => self
-                .fetch(&child.digest, 1)
-                .await?
-                .ok_or_else(|| anyhow!("'{}' names a manifest {} it does not serve", self.source.familiar(), child.digest)),
+            Ok(Selection::One(child)) => self.fetch(&child.digest, 1).await?.ok_or_else(|| {
+                anyhow!(
+                    "'{}' names a manifest {} it does not serve",
+                    self.source.familiar(),
+                    child.digest
+                )
+            }),
             Ok(Selection::Several(kept)) => {
-                let bytes = tree::rewrite_index(&top.bytes, &kept)
-                    .map_err(|detail| anyhow!("cannot narrow the index of '{}': {detail}", self.source.familiar()))?;
+                let bytes = tree::rewrite_index(&top.bytes, &kept).map_err(|detail| {
+                    anyhow!(
+                        "cannot narrow the index of '{}': {detail}",
+                        self.source.familiar()
+                    )
+                })?;
                 tracing::info!(image = %self.source, platforms = %self.platforms.join(","), "the index is rewritten to the platforms asked for: its digest changes");
                 Ok(RawManifest {
                     digest: digest::sha256(&bytes),
@@ -309,15 +342,18 @@ impl Copying<'_> {
             .registry()
             .read_blob(self.source, &self.source_scopes, &config.digest, 0)
             .await?;
-        let bytes = body
-            .response
-            .bytes()
-            .await
-            .map_err(|error| anyhow!("cannot read the config of '{}': {error}", self.source.familiar()))?;
+        let bytes =
+            body.response.bytes().await.map_err(|error| {
+                anyhow!("cannot read the config of '{}': {error}", self.source.familiar())
+            })?;
         let Some(platform) = tree::config_platform(&bytes) else {
             return Ok(());
         };
-        if self.platforms.iter().any(|wanted| tree::platform_matches(&platform, wanted)) {
+        if self
+            .platforms
+            .iter()
+            .any(|wanted| tree::platform_matches(&platform, wanted))
+        {
             return Ok(());
         }
         let mut held = format!("{}/{}", platform.os, platform.architecture);
@@ -340,16 +376,31 @@ impl Copying<'_> {
             .get_manifest(self.source, &self.source_scopes, reference)
             .await;
         self.meter.lock().expect("pull meter poisoned").spend();
-        Ok(result.with_context(|| format!("cannot read manifest '{reference}' of '{}'", self.source.familiar()))?)
+        result.with_context(|| {
+            format!(
+                "cannot read manifest '{reference}' of '{}'",
+                self.source.familiar()
+            )
+        })
     }
 
     /// Collects the blobs and child manifests of `manifest`. Children the destination holds
     /// already are complete there (a registry takes a manifest only once it has what it
     /// names), so they are neither read nor sent: a rerun spends no pulls on them.
-    fn walk<'s>(&'s self, manifest: &'s RawManifest, plan: &'s mut Plan, depth: usize) -> BoxFuture<'s, anyhow::Result<()>> {
+    fn walk<'s>(
+        &'s self,
+        manifest: &'s RawManifest,
+        plan: &'s mut Plan,
+        depth: usize,
+    ) -> BoxFuture<'s, anyhow::Result<()>> {
         Box::pin(async move {
-            let parsed = tree::parse(&manifest.bytes, &manifest.media_type)
-                .map_err(|detail| anyhow!("cannot read manifest {} of '{}': {detail}", manifest.digest, self.source.familiar()))?;
+            let parsed = tree::parse(&manifest.bytes, &manifest.media_type).map_err(|detail| {
+                anyhow!(
+                    "cannot read manifest {} of '{}': {detail}",
+                    manifest.digest,
+                    self.source.familiar()
+                )
+            })?;
             let children = match parsed {
                 Parsed::Image { config, layers } => {
                     plan.image_id.get_or_insert_with(|| config.digest.clone());
@@ -366,7 +417,10 @@ impl Copying<'_> {
                 Parsed::Index { children } => children,
             };
             if depth >= MAX_DEPTH {
-                bail!("'{}' nests indexes deeper than {MAX_DEPTH}", self.source.familiar());
+                bail!(
+                    "'{}' nests indexes deeper than {MAX_DEPTH}",
+                    self.source.familiar()
+                );
             }
             let mut missing = Vec::new();
             let mut seen = HashSet::new();
@@ -390,7 +444,11 @@ impl Copying<'_> {
                 .reserve(missing.len() as u64)?;
             for child in missing {
                 let raw = self.fetch(&child.digest, 0).await?.ok_or_else(|| {
-                    anyhow!("'{}' names a manifest {} it does not serve", self.source.familiar(), child.digest)
+                    anyhow!(
+                        "'{}' names a manifest {} it does not serve",
+                        self.source.familiar(),
+                        child.digest
+                    )
                 })?;
                 self.walk(&raw, plan, depth + 1).await?;
                 plan.manifests.push(raw);
@@ -434,7 +492,13 @@ impl Copying<'_> {
         let tag = destination.manifest_reference();
         let put = self
             .registry()
-            .put_manifest(destination, &self.destination_scopes, tag, &landing.media_type, &landing.bytes)
+            .put_manifest(
+                destination,
+                &self.destination_scopes,
+                tag,
+                &landing.media_type,
+                &landing.bytes,
+            )
             .await;
         let already_there = match put {
             Ok(_) => false,
@@ -455,10 +519,14 @@ impl Copying<'_> {
                         }
                         .into())
                     }
-                    None => return Err(anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'"))),
+                    None => {
+                        return Err(anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'")))
+                    }
                 }
             }
-            Err(error) => return Err(anyhow::Error::new(error).context(format!("cannot tag '{destination}'"))),
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context(format!("cannot tag '{destination}'")))
+            }
         };
         let served = self
             .registry()

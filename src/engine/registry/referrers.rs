@@ -26,9 +26,9 @@ pub fn merged_index(index: Option<&[u8]>, added: &[Descriptor]) -> Result<Vec<u8
         .and_then(serde_json::Value::as_array_mut)
         .ok_or("the referrers list has no manifests")?;
     for descriptor in added {
-        let present = manifests
-            .iter()
-            .any(|known| known.get("digest").and_then(serde_json::Value::as_str) == Some(descriptor.digest.as_str()));
+        let present = manifests.iter().any(|known| {
+            known.get("digest").and_then(serde_json::Value::as_str) == Some(descriptor.digest.as_str())
+        });
         if !present {
             let mut entry = serde_json::json!({
                 "mediaType": descriptor.media_type,
@@ -63,18 +63,18 @@ impl Copying<'_> {
     }
 
     async fn copy_referrers_of(&self, subject: &str, notes: &mut Vec<String>) -> anyhow::Result<()> {
-        let listed = match self
+        let by_api = self
             .registry()
             .referrers(self.source, &self.source_scopes, subject)
-            .await?
-        {
-            Some(bytes) => bytes,
-            None => {
-                let tag = fallback_tag(subject).ok_or_else(|| anyhow!("'{subject}' is not a digest"))?;
-                match self.fetch(&tag, 1).await? {
-                    Some(index) => index.bytes,
-                    None => return Ok(()),
-                }
+            .await?;
+        let listed = if let Some(bytes) = by_api {
+            bytes
+        } else {
+            // No referrers API at the source: the tag schema lists them, if anything does.
+            let tag = fallback_tag(subject).ok_or_else(|| anyhow!("'{subject}' is not a digest"))?;
+            match self.fetch(&tag, 1).await? {
+                Some(index) => index.bytes,
+                None => return Ok(()),
             }
         };
         let Ok(Parsed::Index { children: referrers }) = tree::parse(&listed, OCI_INDEX) else {
@@ -84,14 +84,18 @@ impl Copying<'_> {
         let mut indexed = true;
         for referrer in referrers {
             match self.copy_referrer(&referrer).await {
-                Ok(noted) => {
-                    indexed &= noted;
+                Ok(subject_indexed) => {
+                    indexed &= subject_indexed;
                     copied.push(referrer);
                 }
                 Err(error) => notes.push(format!(
                     "referrer {} ({}) of {subject} skipped: {error:#}",
                     referrer.digest,
-                    referrer.artifact_type.as_deref().or(referrer.media_type.as_deref()).unwrap_or("unknown type")
+                    referrer
+                        .artifact_type
+                        .as_deref()
+                        .or(referrer.media_type.as_deref())
+                        .unwrap_or("unknown type")
                 )),
             }
         }
@@ -113,7 +117,13 @@ impl Copying<'_> {
         for manifest in plan.manifests.iter().chain(std::iter::once(&raw)) {
             let stored = self
                 .registry()
-                .put_manifest(self.destination, &self.destination_scopes, &manifest.digest, &manifest.media_type, &manifest.bytes)
+                .put_manifest(
+                    self.destination,
+                    &self.destination_scopes,
+                    &manifest.digest,
+                    &manifest.media_type,
+                    &manifest.bytes,
+                )
                 .await?;
             if manifest.digest == raw.digest {
                 tracing::debug!(image = %self.destination, digest = %raw.digest, outcome = "copied", "referrer copied");
@@ -130,9 +140,16 @@ impl Copying<'_> {
             .registry()
             .get_manifest(self.destination, &self.destination_scopes, &tag)
             .await?;
-        let bytes = merged_index(existing.as_ref().map(|index| index.bytes.as_slice()), referrers).map_err(|detail| anyhow!(detail))?;
+        let bytes = merged_index(existing.as_ref().map(|index| index.bytes.as_slice()), referrers)
+            .map_err(|detail| anyhow!(detail))?;
         self.registry()
-            .put_manifest(self.destination, &self.destination_scopes, &tag, OCI_INDEX, &bytes)
+            .put_manifest(
+                self.destination,
+                &self.destination_scopes,
+                &tag,
+                OCI_INDEX,
+                &bytes,
+            )
             .await?;
         Ok(())
     }
@@ -151,7 +168,12 @@ mod tests {
         );
         assert_eq!(fallback_tag("latest"), None);
         // Tags are at most 128 characters; longer digests are cut, as the OCI spec says.
-        assert_eq!(fallback_tag(&format!("sha512:{}", "b".repeat(128))).unwrap().len(), 128);
+        assert_eq!(
+            fallback_tag(&format!("sha512:{}", "b".repeat(128)))
+                .unwrap()
+                .len(),
+            128
+        );
     }
 
     #[test]

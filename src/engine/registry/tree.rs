@@ -44,7 +44,10 @@ pub enum Parsed {
     /// An index (or Docker manifest list): its children.
     Index { children: Vec<Descriptor> },
     /// An image (or artifact) manifest: its config and layers, the blobs to copy.
-    Image { config: Descriptor, layers: Vec<Descriptor> },
+    Image {
+        config: Descriptor,
+        layers: Vec<Descriptor>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -71,7 +74,10 @@ pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
     let document: Document =
         serde_json::from_slice(bytes).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
     let declared = document.media_type.as_deref().unwrap_or(media_type);
-    if is_index(media_type) || is_index(declared) || (document.manifests.is_some() && document.config.is_none()) {
+    if is_index(media_type)
+        || is_index(declared)
+        || (document.manifests.is_some() && document.config.is_none())
+    {
         return Ok(Parsed::Index {
             children: document.manifests.unwrap_or_default(),
         });
@@ -88,17 +94,20 @@ pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
 /// manifests naming them without the blob, and copying one is neither needed nor allowed.
 pub fn is_foreign(layer: &Descriptor) -> bool {
     !layer.urls.is_empty()
-        || layer
-            .media_type
-            .as_deref()
-            .is_some_and(|media_type| media_type.contains(".foreign.") || media_type.contains("nondistributable"))
+        || layer.media_type.as_deref().is_some_and(|media_type| {
+            media_type.contains(".foreign.") || media_type.contains("nondistributable")
+        })
 }
 
 /// Whether `candidate` is the platform `wanted` (`os/arch[/variant]`). A wanted platform
 /// without a variant takes any variant; arm64 without one is v8, as docker reads it.
 pub fn platform_matches(candidate: &Platform, wanted: &str) -> bool {
     let mut parts = wanted.split('/');
-    let (os, architecture, variant) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next());
+    let (os, architecture, variant) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next(),
+    );
     let normal = |architecture: &str, variant: Option<&str>| -> Option<String> {
         match (architecture, variant) {
             ("arm64", None) => Some("v8".to_owned()),
@@ -129,7 +138,12 @@ pub fn select(children: &[Descriptor], platforms: &[String]) -> Result<Selection
     for wanted in platforms {
         let found = children
             .iter()
-            .find(|child| child.platform.as_ref().is_some_and(|platform| platform_matches(platform, wanted)))
+            .find(|child| {
+                child
+                    .platform
+                    .as_ref()
+                    .is_some_and(|platform| platform_matches(platform, wanted))
+            })
             .ok_or_else(|| wanted.clone())?;
         if !kept.iter().any(|child| child.digest == found.digest) {
             kept.push(found);
@@ -201,7 +215,7 @@ mod tests {
     fn children() -> Vec<Descriptor> {
         match parse(INDEX.as_bytes(), OCI_INDEX).unwrap() {
             Parsed::Index { children } => children,
-            other => panic!("{other:?}"),
+            other @ Parsed::Image { .. } => panic!("{other:?}"),
         }
     }
 
@@ -225,7 +239,10 @@ mod tests {
         };
         assert_eq!((config.digest.as_str(), config.size), ("sha256:cfg", 5));
         assert_eq!(
-            layers.iter().map(|l| (l.digest.as_str(), is_foreign(l))).collect::<Vec<_>>(),
+            layers
+                .iter()
+                .map(|l| (l.digest.as_str(), is_foreign(l)))
+                .collect::<Vec<_>>(),
             [("sha256:l1", false), ("sha256:win", true)]
         );
         // An OCI 1.1 artifact names its content `blobs`.
@@ -233,13 +250,19 @@ mod tests {
           "config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:e","size":2},
           "blobs":[{"mediaType":"s","digest":"sha256:sig","size":3}],
           "subject":{"mediaType":"m","digest":"sha256:amd","size":10}}"#;
-        let Parsed::Image { layers, .. } = parse(artifact, "application/vnd.oci.image.manifest.v1+json").unwrap() else {
+        let Parsed::Image { layers, .. } =
+            parse(artifact, "application/vnd.oci.image.manifest.v1+json").unwrap()
+        else {
             panic!("an image");
         };
         assert_eq!(layers[0].digest, "sha256:sig");
         // A Docker list served under its own type, and one with the type only inside.
         assert!(matches!(
-            parse(br#"{"manifests":[]}"#, "application/vnd.docker.distribution.manifest.list.v2+json").unwrap(),
+            parse(
+                br#"{"manifests":[]}"#,
+                "application/vnd.docker.distribution.manifest.list.v2+json"
+            )
+            .unwrap(),
             Parsed::Index { .. }
         ));
         assert!(matches!(
@@ -250,10 +273,12 @@ mod tests {
         assert!(parse(b"<html>", OCI_INDEX).is_err());
     }
 
+    type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], &'a str>);
+
     #[test]
     fn platforms_pick_children_and_the_attestations_of_the_kept_ones() {
         let children = children();
-        let cases: &[(&[&str], Result<&[&str], &str>)] = &[
+        let cases: &[Case] = &[
             (&["linux/amd64"], Ok(&["sha256:amd"])),
             (&["linux/arm64"], Ok(&["sha256:arm64"])),
             (&["linux/arm64/v8"], Ok(&["sha256:arm64"])),
@@ -289,7 +314,10 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(&rewritten).unwrap();
         assert_eq!(value["mediaType"], OCI_INDEX);
         assert_eq!(value["schemaVersion"], 2);
-        assert_eq!(value["annotations"]["org.opencontainers.image.created"], "2024-01-01");
+        assert_eq!(
+            value["annotations"]["org.opencontainers.image.created"],
+            "2024-01-01"
+        );
         let kept: Vec<&str> = value["manifests"]
             .as_array()
             .unwrap()
@@ -318,7 +346,11 @@ mod tests {
             (platform("windows", "amd64", None), "linux/amd64", false),
         ];
         for (candidate, wanted, expected) in cases {
-            assert_eq!(platform_matches(&candidate, wanted), expected, "{candidate:?} {wanted}");
+            assert_eq!(
+                platform_matches(&candidate, wanted),
+                expected,
+                "{candidate:?} {wanted}"
+            );
         }
         assert!(is_index("application/vnd.oci.image.index.v1+json; charset=utf-8"));
         assert!(!is_index("application/vnd.oci.image.manifest.v1+json"));
