@@ -28,6 +28,16 @@ pub struct ManifestHead {
     pub rate_limit: Option<RateLimit>,
 }
 
+impl ManifestHead {
+    /// Whether it names an index (a manifest list) rather than one platform's manifest.
+    pub fn names_an_index(&self) -> bool {
+        self.media_type.as_deref().is_some_and(|media_type| {
+            media_type.starts_with(manifest::OCI_INDEX)
+                || media_type.starts_with(manifest::DOCKER_MANIFEST_LIST)
+        })
+    }
+}
+
 /// Docker Hub's pull allowance, from the `ratelimit-*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
