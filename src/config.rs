@@ -519,21 +519,6 @@ destination = "tools/"
                 "invalid platform 'linux'",
             ),
             (
-                image("source = \"nginx\"\nplatform = [\"linux/amd64\", \"x\"]\nengine = \"registry\""),
-                (6, 12),
-                "invalid platform 'x'",
-            ),
-            (
-                image("source = \"nginx\"\nengine = \"podman\""),
-                (6, 10),
-                "unknown variant `podman`, expected `docker` or `registry`",
-            ),
-            (
-                image("source = \"nginx\"\nplatform = [\"linux/amd64\", \"linux/arm64\"]"),
-                (4, 1),
-                "the docker engine copies one platform, not several",
-            ),
-            (
                 image("source = \"redis:7\"\ntags = [\"7.4\"]"),
                 (6, 8),
                 "already names a tag",
@@ -595,6 +580,46 @@ destination = "tools/"
                 "{error}"
             );
         }
+    }
+
+    #[test]
+    fn engine_settings_the_engine_cannot_honour_point_at_their_image() {
+        let image =
+            |body: &str| format!("version = 1\n[defaults]\ndestination = \"{ECR}/m/\"\n[[image]]\n{body}\n");
+        let cases: Vec<(String, (usize, usize), &str)> = vec![
+            (
+                image("source = \"nginx\"\nplatform = [\"linux/amd64\", \"x\"]\nengine = \"registry\""),
+                (6, 12),
+                "invalid platform 'x'",
+            ),
+            (
+                image("source = \"nginx\"\nengine = \"podman\""),
+                (6, 10),
+                "unknown variant `podman`, expected `docker` or `registry`",
+            ),
+            (
+                image("source = \"nginx\"\nplatform = [\"linux/amd64\", \"linux/arm64\"]"),
+                (4, 1),
+                "the docker engine copies one platform, not several",
+            ),
+        ];
+        for (text, (line, column), expected) in cases {
+            let error = parse_text(&text).expect_err(&text);
+            assert!(error.message.contains(expected), "{text}\n=> {error}");
+            assert_eq!((error.line, error.column), (line, column), "{text}\n=> {error}");
+        }
+        let mut config = parse_text(&image(
+            "source = \"nginx\"\nreferrers = true\nengine = \"registry\"",
+        ))
+        .unwrap();
+        assert!(
+            config.use_engine(EngineKind::Docker).is_err(),
+            "--engine docker cannot copy referrers"
+        );
+        let mut config = parse_text(&image("source = \"nginx\"\nplatform = [\"linux/amd64\"]")).unwrap();
+        config.use_engine(EngineKind::Registry).unwrap();
+        assert_eq!(config.jobs[0].settings.engine, EngineKind::Registry);
+        assert_eq!(config.jobs[0].settings.platforms, ["linux/amd64"]);
     }
 
     #[test]
