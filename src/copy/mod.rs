@@ -63,9 +63,14 @@ pub struct Check {
     /// store pushes one platform's manifest out of an index, and only the source can vouch
     /// for it.
     pub verify_reads_source: bool,
-    /// Manifest reads a copy makes beyond the source's top manifest, as far as the check
-    /// can tell: the registry engine reads each platform it copies out of an index.
-    pub child_reads: u64,
+    /// Manifest GETs one look at a platform's config in the source takes: two out of an
+    /// index (the index, then the child), else one.
+    pub config_reads: u64,
+    /// Manifest GETs the engine's transfer makes in the source, as far as the check can
+    /// tell: docker pulls one platform (two GETs out of an index); the registry engine reads
+    /// the index and each platform it copies (when it copies all, it learns how many only
+    /// from the index, and takes them from the budget then).
+    pub copy_reads: u64,
     pub next: Next,
 }
 
@@ -82,14 +87,18 @@ pub enum Next {
 }
 
 impl Check {
-    /// The most pulls (on Docker Hub's count) finishing may take from the source: a config
-    /// comparison reads the source's manifest, and a copy pulls it, so comparing and then
-    /// copying takes two.
+    /// The most pulls (on Docker Hub's count: every manifest GET) finishing may take from
+    /// the source: a config comparison, the transfer, and a verification that reads the
+    /// source's config.
     pub fn source_pulls(&self) -> u64 {
-        let verify = u64::from(self.verify_reads_source);
+        let verify = if self.verify_reads_source {
+            self.config_reads
+        } else {
+            0
+        };
         match self.next {
-            Next::Compare => 2 + verify + self.child_reads,
-            Next::Copy(_) => 1 + verify + self.child_reads,
+            Next::Compare => self.config_reads + self.copy_reads + verify,
+            Next::Copy(_) => self.copy_reads + verify,
             Next::Skip(_) | Next::AlreadyThere => 0,
         }
     }
@@ -144,9 +153,10 @@ impl<'a> Copier<'a> {
         self.pulls.limit_extra(extra);
     }
 
-    /// Docker Hub pulls the copies spent so far.
+    /// Docker Hub pulls the copies spent so far: the manifest GETs ecrcp made there, and
+    /// those of docker's pulls.
     pub fn hub_pulls_spent(&self) -> u64 {
-        self.pulls.total()
+        self.registry.hub_manifest_reads() + self.pulls.total()
     }
 
     /// The engine that moves `job`'s bytes.
@@ -188,11 +198,11 @@ impl<'a> Copier<'a> {
             Some(head) if copies => self.engine(job).verify_reads_source(job, head).await,
             _ => false,
         };
-        let child_reads = match &source {
-            Some(head) if copies && job.settings.engine == EngineKind::Registry && head.names_an_index() => {
-                job.settings.platforms.len() as u64
-            }
-            _ => 0,
+        let index = source.as_ref().is_some_and(ManifestHead::names_an_index);
+        let config_reads = 1 + u64::from(index);
+        let copy_reads = match job.settings.engine {
+            EngineKind::Registry if index => 1 + job.settings.platforms.len() as u64,
+            EngineKind::Docker | EngineKind::Registry => config_reads,
         };
         tracing::debug!(image = %job.source, %destination, ?next, engine = self.engine(job).name(), "checked");
         Ok(Check {
@@ -200,7 +210,8 @@ impl<'a> Copier<'a> {
             existing,
             rate_limit: source.and_then(|head| head.rate_limit),
             verify_reads_source,
-            child_reads,
+            config_reads,
+            copy_reads,
             next,
         })
     }
@@ -328,7 +339,7 @@ impl<'a> Copier<'a> {
             options: self.options,
             repository: &repository,
             pulls: &self.pulls,
-            booked_pulls: check.source_pulls(),
+            booked_pulls: check.copy_reads,
         };
         let delivered = self.engine(job).transfer(transfer).await;
         if delivered.is_err() {
@@ -415,9 +426,6 @@ impl<'a> Copier<'a> {
             .config_digest(&job.source, &platform)
             .await
             .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
-        if job.source.is_docker_hub() {
-            self.pulls.spent(1);
-        }
         let target = self
             .registry
             .config_digest(destination, &platform)
@@ -464,25 +472,36 @@ mod tests {
 
     #[test]
     fn a_check_books_the_pulls_finishing_may_take() {
+        // (next, verify reads the source, config reads, copy reads, pulls)
         let cases = [
-            (Next::Skip(Skip::Unchanged), false, 0),
-            (Next::AlreadyThere, true, 0),
-            (Next::Copy(Why::DestinationMissing), false, 1),
-            (Next::Compare, false, 2),
+            (Next::Skip(Skip::Unchanged), false, 1, 1, 0),
+            (Next::AlreadyThere, true, 2, 2, 0),
+            (Next::Copy(Why::DestinationMissing), false, 1, 1, 1),
+            (Next::Compare, false, 1, 1, 2),
+            // Out of an index: the index, then the platform's manifest.
+            (Next::Copy(Why::DestinationMissing), false, 2, 2, 2),
+            (Next::Compare, false, 2, 2, 4),
             // The containerd store, copying out of an index: verifying reads the source.
-            (Next::Copy(Why::SourceChanged), true, 2),
-            (Next::Compare, true, 3),
+            (Next::Copy(Why::SourceChanged), true, 2, 2, 4),
+            (Next::Compare, true, 2, 2, 6),
+            // The registry engine, three platforms out of an index.
+            (Next::Copy(Why::Requested), false, 2, 4, 4),
         ];
-        for (next, verify_reads_source, pulls) in cases {
+        for (next, verify_reads_source, config_reads, copy_reads, pulls) in cases {
             let check = Check {
                 source_digest: None,
                 existing: None,
                 rate_limit: None,
                 verify_reads_source,
-                child_reads: 0,
+                config_reads,
+                copy_reads,
                 next,
             };
-            assert_eq!(check.source_pulls(), pulls, "{next:?} {verify_reads_source}");
+            assert_eq!(
+                check.source_pulls(),
+                pulls,
+                "{next:?} {verify_reads_source} {config_reads} {copy_reads}"
+            );
         }
     }
 }

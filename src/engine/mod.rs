@@ -73,10 +73,11 @@ pub struct Transfer<'a> {
     pub options: CopyOptions,
     /// The destination repository: `ensure` it before writing anything into it.
     pub repository: &'a Repository<'a>,
-    /// Docker Hub pulls: book every manifest read from Docker Hub here, as it counts them.
+    /// Docker Hub pulls: ecrcp's own registry client counts the manifest GETs it makes;
+    /// an engine whose reads it cannot see (docker's pulls) books them here.
     pub pulls: &'a Pulls,
-    /// The Docker Hub pulls the check booked for this copy (`Check::source_pulls`); reads
-    /// beyond them must be taken with `Pulls::take_extra` first.
+    /// The manifest GETs in the source the check booked for this transfer
+    /// (`Check::copy_reads`); reads beyond them must be taken with `Pulls::take_extra` first.
     pub booked_pulls: u64,
 }
 
@@ -120,7 +121,8 @@ impl Pulls {
         *self.extra.lock().expect("pull budget poisoned") = extra;
     }
 
-    /// Counts `count` pulls that ran (they count whether or not they succeeded).
+    /// Counts `count` pulls that ran outside ecrcp's registry client (docker's), whether or
+    /// not they succeeded.
     pub fn spent(&self, count: u64) {
         self.spent.fetch_add(count, Ordering::SeqCst);
     }

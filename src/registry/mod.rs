@@ -10,6 +10,7 @@ pub mod retry;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -186,6 +187,8 @@ pub struct RegistryClient {
     /// How each host asked to authenticate, once it did.
     challenges: Mutex<HashMap<String, Challenge>>,
     attempts: u32,
+    /// Manifest GETs Docker Hub answered: each is a pull on its count.
+    hub_manifest_reads: AtomicU64,
 }
 
 struct Response {
@@ -203,11 +206,17 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
             attempts: 3,
+            hub_manifest_reads: AtomicU64::new(0),
         })
     }
 
     pub fn credentials(&self) -> &CredentialStore {
         &self.credentials
+    }
+
+    /// The manifest GETs Docker Hub answered so far: the pulls this client spent there.
+    pub fn hub_manifest_reads(&self) -> u64 {
+        self.hub_manifest_reads.load(Ordering::SeqCst)
     }
 
     /// The client for `host`: one that also trusts the CAs docker trusts for that registry
@@ -376,6 +385,9 @@ impl RegistryClient {
                 .lock()
                 .expect("token cache poisoned")
                 .insert(key, authorization);
+        }
+        if method == Method::GET && response.status.is_success() && image.is_docker_hub() {
+            self.hub_manifest_reads.fetch_add(1, Ordering::SeqCst);
         }
         let response = check_status(image, &method, &url, response)?;
         check_digest(image, reference, response)

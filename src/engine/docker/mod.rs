@@ -126,7 +126,9 @@ impl<'a> DockerEngine<'a> {
             transfer.options.progress,
         );
         let _turn = self.local_names.take(&docker::local_name(source)).await;
-        let spent = source.is_docker_hub().then_some(transfer.pulls);
+        let spent = source
+            .is_docker_hub()
+            .then_some((transfer.pulls, transfer.booked_pulls));
         self.docker_retrying(&pull, spent)
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
@@ -186,15 +188,10 @@ impl<'a> DockerEngine<'a> {
         } else {
             // The containerd store pushed one platform's manifest out of the local index
             // and knows no config digest: the source's manifest says which config it is.
-            let config = self
-                .registry
+            self.registry
                 .config_digest(&job.source, &platform)
                 .await
-                .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
-            if job.source.is_docker_hub() {
-                transfer.pulls.spent(1);
-            }
-            config
+                .with_context(|| format!("cannot read '{}'", job.source.familiar()))?
         };
         if served.is_some() && served == expected {
             Ok(head.digest)
@@ -208,18 +205,18 @@ impl<'a> DockerEngine<'a> {
 
     /// Runs a pull or push, again after a failure that may pass (a dropped connection, a
     /// registry's 5xx), never after one that will not (a quota, a refusal). Each attempt
-    /// that docker ran, unless the registry refused it for its rate limit, counts in `spent`:
-    /// docker may have read the manifest before it failed.
+    /// that docker ran, unless the registry refused it for its rate limit, counts its
+    /// manifest reads in `spent`: docker may have read the manifests before it failed.
     async fn docker_retrying(
         &self,
         command: &DockerCommand,
-        spent: Option<&Pulls>,
+        spent: Option<(&Pulls, u64)>,
     ) -> Result<DockerOutput, DockerError> {
         let mut attempt = 1;
         loop {
             let result = self.docker(command).await;
-            if let (Some(spent), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
-                spent.spent(1);
+            if let (Some((pulls, reads)), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
+                pulls.spent(reads);
             }
             match result {
                 Err(error) if error.is_transient() && attempt < DOCKER_ATTEMPTS => {
