@@ -7,8 +7,8 @@ use std::time::Duration;
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
 use crate::plan::{
-    check_destinations, AwsOptions, CopyJob, CopyOptions, DestinationError, JobSettings, Overwrite, Plan,
-    RepositorySettings,
+    check_destinations, AwsOptions, CopyJob, CopyOptions, DestinationError, EngineError, EngineKind,
+    JobSettings, Overwrite, Plan, RepositorySettings, DEFAULT_TRANSFERS,
 };
 use crate::process::{self, Timeouts};
 use crate::reference::{Destination, Reference};
@@ -95,6 +95,11 @@ pub struct SyncArgs {
     /// Where log events go
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
     pub log_format: crate::logging::Format,
+
+    /// Copy every image with this engine, whatever the config says (the
+    /// ecrcp-registry.service unit runs `--engine registry`)
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<EngineArg>,
 
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
@@ -184,13 +189,12 @@ pub struct CopyArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Hide docker's progress output even on a terminal
+    /// Hide the progress output even on a terminal
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Platform to pull, as os/arch[/variant] (default: the docker daemon's)
-    #[arg(long, value_name = "OS/ARCH")]
-    pub platform: Option<String>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 
     /// AWS profile (default: AWS_PROFILE, then "default")
     #[arg(long, value_name = "NAME")]
@@ -209,6 +213,54 @@ pub struct CopyArgs {
 
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
+}
+
+/// How the bytes move.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Engine")]
+pub struct EngineArgs {
+    /// How to copy: `docker` pulls, tags and pushes one platform through the docker daemon;
+    /// `registry` copies registry to registry with no docker, every platform, digests kept
+    #[arg(
+        long,
+        value_enum,
+        value_name = "ENGINE",
+        env = "ECRCP_ENGINE",
+        default_value_t
+    )]
+    pub engine: EngineArg,
+
+    /// Platform to copy, as os/arch[/variant] (default: the docker daemon's with the docker
+    /// engine, every platform with the registry engine). Repeatable with the registry engine:
+    /// a subset of an index is written as a new index, so its digest differs from the source's
+    #[arg(long, value_name = "OS/ARCH", action = ArgAction::Append)]
+    pub platform: Vec<String>,
+
+    /// Copy the referrers too (signatures, SBOMs, attestations); registry engine only. Those
+    /// the destination refuses are skipped and named
+    #[arg(long)]
+    pub referrers: bool,
+
+    /// Blobs the registry engine moves at once
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRANSFERS,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub transfers: u16,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    #[default]
+    Docker,
+    Registry,
+}
+
+impl From<EngineArg> for EngineKind {
+    fn from(engine: EngineArg) -> Self {
+        match engine {
+            EngineArg::Docker => EngineKind::Docker,
+            EngineArg::Registry => EngineKind::Registry,
+        }
+    }
 }
 
 /// How long the processes ecrcp runs may take before they are killed (the environment
@@ -284,6 +336,8 @@ pub enum UsageError {
     Destination(#[from] DestinationError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 impl CopyArgs {
@@ -295,14 +349,21 @@ impl CopyArgs {
             return Err(UsageError::NotADirectory(destination.to_string()));
         }
         let settings = JobSettings {
-            platform: self.platform.as_deref().map(settings::platform).transpose()?,
+            engine: self.engine.engine.into(),
+            platforms: self
+                .engine
+                .platform
+                .iter()
+                .map(|platform| settings::platform(platform))
+                .collect::<Result<_, _>>()?,
+            referrers: self.engine.referrers,
             repository: self.repository.settings()?,
             aws: AwsOptions {
                 profile: self.profile.clone(),
                 region: self.region.clone(),
             },
-            ..JobSettings::default()
         };
+        settings.check_engine()?;
         let jobs = sources
             .iter()
             .map(|label| {
@@ -325,6 +386,7 @@ impl CopyArgs {
                 },
                 dry_run: self.dry_run,
                 progress: progress && !self.quiet,
+                transfers: usize::from(self.engine.transfers),
             },
             state_dir: self.state_dir.clone().or_else(crate::ledger::Ledger::default_dir),
         })
@@ -458,6 +520,18 @@ mod tests {
                 "invalid repository tag '=x'",
             ),
             (
+                vec!["--platform", "linux/amd64", "--platform", "linux/arm64", "nginx", "mirror/"],
+                "the docker engine copies one platform, not several (linux/amd64, linux/arm64)\nnote: use the registry engine",
+            ),
+            (
+                vec!["--referrers", "nginx", "mirror/"],
+                "the docker engine cannot copy referrers",
+            ),
+            (
+                vec!["--engine", "registry", "--platform", "linux/amd64", "--platform", "arm64", "nginx", "mirror/"],
+                "invalid platform 'arm64'",
+            ),
+            (
                 vec!["--encryption", "aes256", "--kms-key", "k", "nginx", "mirror/"],
                 "a KMS key needs kms encryption",
             ),
@@ -479,6 +553,53 @@ mod tests {
                 .expect_err(&format!("{args:?} should fail"))
                 .to_string();
             assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_engine_and_its_settings_reach_every_job() {
+        let docker = plan(&["nginx", "mirror/"]).unwrap();
+        let settings = &docker.jobs[0].settings;
+        assert_eq!(
+            (
+                settings.engine,
+                settings.platforms.len(),
+                docker.options.transfers
+            ),
+            (EngineKind::Docker, 0, 4)
+        );
+        let registry = plan(&[
+            "--engine",
+            "registry",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm/v7",
+            "--referrers",
+            "--transfers",
+            "8",
+            "nginx",
+            "redis",
+            "mirror/",
+        ])
+        .unwrap();
+        for job in &registry.jobs {
+            assert_eq!(job.settings.engine, EngineKind::Registry);
+            assert_eq!(job.settings.platforms, ["linux/amd64", "linux/arm/v7"]);
+            assert!(job.settings.referrers);
+        }
+        assert_eq!(registry.options.transfers, 8);
+        for bad in ["0", "65", "x"] {
+            let args = [
+                "ecrcp",
+                "--engine",
+                "registry",
+                "--transfers",
+                bad,
+                "nginx",
+                "mirror/",
+            ];
+            assert!(Cli::try_parse_from(args).is_err(), "--transfers {bad}");
         }
     }
 
@@ -507,7 +628,7 @@ mod tests {
         assert!(options.overwrite.no_clobber && options.overwrite.update && options.overwrite.interactive);
         assert!(options.dry_run);
         let settings = &plan.jobs[0].settings;
-        assert_eq!(settings.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(settings.platforms, ["linux/arm64"]);
         assert_eq!(
             settings.repository.encryption,
             crate::plan::Encryption::Kms {

@@ -96,7 +96,15 @@ async fn cancel_on_signals(mut signals: Signals, docker: DockerCli, interrupted:
 /// `ecrcp sync`.
 pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     logging::init(args.log_format, invocation.log_level.as_deref().unwrap_or("info"));
-    let config = crate::config::load(&args.config).map_err(|error| (Exit::Config, error.into()))?;
+    let mut config = crate::config::load(&args.config).map_err(|error| (Exit::Config, error.into()))?;
+    if let Some(engine) = args.engine {
+        config.use_engine(engine.into()).map_err(|error| {
+            (
+                Exit::Config,
+                anyhow::Error::new(error).context(format!("{}", args.config.display())),
+            )
+        })?;
+    }
     if args.check {
         let images = config.jobs.len();
         println!(

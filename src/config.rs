@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plan::{check_destinations, AwsOptions, CopyJob, DestinationError, JobSettings};
+use crate::plan::{
+    check_destinations, AwsOptions, CopyJob, DestinationError, EngineError, EngineKind, JobSettings,
+    DEFAULT_TRANSFERS,
+};
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput};
 
@@ -30,6 +33,20 @@ pub struct SyncConfig {
     pub concurrency: usize,
     /// Docker Hub pulls to leave unspent.
     pub reserve_pulls: u64,
+    /// Blobs the registry engine moves at once.
+    pub transfers: usize,
+}
+
+impl SyncConfig {
+    /// Copies every image with `engine` (`ecrcp sync --engine`), refusing settings it cannot
+    /// honour.
+    pub fn use_engine(&mut self, engine: EngineKind) -> Result<(), EngineError> {
+        for job in &mut self.jobs {
+            job.settings.engine = engine;
+            job.settings.check_engine()?;
+        }
+        Ok(())
+    }
 }
 
 /// A config that cannot be used; nothing is copied.
@@ -58,6 +75,15 @@ struct RawConfig {
 struct RawSync {
     jobs: Option<Spanned<i64>>,
     reserve_pulls: Option<Spanned<i64>>,
+    transfers: Option<Spanned<i64>>,
+}
+
+/// `platform = "linux/amd64"` or, for the registry engine, `platform = ["linux/amd64", "linux/arm64"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum RawPlatforms {
+    One(String),
+    Several(Vec<String>),
 }
 
 /// `[defaults]` and each `[[image]]` share one shape; only images have a source and tags.
@@ -69,7 +95,9 @@ struct RawEntry {
     destination: Option<Spanned<String>>,
     region: Option<String>,
     profile: Option<String>,
-    platform: Option<Spanned<String>>,
+    platform: Option<Spanned<RawPlatforms>>,
+    engine: Option<EngineKind>,
+    referrers: Option<bool>,
     scan_on_push: Option<bool>,
     immutable_tags: Option<bool>,
     encryption: Option<EncryptionType>,
@@ -122,7 +150,7 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
         }
         Some(_) => {}
     }
-    let (concurrency, reserve_pulls) =
+    let (concurrency, reserve_pulls, transfers) =
         sync_settings(raw.sync.as_ref()).map_err(|(span, m)| error(Some(span), m))?;
     let defaults = raw.defaults.as_ref().map(Spanned::get_ref);
     if let Some(defaults) = &raw.defaults {
@@ -164,14 +192,15 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
         jobs,
         concurrency,
         reserve_pulls,
+        transfers,
     })
 }
 
 type Failure = (Range<usize>, String);
 
-fn sync_settings(sync: Option<&RawSync>) -> Result<(usize, u64), Failure> {
+fn sync_settings(sync: Option<&RawSync>) -> Result<(usize, u64, usize), Failure> {
     let Some(sync) = sync else {
-        return Ok((DEFAULT_JOBS, DEFAULT_RESERVE));
+        return Ok((DEFAULT_JOBS, DEFAULT_RESERVE, usize::from(DEFAULT_TRANSFERS)));
     };
     let concurrency = match &sync.jobs {
         None => DEFAULT_JOBS,
@@ -194,7 +223,22 @@ fn sync_settings(sync: Option<&RawSync>) -> Result<(usize, u64), Failure> {
             )
         })?,
     };
-    Ok((concurrency, reserve))
+    let transfers = match &sync.transfers {
+        None => usize::from(DEFAULT_TRANSFERS),
+        Some(transfers) => usize::try_from(*transfers.get_ref())
+            .ok()
+            .filter(|transfers| (1..=64).contains(transfers))
+            .ok_or_else(|| {
+                (
+                    transfers.span(),
+                    format!(
+                        "transfers = {} is out of range: expected 1 to 64",
+                        transfers.get_ref()
+                    ),
+                )
+            })?,
+    };
+    Ok((concurrency, reserve, transfers))
 }
 
 /// An error message and where it points, when it points somewhere more precise than the
@@ -258,12 +302,20 @@ fn expand(
 
 /// The image's settings over the defaults'.
 fn merged_settings(entry: &RawEntry, defaults: &RawEntry, base: &Path) -> Result<JobSettings, Located> {
-    let platform = entry.platform.as_ref().or(defaults.platform.as_ref());
-    let platform = platform
-        .map(|platform| {
-            settings::platform(platform.get_ref()).map_err(|e| (Some(platform.span()), e.to_string()))
-        })
-        .transpose()?;
+    let platforms = match entry.platform.as_ref().or(defaults.platform.as_ref()) {
+        None => Vec::new(),
+        Some(platform) => {
+            let written = match platform.get_ref() {
+                RawPlatforms::One(one) => std::slice::from_ref(one),
+                RawPlatforms::Several(several) => several.as_slice(),
+            };
+            written
+                .iter()
+                .map(|one| settings::platform(one))
+                .collect::<Result<_, _>>()
+                .map_err(|e| (Some(platform.span()), e.to_string()))?
+        }
+    };
     let policy = entry
         .lifecycle_policy
         .as_ref()
@@ -287,15 +339,18 @@ fn merged_settings(entry: &RawEntry, defaults: &RawEntry, base: &Path) -> Result
             e.to_string(),
         )
     })?;
-    Ok(JobSettings {
-        platform,
+    let settings = JobSettings {
+        engine: entry.engine.or(defaults.engine).unwrap_or_default(),
+        platforms,
+        referrers: entry.referrers.or(defaults.referrers).unwrap_or(false),
         repository,
         aws: AwsOptions {
             profile: entry.profile.clone().or_else(|| defaults.profile.clone()),
             region: entry.region.clone().or_else(|| defaults.region.clone()),
         },
-        ..JobSettings::default()
-    })
+    };
+    settings.check_engine().map_err(|e| (None, e.to_string()))?;
+    Ok(settings)
 }
 
 /// `source = "redis"` with `tags = ["7", "7.4"]`: one source per tag, labelled as written.
@@ -407,10 +462,10 @@ destination = "tools/"
             ]
         );
         let nginx = &config.jobs[0].settings;
-        assert_eq!(nginx.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(nginx.platforms, ["linux/amd64"]);
         assert!(nginx.repository.scan_on_push);
         let redis = &config.jobs[1].settings;
-        assert_eq!(redis.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(redis.platforms, ["linux/arm64"]);
         assert_eq!(redis.repository.encryption, Encryption::Kms { key: None });
         assert_eq!(
             redis.repository.tags,
@@ -528,6 +583,46 @@ destination = "tools/"
     }
 
     #[test]
+    fn engine_settings_the_engine_cannot_honour_point_at_their_image() {
+        let image =
+            |body: &str| format!("version = 1\n[defaults]\ndestination = \"{ECR}/m/\"\n[[image]]\n{body}\n");
+        let cases: Vec<(String, (usize, usize), &str)> = vec![
+            (
+                image("source = \"nginx\"\nplatform = [\"linux/amd64\", \"x\"]\nengine = \"registry\""),
+                (6, 12),
+                "invalid platform 'x'",
+            ),
+            (
+                image("source = \"nginx\"\nengine = \"podman\""),
+                (6, 10),
+                "unknown variant `podman`, expected `docker` or `registry`",
+            ),
+            (
+                image("source = \"nginx\"\nplatform = [\"linux/amd64\", \"linux/arm64\"]"),
+                (4, 1),
+                "the docker engine copies one platform, not several",
+            ),
+        ];
+        for (text, (line, column), expected) in cases {
+            let error = parse_text(&text).expect_err(&text);
+            assert!(error.message.contains(expected), "{text}\n=> {error}");
+            assert_eq!((error.line, error.column), (line, column), "{text}\n=> {error}");
+        }
+        let mut config = parse_text(&image(
+            "source = \"nginx\"\nreferrers = true\nengine = \"registry\"",
+        ))
+        .unwrap();
+        assert!(
+            config.use_engine(EngineKind::Docker).is_err(),
+            "--engine docker cannot copy referrers"
+        );
+        let mut config = parse_text(&image("source = \"nginx\"\nplatform = [\"linux/amd64\"]")).unwrap();
+        config.use_engine(EngineKind::Registry).unwrap();
+        assert_eq!(config.jobs[0].settings.engine, EngineKind::Registry);
+        assert_eq!(config.jobs[0].settings.platforms, ["linux/amd64"]);
+    }
+
+    #[test]
     fn the_example_config_that_packages_install_is_valid() {
         let text = include_str!("../debian/images.toml");
         let config = parse(text, Path::new("debian/images.toml")).unwrap();
@@ -555,7 +650,7 @@ destination = "tools/"
             parse(&uncommented, &dir.join("images.toml")).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.jobs.len(), 4);
-        assert_eq!(config.jobs[3].settings.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(config.jobs[3].settings.platforms, ["linux/arm64"]);
         assert!(config.jobs[0].settings.repository.lifecycle_policy.is_some());
     }
 

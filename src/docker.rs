@@ -166,9 +166,9 @@ pub struct DockerOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("cannot run '{program}': {source}\nnote: install docker (apt install docker.io) or set ECRCP_DOCKER to the docker CLI")]
+    #[error("cannot run '{program}': {source}\nnote: install docker (apt install docker.io) or set ECRCP_DOCKER to the docker CLI; or copy without docker: --engine registry (engine = \"registry\" in images.toml)")]
     NotInstalled { program: String, source: std::io::Error },
-    #[error("cannot reach the docker daemon ({detail})\nnote: is dockerd running? check DOCKER_HOST and `docker context ls`")]
+    #[error("cannot reach the docker daemon ({detail})\nnote: is dockerd running? check DOCKER_HOST and `docker context ls`; or copy without docker: --engine registry (engine = \"registry\" in images.toml)")]
     DaemonUnreachable { detail: String },
     #[error("`{argv}` hit the registry's pull rate limit: {stderr}\nnote: wait for the window to pass, or `docker login` to an account with a higher limit")]
     RateLimited { argv: String, stderr: String },

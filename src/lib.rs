@@ -4,7 +4,8 @@
 //! `plan`; `commands` wires each subcommand; `app` runs a copy plan and `sync` a sync pass,
 //! with the boundaries (`docker`, `ecr`, `registry`), reporting through `ui` or `tracing`
 //! events (`logging` picks the sink); `copy` holds the steps of one copy and `decide` the
-//! pure choice of whether to copy at all; `login` the registry logins of a run; `process`
+//! pure choice of whether to copy at all; `engine` the ways of moving the bytes (docker,
+//! registry to registry); `login` the registry logins of a run; `process`
 //! every child process ecrcp starts.
 
 pub mod app;

@@ -15,6 +15,7 @@ use crate::config::SyncConfig;
 use crate::copy::{Check, Confirm, Copier, Outcome, Skip};
 use crate::docker::{DockerCli, DockerError};
 use crate::ecr::EcrSessions;
+use crate::engine::OverBudget;
 use crate::exit::Exit;
 use crate::ledger::Ledger;
 use crate::lock;
@@ -140,6 +141,7 @@ pub async fn run(
         },
         dry_run: options.dry_run,
         progress: false,
+        transfers: config.transfers,
     };
     let copier = Copier::new(
         docker,
@@ -179,6 +181,20 @@ pub async fn run(
         allowance.map(|limit| limit.remaining),
         config.reserve_pulls,
     );
+    // What the copies may take beyond their bookings: the registry engine learns how many
+    // platforms an index holds only when it reads it.
+    let booked: u64 = costs
+        .iter()
+        .zip(&allowed)
+        .filter(|(_, allowed)| **allowed)
+        .map(|(cost, _)| cost)
+        .sum();
+    copier.limit_extra_pulls(allowance.map(|limit| {
+        limit
+            .remaining
+            .saturating_sub(config.reserve_pulls)
+            .saturating_sub(booked)
+    }));
     let planned = checks
         .into_iter()
         .zip(allowed)
@@ -287,10 +303,11 @@ impl Runner<'_> {
             matches!(
                 cause.downcast_ref::<RegistryError>(),
                 Some(RegistryError::RateLimited { .. })
-            ) || matches!(
-                cause.downcast_ref::<DockerError>(),
-                Some(DockerError::RateLimited { .. })
-            )
+            ) || cause.is::<OverBudget>()
+                || matches!(
+                    cause.downcast_ref::<DockerError>(),
+                    Some(DockerError::RateLimited { .. })
+                )
         });
         if quota {
             ImageResult::Deferred(format!("{error:#}"))
@@ -376,6 +393,7 @@ fn log_image(
     let image = job.label.as_str();
     match result {
         ImageResult::Done(outcome) => {
+            let outcome_notes = outcome;
             let (outcome, why) = match outcome {
                 Outcome::Copied { why, .. } => ("copied", why.as_str()),
                 Outcome::AlreadyThere { .. } => ("unchanged", "same digest"),
@@ -383,7 +401,13 @@ fn log_image(
                 Outcome::Skipped(_) => ("skipped", ""),
                 Outcome::WouldCopy(why) => ("would copy", why.as_str()),
             };
-            tracing::info!(image, source_digest, %destination, outcome, why, duration_ms, "image synced");
+            let engine = job.settings.engine.as_str();
+            tracing::info!(image, source_digest, %destination, outcome, why, engine, duration_ms, "image synced");
+            if let Outcome::Copied { notes, .. } = outcome_notes {
+                for note in notes {
+                    tracing::warn!(image, %destination, note = %note, "image note");
+                }
+            }
         }
         ImageResult::Deferred(reason) => {
             tracing::warn!(image, source_digest, %destination, outcome = "deferred", why = %reason, duration_ms, "image deferred");

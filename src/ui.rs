@@ -42,6 +42,11 @@ impl Reporter for Terminal {
                 if let Some(line) = self.line(job, destination, outcome) {
                     println!("{line}");
                 }
+                if let Outcome::Copied { notes, .. } = outcome {
+                    for note in notes {
+                        eprintln!("ecrcp: note: '{}': {note}", job.label);
+                    }
+                }
             }
             Err(error) => eprintln!("ecrcp: cannot copy '{}': {error:#}", job.label),
         }

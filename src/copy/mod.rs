@@ -1,35 +1,37 @@
 //! One copy, in two steps. `check` asks the registries with HEAD requests only: does the
 //! source exist, what does the destination hold, is a copy needed. `finish` acts on that:
-//! pull, tag, make sure the ECR repository exists, log in, push, verify what the destination
-//! now serves, and clean up. Jobs of one run that share a local image name or a destination
-//! repository take turns there. Emits events; never prints.
+//! compares or asks where needed, then hands the transfer to the job's engine (`engine`),
+//! rolls back a repository a failed transfer created, and records the result in the
+//! ledger. The decision is the same for every engine; only the moving of bytes differs.
+//! Emits events; never prints.
 
-mod local;
-mod transfer;
-mod turns;
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context as _};
 
 use crate::decide::{self, Facts, Verdict, Why};
-use crate::docker::{DockerCommand, DockerError, DockerOutput, DockerRunner};
+use crate::docker::DockerRunner;
 use crate::ecr::Ecr;
+use crate::engine::docker::DockerEngine;
+use crate::engine::registry::RegistryEngine;
+use crate::engine::turns::Turns;
+use crate::engine::{Delivered, Engine, Lands, Pulls, Repository, Transfer};
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
-use crate::plan::{CopyJob, CopyOptions};
+use crate::plan::{CopyJob, CopyOptions, EngineKind};
 use crate::reference::Reference;
-use crate::registry::{manifest, ManifestHead, RateLimit, RegistryClient, RegistryError};
-
-use self::local::ImageStore;
-use self::turns::Turns;
+use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
 
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The destination now serves the source's image, under this manifest digest.
-    Copied { digest: String, why: Why },
+    /// The destination now serves the source's image, under this manifest digest; `notes`
+    /// say what the user should hear about (referrers the destination refused, say).
+    Copied {
+        digest: String,
+        why: Why,
+        notes: Vec<String>,
+    },
     /// The destination already served this very image (same digest, or a push refused by
     /// an immutable tag that holds it).
     AlreadyThere { digest: String },
@@ -61,6 +63,14 @@ pub struct Check {
     /// store pushes one platform's manifest out of an index, and only the source can vouch
     /// for it.
     pub verify_reads_source: bool,
+    /// Manifest GETs one look at a platform's config in the source takes: two out of an
+    /// index (the index, then the child), else one.
+    pub config_reads: u64,
+    /// Manifest GETs the engine's transfer makes in the source, as far as the check can
+    /// tell: docker pulls one platform (two GETs out of an index); the registry engine reads
+    /// the index and each platform it copies (when it copies all, it learns how many only
+    /// from the index, and takes them from the budget then).
+    pub copy_reads: u64,
     pub next: Next,
 }
 
@@ -77,14 +87,18 @@ pub enum Next {
 }
 
 impl Check {
-    /// The most pulls (on Docker Hub's count) finishing may take from the source: a config
-    /// comparison reads the source's manifest, and a copy pulls it, so comparing and then
-    /// copying takes two.
+    /// The most pulls (on Docker Hub's count: every manifest GET) finishing may take from
+    /// the source: a config comparison, the transfer, and a verification that reads the
+    /// source's config.
     pub fn source_pulls(&self) -> u64 {
-        let verify = u64::from(self.verify_reads_source);
+        let verify = if self.verify_reads_source {
+            self.config_reads
+        } else {
+            0
+        };
         match self.next {
-            Next::Compare => 2 + verify,
-            Next::Copy(_) => 1 + verify,
+            Next::Compare => self.config_reads + self.copy_reads + verify,
+            Next::Copy(_) => self.copy_reads + verify,
             Next::Skip(_) | Next::AlreadyThere => 0,
         }
     }
@@ -95,23 +109,20 @@ pub trait Confirm: Send + Sync {
     fn overwrite(&self, destination: &Reference) -> bool;
 }
 
-/// Runs copies with the boundaries it is given; holds the per-run state (logins, ledger).
-/// Safe to share between concurrent copies.
+/// Runs copies with the boundaries it is given; holds the per-run state (logins, ledger,
+/// the engines). Safe to share between concurrent copies.
 pub struct Copier<'a> {
-    docker: &'a dyn DockerRunner,
     registry: &'a RegistryClient,
     options: CopyOptions,
     confirm: &'a dyn Confirm,
     ledger: Mutex<Ledger>,
-    logins: Logins<'a>,
-    daemon_platform: tokio::sync::OnceCell<String>,
-    image_store: tokio::sync::OnceCell<ImageStore>,
-    /// Turns per local image name, from pull to tag.
-    local_names: Turns,
+    logins: Arc<Logins<'a>>,
+    docker_engine: DockerEngine<'a>,
+    registry_engine: RegistryEngine<'a>,
     /// Turns per destination repository, from its creation to a rollback.
     repositories: Turns,
-    /// Docker Hub pulls spent so far: manifest reads and docker pulls of Docker Hub sources.
-    hub_pulls: AtomicU64,
+    /// Docker Hub pulls spent so far, and the budget's room beyond each copy's booking.
+    pulls: Pulls,
 }
 
 impl<'a> Copier<'a> {
@@ -122,24 +133,38 @@ impl<'a> Copier<'a> {
         confirm: &'a dyn Confirm,
         ledger: Ledger,
     ) -> Self {
+        let logins = Arc::new(Logins::new(docker, registry));
         Copier {
-            docker,
             registry,
             options,
             confirm,
             ledger: Mutex::new(ledger),
-            logins: Logins::new(docker, registry),
-            daemon_platform: tokio::sync::OnceCell::new(),
-            image_store: tokio::sync::OnceCell::new(),
-            local_names: Turns::default(),
+            docker_engine: DockerEngine::new(docker, registry, Arc::clone(&logins)),
+            registry_engine: RegistryEngine::new(registry, options.transfers),
+            logins,
             repositories: Turns::default(),
-            hub_pulls: AtomicU64::new(0),
+            pulls: Pulls::default(),
         }
     }
 
-    /// Docker Hub pulls the copies spent so far.
+    /// Limits the Docker Hub pulls copies may take beyond what their checks booked (sync's
+    /// budget); until then, there is no limit.
+    pub fn limit_extra_pulls(&self, extra: Option<u64>) {
+        self.pulls.limit_extra(extra);
+    }
+
+    /// Docker Hub pulls the copies spent so far: the manifest GETs ecrcp made there, and
+    /// those of docker's pulls.
     pub fn hub_pulls_spent(&self) -> u64 {
-        self.hub_pulls.load(Ordering::SeqCst)
+        self.registry.hub_manifest_reads() + self.pulls.total()
+    }
+
+    /// The engine that moves `job`'s bytes.
+    fn engine(&self, job: &CopyJob) -> &dyn Engine {
+        match job.settings.engine {
+            EngineKind::Docker => &self.docker_engine,
+            EngineKind::Registry => &self.registry_engine,
+        }
     }
 
     /// Checks and finishes one copy. `ecr` serves ECR destinations.
@@ -162,22 +187,31 @@ impl<'a> Copier<'a> {
     ) -> anyhow::Result<Check> {
         self.logins.registry_credentials(&job.source, ecr).await?;
         self.logins.registry_credentials(destination, ecr).await?;
-        let source = self.source_head(&job.source).await?;
+        let source = self.source_head(job).await?;
         // Asked before anything is pulled, so a destination that cannot take the copy costs
         // no pull from the source's quota.
         let existing = self.destination_digest(destination).await?;
         let source_digest = source.as_ref().map(|head| head.digest.clone());
         let next = self.next_step(job, destination, source_digest.as_deref(), existing.as_deref());
-        let verify_reads_source = source.as_ref().is_some_and(names_an_index)
-            && matches!(next, Next::Compare | Next::Copy(_))
-            && !self.options.dry_run
-            && self.store().await.ok() == Some(ImageStore::Containerd);
-        tracing::debug!(image = %job.source, %destination, ?next, "checked");
+        let copies = matches!(next, Next::Compare | Next::Copy(_)) && !self.options.dry_run;
+        let verify_reads_source = match &source {
+            Some(head) if copies => self.engine(job).verify_reads_source(job, head).await,
+            _ => false,
+        };
+        let index = source.as_ref().is_some_and(ManifestHead::names_an_index);
+        let config_reads = 1 + u64::from(index);
+        let copy_reads = match job.settings.engine {
+            EngineKind::Registry if index => 1 + job.settings.platforms.len() as u64,
+            EngineKind::Docker | EngineKind::Registry => config_reads,
+        };
+        tracing::debug!(image = %job.source, %destination, ?next, engine = self.engine(job).name(), "checked");
         Ok(Check {
             source_digest,
             existing,
             rate_limit: source.and_then(|head| head.rate_limit),
             verify_reads_source,
+            config_reads,
+            copy_reads,
             next,
         })
     }
@@ -202,6 +236,11 @@ impl<'a> Copier<'a> {
         if !overwrite.update {
             return Next::Copy(Why::Requested);
         }
+        // A byte-for-byte copy serves the source's digest: any other digest is another image
+        // (or an older one), and neither the ledger nor a comparison can say otherwise.
+        if job.settings.copies_whole() {
+            return Next::Copy(Why::Differs);
+        }
         let source = source.expect("-u fails earlier without a source digest");
         let record = self
             .ledger
@@ -213,7 +252,7 @@ impl<'a> Copier<'a> {
             destination: Some(existing),
             source,
             record: record.as_ref(),
-            platform: platform_label(job),
+            platform: &job.settings.ledger_label(),
         }) {
             Verdict::Unchanged(_) => Next::Skip(Skip::Unchanged),
             Verdict::Copy(why) => Next::Copy(why),
@@ -221,7 +260,7 @@ impl<'a> Copier<'a> {
         }
     }
 
-    /// Acts on a check: compares, asks, pulls and pushes as needed.
+    /// Acts on a check: compares, asks, and transfers as needed.
     pub async fn finish(
         &self,
         job: &CopyJob,
@@ -259,8 +298,54 @@ impl<'a> Copier<'a> {
         if self.options.dry_run {
             return Ok(Outcome::WouldCopy(why));
         }
-        self.transfer(job, destination, ecr, check.source_digest.as_deref(), why)
-            .await
+        let delivered = self.transfer(job, destination, ecr, check).await?;
+        if let (Some(source_digest), Some(image_id)) = (&delivered.source_digest, &delivered.image_id) {
+            self.remember(
+                job,
+                destination,
+                source_digest,
+                &delivered.digest,
+                image_id.clone(),
+            );
+        }
+        Ok(if delivered.already_there {
+            Outcome::AlreadyThere {
+                digest: delivered.digest,
+            }
+        } else {
+            Outcome::Copied {
+                digest: delivered.digest,
+                why,
+                notes: delivered.notes,
+            }
+        })
+    }
+
+    /// Hands the copy to its engine; removes the repository again if the engine created it
+    /// and the copy failed.
+    async fn transfer(
+        &self,
+        job: &CopyJob,
+        destination: &Reference,
+        ecr: Option<&Ecr>,
+        check: &Check,
+    ) -> anyhow::Result<Delivered> {
+        let repository = Repository::new(destination, ecr, &job.settings.repository, &self.repositories);
+        let transfer = Transfer {
+            job,
+            destination,
+            ecr,
+            source_digest: check.source_digest.as_deref(),
+            options: self.options,
+            repository: &repository,
+            pulls: &self.pulls,
+            booked_pulls: check.copy_reads,
+        };
+        let delivered = self.engine(job).transfer(transfer).await;
+        if delivered.is_err() {
+            repository.roll_back().await;
+        }
+        delivered
     }
 
     /// The digest the destination tag holds now, or `None` when it is missing. With `-n`,
@@ -297,8 +382,10 @@ impl<'a> Copier<'a> {
 
     /// What the source names now, from a HEAD request, which Docker Hub does not count
     /// as a pull. `None` when the registry cannot be asked directly but docker may still
-    /// pull (say, a credential setup ecrcp does not read); `-u` needs the digest and fails.
-    async fn source_head(&self, source: &Reference) -> anyhow::Result<Option<ManifestHead>> {
+    /// pull (say, a credential setup ecrcp does not read); `-u` needs the digest and fails,
+    /// and so does the registry engine, which reads the registry itself.
+    async fn source_head(&self, job: &CopyJob) -> anyhow::Result<Option<ManifestHead>> {
+        let source = &job.source;
         match self.registry.head_manifest(source).await {
             Ok(Some(head)) => Ok(Some(head)),
             Ok(None) => bail!(
@@ -307,7 +394,11 @@ impl<'a> Copier<'a> {
             ),
             // It names the image and says what to do.
             Err(error @ RegistryError::Inaccessible { .. }) => Err(error.into()),
-            Err(error) if self.options.overwrite.update || error.holds_for_docker() => {
+            Err(error)
+                if self.options.overwrite.update
+                    || error.holds_for_docker()
+                    || job.settings.engine == EngineKind::Registry =>
+            {
                 Err(error).with_context(|| format!("cannot look up '{}'", source.familiar()))
             }
             Err(error) => {
@@ -319,6 +410,7 @@ impl<'a> Copier<'a> {
 
     /// Compares image configs (image IDs) of source and destination. Costs a manifest GET
     /// on each side; on success the ledger learns the pair, so the next run needs HEADs only.
+    /// A copy of several platforms has no one config to compare: it is copied again.
     async fn same_image(
         &self,
         job: &CopyJob,
@@ -326,8 +418,14 @@ impl<'a> Copier<'a> {
         source_digest: &str,
         destination_digest: &str,
     ) -> anyhow::Result<bool> {
-        let platform = self.platform(job).await?;
-        let source = self.source_config(job, &platform).await?;
+        let Lands::Platform(platform) = self.engine(job).lands(job).await? else {
+            return Ok(false);
+        };
+        let source = self
+            .registry
+            .config_digest(&job.source, &platform)
+            .await
+            .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
         let target = self
             .registry
             .config_digest(destination, &platform)
@@ -346,20 +444,6 @@ impl<'a> Copier<'a> {
         Ok(same)
     }
 
-    /// The config digest the source holds for `platform`. A manifest read: on Docker Hub,
-    /// a pull.
-    async fn source_config(&self, job: &CopyJob, platform: &str) -> anyhow::Result<Option<String>> {
-        let config = self
-            .registry
-            .config_digest(&job.source, platform)
-            .await
-            .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
-        if job.source.is_docker_hub() {
-            self.hub_pulls.fetch_add(1, Ordering::SeqCst);
-        }
-        Ok(config)
-    }
-
     fn remember(
         &self,
         job: &CopyJob,
@@ -370,7 +454,7 @@ impl<'a> Copier<'a> {
     ) {
         let record = Record {
             source: job.source.to_string(),
-            platform: platform_label(job).to_owned(),
+            platform: job.settings.ledger_label(),
             source_digest: source_digest.to_owned(),
             destination_digest: destination_digest.to_owned(),
             image_id,
@@ -380,36 +464,6 @@ impl<'a> Copier<'a> {
             .expect("ledger poisoned")
             .record(&destination.to_string(), record);
     }
-
-    /// The platform that `docker pull` will fetch: as asked, or the daemon's own.
-    async fn platform(&self, job: &CopyJob) -> anyhow::Result<String> {
-        if let Some(platform) = &job.settings.platform {
-            return Ok(platform.clone());
-        }
-        let platform = self
-            .daemon_platform
-            .get_or_try_init(|| async {
-                let output = self.docker(&DockerCommand::server_platform()).await?;
-                Ok::<_, DockerError>(output.stdout.trim().to_owned())
-            })
-            .await?;
-        Ok(platform.clone())
-    }
-
-    async fn docker(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
-        self.docker.run(command).await
-    }
-}
-
-fn names_an_index(head: &ManifestHead) -> bool {
-    head.media_type.as_deref().is_some_and(|media_type| {
-        media_type.starts_with(manifest::OCI_INDEX) || media_type.starts_with(manifest::DOCKER_MANIFEST_LIST)
-    })
-}
-
-/// The platform as the ledger records it: as asked, or "default".
-fn platform_label(job: &CopyJob) -> &str {
-    job.settings.platform.as_deref().unwrap_or("default")
 }
 
 #[cfg(test)]
@@ -418,24 +472,36 @@ mod tests {
 
     #[test]
     fn a_check_books_the_pulls_finishing_may_take() {
+        // (next, verify reads the source, config reads, copy reads, pulls)
         let cases = [
-            (Next::Skip(Skip::Unchanged), false, 0),
-            (Next::AlreadyThere, true, 0),
-            (Next::Copy(Why::DestinationMissing), false, 1),
-            (Next::Compare, false, 2),
+            (Next::Skip(Skip::Unchanged), false, 1, 1, 0),
+            (Next::AlreadyThere, true, 2, 2, 0),
+            (Next::Copy(Why::DestinationMissing), false, 1, 1, 1),
+            (Next::Compare, false, 1, 1, 2),
+            // Out of an index: the index, then the platform's manifest.
+            (Next::Copy(Why::DestinationMissing), false, 2, 2, 2),
+            (Next::Compare, false, 2, 2, 4),
             // The containerd store, copying out of an index: verifying reads the source.
-            (Next::Copy(Why::SourceChanged), true, 2),
-            (Next::Compare, true, 3),
+            (Next::Copy(Why::SourceChanged), true, 2, 2, 4),
+            (Next::Compare, true, 2, 2, 6),
+            // The registry engine, three platforms out of an index.
+            (Next::Copy(Why::Requested), false, 2, 4, 4),
         ];
-        for (next, verify_reads_source, pulls) in cases {
+        for (next, verify_reads_source, config_reads, copy_reads, pulls) in cases {
             let check = Check {
                 source_digest: None,
                 existing: None,
                 rate_limit: None,
                 verify_reads_source,
+                config_reads,
+                copy_reads,
                 next,
             };
-            assert_eq!(check.source_pulls(), pulls, "{next:?} {verify_reads_source}");
+            assert_eq!(
+                check.source_pulls(),
+                pulls,
+                "{next:?} {verify_reads_source} {config_reads} {copy_reads}"
+            );
         }
     }
 }

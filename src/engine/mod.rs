@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod registry;
+pub mod turns;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -17,6 +18,8 @@ use crate::ecr::Ecr;
 use crate::plan::{CopyJob, CopyOptions};
 use crate::reference::{EcrHost, Reference};
 use crate::registry::ManifestHead;
+
+use self::turns::Turns;
 
 /// What a copy of a job puts at its destination, which decides how source and destination
 /// are compared.
@@ -70,10 +73,11 @@ pub struct Transfer<'a> {
     pub options: CopyOptions,
     /// The destination repository: `ensure` it before writing anything into it.
     pub repository: &'a Repository<'a>,
-    /// Docker Hub pulls: book every manifest read from Docker Hub here, as it counts them.
+    /// Docker Hub pulls: ecrcp's own registry client counts the manifest GETs it makes;
+    /// an engine whose reads it cannot see (docker's pulls) books them here.
     pub pulls: &'a Pulls,
-    /// The Docker Hub pulls the check booked for this copy (`Check::source_pulls`); reads
-    /// beyond them must be taken with `Pulls::take_extra` first.
+    /// The manifest GETs in the source the check booked for this transfer
+    /// (`Check::copy_reads`); reads beyond them must be taken with `Pulls::take_extra` first.
     pub booked_pulls: u64,
 }
 
@@ -112,15 +116,13 @@ pub struct OverBudget {
 }
 
 impl Pulls {
-    /// Pulls that may be spent beyond each copy's booked cost: `None` for no limit.
-    pub fn with_extra(extra: Option<u64>) -> Self {
-        Pulls {
-            spent: AtomicU64::new(0),
-            extra: Mutex::new(extra),
-        }
+    /// Limits the pulls that may be spent beyond each copy's booked cost: `None` for no limit.
+    pub fn limit_extra(&self, extra: Option<u64>) {
+        *self.extra.lock().expect("pull budget poisoned") = extra;
     }
 
-    /// Counts `count` pulls that ran (they count whether or not they succeeded).
+    /// Counts `count` pulls that ran outside ecrcp's registry client (docker's), whether or
+    /// not they succeeded.
     pub fn spent(&self, count: u64) {
         self.spent.fetch_add(count, Ordering::SeqCst);
     }
@@ -148,27 +150,49 @@ impl Pulls {
 }
 
 /// The destination's repository during one transfer: created (in ECR) on first `ensure`,
-/// and removed again by the copier if the transfer that created it fails.
+/// and removed again by the copier if the transfer that created it fails. Transfers into
+/// one repository take turns from `ensure` until the repository is dropped, so that a
+/// rollback never deletes a repository another copy of the run is writing into.
 pub struct Repository<'a> {
     destination: &'a Reference,
     ecr: Option<&'a Ecr>,
     settings: &'a crate::plan::RepositorySettings,
+    turns: &'a Turns,
+    turn: tokio::sync::Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
     created: Mutex<bool>,
 }
 
 impl<'a> Repository<'a> {
-    pub fn new(destination: &'a Reference, ecr: Option<&'a Ecr>, settings: &'a crate::plan::RepositorySettings) -> Self {
+    pub fn new(
+        destination: &'a Reference,
+        ecr: Option<&'a Ecr>,
+        settings: &'a crate::plan::RepositorySettings,
+        turns: &'a Turns,
+    ) -> Self {
         Repository {
             destination,
             ecr,
             settings,
+            turns,
+            turn: tokio::sync::Mutex::new(None),
             created: Mutex::new(false),
         }
     }
 
-    /// Makes sure the repository exists: ECR repositories are created with the job's
-    /// settings; other registries create them on push.
+    /// Takes this repository's turn, and makes sure it exists: ECR repositories are created
+    /// with the job's settings; other registries create them on the first write.
     pub async fn ensure(&self) -> anyhow::Result<()> {
+        {
+            let mut turn = self.turn.lock().await;
+            if turn.is_none() {
+                let key = format!(
+                    "{}/{}",
+                    self.destination.registry(),
+                    self.destination.repository()
+                );
+                *turn = Some(self.turns.take(&key).await);
+            }
+        }
         let Some((host, ecr)) = EcrHost::parse(self.destination.registry()).zip(self.ecr) else {
             return Ok(());
         };
@@ -185,8 +209,11 @@ impl<'a> Repository<'a> {
     /// Removes the repository if `ensure` created it (and it is still empty).
     pub async fn roll_back(&self) {
         let created = *self.created.lock().expect("repository flag poisoned");
-        if let (true, Some((host, ecr))) = (created, EcrHost::parse(self.destination.registry()).zip(self.ecr)) {
-            ecr.delete_empty_repository(&host, self.destination.repository()).await;
+        if let (true, Some((host, ecr))) =
+            (created, EcrHost::parse(self.destination.registry()).zip(self.ecr))
+        {
+            ecr.delete_empty_repository(&host, self.destination.repository())
+                .await;
         }
     }
 }

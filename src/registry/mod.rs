@@ -14,6 +14,7 @@ pub mod scope;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +32,16 @@ pub struct ManifestHead {
     pub digest: String,
     pub media_type: Option<String>,
     pub rate_limit: Option<RateLimit>,
+}
+
+impl ManifestHead {
+    /// Whether it names an index (a manifest list) rather than one platform's manifest.
+    pub fn names_an_index(&self) -> bool {
+        self.media_type.as_deref().is_some_and(|media_type| {
+            media_type.starts_with(manifest::OCI_INDEX)
+                || media_type.starts_with(manifest::DOCKER_MANIFEST_LIST)
+        })
+    }
 }
 
 /// Docker Hub's pull allowance, from the `ratelimit-*` headers.
@@ -202,6 +213,8 @@ pub struct RegistryClient {
     /// How each host asked to authenticate, once it did.
     challenges: Mutex<HashMap<String, Challenge>>,
     attempts: u32,
+    /// Manifest GETs Docker Hub answered: each is a pull on its count.
+    hub_manifest_reads: AtomicU64,
 }
 
 /// One host's HTTP clients: `quick` for manifests, tokens and HEADs, with a total timeout;
@@ -250,11 +263,17 @@ impl RegistryClient {
             tokens: Mutex::new(HashMap::new()),
             challenges: Mutex::new(HashMap::new()),
             attempts: 3,
+            hub_manifest_reads: AtomicU64::new(0),
         })
     }
 
     pub fn credentials(&self) -> &CredentialStore {
         &self.credentials
+    }
+
+    /// The manifest GETs Docker Hub answered so far: the pulls this client spent there.
+    pub fn hub_manifest_reads(&self) -> u64 {
+        self.hub_manifest_reads.load(Ordering::SeqCst)
     }
 
     /// The clients for `host`: ones that also trust the CAs docker trusts for that registry
@@ -410,6 +429,9 @@ impl RegistryClient {
             .insert(ACCEPT, HeaderValue::from_static(manifest::ACCEPT));
         let response = self.send_authorized(image, scopes, request).await?;
         let response = read_response(response, &method, image.api_host(), &url).await?;
+        if method == Method::GET && response.status.is_success() && image.is_docker_hub() {
+            self.hub_manifest_reads.fetch_add(1, Ordering::SeqCst);
+        }
         let limit = if method == Method::GET {
             Limit::Pulls
         } else {

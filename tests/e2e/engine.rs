@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use ecrcp::engine::registry::{Limits, RegistryEngine};
+use ecrcp::engine::turns::Turns;
 use ecrcp::engine::{Delivered, Engine as _, Pulls, Repository, Transfer};
 use ecrcp::plan::{CopyJob, CopyOptions, JobSettings};
 use ecrcp::reference::{Destination, Reference};
@@ -87,8 +88,11 @@ impl Rig {
             },
         };
         let destination = Reference::parse(&ask.destination).unwrap();
-        let repository = Repository::new(&destination, None, &job.settings.repository);
-        let pulls = Pulls::with_extra(ask.extra_pulls);
+        let turns = Turns::default();
+        let repository = Repository::new(&destination, None, &job.settings.repository, &turns);
+        let pulls = Pulls::default();
+        pulls.limit_extra(ask.extra_pulls);
+        let before = self.client.hub_manifest_reads();
         let engine = RegistryEngine::new(&self.client, ask.limits);
         let transfer = Transfer {
             job: &job,
@@ -102,7 +106,7 @@ impl Rig {
         };
         self.runtime.block_on(async {
             tokio::select! {
-                delivered = engine.transfer(transfer) => Some((delivered, pulls.total())),
+                delivered = engine.transfer(transfer) => Some((delivered, self.client.hub_manifest_reads() - before)),
                 () = stop => None,
             }
         })

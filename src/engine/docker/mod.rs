@@ -1,1 +1,253 @@
-//! The docker engine (placeholder until main's refactor moves `copy` here; main supersedes).
+//! The docker engine: pulls the source with the docker CLI (taking turns per local image
+//! name), tags it as the destination, pushes it (taking turns per repository, from its
+//! creation to a rollback), verifies what the registry then serves, and removes the
+//! temporary tag. One platform per copy; docker re-compresses layers, so the destination's
+//! digest is docker's own.
+
+mod local;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use futures_util::future::BoxFuture;
+
+use self::local::{ImageStore, LocalImage};
+use super::turns::Turns;
+use super::{Delivered, Engine, Lands, Pulls, Transfer};
+use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
+use crate::login::Logins;
+use crate::plan::CopyJob;
+use crate::reference::Reference;
+use crate::registry::{ManifestHead, RegistryClient};
+
+/// How often, and how far apart, a docker pull or push that failed for a passing reason is
+/// tried again.
+const DOCKER_ATTEMPTS: u32 = 3;
+const DOCKER_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Copies through the docker CLI. Safe to share between concurrent copies.
+pub struct DockerEngine<'a> {
+    docker: &'a dyn DockerRunner,
+    registry: &'a RegistryClient,
+    logins: Arc<Logins<'a>>,
+    daemon_platform: tokio::sync::OnceCell<String>,
+    image_store: tokio::sync::OnceCell<ImageStore>,
+    /// Turns per local image name, from pull to tag.
+    local_names: Turns,
+}
+
+impl<'a> DockerEngine<'a> {
+    pub fn new(docker: &'a dyn DockerRunner, registry: &'a RegistryClient, logins: Arc<Logins<'a>>) -> Self {
+        DockerEngine {
+            docker,
+            registry,
+            logins,
+            daemon_platform: tokio::sync::OnceCell::new(),
+            image_store: tokio::sync::OnceCell::new(),
+            local_names: Turns::default(),
+        }
+    }
+
+    /// The platform that `docker pull` will fetch: as asked, or the daemon's own.
+    async fn platform(&self, job: &CopyJob) -> anyhow::Result<String> {
+        if let Some(platform) = job.settings.platforms.first() {
+            return Ok(platform.clone());
+        }
+        let platform = self
+            .daemon_platform
+            .get_or_try_init(|| async {
+                let output = self.docker(&DockerCommand::server_platform()).await?;
+                Ok::<_, DockerError>(output.stdout.trim().to_owned())
+            })
+            .await?;
+        Ok(platform.clone())
+    }
+
+    async fn docker(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
+        self.docker.run(command).await
+    }
+
+    async fn run_transfer(&self, transfer: Transfer<'_>) -> anyhow::Result<Delivered> {
+        let Transfer { job, destination, .. } = transfer;
+        self.pull_and_tag(&transfer).await?;
+        let published = self.publish(&transfer).await;
+        if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
+            tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
+        }
+        let (digest, already_there, image) = published?;
+        // The ledger links the digest seen by HEAD only if docker pulled that very digest;
+        // if the tag moved in between, the next `-u` re-checks instead.
+        let source_digest = transfer
+            .source_digest
+            .filter(|digest| image.has_digest(digest))
+            .map(str::to_owned);
+        let image_id = match source_digest {
+            Some(_) => self.image_id(job, destination, &image).await,
+            None => None,
+        };
+        Ok(Delivered {
+            digest,
+            already_there,
+            source_digest,
+            image_id,
+            notes: Vec::new(),
+        })
+    }
+
+    /// The config digest of the image just pushed: docker's `.Id` in its classic store; with
+    /// the containerd store, what the destination serves (read from the registry, which costs
+    /// no Docker Hub pull). `None` when it cannot be read: the next `-u` re-checks.
+    async fn image_id(&self, job: &CopyJob, destination: &Reference, image: &LocalImage) -> Option<String> {
+        if let Some(config) = image.config() {
+            return Some(config.to_owned());
+        }
+        let platform = self.platform(job).await.ok()?;
+        match self.registry.config_digest(destination, &platform).await {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::warn!(image = %destination, %error, "cannot read the image ID; the next -u checks again");
+                None
+            }
+        }
+    }
+
+    /// Pulls the source and tags it as the destination. Docker keeps one local image per
+    /// name, so jobs that pull one name (for different platforms, say) take turns from the
+    /// pull to the tag; otherwise one could tag the image the other just pulled.
+    async fn pull_and_tag(&self, transfer: &Transfer<'_>) -> anyhow::Result<()> {
+        // Pulled as named, not by the digest just seen: docker keeps one local image per
+        // `name@digest`, so pulling an index digest for a second platform would fail.
+        let source = &transfer.job.source;
+        self.logins.docker_login(source, transfer.ecr).await?;
+        let pull = DockerCommand::pull(
+            source,
+            transfer.job.settings.platforms.first().map(String::as_str),
+            transfer.options.progress,
+        );
+        let _turn = self.local_names.take(&docker::local_name(source)).await;
+        let spent = source
+            .is_docker_hub()
+            .then_some((transfer.pulls, transfer.booked_pulls));
+        self.docker_retrying(&pull, spent)
+            .await
+            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
+        self.docker(&DockerCommand::tag(source, transfer.destination))
+            .await
+            .with_context(|| format!("cannot tag the image as '{}'", transfer.destination))?;
+        Ok(())
+    }
+
+    /// Makes sure the repository exists, pushes the destination tag and verifies what the
+    /// registry then serves: its digest, and whether the tag held it already.
+    async fn publish(&self, transfer: &Transfer<'_>) -> anyhow::Result<(String, bool, LocalImage)> {
+        let destination = transfer.destination;
+        transfer.repository.ensure().await?;
+        self.logins.docker_login(destination, transfer.ecr).await?;
+        let pushed = self
+            .docker_retrying(&DockerCommand::push(destination, transfer.options.progress), None)
+            .await;
+        let image = self.inspect(destination).await?;
+        match pushed {
+            Ok(_) => {
+                let digest = self.verify(transfer, &image).await?;
+                Ok((digest, false, image))
+            }
+            Err(error) => match self.verify(transfer, &image).await {
+                // Refused, yet the tag serves this image: an immutable tag pushed again.
+                Ok(digest) => Ok((digest, true, image)),
+                Err(_) if error.to_string().contains("immutable") => Err(anyhow!(
+                    "'{destination}' is an immutable tag that holds a different image; choose another tag"
+                )),
+                Err(_) => Err(anyhow::Error::new(error).context(format!("cannot push '{destination}'"))),
+            },
+        }
+    }
+
+    /// Checks that the destination now serves the image docker holds locally, and returns
+    /// the digest it serves.
+    async fn verify(&self, transfer: &Transfer<'_>, image: &LocalImage) -> anyhow::Result<String> {
+        let (job, destination) = (transfer.job, transfer.destination);
+        let head = self
+            .registry
+            .head_manifest(destination)
+            .await
+            .with_context(|| format!("cannot verify '{destination}'"))?
+            .ok_or_else(|| anyhow!("'{destination}' is missing right after the push"))?;
+        if image.has_digest(&head.digest) {
+            return Ok(head.digest);
+        }
+        let platform = self.platform(job).await?;
+        let served = self
+            .registry
+            .config_digest(destination, &platform)
+            .await
+            .with_context(|| format!("cannot verify '{destination}'"))?;
+        let expected = if let Some(config) = image.config() {
+            Some(config.to_owned())
+        } else {
+            // The containerd store pushed one platform's manifest out of the local index
+            // and knows no config digest: the source's manifest says which config it is.
+            self.registry
+                .config_digest(&job.source, &platform)
+                .await
+                .with_context(|| format!("cannot read '{}'", job.source.familiar()))?
+        };
+        if served.is_some() && served == expected {
+            Ok(head.digest)
+        } else {
+            bail!(
+                "'{destination}' serves {} after the push, which is not the image pushed; did another push race this one?",
+                head.digest
+            )
+        }
+    }
+
+    /// Runs a pull or push, again after a failure that may pass (a dropped connection, a
+    /// registry's 5xx), never after one that will not (a quota, a refusal). Each attempt
+    /// that docker ran, unless the registry refused it for its rate limit, counts its
+    /// manifest reads in `spent`: docker may have read the manifests before it failed.
+    async fn docker_retrying(
+        &self,
+        command: &DockerCommand,
+        spent: Option<(&Pulls, u64)>,
+    ) -> Result<DockerOutput, DockerError> {
+        let mut attempt = 1;
+        loop {
+            let result = self.docker(command).await;
+            if let (Some((pulls, reads)), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
+                pulls.spent(reads);
+            }
+            match result {
+                Err(error) if error.is_transient() && attempt < DOCKER_ATTEMPTS => {
+                    tracing::warn!(argv = ?command.args(), %error, attempt, "docker failed; trying again");
+                    tokio::time::sleep(DOCKER_RETRY_DELAY * 2_u32.pow(attempt - 1)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+}
+
+impl Engine for DockerEngine<'_> {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {
+        Box::pin(async move { Ok(Lands::Platform(self.platform(job).await?)) })
+    }
+
+    /// docker's containerd store pushes one platform's manifest out of an index, and only
+    /// the source can vouch for it.
+    fn verify_reads_source<'a>(&'a self, _job: &'a CopyJob, source: &'a ManifestHead) -> BoxFuture<'a, bool> {
+        Box::pin(
+            async move { source.names_an_index() && self.store().await.ok() == Some(ImageStore::Containerd) },
+        )
+    }
+
+    fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
+        Box::pin(self.run_transfer(transfer))
+    }
+}

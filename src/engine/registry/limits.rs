@@ -15,6 +15,16 @@ pub struct Limits {
     pub per_host: usize,
 }
 
+/// `--transfers N`: N blobs at once overall, and as many per host.
+impl From<usize> for Limits {
+    fn from(transfers: usize) -> Self {
+        Limits {
+            overall: transfers,
+            per_host: transfers,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

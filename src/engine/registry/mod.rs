@@ -39,10 +39,11 @@ pub struct RegistryEngine<'a> {
 }
 
 impl<'a> RegistryEngine<'a> {
-    pub fn new(registry: &'a RegistryClient, limits: Limits) -> Self {
+    /// `limits`: how many blobs move at once, overall and per registry host (a number sets both).
+    pub fn new(registry: &'a RegistryClient, limits: impl Into<Limits>) -> Self {
         RegistryEngine {
             registry,
-            gates: Gates::new(limits),
+            gates: Gates::new(limits.into()),
             holders: Mutex::new(std::collections::HashMap::new()),
             board: Board::default(),
         }
@@ -149,8 +150,9 @@ impl Engine for RegistryEngine<'_> {
     }
 }
 
-/// Docker Hub pulls during one copy: spent as manifests are read, taken beyond the check's
-/// booking before reads it did not plan.
+/// Docker Hub pulls during one copy: counted as manifests are read (the registry client
+/// books them on the run's count), taken beyond the check's booking before reads it did
+/// not plan.
 struct Meter<'a> {
     pulls: &'a Pulls,
     hub: bool,
@@ -173,7 +175,6 @@ impl Meter<'_> {
     fn spend(&mut self) {
         if self.hub {
             self.used += 1;
-            self.pulls.spent(1);
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::docker::{DockerCommand, DockerError};
 use crate::reference::Reference;
 
-use super::Copier;
+use super::DockerEngine;
 
 /// Where docker keeps its images, which decides what an image's `.Id` is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +52,7 @@ impl LocalImage {
     }
 }
 
-impl Copier<'_> {
+impl DockerEngine<'_> {
     pub(super) async fn inspect(&self, image: &Reference) -> anyhow::Result<LocalImage> {
         let store = self.store().await?;
         let output = self.docker(&DockerCommand::inspect(image)).await?.stdout;
@@ -85,10 +85,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::copy::Confirm;
     use crate::docker::{DockerOutput, DockerRunner};
-    use crate::ledger::Ledger;
-    use crate::plan::CopyOptions;
+    use crate::login::Logins;
     use crate::registry::credentials::CredentialStore;
     use crate::registry::RegistryClient;
 
@@ -119,27 +117,17 @@ mod tests {
         }
     }
 
-    struct Yes;
-
-    impl Confirm for Yes {
-        fn overwrite(&self, _destination: &Reference) -> bool {
-            true
-        }
-    }
-
     async fn inspected(docker: &FakeDocker) -> LocalImage {
         let registry = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
-        let copier = Copier::new(
+        let engine = DockerEngine::new(
             docker,
             &registry,
-            CopyOptions::default(),
-            &Yes,
-            Ledger::in_memory(),
+            std::sync::Arc::new(Logins::new(docker, &registry)),
         );
         let destination =
             Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest").unwrap();
-        copier.inspect(&destination).await.unwrap();
-        copier.inspect(&destination).await.unwrap()
+        engine.inspect(&destination).await.unwrap();
+        engine.inspect(&destination).await.unwrap()
     }
 
     #[test]

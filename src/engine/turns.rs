@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 /// One async mutex per key, made on first use, so that the jobs of a run that touch the
 /// same thing take turns while the others run on.
 #[derive(Default)]
-pub(super) struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
 impl Turns {
-    pub(super) async fn take(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    pub async fn take(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let turn = Arc::clone(
             self.0
                 .lock()
