@@ -15,7 +15,7 @@ use ecrcp::registry::credentials::{CredentialStore, Credentials};
 use ecrcp::registry::RegistryClient;
 use ecrcp::secret::Secret;
 
-use crate::support::{write_executable, Bed, ECR, ECR_PASSWORD, HUB, HUB_ADMIN, PLAIN};
+use crate::support::{write_executable, Bed, Run, ECR, ECR_PASSWORD, HUB, HUB_ADMIN, PLAIN};
 
 /// The engine and what a transfer is handed, for one test.
 struct Rig {
@@ -499,4 +499,145 @@ fn registry_engine_logs_in_with_a_credential_helper() {
         "{asked}"
     );
     assert!(!asked.is_empty());
+}
+
+/// `ecrcp ARGS` with no docker anywhere: no CLI on PATH, no `ECRCP_DOCKER`, no daemon.
+fn without_docker(bed: &Bed, args: &[&str]) -> Run {
+    let empty = bed.scratch().join("no-docker");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = bed
+        .ecrcp()
+        .env("PATH", &empty)
+        .env_remove("DOCKER_HOST")
+        .env_remove("ECRCP_DOCKER")
+        .args(args)
+        .output()
+        .expect("ecrcp runs");
+    Run::from(output)
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_copies_from_the_command_line_with_no_docker_anywhere() {
+    let bed = Bed::get("engine-cli");
+    let repo = bed.unique("e2e/engine-cli");
+    let digest = bed.push_index(
+        HUB,
+        HUB_ADMIN,
+        &repo,
+        "1",
+        "1",
+        "linux/amd64,linux/arm64",
+        "oci",
+        0,
+    );
+    let destination = format!("{ECR}/{repo}:1");
+    let run = without_docker(
+        &bed,
+        &["--engine", "registry", &format!("{repo}:1"), &destination],
+    );
+    run.assert_code(0);
+    assert_eq!(bed.digest(ECR, &repo, "1").as_deref(), Some(digest.as_str()));
+    for child in children(&bed.manifest(HUB, &repo, "1")) {
+        assert_eq!(bed.digest(ECR, &repo, &child).as_deref(), Some(child.as_str()));
+    }
+    assert!(
+        bed.repository(&repo).is_some(),
+        "the ECR repository was created first"
+    );
+    assert!(bed.docker_calls().is_empty(), "{:?}", bed.docker_calls());
+
+    // Unchanged: the digests alone say so, with HEADs; nothing is read or written again.
+    let (reads, writes) = (
+        bed.answered("hub", "GET", &format!("/v2/{repo}/manifests/"), 200),
+        bed.requests("ecr", "PUT", &format!("/v2/{repo}/")),
+    );
+    let run = without_docker(
+        &bed,
+        &["--engine", "registry", "-u", &format!("{repo}:1"), &destination],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        bed.answered("hub", "GET", &format!("/v2/{repo}/manifests/"), 200),
+        reads
+    );
+    assert_eq!(bed.requests("ecr", "PUT", &format!("/v2/{repo}/")), writes);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_narrows_to_repeated_platform_options() {
+    let bed = Bed::get("engine-cli-platforms");
+    let repo = bed.unique("e2e/engine-cli-platforms");
+    let index = bed.push_index(
+        HUB,
+        HUB_ADMIN,
+        &repo,
+        "1",
+        "1",
+        "linux/amd64,linux/arm64,linux/arm/v7",
+        "docker",
+        0,
+    );
+    let source_children = children(&bed.manifest(HUB, &repo, "1"));
+    let run = without_docker(
+        &bed,
+        &[
+            "--engine",
+            "registry",
+            "--platform",
+            "linux/arm64",
+            "--platform",
+            "linux/amd64",
+            &format!("{repo}:1"),
+            &format!("{ECR}/{repo}:two"),
+        ],
+    );
+    run.assert_code(0);
+    let copied = bed.digest(ECR, &repo, "two").expect("the tag exists");
+    assert_ne!(copied, index, "a subset is a new index");
+    assert_eq!(children(&bed.manifest(ECR, &repo, "two")), source_children[..2]);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_sync_without_a_state_directory_sends_only_heads_the_second_time() {
+    let bed = Bed::get("engine-sync");
+    let repo = bed.unique("e2e/engine-sync");
+    let prefix = bed.unique("engine-sync");
+    bed.push_index(
+        HUB,
+        HUB_ADMIN,
+        &repo,
+        "1",
+        "1",
+        "linux/amd64,linux/arm64",
+        "oci",
+        0,
+    );
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\nengine = \"registry\"\ndestination = \"{ECR}/{prefix}/\"\n\n[[image]]\nsource = \"{repo}:1\"\n"
+    ));
+    let state = bed.scratch().join("state");
+    let run = bed.sync(&config, &[]);
+    run.assert_code(0);
+    let copied = format!("{prefix}/{repo}");
+    assert_eq!(bed.digest(ECR, &copied, "1"), bed.digest(HUB, &repo, "1"));
+    // A lost state directory costs nothing: the digests compare by HEAD alone.
+    std::fs::remove_dir_all(&state).ok();
+    // (The bed's token server lists tags to learn whether a repository exists: not ecrcp.)
+    let reads = || {
+        bed.answered("hub", "GET", &format!("/v2/{repo}/manifests/"), 200)
+            + bed.answered("hub", "GET", &format!("/v2/{repo}/blobs/"), 200)
+    };
+    let (gets, puts) = (reads(), bed.requests("ecr", "PUT", &format!("/v2/{copied}/")));
+    let run = bed.sync(&config, &[]);
+    run.assert_code(0);
+    assert_eq!(reads(), gets, "no GET upstream:\n{}", run.stderr);
+    assert_eq!(
+        bed.requests("ecr", "PUT", &format!("/v2/{copied}/")),
+        puts,
+        "nothing written"
+    );
+    assert!(bed.answered("hub", "HEAD", &format!("/v2/{repo}/manifests/1"), 200) >= 2);
 }
