@@ -4,6 +4,10 @@
 //! library until the command line has `--engine registry`.
 
 use std::future::Future;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ecrcp::engine::registry::{Limits, RegistryEngine};
@@ -640,4 +644,110 @@ fn registry_engine_sync_without_a_state_directory_sends_only_heads_the_second_ti
         "nothing written"
     );
     assert!(bed.answered("hub", "HEAD", &format!("/v2/{repo}/manifests/1"), 200) >= 2);
+}
+
+/// A destination registry whose tag `1` is immutable and holds `held`: it claims every blob,
+/// refuses a PUT of the tag as ECR does, and serves `held` under it.
+struct ImmutableRegistry {
+    port: u16,
+    tag_puts: Arc<AtomicUsize>,
+}
+
+impl ImmutableRegistry {
+    fn start(held: String) -> ImmutableRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tag_puts = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&tag_puts);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (held, counter) = (held.clone(), Arc::clone(&counter));
+                std::thread::spawn(move || Self::serve(stream, &held, &counter));
+            }
+        });
+        ImmutableRegistry { port, tag_puts }
+    }
+
+    fn serve(stream: TcpStream, held: &str, tag_puts: &AtomicUsize) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request = String::new();
+        reader.read_line(&mut request)?;
+        let mut length = 0;
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 2 {
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            line.clear();
+        }
+        std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink())?;
+        let mut words = request.split_whitespace();
+        let (method, path) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+        let refusal = r#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'immutable/app' repository and cannot be overwritten because the repository is immutable."}]}"#;
+        let (status, headers, body) = match (method, path) {
+            ("HEAD", path) if path.contains("/blobs/") => ("200 OK", String::new(), ""),
+            ("HEAD", "/v2/immutable/app/manifests/1") => (
+                "200 OK",
+                format!("Docker-Content-Digest: {held}\r\nContent-Type: application/vnd.docker.distribution.manifest.v2+json\r\n"),
+                "",
+            ),
+            ("PUT", "/v2/immutable/app/manifests/1") => {
+                tag_puts.fetch_add(1, Ordering::SeqCst);
+                ("400 Bad Request", "Content-Type: application/json\r\n".to_owned(), refusal)
+            }
+            _ => ("404 Not Found", String::new(), ""),
+        };
+        let mut stream = stream;
+        stream.write_all(
+            format!(
+                "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_takes_an_immutable_tag_holding_the_image_and_refuses_one_holding_another() {
+    let bed = Bed::get("engine-immutable");
+    let rig = Rig::new(&bed);
+    let repo = bed.unique("e2e/engine-immutable");
+    let digest = bed.push_upstream(&repo, "1", "1");
+    let source = format!("docker.io/{repo}:1");
+
+    let same = ImmutableRegistry::start(digest.clone());
+    let delivered = rig
+        .copy(&Ask::new(
+            source.clone(),
+            format!("127.0.0.1:{}/immutable/app:1", same.port),
+        ))
+        .0
+        .expect("the tag holds this very image: a success");
+    assert!(delivered.already_there);
+    assert_eq!(delivered.digest, digest);
+    assert_eq!(same.tag_puts.load(Ordering::SeqCst), 1);
+
+    let other = format!("sha256:{}", "0".repeat(64));
+    let held = ImmutableRegistry::start(other.clone());
+    let destination = format!("127.0.0.1:{}/immutable/app:1", held.port);
+    let error = rig
+        .copy(&Ask::new(source, destination.clone()))
+        .0
+        .expect_err("the tag holds another image");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains(&format!(
+            "tag '{destination}' holds {other} and the registry refused to point it at {digest}"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("note: choose another tag"), "{text}");
+    assert!(
+        text.contains("TAG_INVALID"),
+        "the registry's words come along: {text}"
+    );
 }
