@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use ecrcp::engine::{Delivered, Engine as _, Pulls, Repository, Transfer};
 use ecrcp::plan::{CopyJob, CopyOptions, JobSettings};
 use ecrcp::reference::{Destination, Reference};
 use ecrcp::registry::credentials::{CredentialStore, Credentials};
+use ecrcp::registry::digest::sha256;
 use ecrcp::registry::RegistryClient;
 use ecrcp::secret::Secret;
 
@@ -750,4 +751,160 @@ fn registry_engine_takes_an_immutable_tag_holding_the_image_and_refuses_one_hold
         text.contains("TAG_INVALID"),
         "the registry's words come along: {text}"
     );
+}
+
+/// A source registry (plain HTTP on loopback) serving one image whose layer read drops
+/// after `cut` bytes the first time; a read with `Range` gets the rest.
+/// `(status, body, Content-Length, Content-Range)`.
+type Answer = (u16, Vec<u8>, usize, Option<String>);
+
+struct DroppingSource {
+    port: u16,
+    manifest_digest: String,
+    layer_digest: String,
+    ranges: Arc<AtomicUsize>,
+}
+
+impl DroppingSource {
+    fn start(cut: usize) -> DroppingSource {
+        let layer: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13).to_le_bytes()[0])
+            .collect();
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let (layer_digest, config_digest) = (sha256(&layer), sha256(&config));
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"mediaType":"application/vnd.docker.container.image.v1+json","size":{},"digest":"{config_digest}"}},"layers":[{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","size":{},"digest":"{layer_digest}"}}]}}"#,
+            config.len(),
+            layer.len()
+        )
+        .into_bytes();
+        let manifest_digest = sha256(&manifest);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ranges = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new((manifest, config, layer, layer_digest.clone(), config_digest));
+        let (counter, dropped) = (Arc::clone(&ranges), Arc::new(AtomicBool::new(false)));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (served, counter, dropped) =
+                    (Arc::clone(&served), Arc::clone(&counter), Arc::clone(&dropped));
+                std::thread::spawn(move || {
+                    let (manifest, config, layer, layer_digest, config_digest) = &*served;
+                    let _ = Self::serve(stream, |path, range| {
+                        let full = |body: &[u8]| (200, body.to_vec(), body.len(), None);
+                        if path.ends_with("/manifests/1")
+                            || path.ends_with(&format!("/manifests/{}", sha256(manifest)))
+                        {
+                            full(manifest)
+                        } else if path.ends_with(config_digest.as_str()) {
+                            full(config)
+                        } else if path.ends_with(layer_digest.as_str()) {
+                            match range {
+                                Some(start) => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    let rest = layer[start..].to_vec();
+                                    let length = rest.len();
+                                    let span = format!("bytes {start}-{}/{}", layer.len() - 1, layer.len());
+                                    (206, rest, length, Some(span))
+                                }
+                                // The first read breaks off midway; later ones go through.
+                                None if !dropped.swap(true, Ordering::SeqCst) => {
+                                    (200, layer[..cut].to_vec(), layer.len(), None)
+                                }
+                                None => full(layer),
+                            }
+                        } else {
+                            (404, Vec::new(), 0, None)
+                        }
+                    });
+                });
+            }
+        });
+        DroppingSource {
+            port,
+            manifest_digest,
+            layer_digest,
+            ranges,
+        }
+    }
+
+    /// Answers one request with `(status, body, Content-Length, Content-Range)`; a body
+    /// shorter than its length is a dropped connection.
+    fn serve(stream: TcpStream, answer: impl Fn(&str, Option<usize>) -> Answer) -> std::io::Result<()> {
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request = String::new();
+        reader.read_line(&mut request)?;
+        let mut range = None;
+        let mut line = String::new();
+        while reader.read_line(&mut line)? > 2 {
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("range") {
+                    range = value
+                        .trim()
+                        .strip_prefix("bytes=")
+                        .and_then(|v| v.trim_end_matches('-').parse().ok());
+                }
+            }
+            line.clear();
+        }
+        let mut words = request.split_whitespace();
+        let (method, path) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
+        let (status, body, length, content_range) = answer(path, range);
+        let reason = match status {
+            200 => "OK",
+            206 => "Partial Content",
+            _ => "Not Found",
+        };
+        let mut head =
+            format!("HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Length: {length}\r\n");
+        if let Some(content_range) = content_range {
+            head = head + "Content-Range: " + &content_range + "\r\n";
+        }
+        if status == 200 && path.contains("/manifests/") {
+            head += "Content-Type: application/vnd.docker.distribution.manifest.v2+json\r\n";
+            head = head + "Docker-Content-Digest: " + &sha256(&body) + "\r\n";
+        }
+        let mut stream = stream;
+        stream.write_all(format!("{head}\r\n").as_bytes())?;
+        if method != "HEAD" {
+            stream.write_all(&body)?;
+        }
+        stream.flush()?;
+        // A short body ends with the connection: the reader sees it drop.
+        stream.shutdown(std::net::Shutdown::Both)
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_resumes_a_dropped_source_read_where_it_stopped() {
+    let bed = Bed::get("engine-resume");
+    let rig = Rig::new(&bed);
+    let repo = bed.unique("e2e/engine-resume");
+    let source = DroppingSource::start(1_000_000);
+    let delivered = rig
+        .copy(&Ask::new(
+            format!("127.0.0.1:{}/flaky/app:1", source.port),
+            format!("{ECR}/{repo}:1"),
+        ))
+        .0
+        .expect("the copy survives the dropped read");
+    assert_eq!(delivered.digest, source.manifest_digest);
+    assert_eq!(
+        bed.digest(ECR, &repo, "1").as_deref(),
+        Some(source.manifest_digest.as_str())
+    );
+    assert_eq!(
+        source.ranges.load(Ordering::SeqCst),
+        1,
+        "the read resumed once, with Range"
+    );
+    let hex = source.layer_digest.trim_start_matches("sha256:");
+    assert_eq!(
+        bed.requests("ecr", "PUT", hex),
+        1,
+        "one upload of the layer: its body kept going"
+    );
+    assert_eq!(bed.answered("ecr", "PUT", hex, 201), 1);
 }
