@@ -15,9 +15,11 @@ use ecrcp::engine::turns::Turns;
 use ecrcp::engine::{Delivered, Engine as _, Pulls, Repository, Transfer};
 use ecrcp::plan::{CopyJob, CopyOptions, JobSettings};
 use ecrcp::reference::{Destination, Reference};
+use ecrcp::registry::blobs::Opened;
 use ecrcp::registry::credentials::{CredentialStore, Credentials};
 use ecrcp::registry::digest::sha256;
-use ecrcp::registry::RegistryClient;
+use ecrcp::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
+use ecrcp::registry::{RegistryClient, Scopes};
 use ecrcp::secret::Secret;
 
 use crate::support::{write_executable, Bed, Run, ECR, ECR_PASSWORD, HUB, HUB_ADMIN, PLAIN};
@@ -37,6 +39,7 @@ struct Ask {
     source_digest: Option<String>,
     /// Docker Hub pulls beyond the one the check books (`None`: no limit).
     extra_pulls: Option<u64>,
+    referrers: bool,
 }
 
 impl Ask {
@@ -48,6 +51,7 @@ impl Ask {
             limits: Limits::default(),
             source_digest: None,
             extra_pulls: None,
+            referrers: false,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Rig {
             destination: Destination::parse(&ask.destination).unwrap(),
             settings: JobSettings {
                 platforms: ask.platforms.iter().map(|p| (*p).to_owned()).collect(),
+                referrers: ask.referrers,
                 ..JobSettings::default()
             },
         };
@@ -907,4 +912,100 @@ fn registry_engine_resumes_a_dropped_source_read_where_it_stopped() {
         "one upload of the layer: its body kept going"
     );
     assert_eq!(bed.answered("ecr", "PUT", hex, 201), 1);
+}
+
+impl Rig {
+    /// Attaches a signature to `subject` (a manifest of `repo:1` at the fake Docker Hub) as
+    /// a registry without the referrers API lists it: the artifact by digest, and an index
+    /// of referrers under the `sha256-HEX` tag. Returns the signature's digest.
+    fn attach_signature(&self, bed: &Bed, repo: &str, subject: &serde_json::Value) -> String {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode(HUB_ADMIN);
+        std::fs::create_dir_all(bed.docker_config()).unwrap();
+        std::fs::write(
+            bed.docker_config().join("config.json"),
+            format!(r#"{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{auth}"}}}}}}"#),
+        )
+        .unwrap();
+        let image = Reference::parse(&format!("docker.io/{repo}:1")).unwrap();
+        let scopes = Scopes::push(repo);
+        let (empty, signature) = (b"{}".to_vec(), b"a signature, as cosign would make it".to_vec());
+        let kind = "application/vnd.example.signature";
+        let artifact = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": kind,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(&empty), "size": 2},
+            "layers": [{"mediaType": kind, "digest": sha256(&signature), "size": signature.len()}],
+            "subject": subject,
+        })
+        .to_string()
+        .into_bytes();
+        let digest = sha256(&artifact);
+        let subject_digest = subject["digest"].as_str().unwrap();
+        let list = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": artifact.len(), "artifactType": kind}],
+        })
+        .to_string()
+        .into_bytes();
+        self.runtime.block_on(async {
+            for blob in [&empty, &signature] {
+                let Opened::Session(session) = self.client.open_upload(&image, &scopes, None).await.unwrap()
+                else {
+                    panic!("a session");
+                };
+                let body = reqwest::Body::from(blob.clone());
+                let size = u64::try_from(blob.len()).unwrap();
+                self.client
+                    .finish_upload(&image, &scopes, &session, &sha256(blob), size, body)
+                    .await
+                    .unwrap();
+            }
+            self.client
+                .put_manifest(&image, &scopes, &digest, OCI_MANIFEST, &artifact)
+                .await
+                .unwrap();
+            let tag = subject_digest.replace(':', "-");
+            self.client
+                .put_manifest(&image, &scopes, &tag, OCI_INDEX, &list)
+                .await
+                .unwrap();
+        });
+        digest
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_copies_referrers_when_asked_and_lists_them_by_the_tag_schema() {
+    let bed = Bed::get("engine-referrers");
+    let rig = Rig::new(&bed);
+    let repo = bed.unique("e2e/engine-referrers");
+    let digest = bed.push_index(HUB, HUB_ADMIN, &repo, "1", "1", "linux/amd64", "oci", 0);
+    let subject = serde_json::json!({"mediaType": OCI_INDEX, "digest": digest, "size": 0});
+    let signature = rig.attach_signature(&bed, &repo, &subject);
+    let list_tag = digest.replace(':', "-");
+
+    // Not asked: the image alone.
+    rig.copy(&Ask::new(
+        format!("docker.io/{repo}:1"),
+        format!("{ECR}/{repo}/plain:1"),
+    ))
+    .0
+    .expect("the copy");
+    assert_eq!(bed.digest(ECR, &format!("{repo}/plain"), &signature), None);
+
+    let mut ask = Ask::new(format!("docker.io/{repo}:1"), format!("{ECR}/{repo}:1"));
+    ask.referrers = true;
+    let delivered = rig.copy(&ask).0.expect("the copy with its referrers");
+    assert_eq!(delivered.digest, digest);
+    assert!(delivered.notes.is_empty(), "{:?}", delivered.notes);
+    assert_eq!(
+        bed.digest(ECR, &repo, &signature).as_deref(),
+        Some(signature.as_str())
+    );
+    // The destination (distribution 2.8) has no referrers API either: the tag schema lists it.
+    assert_eq!(children(&bed.manifest(ECR, &repo, &list_tag)), [signature]);
 }
