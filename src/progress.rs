@@ -38,6 +38,8 @@ struct Blob {
 }
 
 struct Image {
+    /// Stable while images before it leave the board.
+    id: usize,
     label: String,
     blobs: Vec<Blob>,
     /// The last line: what happened, once it is over.
@@ -47,6 +49,7 @@ struct Image {
 #[derive(Default)]
 struct State {
     images: Vec<Image>,
+    next_id: usize,
     /// Lines drawn last time, which the next drawing overwrites.
     drawn: usize,
     last: Option<Instant>,
@@ -61,27 +64,30 @@ pub struct Board {
 /// One image's part of the board; a no-op when progress is off.
 pub struct ImageProgress<'a> {
     board: Option<&'a Board>,
-    index: usize,
+    id: usize,
 }
 
 impl Board {
     /// An image's section of the board, drawn from now on.
     pub fn image(&self, label: &str) -> ImageProgress<'_> {
         let mut state = self.state.lock().expect("progress board poisoned");
+        let id = state.next_id;
+        state.next_id += 1;
         state.images.push(Image {
+            id,
             label: label.to_owned(),
             blobs: Vec::new(),
             outcome: None,
         });
         ImageProgress {
             board: Some(self),
-            index: state.images.len() - 1,
+            id,
         }
     }
 
-    fn update(&self, index: usize, force: bool, change: impl FnOnce(&mut Image)) {
+    fn update(&self, id: usize, force: bool, change: impl FnOnce(&mut Image)) {
         let mut state = self.state.lock().expect("progress board poisoned");
-        if let Some(image) = state.images.get_mut(index) {
+        if let Some(image) = state.images.iter_mut().find(|image| image.id == id) {
             change(image);
         }
         let now = Instant::now();
@@ -99,16 +105,13 @@ impl Board {
 impl ImageProgress<'_> {
     /// Progress that shows nothing.
     pub fn off() -> Self {
-        ImageProgress {
-            board: None,
-            index: 0,
-        }
+        ImageProgress { board: None, id: 0 }
     }
 
     /// A blob the copy will look after.
     pub fn blob(&self, digest: &str, size: u64) {
         if let Some(board) = self.board {
-            board.update(self.index, true, |image| {
+            board.update(self.id, true, |image| {
                 if !image.blobs.iter().any(|blob| blob.digest == digest) {
                     image.blobs.push(Blob {
                         digest: digest.to_owned(),
@@ -124,7 +127,7 @@ impl ImageProgress<'_> {
     pub fn set(&self, digest: &str, state: BlobState) {
         if let Some(board) = self.board {
             let force = !matches!(state, BlobState::Sending { .. });
-            board.update(self.index, force, |image| {
+            board.update(self.id, force, |image| {
                 if let Some(blob) = image.blobs.iter_mut().find(|blob| blob.digest == digest) {
                     blob.state = state;
                 }
@@ -135,7 +138,7 @@ impl ImageProgress<'_> {
     /// The image's last line.
     pub fn finish(&self, outcome: &str) {
         if let Some(board) = self.board {
-            board.update(self.index, true, |image| image.outcome = Some(outcome.to_owned()));
+            board.update(self.id, true, |image| image.outcome = Some(outcome.to_owned()));
         }
     }
 }
@@ -143,6 +146,14 @@ impl ImageProgress<'_> {
 /// Redraws the board over what was drawn last, and lets finished images scroll away above
 /// it for good, so that the block that is redrawn stays small.
 fn draw(state: &mut State, now: Instant) {
+    let text = render(state, now);
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+/// The text that redraws the board, and the board as it stands once it is drawn.
+fn render(state: &mut State, now: Instant) -> String {
     let mut text = String::new();
     if state.drawn > 0 {
         // Back up over the lines drawn last time.
@@ -170,9 +181,7 @@ fn draw(state: &mut State, now: Instant) {
         state.images.drain(..leaving);
     }
     state.drawn = drawn;
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.flush();
+    text
 }
 
 fn image_lines(image: &Image, now: Instant) -> Vec<String> {
@@ -275,6 +284,38 @@ pub fn bar(done: u64, total: u64, width: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finished_images_scroll_away_and_the_rest_is_redrawn_in_place() {
+        let board = Board::default();
+        let (_first, second) = (board.image("first"), board.image("second"));
+        let now = Instant::now();
+        {
+            let mut state = board.state.lock().unwrap();
+            for image in &mut state.images {
+                image.blobs.push(Blob {
+                    digest: "sha256:aaaaaaaaaaaaaaaa".into(),
+                    size: 1,
+                    state: BlobState::Exists,
+                });
+            }
+            state.images[0].outcome = Some("first: done".into());
+            let text = render(&mut state, now);
+            // Nothing drawn before: no cursor move; both images drawn, the first for good.
+            assert!(text.starts_with("\r\x1b[2Kfirst\n"), "{text:?}");
+            assert!(text.contains("first: done\n"), "{text:?}");
+            assert_eq!(state.images.len(), 1);
+            assert_eq!(
+                state.drawn, 2,
+                "the second image's two lines stay in the redrawn block"
+            );
+            let again = render(&mut state, now);
+            assert!(again.starts_with("\x1b[2A\r\x1b[2Ksecond\n"), "{again:?}");
+        }
+        // The second image is still found by its handle after the first left.
+        second.finish("second: done");
+        assert!(board.state.lock().unwrap().images.is_empty());
+    }
 
     #[test]
     fn sizes_read_as_docker_prints_them() {

@@ -4,6 +4,8 @@
 //! blob: bodies come and go as streams.
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode, Url};
 
 use super::{
@@ -92,6 +94,29 @@ impl RegistryClient {
         .await
     }
 
+    /// A small blob (an image config) whole, at most [`super::MAX_MANIFEST_BYTES`], checked
+    /// against its digest.
+    pub async fn small_blob(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        digest: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let body = self.read_blob(image, scopes, digest, 0).await?;
+        let url = body.response.url().to_string();
+        let bytes = read_bounded(body.response, image.api_host(), &url).await?;
+        let answered = super::digest::sha256(&bytes);
+        if answered != digest {
+            return Err(RegistryError::DigestMismatch {
+                host: image.registry().to_owned(),
+                image: image.familiar(),
+                requested: digest.to_owned(),
+                answered,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Opens an upload into `image`'s repository; with `mount` (the blob's digest and a
     /// repository of the same registry holding it), asks the registry to mount it instead.
     pub async fn open_upload(
@@ -149,6 +174,7 @@ impl RegistryClient {
         let url = with_digest(session, digest);
         let request = self
             .long_request(Method::PUT, url.as_str(), image.api_host())?
+            .timeout(upload_limit(size))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
             .body(body);
@@ -175,6 +201,13 @@ impl RegistryClient {
             _ => Err(answer_error(image, "the cancelling of an upload", response).await),
         }
     }
+}
+
+/// The longest an upload of `size` bytes may take, all told: ten minutes, and a second more
+/// per MiB (a registry crawling under 1 MiB/s is as good as stuck). Stalls are caught
+/// sooner by the caller, which times out every piece it hands over.
+pub fn upload_limit(size: u64) -> Duration {
+    Duration::from_secs(600 + size / (1 << 20))
 }
 
 fn bad_url(image: &Reference, url: &str) -> RegistryError {
@@ -312,6 +345,14 @@ mod tests {
                 expected,
                 "{location}"
             );
+        }
+    }
+
+    #[test]
+    fn an_upload_may_take_ten_minutes_and_a_second_per_mib() {
+        let cases = [(0, 600), (1 << 20, 601), (1 << 30, 600 + 1024)];
+        for (size, seconds) in cases {
+            assert_eq!(upload_limit(size), Duration::from_secs(seconds), "{size}");
         }
     }
 

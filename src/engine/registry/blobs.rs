@@ -281,7 +281,7 @@ impl Copying<'_> {
                     self.progress
                         .set(digest, BlobState::Sending { done: offset, since });
                     if let Some(previous) = held.replace(piece) {
-                        sender.send(Ok(previous)).await.map_err(|_| None)?;
+                        self.hand_over(sender, previous, blob).await?;
                     }
                     continue;
                 }
@@ -324,9 +324,31 @@ impl Copying<'_> {
             }));
         }
         if let Some(last) = held {
-            sender.send(Ok(last)).await.map_err(|_| None)?;
+            self.hand_over(sender, last, blob).await?;
         }
         Ok(offset)
+    }
+
+    /// Hands a piece to the upload. `Err(None)`: the upload went away; a destination that
+    /// takes nothing for a while is as good as gone.
+    async fn hand_over(
+        &self,
+        sender: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+        piece: Bytes,
+        blob: &Descriptor,
+    ) -> Result<(), Option<BlobError>> {
+        match tokio::time::timeout(STALL, sender.send(Ok(piece))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some(BlobError::Destination {
+                image: self.destination.familiar(),
+                digest: blob.digest.clone(),
+                error: RegistryError::Connect {
+                    host: self.destination.registry().to_owned(),
+                    detail: format!("the upload took no byte for {} s", STALL.as_secs()),
+                },
+            })),
+        }
     }
 
     fn size_error(&self, blob: &Descriptor, actual: u64) -> BlobError {

@@ -339,14 +339,11 @@ impl Copying<'_> {
     /// A single-platform source asked for platforms: its config must be one of them, as
     /// `docker pull --platform` insists.
     async fn check_platform(&self, config: &Descriptor) -> anyhow::Result<()> {
-        let body = self
+        let bytes = self
             .registry()
-            .read_blob(self.source, &self.source_scopes, &config.digest, 0)
-            .await?;
-        let bytes =
-            body.response.bytes().await.map_err(|error| {
-                anyhow!("cannot read the config of '{}': {error}", self.source.familiar())
-            })?;
+            .small_blob(self.source, &self.source_scopes, &config.digest)
+            .await
+            .with_context(|| format!("cannot read the config of '{}'", self.source.familiar()))?;
         let Some(platform) = tree::config_platform(&bytes) else {
             return Ok(());
         };
@@ -554,4 +551,41 @@ pub struct TagHeld {
     wanted: String,
     #[source]
     refusal: RegistryError,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_beyond_the_booking_are_taken_from_the_budget_before_they_run() {
+        let pulls = Pulls::default();
+        pulls.limit_extra(Some(2));
+        let mut meter = Meter {
+            pulls: &pulls,
+            hub: true,
+            granted: 1,
+            used: 0,
+        };
+        // The top manifest: booked by the check.
+        meter.reserve(1).unwrap();
+        meter.spend();
+        // Three children: two beyond the booking, and the budget has two.
+        meter.reserve(3).expect_err("one more than the budget holds");
+        meter.reserve(2).unwrap();
+        meter.spend();
+        meter.spend();
+        assert_eq!(meter.granted, 3);
+        // Nothing is left for a further read.
+        let refused = meter.reserve(1).unwrap_err();
+        assert_eq!((refused.needed, refused.left), (1, 0));
+        // Reads elsewhere than Docker Hub are no pulls.
+        let mut elsewhere = Meter {
+            pulls: &pulls,
+            hub: false,
+            granted: 0,
+            used: 0,
+        };
+        elsewhere.reserve(100).unwrap();
+    }
 }
