@@ -1,6 +1,7 @@
 # packaging/rpm/post.sh -- %post of the ecrcp .rpm (plain sh; $1 is 1 on install, 2 or more on upgrade).
-# What debian/postinst does: the timer, never the service, is enabled (through the preset) and
-# started; an upgrade restarts only the timer, so a sync under way goes on.
+# What debian/postinst does: no service is ever started; on install, the timers the presets
+# enable (ecrcp.timer by the package's, ecrcp-registry.timer only by an admin's) are
+# started; an upgrade restarts only the timers that run, so a sync under way goes on.
 
 # The admin writes images.toml here (cargo-generate-rpm 0.21.1 fails on directory assets).
 mkdir -p /etc/ecrcp
@@ -9,7 +10,7 @@ mkdir -p /usr/libexec/docker/cli-plugins
 ln -sfn ../../../bin/ecrcp /usr/libexec/docker/cli-plugins/docker-ecrcp
 
 if [ "$1" -eq 1 ]; then
-    systemctl --no-reload preset ecrcp.timer >/dev/null 2>&1 || :
+    systemctl --no-reload preset ecrcp.timer ecrcp-registry.timer >/dev/null 2>&1 || :
 fi
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || :
@@ -17,7 +18,10 @@ if [ -d /run/systemd/system ]; then
         if systemctl --quiet is-enabled ecrcp.timer 2>/dev/null; then
             systemctl start ecrcp.timer >/dev/null 2>&1 || :
         fi
+        if systemctl --quiet is-enabled ecrcp-registry.timer 2>/dev/null; then
+            systemctl start ecrcp-registry.timer >/dev/null 2>&1 || :
+        fi
     else
-        systemctl try-restart ecrcp.timer >/dev/null 2>&1 || :
+        systemctl try-restart ecrcp.timer ecrcp-registry.timer >/dev/null 2>&1 || :
     fi
 fi
