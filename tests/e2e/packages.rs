@@ -2,8 +2,10 @@
 //! signed apt repository into a booted Debian systemd that has no ecrcp at all
 //! (`tests/testbed/nspawn boot-bare`), then what the package promises: the binary, man
 //! pages, completions, the docker plugin, the timer and the service it runs, upgrades that keep
-//! the admin's config and the sync under way, removal and purge; and the .rpm against the
-//! .deb. The packages are built outside the bed; these tests fail, not skip, without them.
+//! the admin's config and the sync under way, removal and purge; the unit that syncs without
+//! docker (`ecrcp-registry.service`), its hardening, and an admin's switch to its timer kept
+//! through upgrade, removal and reinstall; and the .rpm against the .deb. The packages are
+//! built outside the bed; these tests fail, not skip, without them.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::container::{docker_commands_naming, Container};
+use crate::container::{docker_commands_naming, Container, Docker};
 use crate::support::{Bed, Run, ECR};
 
 /// Where the apt repository is inside the container: the URI of its `ecrcp.sources`.
@@ -101,6 +103,148 @@ fn apt_install_from_the_signed_repository_sets_up_ecrcp_and_starts_only_the_time
     );
     let journal = container.exec(&["journalctl", "-u", "ecrcp.service", "-q", "--no-pager"]);
     assert_eq!(journal.stdout.trim(), "", "nothing ran during the install");
+    assert_eq!(
+        container.timer_state("ecrcp-registry.timer"),
+        ("disabled".to_owned(), "inactive".to_owned()),
+        "the timer of the sync without docker is the admin's choice, not the package's"
+    );
+    let journal = container.exec(&["journalctl", "-u", "ecrcp-registry.service", "-q", "--no-pager"]);
+    assert_eq!(journal.stdout.trim(), "", "the registry service never ran either");
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_package_installs_a_verified_registry_service_without_docker_exposed_at_most_2() {
+    let bed = Bed::get("packages-registry-unit");
+    // A machine without docker: the package installs all the same.
+    let container = Container::boot_bare_with(&bed, &packages_dir().join("apt"), Docker::Absent);
+    container.add_the_repository();
+    container.apt(&["install", "ecrcp"]).assert_code(0);
+
+    let verify = container.exec(&[
+        "systemd-analyze",
+        "verify",
+        "ecrcp-registry.service",
+        "ecrcp-registry.timer",
+    ]);
+    assert!(
+        verify.code == Some(0) && verify.stdout.trim().is_empty() && verify.stderr.trim().is_empty(),
+        "systemd-analyze verify has nothing to say about the installed units: {verify:?}"
+    );
+    let show = container.properties(
+        "ecrcp-registry.service",
+        &["DynamicUser", "PrivateUsers", "SupplementaryGroups", "User"],
+    );
+    assert_eq!(
+        show, "DynamicUser=yes\nPrivateUsers=yes\nSupplementaryGroups=\nUser=ecrcp",
+        "no docker group, a user namespace of its own, the user of ecrcp.service"
+    );
+    let exec = container.properties("ecrcp-registry.service", &["ExecStart"]);
+    assert!(
+        exec.contains("argv[]=/usr/bin/ecrcp sync --engine registry ;"),
+        "it runs the registry engine: {exec}"
+    );
+    let timer = container.properties("ecrcp-registry.timer", &["Unit"]);
+    assert_eq!(timer, "Unit=ecrcp-registry.service");
+
+    // As the container's systemd loaded the unit, and as the file reads offline.
+    for command in [
+        &[
+            "systemd-analyze",
+            "security",
+            "--no-pager",
+            "ecrcp-registry.service",
+        ][..],
+        &[
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            "/usr/lib/systemd/system/ecrcp-registry.service",
+        ],
+    ] {
+        let run = container.exec(command);
+        let level = exposure(&run.stdout, "ecrcp-registry.service");
+        assert!(
+            level <= 2.0,
+            "{command:?}: exposure {level} is above 2.0:\n{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout.contains("Service has no supplementary groups"),
+            "{command:?} finds no supplementary group:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_admins_switch_to_the_registry_timer_survives_upgrade_removal_and_reinstall() {
+    let bed = Bed::get("packages-registry-switch");
+    let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
+    let before = container.ecrcp_paths();
+    container.add_the_repository();
+    container.apt(&["install", "ecrcp"]).assert_code(0);
+    let switched = (
+        "disabled".to_owned(),
+        "inactive".to_owned(),
+        "enabled".to_owned(),
+        "active".to_owned(),
+    );
+
+    // The documented switch.
+    for command in [
+        &["systemctl", "disable", "--now", "ecrcp.timer"][..],
+        &["systemctl", "enable", "--now", "ecrcp-registry.timer"],
+    ] {
+        container.exec(command).assert_code(0);
+    }
+    assert_eq!(
+        container.timers(),
+        switched,
+        "(ecrcp.timer, ecrcp-registry.timer) after the switch"
+    );
+
+    let started = container.properties("ecrcp-registry.timer", &["ActiveEnterTimestampMonotonic"]);
+    let newer = container.newer_package();
+    container.apt(&["install", &newer]).assert_code(0);
+    assert_eq!(
+        container.timers(),
+        switched,
+        "the upgrade neither re-enabled nor started ecrcp.timer"
+    );
+    assert_ne!(
+        container.properties("ecrcp-registry.timer", &["ActiveEnterTimestampMonotonic"]),
+        started,
+        "the upgrade restarted the enabled timer"
+    );
+
+    container.apt(&["remove", "ecrcp"]).assert_code(0);
+    for timer in ["ecrcp.timer", "ecrcp-registry.timer"] {
+        let active = container.exec(&["systemctl", "is-active", timer]);
+        assert_eq!(active.stdout.trim(), "inactive", "apt remove stopped {timer}");
+    }
+    let masked = container.exec(&["systemctl", "is-enabled", "ecrcp-registry.timer"]);
+    assert_eq!(
+        masked.stdout.trim(),
+        "masked",
+        "removed, so masked as debhelper does: {masked:?}"
+    );
+
+    container.apt(&["install", "ecrcp"]).assert_code(0);
+    assert_eq!(
+        container.timers(),
+        switched,
+        "the reinstall kept the admin's choice of timer"
+    );
+
+    container.apt(&["purge", "ecrcp"]).assert_code(0);
+    let after = container.ecrcp_paths();
+    let left: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        left.is_empty(),
+        "purge left these behind (the registry timer's enablement too): {left:#?}"
+    );
 }
 
 #[test]
@@ -115,7 +259,7 @@ fn the_installed_timer_runs_the_service_which_copies_the_image_and_logs_fields_t
         "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n[[image]]\nsource = \"alpine:3.20\"\n"
     ));
 
-    container.fire_the_timer_now();
+    container.fire_the_timer_now("ecrcp.timer");
     container.wait_for_the_run(RUN_TIMEOUT);
 
     assert_ne!(
@@ -296,22 +440,6 @@ fn packages_dir() -> PathBuf {
 
 /// What the package tests do in a container, beyond what every systemd test does.
 impl Container {
-    /// Writes `text` to `path` inside the container, as an admin's editor would.
-    fn write(&self, path: &str, text: &str) {
-        let run = self.nspawn(
-            &[
-                "exec",
-                "sh",
-                "-c",
-                "mkdir -p \"$(dirname \"$1\")\" && cat >\"$1\"",
-                "sh",
-                path,
-            ],
-            Some(text.as_bytes()),
-        );
-        assert_eq!(run.code, Some(0), "writing {path}: {run:?}");
-    }
-
     /// The files' contents, one after the other.
     fn read(&self, paths: &[&str]) -> String {
         let mut args = vec!["cat"];
@@ -435,17 +563,18 @@ impl Container {
             .collect()
     }
 
-    /// A drop-in, as `systemctl edit ecrcp.timer` writes it, that makes the timer fire a
-    /// second after it is restarted instead of within the hour.
-    fn fire_the_timer_now(&self) {
-        self.write(
-            "/etc/systemd/system/ecrcp.timer.d/now.conf",
-            "[Timer]\nOnCalendar=\nOnActiveSec=1s\nRandomizedDelaySec=0\nAccuracySec=1s\n",
-        );
-        for command in [&["daemon-reload"][..], &["restart", "ecrcp.timer"]] {
-            let run = self.exec(&[&["systemctl"][..], command].concat());
-            assert_eq!(run.code, Some(0), "systemctl {command:?}: {run:?}");
-        }
+    /// `systemctl is-enabled` and `is-active` of a timer.
+    fn timer_state(&self, timer: &str) -> (String, String) {
+        let enabled = self.exec(&["systemctl", "is-enabled", timer]).stdout;
+        let active = self.exec(&["systemctl", "is-active", timer]).stdout;
+        (enabled.trim().to_owned(), active.trim().to_owned())
+    }
+
+    /// [`Container::timer_state`] of ecrcp.timer, then of ecrcp-registry.timer.
+    fn timers(&self) -> (String, String, String, String) {
+        let (docker_enabled, docker_active) = self.timer_state("ecrcp.timer");
+        let (registry_enabled, registry_active) = self.timer_state("ecrcp-registry.timer");
+        (docker_enabled, docker_active, registry_enabled, registry_active)
     }
 
     /// Waits until `unit` has neither a start nor a stop under way.
@@ -479,6 +608,17 @@ impl Container {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The overall exposure `systemd-analyze security` gives `unit` ("... for UNIT: 1.1 OK").
+fn exposure(output: &str, unit: &str) -> f64 {
+    let marker = format!("Overall exposure level for {unit}: ");
+    output
+        .lines()
+        .find_map(|line| line.split_once(marker.as_str()))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure for {unit} in:\n{output}"))
 }
 
 /// The keyring path of a deb822 sources file's `Signed-By:` field.

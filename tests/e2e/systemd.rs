@@ -1,15 +1,16 @@
 //! `ecrcp sync` as systemd runs it on a user's machine: a real Debian systemd booted in a
-//! container inside the bed (`tests/testbed/nspawn`), with the repository's own
-//! `systemd/ecrcp.service` and `ecrcp.timer`, their hardening, and the real journal. Only
-//! the timer is sped up (a drop-in fires it 2 s after boot). Needs the cached root of
-//! `tests/testbed/nspawn prepare`, which runs outside the bed.
+//! container inside the bed (`tests/testbed/nspawn`), with the repository's own units
+//! (`ecrcp.service` and `ecrcp.timer`; `ecrcp-registry.service`, the sync without docker),
+//! their hardening, and the real journal. Only ecrcp.timer is sped up (a drop-in fires it
+//! 2 s after boot). Needs the cached root of `tests/testbed/nspawn prepare`, which runs
+//! outside the bed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::container::{docker_commands_naming, Container};
+use crate::container::{docker_commands_naming, Container, Docker};
 use crate::support::{write_executable, Bed, ECR, HUB_ADMIN};
 
 /// Boot, the 2 s timer and one small copy take about 5 s; a loaded CI machine gets slack.
@@ -248,4 +249,142 @@ fn systemctl_stop_lets_the_copy_under_way_finish() {
         Vec::<String>::new(),
         "no docker command left"
     );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_registry_service_mirrors_byte_for_byte_on_a_machine_without_docker() {
+    let bed = Bed::get("systemd-registry");
+    let upstream = bed.unique("e2e/nodocker");
+    let digest = bed.push_upstream(&upstream, "1", "nodocker");
+    let prefix = bed.unique("registry");
+    let container = Container::boot_with(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), None, Docker::Absent);
+    // ecrcp.timer's run at boot, skipped for want of a config, is over before one appears.
+    container.wait_for_the_run(RUN_TIMEOUT);
+    assert_ne!(
+        container.exec(&["test", "-e", "/run/docker.sock"]).code,
+        Some(0),
+        "no docker socket in this machine"
+    );
+
+    container.write(
+        "/etc/ecrcp/images.toml",
+        &format!(
+            "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n[[image]]\nsource = \"{upstream}:1\"\n"
+        ),
+    );
+    // The documented switch of timers; the registry timer then fires a second after its start.
+    container
+        .exec(&["systemctl", "disable", "--now", "ecrcp.timer"])
+        .assert_code(0);
+    container
+        .exec(&["systemctl", "enable", "ecrcp-registry.timer"])
+        .assert_code(0);
+    container.fire_the_timer_now("ecrcp-registry.timer");
+    container.wait_for_the_run_of("ecrcp-registry.service", RUN_TIMEOUT);
+
+    assert_ne!(
+        container.properties("ecrcp-registry.timer", &["LastTriggerUSecMonotonic"]),
+        "LastTriggerUSecMonotonic=0",
+        "ecrcp-registry.timer started the service"
+    );
+    assert_eq!(
+        container.properties("ecrcp-registry.service", &["ExecMainStatus", "Result"]),
+        "ExecMainStatus=0\nResult=success",
+        "{}",
+        container.diagnostics()
+    );
+    assert_eq!(
+        bed.digest(ECR, &format!("{prefix}/{upstream}"), "1"),
+        Some(digest),
+        "the registry engine copied the image, byte for byte: ECR serves the source's digest\n{}",
+        container.diagnostics()
+    );
+    let journal = container.journal_of("ecrcp-registry.service");
+    let event = journal
+        .iter()
+        .find(|entry| {
+            entry["SYSLOG_IDENTIFIER"] == "ecrcp" && entry["IMAGE"] == format!("{upstream}:1").as_str()
+        })
+        .unwrap_or_else(|| panic!("an event with IMAGE={upstream}:1\n{}", container.diagnostics()));
+    assert_eq!(event["OUTCOME"], "copied", "{event:#}");
+    assert_eq!(
+        event["_SYSTEMD_UNIT"], "ecrcp-registry.service",
+        "logged by ecrcp in the registry service: {event:#}"
+    );
+    assert_eq!(
+        container.properties(
+            "ecrcp-registry.service",
+            &["DynamicUser", "PrivateUsers", "SupplementaryGroups", "User"]
+        ),
+        "DynamicUser=yes\nPrivateUsers=yes\nSupplementaryGroups=\nUser=ecrcp",
+        "it ran as the dynamic user, in a user namespace of its own, in no docker group"
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_registry_service_defers_to_a_docker_sync_under_way_through_their_shared_lock() {
+    let bed = Bed::get("systemd-both");
+    let upstream = bed.unique("e2e/bothbig");
+    bed.push_upstream_sized(&upstream, "1", "big", 64 * 1024 * 1024);
+    let prefix = bed.unique("both");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n[[image]]\nsource = \"{upstream}:1\"\n"
+    ));
+
+    // ecrcp.timer fires 2 s after boot: ecrcp.service (docker) copies the big image.
+    let container = Container::boot(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), Some(&config));
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while docker_commands_naming(&upstream).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no docker command for {upstream} started\n{}",
+            container.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Both timers active, as on a machine where the admin enabled the second without
+    // disabling the first (the active timer also keeps the service's exit status loaded).
+    container
+        .exec(&["systemctl", "start", "ecrcp-registry.timer"])
+        .assert_code(0);
+    let start = container.exec(&["systemctl", "start", "ecrcp-registry.service"]);
+    assert_eq!(start.code, Some(0), "{start:?}\n{}", container.diagnostics());
+
+    assert_eq!(
+        container.properties("ecrcp-registry.service", &["ExecMainStatus", "Result"]),
+        "ExecMainStatus=75\nResult=success",
+        "the same user opened the same lock in the same state directory, and found it held\n{}",
+        container.diagnostics()
+    );
+    let said = container.exec(&[
+        "journalctl",
+        "-u",
+        "ecrcp-registry.service",
+        "-o",
+        "cat",
+        "--no-pager",
+    ]);
+    assert!(
+        said.stdout.contains("another ecrcp sync is running"),
+        "the journal says why it did nothing:\n{}",
+        said.stdout
+    );
+    assert_eq!(
+        container
+            .exec(&["systemctl", "is-active", "ecrcp.service"])
+            .stdout
+            .trim(),
+        "activating",
+        "the docker sync was still under way (else the lock proved nothing)"
+    );
+    container.wait_for_the_run(RUN_TIMEOUT);
+    assert_eq!(
+        container.properties("ecrcp.service", &["ExecMainStatus", "Result"]),
+        "ExecMainStatus=0\nResult=success",
+        "and it finished undisturbed in the shared state directory\n{}",
+        container.diagnostics()
+    );
+    assert!(bed.digest(ECR, &format!("{prefix}/{upstream}"), "1").is_some());
 }
