@@ -228,3 +228,14 @@ pub fn docker_commands_naming(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// The overall exposure `systemd-analyze security` gives `unit` ("... for UNIT: 1.1 OK").
+pub fn exposure(output: &str, unit: &str) -> f64 {
+    let marker = format!("Overall exposure level for {unit}: ");
+    output
+        .lines()
+        .find_map(|line| line.split_once(marker.as_str()))
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure for {unit} in:\n{output}"))
+}

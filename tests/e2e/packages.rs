@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::container::{docker_commands_naming, Container, Docker};
+use crate::container::{docker_commands_naming, exposure, Container, Docker};
 use crate::support::{Bed, Run, ECR};
 
 /// Where the apt repository is inside the container: the URI of its `ecrcp.sources`.
@@ -608,17 +608,6 @@ impl Container {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// The overall exposure `systemd-analyze security` gives `unit` ("... for UNIT: 1.1 OK").
-fn exposure(output: &str, unit: &str) -> f64 {
-    let marker = format!("Overall exposure level for {unit}: ");
-    output
-        .lines()
-        .find_map(|line| line.split_once(marker.as_str()))
-        .and_then(|(_, rest)| rest.split_whitespace().next())
-        .and_then(|number| number.parse().ok())
-        .unwrap_or_else(|| panic!("no overall exposure for {unit} in:\n{output}"))
 }
 
 /// The keyring path of a deb822 sources file's `Signed-By:` field.

@@ -6,12 +6,13 @@
 //! outside the bed.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::container::{docker_commands_naming, Container, Docker};
-use crate::support::{write_executable, Bed, ECR, HUB_ADMIN};
+use crate::container::{docker_commands_naming, exposure, Container, Docker};
+use crate::support::{write_executable, Bed, Run, ECR, HUB_ADMIN};
 
 /// Boot, the 2 s timer and one small copy take about 5 s; a loaded CI machine gets slack.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -387,4 +388,41 @@ fn the_registry_service_defers_to_a_docker_sync_under_way_through_their_shared_l
         container.diagnostics()
     );
     assert!(bed.digest(ECR, &format!("{prefix}/{upstream}"), "1").is_some());
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_repositorys_services_are_exposed_at_most_2_and_only_the_docker_one_joins_a_group() {
+    // (unit, runs with a supplementary group, sees other users)
+    for (unit, grouped, sees_users) in [
+        ("ecrcp-registry.service", false, false),
+        ("ecrcp.service", true, true),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd").join(unit);
+        let run = Run::from(
+            Command::new("systemd-analyze")
+                .args(["security", "--offline=true", "--no-pager"])
+                .arg(&path)
+                .output()
+                .expect("systemd-analyze runs (apt-get install systemd)"),
+        );
+        let level = exposure(&run.stdout, unit);
+        assert!(
+            level <= 2.0,
+            "{unit}: exposure {level} is above 2.0:\n{}",
+            run.stdout
+        );
+        assert_eq!(
+            run.stdout.contains("Service runs with supplementary groups"),
+            grouped,
+            "{unit}: only ecrcp.service is in a group (docker):\n{}",
+            run.stdout
+        );
+        assert_eq!(
+            run.stdout.contains("Service has access to other users"),
+            sees_users,
+            "{unit}: only ecrcp.service goes without PrivateUsers=:\n{}",
+            run.stdout
+        );
+    }
 }
