@@ -39,7 +39,9 @@
 #                     default the middle), so the bytes no longer match their digest
 #
 # Counters, per repository and in total (requests, body bytes in and out, by
-# method and status, and the last requests of each repository):
+# method and status, and the last requests of each repository: method, path,
+# status or "reset", body bytes, the fault that fired, start time "at" in Unix
+# seconds and duration "ms"):
 #
 #   GET  /_testbed/stats               totals, plus each repository's totals
 #   GET  /_testbed/stats?repo=NAME     that repository: totals and its request log
@@ -373,7 +375,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             return self.testbed(url)
         repository = repository_of(self.path)
         entry = {"method": self.command, "path": self.path, "status": 0,
-                 "bytes_in": 0, "bytes_out": 0, "fault": None}
+                 "bytes_in": 0, "bytes_out": 0, "fault": None, "at": round(time.time(), 3)}
         started = time.monotonic()
         try:
             self.serve(repository, entry)
