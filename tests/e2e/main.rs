@@ -7,6 +7,7 @@ mod accounts;
 mod container;
 mod copy;
 mod failures;
+mod flaky;
 mod ledger;
 mod packages;
 mod plugin;
