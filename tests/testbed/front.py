@@ -49,14 +49,17 @@
 # Standard library only.
 
 import argparse
+import fcntl
 import http.client
 import http.server
 import json
+import queue
 import re
 import socket
 import ssl
 import struct
 import sys
+import termios
 import threading
 import time
 import urllib.parse
@@ -325,7 +328,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         else:
             return None
         acts = rule is not None and rule.acts_on_request(True)
-        return self.metered(pieces, entry, rule if acts else None)
+        return ReadAhead(self.metered(pieces, entry, rule if acts else None))
 
     def metered(self, pieces, entry: dict, rule):
         limit = rule.reset_after if rule is not None else None
@@ -347,6 +350,11 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         entry["status"] = entry["status"] or "reset"
         self.close_connection = True
         try:
+            # A reset throws away what the kernel has not sent yet: let the client have the
+            # bytes counted as sent first (briefly: it may not be reading).
+            deadline = time.monotonic() + 1
+            while unsent(self.connection) > 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             # the real close (and so the RST) comes when the last reference goes
             self.rfile.close()
@@ -460,10 +468,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             corrupt_at = rule.corrupt_at if rule.corrupt_at is not None else int(length or 0) // 2
         started = time.monotonic()
         sent = 0
-        while True:
-            data = resp.read(CHUNK)
-            if not data:
-                break
+        for data in ReadAhead(iter(lambda: resp.read(CHUNK), b"")):
             if corrupt_at is not None and sent <= corrupt_at < sent + len(data):
                 i = corrupt_at - sent
                 data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
@@ -482,6 +487,59 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             self.reset(entry)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+
+def unsent(sock) -> int:
+    """Bytes in a socket's send queue not yet sent (Linux TIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+
+
+class ReadAhead:
+    """Iterates `pieces` read ahead by a thread (at most DEPTH pieces), so that reading one
+    side of the proxy overlaps writing the other. An exception in the reader comes out of
+    the iteration; close() stops the reader when the consumer gives up early."""
+
+    DEPTH = 8
+    END = object()
+
+    def __init__(self, pieces):
+        self.queue = queue.Queue(self.DEPTH)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.pump, args=(pieces,), daemon=True)
+        self.thread.start()
+
+    def pump(self, pieces):
+        try:
+            for piece in pieces:
+                if not self.put(piece):
+                    return
+            self.put(self.END)
+        except BaseException as e:  # handed to the consumer, Aborted included
+            self.put(e)
+
+    def put(self, item) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def __iter__(self):
+        try:
+            while True:
+                item = self.queue.get()
+                if item is self.END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self):
+        self.stopped.set()
 
 
 def pace(rate: float, done: int, started: float):
