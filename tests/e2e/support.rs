@@ -530,7 +530,8 @@ pub fn front_stats(registry: &str, repository: &str) -> serde_json::Value {
 }
 
 /// The requests in a front's log for `repository` whose method is `method` and whose path
-/// contains `needle`.
+/// contains `needle`. Colons count unescaped: an upload's `?digest=sha256%3A...` matches
+/// `sha256:...`.
 pub fn front_requests(
     registry: &str,
     repository: &str,
@@ -542,7 +543,10 @@ pub fn front_requests(
         .into_iter()
         .flatten()
         .filter(|entry| {
-            entry["method"] == method && entry["path"].as_str().is_some_and(|path| path.contains(needle))
+            entry["method"] == method
+                && entry["path"]
+                    .as_str()
+                    .is_some_and(|path| path.replace("%3A", ":").replace("%3a", ":").contains(needle))
         })
         .cloned()
         .collect()
