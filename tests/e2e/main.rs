@@ -8,6 +8,7 @@ mod container;
 mod copy;
 mod engine;
 mod failures;
+mod flaky;
 mod ledger;
 mod packages;
 mod plugin;

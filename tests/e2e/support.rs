@@ -529,3 +529,121 @@ impl Bed {
             .join("data")
     }
 }
+
+// ---- the registries' fronts (tests/testbed/front.py): faults and counters, by repository ----
+
+/// Fault rules on one repository at a registry's front (`HUB` or `ECR`), lifted when
+/// dropped, even when the test fails. Rules are front.py's: `{"method", "path", "times",
+/// "status" | "drop" | "reset_after" | "corrupt", "retry_after", "delay", ...}`.
+pub struct Faults {
+    registry: &'static str,
+    repository: String,
+}
+
+impl Faults {
+    /// Replaces the rules of `repository` at `registry`'s front.
+    pub fn set(registry: &'static str, repository: &str, rules: &serde_json::Value) -> Faults {
+        let doc = serde_json::json!({ "repository": repository, "rules": rules });
+        front_call(registry, "POST", "faults", Some(&doc));
+        Faults {
+            registry,
+            repository: repository.to_owned(),
+        }
+    }
+
+    /// How many times each rule fired so far, in the order they were given.
+    pub fn fired(&self) -> Vec<u64> {
+        let rules = front_call(
+            self.registry,
+            "GET",
+            &format!("faults?repo={}", self.repository),
+            None,
+        );
+        rules[&self.repository]
+            .as_array()
+            .map(|rules| rules.iter().filter_map(|rule| rule["fired"].as_u64()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Faults {
+    fn drop(&mut self) {
+        let doc = serde_json::json!({ "repository": self.repository, "rules": [] });
+        front_call(self.registry, "POST", "faults", Some(&doc));
+    }
+}
+
+/// What `registry`'s front counted for `repository`: `requests`, `bytes_in` (request bodies,
+/// what was sent to the registry), `bytes_out`, `by_method`, `by_status`, and `log`, one
+/// `{method, path, status, bytes_in, bytes_out, fault, at, ms}` per request.
+pub fn front_stats(registry: &str, repository: &str) -> serde_json::Value {
+    front_call(registry, "GET", &format!("stats?repo={repository}"), None)
+}
+
+/// The requests in a front's log for `repository` whose method is `method` and whose path
+/// contains `needle`. Colons count unescaped: an upload's `?digest=sha256%3A...` matches
+/// `sha256:...`.
+pub fn front_requests(
+    registry: &str,
+    repository: &str,
+    method: &str,
+    needle: &str,
+) -> Vec<serde_json::Value> {
+    front_stats(registry, repository)["log"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| {
+            entry["method"] == method
+                && entry["path"]
+                    .as_str()
+                    .is_some_and(|path| path.replace("%3A", ":").replace("%3a", ":").contains(needle))
+        })
+        .cloned()
+        .collect()
+}
+
+fn front_call(
+    registry: &str,
+    method: &str,
+    knob: &str,
+    body: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    let mut curl = Command::new("curl");
+    curl.args(["-sSf", "-X", method]);
+    if let Some(body) = body {
+        curl.arg("--data").arg(body.to_string());
+    }
+    let output = curl
+        .arg(format!("https://{registry}/_testbed/{knob}"))
+        .output()
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "{method} {registry}/_testbed/{knob} {body:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the front answers JSON")
+}
+
+impl Bed {
+    /// Pushes an image to the fake Docker Hub with more of image.py's options (`--layers 3`,
+    /// `--platforms a,b,c`, `--layer-size 1M`); returns its digest.
+    pub fn push_upstream_with(&self, repo: &str, tag: &str, seed: &str, options: &[&str]) -> String {
+        let mut args = vec![
+            "push",
+            "--registry",
+            HUB,
+            "--user",
+            HUB_ADMIN,
+            "--repo",
+            repo,
+            "--tag",
+            tag,
+            "--seed",
+            seed,
+        ];
+        args.extend_from_slice(options);
+        self.image_py(&args)
+    }
+}

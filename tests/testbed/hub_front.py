@@ -11,9 +11,10 @@
 #    As on Docker Hub, a repository that does not exist gets a token without
 #    access, so the registry answers 401 insufficient_scope, not 404.
 #
-#  * reverse proxy (registry-1.docker.io): forwards everything to the real
-#    registry (docker-registry on a loopback port, plain HTTP) and adds Docker
-#    Hub's rate-limit headers to manifest responses:
+#  * reverse proxy (registry-1.docker.io): front.py's proxy (faults and counters,
+#    /_testbed/faults and /_testbed/stats, see there) to the real registry
+#    (docker-registry on a loopback port, plain HTTP), adding Docker Hub's
+#    rate-limit headers to manifest responses:
 #        ratelimit-limit: 100;w=21600
 #        ratelimit-remaining: N;w=21600
 #    Each manifest GET answered 200 uses one pull (HEAD is free, as on Docker
@@ -41,7 +42,6 @@ import http.client
 import http.server
 import json
 import re
-import ssl
 import sys
 import threading
 import time
@@ -52,9 +52,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+import front
+from front import write_json
+
 TOKEN_TTL = 300
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-              "te", "trailer", "trailers", "transfer-encoding", "upgrade"}
 MANIFEST_PATH = re.compile(r"^/v2/(.+)/manifests/([^/?]+)(\?.*)?$")
 
 
@@ -69,19 +70,6 @@ def log(msg: str):
 
 # ---------------------------------------------------------------- tokens
 
-
-
-def write_json(handler, status: int, doc: dict, extra=None):
-    """Answers with a JSON body (none for HEAD), plus any extra headers."""
-    body = json.dumps(doc).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    for k, v in (extra or {}).items():
-        handler.send_header(k, v)
-    handler.end_headers()
-    if handler.command != "HEAD":
-        handler.wfile.write(body)
 
 class Signer:
     def __init__(self, key_path, cert_path, issuer, service):
@@ -304,179 +292,71 @@ class RateLimit:
                     "docker-ratelimit-source": "127.0.0.1"}
 
 
-class ProxyHandler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class ProxyHandler(front.FrontHandler):
+    """front.py's proxy, with Docker Hub's rate limit and this bed's hub knobs added."""
 
-    def log_message(self, fmt, *args):
-        log(f"proxy {self.address_string()} {fmt % args}")
+    def is_manifest(self) -> bool:
+        return bool(MANIFEST_PATH.match(self.path)) and self.command in ("GET", "HEAD")
 
-    # -- request body helpers
+    def testbed_extra(self, url) -> bool:
+        if url.path == "/_testbed/ratelimit":
+            self.control()
+        elif url.path == "/_testbed/token":
+            self.throttle_control()
+        elif url.path == "/_testbed/private" and self.command == "POST":
+            self.make_private()
+        else:
+            return False
+        return True
 
-    def chunked_body(self):
-        while True:
-            line = self.rfile.readline(65537)
-            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                    pass
-                return
-            data = self.rfile.read(size)
-            self.rfile.readline(65537)  # CRLF after the chunk
-            yield data
+    def answered_here(self, entry) -> bool:
+        rl = self.server.ratelimit
+        if self.is_manifest() and self.command == "GET" and rl.exhausted():
+            self.send_small(429, {"errors": [{
+                "code": "TOOMANYREQUESTS",
+                "message": "You have reached your pull rate limit. You may increase the limit "
+                           "by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}]},
+                rl.headers(), entry)
+            return True
+        return False
 
-    def sized_body(self, length: int):
-        left = length
-        while left > 0:
-            data = self.rfile.read(min(left, 1 << 16))
-            if not data:
-                raise ConnectionError("client closed during request body")
-            left -= len(data)
-            yield data
+    def extra_headers(self, status) -> dict:
+        if not self.is_manifest():
+            return {}
+        rl = self.server.ratelimit
+        if status == 200 and self.command == "GET":
+            rl.use_one()
+        return rl.headers()
 
-    # -- control endpoint
+    # -- control endpoints
 
     def control(self):
         rl = self.server.ratelimit
         if self.command == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b"{}"
             try:
-                rl.update(json.loads(raw or b"{}"))
+                rl.update(self.read_json())
             except (ValueError, TypeError) as e:
                 return self.send_small(400, {"error": str(e)})
         self.send_small(200, rl.snapshot())
 
-    def send_small(self, status, doc, extra=None):
-        write_json(self, status, doc, extra)
-
-    # -- proxying
-
     def throttle_control(self):
         throttles = self.server.throttles
         if self.command == "POST":
-            length = int(self.headers.get("Content-Length") or 0)
             try:
-                throttles.update(json.loads(self.rfile.read(length) or b"{}"))
+                throttles.update(self.read_json())
             except (ValueError, TypeError, KeyError) as e:
                 return self.send_small(400, {"error": repr(e)})
         self.send_small(200, throttles.snapshot())
 
     def make_private(self):
-        length = int(self.headers.get("Content-Length") or 0)
         try:
-            PRIVATE.add(json.loads(self.rfile.read(length))["repository"])
+            PRIVATE.add(self.read_json()["repository"])
         except (ValueError, TypeError, KeyError) as e:
             return self.send_small(400, {"error": repr(e)})
         self.send_small(200, {"private": sorted(PRIVATE)})
 
-    def forward(self):
-        if self.path.startswith("/_testbed/ratelimit"):
-            return self.control()
-        if self.path.startswith("/_testbed/token"):
-            return self.throttle_control()
-        if self.path.startswith("/_testbed/private") and self.command == "POST":
-            return self.make_private()
-        rl = self.server.ratelimit
-        is_manifest = bool(MANIFEST_PATH.match(self.path)) and self.command in ("GET", "HEAD")
-        if is_manifest and self.command == "GET" and rl.exhausted():
-            return self.send_small(429, {"errors": [{
-                "code": "TOOMANYREQUESTS",
-                "message": "You have reached your pull rate limit. You may increase the limit "
-                           "by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}]},
-                rl.headers())
-
-        # a list, not a dict: clients send repeated headers (one Accept per media type)
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
-        headers += [("X-Forwarded-Proto", "https"), ("X-Forwarded-For", self.client_address[0])]
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            body, chunked = self.chunked_body(), True
-        elif int(self.headers.get("Content-Length") or 0) > 0:
-            body, chunked = self.sized_body(int(self.headers["Content-Length"])), False
-        else:
-            body, chunked = None, False
-
-        conn = http.client.HTTPConnection(self.server.upstream, timeout=600)
-        try:
-            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for k, v in headers:
-                conn.putheader(k, v)
-            if chunked:
-                conn.putheader("Transfer-Encoding", "chunked")
-            conn.endheaders()
-            for data in body or ():
-                conn.send(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
-            if chunked:
-                conn.send(b"0\r\n\r\n")
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as e:
-            conn.close()
-            self.close_connection = True
-            return self.send_small(502, {"errors": [{"code": "UNAVAILABLE", "message": f"upstream: {e}"}]})
-        try:
-            self.relay(resp, is_manifest)
-        finally:
-            conn.close()
-
-    def relay(self, resp, is_manifest):
-        rl = self.server.ratelimit
-        if is_manifest and resp.status == 200 and self.command == "GET":
-            rl.use_one()
-        self.send_response_only(resp.status, resp.reason)
-        self.log_request(resp.status)
-        for k, v in resp.getheaders():
-            if k.lower() not in HOP_BY_HOP:
-                self.send_header(k, v)
-        if is_manifest:
-            for k, v in rl.headers().items():
-                self.send_header(k, v)
-        no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
-        chunked = not no_body and resp.getheader("Content-Length") is None
-        if chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        if no_body:
-            return
-        while True:
-            data = resp.read(1 << 16)
-            if not data:
-                break
-            if chunked:
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            else:
-                self.wfile.write(data)
-        if chunked:
-            self.wfile.write(b"0\r\n\r\n")
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = forward
-
 
 # ---------------------------------------------------------------- servers
-
-
-class TLSServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, addr, handler, cert, key):
-        super().__init__(addr, handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(cert, key)
-        ctx.set_alpn_protocols(["http/1.1"])
-        # handshake in the handler thread, so one slow client blocks nobody
-        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
-
-    def finish_request(self, request, client_address):
-        request.settimeout(600)
-        request.do_handshake()
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request, client_address):
-        log(f"error serving {client_address}: {sys.exc_info()[1]!r}")
-
-
-def hostport(text: str):
-    host, _, port = text.rpartition(":")
-    return host, int(port)
 
 
 def main():
@@ -495,14 +375,15 @@ def main():
     ap.add_argument("--ratelimit-window", type=int, default=21600)
     args = ap.parse_args()
 
-    token = TLSServer(hostport(args.token_listen), TokenHandler, args.cert, args.key)
+    token = front.TLSServer(front.hostport(args.token_listen), TokenHandler, args.cert, args.key)
+    token.label = "hub_front token"
     token.signer = Signer(args.signing_key, args.signing_cert, args.issuer, args.service)
     token.users = dict(u.split(":", 1) for u in args.user)
     token.upstream = args.upstream
     token.throttles = Throttles()
 
-    proxy = TLSServer(hostport(args.proxy_listen), ProxyHandler, args.cert, args.key)
-    proxy.upstream = args.upstream
+    proxy = front.front_server(args.proxy_listen, ProxyHandler, args.cert, args.key, args.upstream,
+                               "hub_front proxy")
     proxy.ratelimit = RateLimit(args.ratelimit, args.ratelimit_window)
     proxy.throttles = token.throttles
 

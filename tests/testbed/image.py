@@ -7,8 +7,13 @@
 #
 #   image.py push     --registry HOST[:PORT] --repo NAME --tag TAG [--tag TAG2]
 #                     [--seed S] [--platforms linux/amd64,linux/arm64] [--index]
-#                     [--format docker|oci] [--layer-size BYTES] [--user USER:PASS]
-#       pushes blobs + manifest(s) and prints the top manifest digest.
+#                     [--format docker|oci] [--layer-size BYTES|64M] [--user USER:PASS]
+#                     [--layers N] [--base-layers K --base-seed B]
+#       pushes blobs + manifest(s) and prints the top manifest digest. Each layer holds a
+#       small text file plus --layer-size bytes of incompressible filler (stored, not
+#       compressed: the sizes are real). The first K of N layers depend on B alone, so
+#       images with the same base share them (across repositories and registries).
+#       Blobs are built and sent in pieces, never joined into one buffer.
 #   image.py digest   --registry HOST --repo NAME --ref TAG|DIGEST [--user U:P] [--get]
 #       HEAD (or GET with --get) on the manifest; prints Docker-Content-Digest.
 #   image.py manifest --registry HOST --repo NAME --ref TAG|DIGEST [--user U:P]
@@ -70,41 +75,112 @@ def canonical_json(obj) -> bytes:
 # ---------------------------------------------------------------- image build
 
 
-def filler(seed: str, size: int) -> bytes:
-    """Deterministic, incompressible bytes (a SHA-256 counter stream)."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(f"{seed}:{counter}".encode()).digest()
-        counter += 1
-    return bytes(out[:size])
+FILLER_BLOCK = 1 << 20
 
 
-def make_layer(repo: str, platform: str, seed: str, layer_size: int):
-    """Returns (uncompressed tar, gzip blob) with fixed metadata."""
-    files = [
-        (
-            "ecrcp-testbed.txt",
-            f"image={repo}\nplatform={platform}\nseed={seed}\n".encode(),
-        )
-    ]
+class Filler(io.RawIOBase):
+    """Deterministic, incompressible bytes, read in pieces: SHAKE-128 output in 1 MiB
+    blocks, each keyed by the seed and its index (so no block repeats)."""
+
+    def __init__(self, seed: str, size: int):
+        super().__init__()
+        self.seed, self.left, self.block, self.buf = seed, size, 0, b""
+
+    def readable(self):
+        return True
+
+    def read(self, n=-1):
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        while len(self.buf) < n:
+            self.buf += hashlib.shake_128(f"{self.seed}:{self.block}".encode()).digest(FILLER_BLOCK)
+            self.block += 1
+        data, self.buf = self.buf[:n], self.buf[n:]
+        self.left -= n
+        return data
+
+
+class Blob:
+    """A blob built in pieces that are never joined: its digest, size and the pieces.
+    Also the file object that gzip writes into."""
+
+    def __init__(self, data: bytes = b""):
+        self.pieces, self.size, self.hash = [], 0, hashlib.sha256()
+        if data:
+            self.write(data)
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if not data:
+            return 0
+        self.pieces.append(data)
+        self.size += len(data)
+        self.hash.update(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self.hash.hexdigest()
+
+
+class TarSink:
+    """What tarfile writes into: hashes the tar (the layer's diff ID) and passes it to gzip."""
+
+    def __init__(self, out):
+        self.out, self.offset, self.hash = out, 0, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.hash.update(data)
+        self.offset += len(data)
+        return self.out.write(data)
+
+    def tell(self) -> int:
+        return self.offset
+
+
+def make_layer(text_name: str, text: str, bin_name: str, filler_seed: str, layer_size: int):
+    """One layer: a small text file, plus `layer_size` bytes of filler when it is not 0.
+    Returns (diff ID, gzip blob). A layer without filler is compressed at level 6 (the
+    seeded images' digests depend on it); filler is incompressible, so it is stored."""
+    files = [(text_name, len(text.encode()), io.BytesIO(text.encode()))]
     if layer_size > 0:
-        files.append(("ecrcp-testbed.bin", filler(f"{repo}/{platform}/{seed}", layer_size)))
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = FIXED_EPOCH
-            info.mode = 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
-            tar.addfile(info, io.BytesIO(data))
-    tar_bytes = raw.getvalue()
-    gz = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=gz, mtime=0, compresslevel=6) as f:
-        f.write(tar_bytes)
-    return tar_bytes, gz.getvalue()
+        files.append((bin_name, layer_size, Filler(filler_seed, layer_size)))
+    blob = Blob()
+    level = 0 if layer_size > 0 else 6
+    with gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=level) as gz:
+        sink = TarSink(gz)
+        with tarfile.open(fileobj=sink, mode="w", format=tarfile.USTAR_FORMAT, copybufsize=FILLER_BLOCK) as tar:
+            for name, size, data in files:
+                info = tarfile.TarInfo(name)
+                info.size = size
+                info.mtime = FIXED_EPOCH
+                info.mode = 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                tar.addfile(info, data)
+    return "sha256:" + sink.hash.hexdigest(), blob
+
+
+def image_layers(repo: str, platform: str, seed: str, layers: int, layer_size: int,
+                 base_layers: int, base_seed: str):
+    """The layers of one image: the first `base_layers` depend on `base_seed` and their
+    index alone, so images that name the same base share them; the others are the image's
+    own. A one-layer image without a base is the layer the seeded images have."""
+    made = []
+    for i in range(layers):
+        if i < base_layers:
+            made.append(make_layer(f"ecrcp-testbed-base-{i}.txt", f"base={base_seed}\nlayer={i}\n",
+                                   f"ecrcp-testbed-base-{i}.bin", f"base/{base_seed}/{i}", layer_size))
+        elif i == 0:
+            made.append(make_layer("ecrcp-testbed.txt", f"image={repo}\nplatform={platform}\nseed={seed}\n",
+                                   "ecrcp-testbed.bin", f"{repo}/{platform}/{seed}", layer_size))
+        else:
+            made.append(make_layer(f"ecrcp-testbed-{i}.txt",
+                                   f"image={repo}\nplatform={platform}\nseed={seed}\nlayer={i}\n",
+                                   f"ecrcp-testbed-{i}.bin", f"{repo}/{platform}/{seed}/{i}", layer_size))
+    return made
 
 
 def parse_platform(text: str) -> dict:
@@ -117,11 +193,12 @@ def parse_platform(text: str) -> dict:
     return plat
 
 
-def build_image(repo: str, platform: str, seed: str, fmt: str, layer_size: int):
-    """One single-platform image: returns (manifest bytes, [(digest, blob bytes)])."""
+def build_image(repo: str, platform: str, seed: str, fmt: str, layer_size: int,
+                layers: int = 1, base_layers: int = 0, base_seed: str = "base"):
+    """One single-platform image: returns (manifest bytes, [Blob], platform)."""
     mt = MT[fmt]
     plat = parse_platform(platform)
-    tar_bytes, layer = make_layer(repo, platform, seed, layer_size)
+    made = image_layers(repo, platform, seed, layers, layer_size, base_layers, base_seed)
     config = {
         "architecture": plat["architecture"],
         "os": plat["os"],
@@ -131,8 +208,10 @@ def build_image(repo: str, platform: str, seed: str, fmt: str, layer_size: int):
             "Cmd": ["/bin/sh"],
             "Labels": {"org.opencontainers.image.title": repo, "ecrcp.testbed.seed": seed},
         },
-        "history": [{"created": FIXED_TIME, "created_by": f"ecrcp testbed image.py seed={seed}"}],
-        "rootfs": {"type": "layers", "diff_ids": [sha256(tar_bytes)]},
+        "history": [{"created": FIXED_TIME, "created_by": f"ecrcp testbed image.py seed={seed}"}]
+        + [{"created": FIXED_TIME, "created_by": f"ecrcp testbed image.py seed={seed} layer={i}"}
+           for i in range(1, len(made))],
+        "rootfs": {"type": "layers", "diff_ids": [diff_id for diff_id, _ in made]},
     }
     if "variant" in plat:
         config["variant"] = plat["variant"]
@@ -141,9 +220,9 @@ def build_image(repo: str, platform: str, seed: str, fmt: str, layer_size: int):
         "schemaVersion": 2,
         "mediaType": mt["manifest"],
         "config": {"mediaType": mt["config"], "size": len(config_bytes), "digest": sha256(config_bytes)},
-        "layers": [{"mediaType": mt["layer"], "size": len(layer), "digest": sha256(layer)}],
+        "layers": [{"mediaType": mt["layer"], "size": blob.size, "digest": blob.digest} for _, blob in made],
     }
-    blobs = [(sha256(layer), layer), (sha256(config_bytes), config_bytes)]
+    blobs = [blob for _, blob in made] + [Blob(config_bytes)]
     return canonical_json(manifest), blobs, plat
 
 
@@ -253,7 +332,9 @@ class Registry:
 
     # -- registry operations
 
-    def push_blob(self, repo, digest, data, scope):
+    def push_blob(self, repo, blob: Blob, scope):
+        """Uploads a blob unless the repository has it; the pieces stream, never joined."""
+        digest = blob.digest
         status, _, _ = self.request("HEAD", f"/v2/{repo}/blobs/{digest}", scope)
         if status == 200:
             self.log(f"blob {digest} already there")
@@ -265,8 +346,8 @@ class Registry:
         location = rh.get("Location")
         sep = "&" if "?" in location else "?"
         url = f"{location}{sep}digest={urllib.parse.quote(digest)}"
-        status, _, body = self.request("PUT", url, scope, body=data, headers={
-            "Content-Type": "application/octet-stream", "Content-Length": str(len(data))})
+        status, _, body = self.request("PUT", url, scope, body=blob.pieces, headers={
+            "Content-Type": "application/octet-stream", "Content-Length": str(blob.size)})
         if status != 201:
             raise RegistryError(f"uploading blob to {self.host}/{repo} failed: HTTP {status}: {body[:300]!r}")
 
@@ -295,13 +376,16 @@ def cmd_push(args):
     platforms = [p for p in args.platforms.split(",") if p.strip()]
     if not platforms:
         raise SystemExit("image.py: --platforms is empty")
+    if not 0 <= args.base_layers <= args.layers:
+        raise SystemExit(f"image.py: --base-layers {args.base_layers} is not within --layers {args.layers}")
     reg = Registry(args.registry, args.user, args.verbose)
     scope = f"repository:{args.repo}:pull,push"
     children = []
     for platform in platforms:
-        manifest, blobs, plat = build_image(args.repo, platform, str(args.seed), args.format, args.layer_size)
-        for digest, data in blobs:
-            reg.push_blob(args.repo, digest, data, scope)
+        manifest, blobs, plat = build_image(args.repo, platform, str(args.seed), args.format, args.layer_size,
+                                            args.layers, args.base_layers, args.base_seed)
+        for blob in blobs:
+            reg.push_blob(args.repo, blob, scope)
         children.append((manifest, plat))
     if len(children) > 1 or args.index:
         for manifest, _ in children:
@@ -329,6 +413,15 @@ def cmd_manifest(args):
     sys.stdout.write(body.decode() + "\n")
 
 
+def size_arg(text: str) -> int:
+    """BYTES, or a number with a binary K, M or G suffix."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    text = text.strip().upper()
+    if text and text[-1] in units:
+        return int(text[:-1]) * units[text[-1]]
+    return int(text)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="image.py", description="deterministic test images for the ecrcp test bed")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -346,7 +439,12 @@ def main(argv=None):
     p.add_argument("--platforms", default="linux/amd64", help="comma list of os/arch[/variant]")
     p.add_argument("--index", action="store_true", help="push an index even for one platform")
     p.add_argument("--format", choices=["docker", "oci"], default="docker", help="media types to use")
-    p.add_argument("--layer-size", type=int, default=0, help="add BYTES of incompressible filler to the layer")
+    p.add_argument("--layer-size", type=size_arg, default=0,
+                   help="add BYTES (or 32K, 64M, 1G) of incompressible filler to each layer")
+    p.add_argument("--layers", type=int, default=1, help="layers per image")
+    p.add_argument("--base-layers", type=int, default=0,
+                   help="how many of the first layers are shared with every image of the same --base-seed")
+    p.add_argument("--base-seed", default="base", help="names the shared base layers")
     p.set_defaults(func=cmd_push)
 
     for name, func, helptext in (("digest", cmd_digest, "print a manifest's digest (HEAD)"),

@@ -1,0 +1,609 @@
+#!/usr/bin/env python3
+# tests/testbed/front.py -- owned by the ecrcp test bed (tests/testbed/).
+#
+# The TLS front of a bed registry: a streaming reverse proxy (TLS outside, the
+# registry's plain HTTP inside) that injects faults and counts what passes.
+# The fake ECR registry runs behind it as a script; hub_front.py builds the fake
+# Docker Hub's proxy on its handler. Nothing is held whole: bodies stream in
+# pieces of at most CHUNK bytes in both directions.
+#
+#   front.py --listen 127.0.0.3:443 --upstream 127.0.0.3:5000 --cert C --key K --label ecr
+#
+# Faults, keyed by repository so that tests running at the same time see nothing
+# of each other's (a request's repository is NAME in /v2/NAME/{manifests,blobs,
+# tags,referrers}/...; requests without one, like the /v2/ ping, get no faults):
+#
+#   POST /_testbed/faults   {"repository": "flaky/x", "rules": [RULE, ...]}
+#                           replaces that repository's rules ("rules": [] clears them)
+#   GET  /_testbed/faults[?repo=NAME]   the rules in force, with how often each fired
+#   DELETE /_testbed/faults?repo=NAME   clears them
+#
+# A RULE matches requests by "method" (a name or a list; any when absent) and
+# "path" (a regular expression searched for in the path and query; any when
+# absent). The first rule that matches and has uses left fires:
+#   "times": N        fire for the next N matching requests (always when absent or null)
+#   "skip": K         let the first K matching requests through untouched first
+#   "delay": SECONDS  wait before going on (alone, or before the action below)
+#   "rate": BYTES     stream the body at most BYTES per second (alone, or with an action)
+# and at most one action:
+#   "status": CODE    answer CODE (e.g. 500, 502, 503, 408, 429) with a registry error
+#                     body instead of forwarding, after reading the request body;
+#                     "retry_after": "2" adds a Retry-After header
+#   "drop": true      reset the connection (TCP RST) before answering anything
+#   "reset_after": K  reset the connection after K bytes of the body: the request body
+#                     when the request has one (the registry never sees the request),
+#                     else the response body (after the headers); "on": "request" or
+#                     "response" picks the side. Past the end of the body, the reset
+#                     comes once the body is through.
+#   "corrupt": true   forward, but flip one byte of a 2xx response body (at "corrupt_at",
+#                     default the middle), so the bytes no longer match their digest
+#
+# Counters, per repository and in total (requests, body bytes in and out, by
+# method and status, and the last requests of each repository: method, path,
+# status or "reset", body bytes, the fault that fired, start time "at" in Unix
+# seconds and duration "ms"):
+#
+#   GET  /_testbed/stats               totals, plus each repository's totals
+#   GET  /_testbed/stats?repo=NAME     that repository: totals and its request log
+#
+# Standard library only.
+
+import argparse
+import fcntl
+import http.client
+import http.server
+import json
+import queue
+import re
+import socket
+import ssl
+import struct
+import sys
+import termios
+import threading
+import time
+import urllib.parse
+
+CHUNK = 1 << 18
+KEEP_LOG = 5000
+# Expect is answered here (BaseHTTPRequestHandler sends the 100 Continue itself).
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+              "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect"}
+REPOSITORY_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
+ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 408: "TIMEOUT",
+               429: "TOOMANYREQUESTS"}
+
+
+def log(label: str, msg: str):
+    sys.stderr.write(f"{label}: {msg}\n")
+    sys.stderr.flush()
+
+
+def repository_of(path: str) -> str:
+    """The repository a registry API path names, or "" (the /v2/ ping, the catalog)."""
+    found = REPOSITORY_PATH.match(urllib.parse.urlsplit(path).path)
+    return found.group(1) if found else ""
+
+
+def write_json(handler, status: int, doc, extra=None) -> int:
+    """Answers with a JSON body (none for HEAD), plus any extra headers; returns the body size."""
+    body = json.dumps(doc).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    for k, v in (extra or {}).items():
+        handler.send_header(k, v)
+    handler.end_headers()
+    if handler.command == "HEAD":
+        return 0
+    handler.wfile.write(body)
+    return len(body)
+
+
+class Aborted(Exception):
+    """The client's connection was reset on purpose; nothing more is sent on it."""
+
+
+# ---------------------------------------------------------------- faults
+
+RULE_KEYS = {"method", "path", "times", "skip", "delay", "rate", "status", "retry_after",
+             "drop", "reset_after", "on", "corrupt", "corrupt_at"}
+ACTIONS = ("status", "drop", "reset_after", "corrupt")
+
+
+class Rule:
+    def __init__(self, doc: dict):
+        if not isinstance(doc, dict):
+            raise ValueError(f"a rule is an object, not {doc!r}")
+        unknown = sorted(set(doc) - RULE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown rule keys {unknown} (known: {sorted(RULE_KEYS)})")
+        actions = [a for a in ACTIONS if doc.get(a) not in (None, False)]
+        if len(actions) > 1:
+            raise ValueError(f"one action per rule, not {actions}")
+        if not actions and not doc.get("delay") and not doc.get("rate"):
+            raise ValueError(f"rule {doc} does nothing: give an action, a delay or a rate")
+        if doc.get("on") not in (None, "request", "response"):
+            raise ValueError(f"'on' is 'request' or 'response', not {doc['on']!r}")
+        self.doc = doc
+        self.kind = actions[0] if actions else ("delay" if doc.get("delay") else "rate")
+        method = doc.get("method")
+        self.methods = None if method is None else {m.upper() for m in ([method] if isinstance(method, str) else method)}
+        self.path = re.compile(doc["path"]) if doc.get("path") else None
+        self.times = None if doc.get("times") is None else int(doc["times"])
+        self.skip = int(doc.get("skip") or 0)
+        self.delay = float(doc.get("delay") or 0)
+        self.rate = float(doc.get("rate") or 0)
+        self.status = None if doc.get("status") is None else int(doc["status"])
+        self.retry_after = None if doc.get("retry_after") is None else str(doc["retry_after"])
+        self.drop = bool(doc.get("drop"))
+        self.reset_after = None if doc.get("reset_after") is None else int(doc["reset_after"])
+        self.on = doc.get("on")
+        self.corrupt = bool(doc.get("corrupt"))
+        self.corrupt_at = None if doc.get("corrupt_at") is None else int(doc["corrupt_at"])
+        self.fired = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.methods is None or method in self.methods)
+                and (self.path is None or self.path.search(path) is not None))
+
+    def acts_on_request(self, has_body: bool) -> bool:
+        return self.on == "request" if self.on else has_body
+
+    def report(self) -> dict:
+        return dict(self.doc, fired=self.fired, times_left=self.times, skip_left=self.skip)
+
+
+class Faults:
+    """The rules in force, by repository."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.by_repository = {}
+
+    def replace(self, repository: str, docs: list):
+        rules = [Rule(doc) for doc in docs]  # all valid, or none changes
+        with self.lock:
+            if rules:
+                self.by_repository[repository] = rules
+            else:
+                self.by_repository.pop(repository, None)
+
+    def report(self, repository=None) -> dict:
+        with self.lock:
+            names = [repository] if repository is not None else sorted(self.by_repository)
+            return {name: [r.report() for r in self.by_repository.get(name, [])] for name in names}
+
+    def take(self, repository: str, method: str, path: str):
+        """The rule that fires for this request, counting the use, or None."""
+        with self.lock:
+            for rule in self.by_repository.get(repository, ()):
+                if not rule.matches(method, path) or (rule.times is not None and rule.times <= 0):
+                    continue
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
+                rule.fired += 1
+                if rule.times is not None:
+                    rule.times -= 1
+                return rule
+        return None
+
+
+# ---------------------------------------------------------------- counters
+
+
+def new_bucket() -> dict:
+    return {"requests": 0, "bytes_in": 0, "bytes_out": 0, "faults": 0, "by_method": {}, "by_status": {}}
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.total = new_bucket()
+        self.by_repository = {}
+        self.logs = {}
+
+    def add(self, repository: str, entry: dict):
+        with self.lock:
+            bucket = self.by_repository.setdefault(repository, new_bucket())
+            for b in (self.total, bucket):
+                b["requests"] += 1
+                b["bytes_in"] += entry["bytes_in"]
+                b["bytes_out"] += entry["bytes_out"]
+                b["faults"] += 1 if entry["fault"] else 0
+                b["by_method"][entry["method"]] = b["by_method"].get(entry["method"], 0) + 1
+                status = str(entry["status"])
+                b["by_status"][status] = b["by_status"].get(status, 0) + 1
+            entries = self.logs.setdefault(repository, [])
+            entries.append(entry)
+            del entries[:-KEEP_LOG]
+
+    def report(self, repository=None) -> dict:
+        with self.lock:
+            if repository is None:
+                doc = json.loads(json.dumps(self.total))
+                doc["repositories"] = {name: {k: b[k] for k in ("requests", "bytes_in", "bytes_out", "faults")}
+                                       for name, b in sorted(self.by_repository.items())}
+                return doc
+            doc = json.loads(json.dumps(self.by_repository.get(repository, new_bucket())))
+            doc["repository"] = repository
+            doc["log"] = list(self.logs.get(repository, []))
+            return doc
+
+
+# ---------------------------------------------------------------- the proxy
+
+
+class FrontHandler(http.server.BaseHTTPRequestHandler):
+    """Forwards to `server.upstream`, applying `server.faults` and counting into `server.stats`.
+    Subclasses may answer more /_testbed/ knobs (`testbed_extra`), answer a request
+    themselves (`answered_here`) and add response headers (`extra_headers`)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        log(self.server.label, f"{self.address_string()} {fmt % args}")
+
+    # -- hooks for subclasses
+
+    def testbed_extra(self, url) -> bool:
+        return False
+
+    def answered_here(self, entry: dict) -> bool:
+        return False
+
+    def extra_headers(self, status: int) -> dict:
+        return {}
+
+    # -- small answers
+
+    def send_small(self, status: int, doc, extra=None, entry=None):
+        sent = write_json(self, status, doc, extra)
+        if entry is not None:
+            entry["status"] = status
+            entry["bytes_out"] += sent
+
+    def read_json(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}") if length else {}
+
+    def testbed(self, url):
+        query = urllib.parse.parse_qs(url.query)
+        repository = query.get("repo", [None])[0]
+        if url.path == "/_testbed/faults":
+            if self.command == "POST":
+                try:
+                    doc = self.read_json()
+                    repository = doc["repository"]
+                    self.server.faults.replace(repository, doc.get("rules") or [])
+                except (ValueError, TypeError, KeyError, re.error) as e:
+                    return self.send_small(400, {"error": repr(e)})
+            elif self.command == "DELETE":
+                if repository is None:
+                    return self.send_small(400, {"error": "DELETE needs ?repo=NAME"})
+                self.server.faults.replace(repository, [])
+            return self.send_small(200, self.server.faults.report(repository))
+        if url.path == "/_testbed/stats" and self.command == "GET":
+            return self.send_small(200, self.server.stats.report(repository))
+        if not self.testbed_extra(url):
+            self.send_small(404, {"error": f"no test knob {url.path} for {self.command}"})
+
+    # -- request bodies
+
+    def chunked_body(self):
+        while True:
+            line = self.rfile.readline(65537)
+            if not line:
+                raise ConnectionError("client closed during a chunked request body")
+            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass
+                return
+            while size > 0:
+                data = self.rfile.read(min(size, CHUNK))
+                if not data:
+                    raise ConnectionError("client closed during a chunked request body")
+                size -= len(data)
+                yield data
+            self.rfile.readline(65537)  # CRLF after the chunk
+
+    def sized_body(self, length: int):
+        left = length
+        while left > 0:
+            data = self.rfile.read(min(left, CHUNK))
+            if not data:
+                raise ConnectionError("client closed during the request body")
+            left -= len(data)
+            yield data
+
+    def request_body(self, entry: dict, rule):
+        """The request body as a stream of pieces (None without one), metered, paced and
+        cut as `rule` says."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            pieces = self.chunked_body()
+        elif int(self.headers.get("Content-Length") or 0) > 0:
+            pieces = self.sized_body(int(self.headers["Content-Length"]))
+        else:
+            return None
+        acts = rule is not None and rule.acts_on_request(True)
+        return ReadAhead(self.metered(pieces, entry, rule if acts else None))
+
+    def metered(self, pieces, entry: dict, rule):
+        limit = rule.reset_after if rule is not None else None
+        started = time.monotonic()
+        for data in pieces:
+            if limit is not None and entry["bytes_in"] >= limit:
+                self.reset(entry)
+            entry["bytes_in"] += len(data)
+            if rule is not None:
+                pace(rule.rate, entry["bytes_in"], started)
+            yield data
+        if limit is not None:
+            self.reset(entry)
+
+    # -- faults
+
+    def reset(self, entry: dict):
+        """Drops the client's connection with a TCP reset, as a failing network does."""
+        entry["status"] = entry["status"] or "reset"
+        self.close_connection = True
+        try:
+            # A reset throws away what the kernel has not sent yet: let the client have the
+            # bytes counted as sent first (briefly: it may not be reading).
+            deadline = time.monotonic() + 1
+            while unsent(self.connection) > 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # the real close (and so the RST) comes when the last reference goes
+            self.rfile.close()
+            self.connection.close()
+        except OSError:
+            pass
+        raise Aborted()
+
+    def answer_fault(self, rule, entry: dict):
+        extra = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
+        code = ERROR_CODES.get(rule.status, "UNAVAILABLE" if rule.status >= 500 else "UNKNOWN")
+        self.send_small(rule.status, {"errors": [{"code": code, "message": "injected by the test bed",
+                                                  "detail": {"status": rule.status}}]}, extra, entry)
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except Aborted:
+            self.close_connection = True
+
+    # -- proxying
+
+    def dispatch(self):
+        url = urllib.parse.urlsplit(self.path)
+        if url.path.startswith("/_testbed/"):
+            return self.testbed(url)
+        repository = repository_of(self.path)
+        entry = {"method": self.command, "path": self.path, "status": 0,
+                 "bytes_in": 0, "bytes_out": 0, "fault": None, "at": round(time.time(), 3)}
+        started = time.monotonic()
+        try:
+            self.serve(repository, entry)
+        except (OSError, http.client.HTTPException) as e:
+            # the client went away, or the registry broke off mid-answer
+            entry["error"] = repr(e)
+            self.close_connection = True
+            log(self.server.label, f"{self.command} {self.path}: {e!r}")
+        finally:
+            entry["ms"] = round((time.monotonic() - started) * 1000, 1)
+            self.server.stats.add(repository, entry)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = dispatch
+
+    def serve(self, repository: str, entry: dict):
+        rule = self.server.faults.take(repository, self.command, self.path) if repository else None
+        if rule is not None:
+            entry["fault"] = rule.kind
+            log(self.server.label, f"fault {rule.doc} on {self.command} {self.path}")
+            if rule.delay:
+                time.sleep(rule.delay)
+            if rule.drop:
+                self.reset(entry)
+        body = self.request_body(entry, rule)
+        if rule is not None and rule.status is not None:
+            for _ in body or ():
+                pass
+            return self.answer_fault(rule, entry)
+        if self.answered_here(entry):
+            for _ in body or ():
+                pass
+            return
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers += [("X-Forwarded-Proto", "https"), ("X-Forwarded-For", self.client_address[0])]
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=600)
+        try:
+            try:
+                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                for k, v in headers:
+                    conn.putheader(k, v)
+                if chunked:
+                    conn.putheader("Transfer-Encoding", "chunked")
+                conn.endheaders()
+                for data in body or ():
+                    conn.send(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+                if chunked:
+                    conn.send(b"0\r\n\r\n")
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as e:
+                self.close_connection = True
+                return self.send_small(502, {"errors": [{"code": "UNAVAILABLE", "message": f"upstream: {e}"}]},
+                                       entry=entry)
+            self.relay(resp, entry, rule, has_request_body=body is not None)
+        finally:
+            conn.close()
+
+    def relay(self, resp, entry: dict, rule, has_request_body: bool):
+        entry["status"] = resp.status
+        self.send_response_only(resp.status, resp.reason)
+        self.log_request(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP_BY_HOP:
+                self.send_header(k, v)
+        for k, v in self.extra_headers(resp.status).items():
+            self.send_header(k, v)
+        no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
+        length = resp.getheader("Content-Length")
+        chunked = not no_body and length is None
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        acts = rule is not None and not rule.acts_on_request(has_request_body)
+        limit = rule.reset_after if acts else None
+        if no_body:
+            if limit is not None:
+                self.reset(entry)
+            return
+        corrupt_at = None
+        if acts and rule.corrupt and 200 <= resp.status < 300:
+            corrupt_at = rule.corrupt_at if rule.corrupt_at is not None else int(length or 0) // 2
+        started = time.monotonic()
+        sent = 0
+        for data in ReadAhead(iter(lambda: resp.read(CHUNK), b"")):
+            if corrupt_at is not None and sent <= corrupt_at < sent + len(data):
+                i = corrupt_at - sent
+                data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
+            cut = limit is not None and sent + len(data) >= limit
+            if cut:
+                data = data[:limit - sent]
+            if data:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            sent += len(data)
+            entry["bytes_out"] = sent
+            if cut:
+                self.reset(entry)
+            if acts:
+                pace(rule.rate, sent, started)
+        if limit is not None:
+            self.reset(entry)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+
+def unsent(sock) -> int:
+    """Bytes in a socket's send queue not yet sent (Linux TIOCOUTQ)."""
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+
+
+class ReadAhead:
+    """Iterates `pieces` read ahead by a thread (at most DEPTH pieces), so that reading one
+    side of the proxy overlaps writing the other. An exception in the reader comes out of
+    the iteration; close() stops the reader when the consumer gives up early."""
+
+    DEPTH = 8
+    END = object()
+
+    def __init__(self, pieces):
+        self.queue = queue.Queue(self.DEPTH)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.pump, args=(pieces,), daemon=True)
+        self.thread.start()
+
+    def pump(self, pieces):
+        try:
+            for piece in pieces:
+                if not self.put(piece):
+                    return
+            self.put(self.END)
+        except BaseException as e:  # handed to the consumer, Aborted included
+            self.put(e)
+
+    def put(self, item) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def __iter__(self):
+        try:
+            while True:
+                item = self.queue.get()
+                if item is self.END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self):
+        self.stopped.set()
+
+
+def pace(rate: float, done: int, started: float):
+    """Sleeps so that `done` bytes since `started` stay within `rate` bytes per second."""
+    if rate > 0:
+        ahead = done / rate - (time.monotonic() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+# ---------------------------------------------------------------- servers
+
+
+class TLSServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler, cert, key):
+        super().__init__(addr, handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        ctx.set_alpn_protocols(["http/1.1"])
+        # handshake in the handler thread, so one slow client blocks nobody
+        self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def finish_request(self, request, client_address):
+        request.settimeout(600)
+        request.do_handshake()
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request, client_address):
+        log(getattr(self, "label", "server"), f"error serving {client_address}: {sys.exc_info()[1]!r}")
+
+
+def hostport(text: str):
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def front_server(listen: str, handler, cert: str, key: str, upstream: str, label: str) -> TLSServer:
+    """A TLS front for the plain-HTTP registry at `upstream`, with no faults yet."""
+    server = TLSServer(hostport(listen), handler, cert, key)
+    server.upstream = upstream
+    server.label = label
+    server.faults = Faults()
+    server.stats = Stats()
+    return server
+
+
+def main():
+    ap = argparse.ArgumentParser(description="TLS front of a bed registry: faults and counters")
+    ap.add_argument("--listen", required=True, help="HOST:PORT to serve TLS on")
+    ap.add_argument("--upstream", required=True, help="HOST:PORT of the plain-HTTP registry")
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--label", default="front", help="prefix of log lines")
+    args = ap.parse_args()
+    server = front_server(args.listen, FrontHandler, args.cert, args.key, args.upstream, args.label)
+    log(args.label, f"front on {args.listen} -> {args.upstream}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
