@@ -220,7 +220,9 @@ impl Ecr {
     ) -> Result<Authorization, EcrError> {
         const OPERATION: &str = "GetAuthorizationToken";
         let key = (region.to_owned(), account.map(str::to_owned));
-        if let Some(found) = self.tokens.lock().await.get(&key) {
+        // Held while fetching, so that copies asking at once share one request.
+        let mut tokens = self.tokens.lock().await;
+        if let Some(found) = tokens.get(&key) {
             if !needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) {
                 return Ok(found.clone());
             }
@@ -272,7 +274,6 @@ impl Ecr {
             expires_at,
             fetched_at: SystemTime::now(),
         };
-        let mut tokens = self.tokens.lock().await;
         // Asked for the caller's own registry, the answer names its account: the same token
         // then serves that account's registry, so it is not asked for a second time.
         if account.is_none() {

@@ -185,12 +185,14 @@ impl<'a> Copier<'a> {
         destination: &Reference,
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<Check> {
-        self.logins.registry_credentials(&job.source, ecr).await?;
-        self.logins.registry_credentials(destination, ecr).await?;
-        let source = self.source_head(job).await?;
-        // Asked before anything is pulled, so a destination that cannot take the copy costs
-        // no pull from the source's quota.
-        let existing = self.destination_digest(destination).await?;
+        tokio::try_join!(
+            self.logins.registry_credentials(&job.source, ecr),
+            self.logins.registry_credentials(destination, ecr),
+        )?;
+        // Both asked before anything is pulled (side by side: each is a round trip), so a
+        // destination that cannot take the copy costs no pull from the source's quota.
+        let (source, existing) =
+            tokio::try_join!(self.source_head(job), self.destination_digest(destination))?;
         let source_digest = source.as_ref().map(|head| head.digest.clone());
         let next = self.next_step(job, destination, source_digest.as_deref(), existing.as_deref());
         let copies = matches!(next, Next::Compare | Next::Copy(_)) && !self.options.dry_run;

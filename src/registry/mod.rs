@@ -204,9 +204,9 @@ fn wait_detail(retry_after: Option<Duration>) -> String {
 /// answered with.
 pub struct RegistryClient {
     /// Trusts the system's CAs (and `SSL_CERT_FILE`).
-    http: Clients,
+    http: reqwest::Client,
     /// For hosts with CAs of their own in docker's certs.d, clients that trust those too.
-    with_docker_cas: Mutex<HashMap<String, Clients>>,
+    with_docker_cas: Mutex<HashMap<String, reqwest::Client>>,
     credentials: CredentialStore,
     /// `Authorization` values by (API host, scopes).
     tokens: Mutex<HashMap<(String, String), String>>,
@@ -217,14 +217,10 @@ pub struct RegistryClient {
     hub_manifest_reads: AtomicU64,
 }
 
-/// One host's HTTP clients: `quick` for manifests, tokens and HEADs, with a total timeout;
-/// `long` for blob bodies, which may take as long as they keep moving (the callers time
-/// each read out themselves).
-#[derive(Clone)]
-struct Clients {
-    quick: reqwest::Client,
-    long: reqwest::Client,
-}
+/// The longest a manifest, token or HEAD request may take. Blob bodies have no total
+/// limit: they may take as long as they keep moving (the callers time each read out).
+/// One client per host serves both, so that they share its connections.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
 
 struct Response {
     status: StatusCode,
@@ -257,7 +253,7 @@ impl Outgoing {
 impl RegistryClient {
     pub fn new(credentials: CredentialStore) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
-            http: clients("(none)", &[])?,
+            http: http_client("(none)", &[])?,
             with_docker_cas: Mutex::new(HashMap::new()),
             credentials,
             tokens: Mutex::new(HashMap::new()),
@@ -276,29 +272,22 @@ impl RegistryClient {
         self.hub_manifest_reads.load(Ordering::SeqCst)
     }
 
-    /// The clients for `host`: ones that also trust the CAs docker trusts for that registry
+    /// The client for `host`: one that also trusts the CAs docker trusts for that registry
     /// (`/etc/docker/certs.d/HOST/*.crt`), so a private registry that docker reaches, ecrcp
     /// reaches too.
-    fn http_for(&self, host: &str, long: bool) -> Result<reqwest::Client, RegistryError> {
+    fn http_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
         let mut known = self.with_docker_cas.lock().expect("client cache poisoned");
-        let pick = |clients: &Clients| {
-            if long {
-                clients.long.clone()
-            } else {
-                clients.quick.clone()
-            }
-        };
         if let Some(found) = known.get(host) {
-            return Ok(pick(found));
+            return Ok(found.clone());
         }
         let cas = docker_cas(&Path::new(DOCKER_CERTS_DIR).join(host));
         let found = if cas.is_empty() {
             self.http.clone()
         } else {
-            clients(host, &cas)?
+            http_client(host, &cas)?
         };
         known.insert(host.to_owned(), found.clone());
-        Ok(pick(&found))
+        Ok(found)
     }
 
     /// The digest `image` names now, or `None` when the registry does not have it.
@@ -542,9 +531,12 @@ impl RegistryClient {
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut builder = self
-            .http_for(host, request.long)?
+            .http_for(host)?
             .request(request.method.clone(), &request.url)
             .headers(request.headers.clone());
+        if !request.long {
+            builder = builder.timeout(QUICK_TIMEOUT);
+        }
         if let Some(authorization) = authorization {
             builder = builder.header(AUTHORIZATION, authorization);
         }
@@ -591,7 +583,7 @@ impl RegistryClient {
         url: &str,
         host: &str,
     ) -> Result<reqwest::RequestBuilder, RegistryError> {
-        Ok(self.http_for(host, true)?.request(method, url))
+        Ok(self.http_for(host)?.request(method, url))
     }
 
     /// Answers a challenge: the `Authorization` header value to send.
@@ -696,24 +688,16 @@ async fn read_response(
 /// Where the docker daemon keeps per-registry certificates.
 const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
 
-fn clients(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<Clients, RegistryError> {
-    let build = |total: Option<Duration>| {
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .tls_certs_merge(extra_cas.to_vec());
-        if let Some(total) = total {
-            builder = builder.timeout(total);
-        }
-        builder.build().map_err(|error| RegistryError::Connect {
+fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .tls_certs_merge(extra_cas.to_vec())
+        .build()
+        .map_err(|error| RegistryError::Connect {
             host: host.to_owned(),
             detail: error_chain(&error),
         })
-    };
-    Ok(Clients {
-        quick: build(Some(Duration::from_secs(60)))?,
-        long: build(None)?,
-    })
 }
 
 /// The CA certificates (`*.crt`, as docker reads them) in a certs.d directory. An unreadable

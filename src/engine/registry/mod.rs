@@ -227,10 +227,10 @@ impl Copying<'_> {
         })?;
         tracing::debug!(image = %source, digest = %top.digest, "source manifest read");
         let landing = self.landing(top.clone()).await?;
-        transfer.repository.ensure().await?;
-
+        // The repository is made while the manifests are walked: both are round trips, and
+        // nothing is written into the repository before the blobs.
         let mut plan = Plan::default();
-        self.walk(&landing, &mut plan, 0).await?;
+        tokio::try_join!(transfer.repository.ensure(), self.walk(&landing, &mut plan, 0))?;
         plan.subjects.push(landing.digest.clone());
         self.copy_blobs(&plan.blobs).await?;
         for manifest in &plan.manifests {
@@ -420,34 +420,41 @@ impl Copying<'_> {
                     self.source.familiar()
                 );
             }
-            let mut missing = Vec::new();
             let mut seen = HashSet::new();
-            for child in children {
-                if !seen.insert(child.digest.clone()) {
-                    continue;
-                }
-                plan.subjects.push(child.digest.clone());
-                let present = self
-                    .registry()
+            let children: Vec<Descriptor> = children
+                .into_iter()
+                .filter(|child| seen.insert(child.digest.clone()))
+                .collect();
+            plan.subjects
+                .extend(children.iter().map(|child| child.digest.clone()));
+            // The children are asked about, and read, side by side: each is a round trip.
+            let present = futures_util::future::try_join_all(children.iter().map(|child| async move {
+                self.registry()
                     .head_manifest_as(self.destination, &self.destination_scopes, &child.digest)
                     .await
-                    .with_context(|| format!("cannot check '{}'", self.destination.familiar()))?;
-                if present.is_none() {
-                    missing.push(child);
-                }
-            }
+                    .with_context(|| format!("cannot check '{}'", self.destination.familiar()))
+            }))
+            .await?;
+            let missing: Vec<&Descriptor> = children
+                .iter()
+                .zip(present)
+                .filter_map(|(child, present)| present.is_none().then_some(child))
+                .collect();
             self.meter
                 .lock()
                 .expect("pull meter poisoned")
                 .reserve(missing.len() as u64)?;
-            for child in missing {
-                let raw = self.fetch(&child.digest, 0).await?.ok_or_else(|| {
+            let read = futures_util::future::try_join_all(missing.iter().map(|child| async move {
+                self.fetch(&child.digest, 0).await?.ok_or_else(|| {
                     anyhow!(
                         "'{}' names a manifest {} it does not serve",
                         self.source.familiar(),
                         child.digest
                     )
-                })?;
+                })
+            }))
+            .await?;
+            for raw in read {
                 self.walk(&raw, plan, depth + 1).await?;
                 plan.manifests.push(raw);
             }
