@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, RestoreRateLimit, ECR};
+use crate::support::{Bed, RestoreRateLimit, ECR, HUB};
 
 /// A config that mirrors `sources` into this test's own prefix in the fake ECR.
 fn config(bed: &Bed, prefix: &str, extra: &str, sources: &[&str]) -> std::path::PathBuf {
@@ -322,4 +322,36 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) {
         assert!(started.elapsed() < limit, "timed out");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_docker_pull_of_a_multi_platform_image_is_booked_and_reported_as_the_two_pulls_docker_hub_counts() {
+    let bed = Bed::get("sync-index-pulls");
+    let upstream = bed.unique("e2e/index-pulls");
+    bed.push_index(
+        HUB,
+        crate::support::HUB_ADMIN,
+        &upstream,
+        "1",
+        "one",
+        "linux/amd64,linux/arm64",
+        "docker",
+        0,
+    );
+    let source = format!("{upstream}:1");
+    let config = config(&bed, &bed.unique("index-pulls"), "", &[&source]);
+    let manifests = format!("/v2/{upstream}/manifests/");
+    let gets = bed.answered("hub", "GET", &manifests, 200);
+
+    let run = bed.sync(&config, &[]);
+    run.assert_code(0);
+    assert_eq!(run.outcomes()[&source], "copied", "{}", run.stderr);
+    let counted = bed.answered("hub", "GET", &manifests, 200) - gets;
+    assert_eq!(counted, 2, "docker read the index, then its platform's manifest");
+    assert_eq!(
+        run.summary()["hub_pulls_spent"],
+        counted,
+        "ecrcp reports what Docker Hub counted"
+    );
 }
