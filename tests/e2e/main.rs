@@ -7,6 +7,7 @@ mod accounts;
 mod container;
 mod copy;
 mod engine;
+mod engine_refusals;
 mod failures;
 mod flaky;
 mod ledger;

@@ -18,9 +18,11 @@
 #   GET  /_testbed/faults[?repo=NAME]   the rules in force, with how often each fired
 #   DELETE /_testbed/faults?repo=NAME   clears them
 #
-# A RULE matches requests by "method" (a name or a list; any when absent) and
+# A RULE matches requests by "method" (a name or a list; any when absent),
 # "path" (a regular expression searched for in the path and query; any when
-# absent). The first rule that matches and has uses left fires:
+# absent) and "body" (a regular expression searched for in the request body; only
+# bodies of at most BODY_PEEK bytes sent with a Content-Length, i.e. manifests, are
+# looked at: others never match). The first rule that matches and has uses left fires:
 #   "times": N        fire for the next N matching requests (always when absent or null)
 #   "skip": K         let the first K matching requests through untouched first
 #   "delay": SECONDS  wait before going on (alone, or before the action below)
@@ -37,11 +39,15 @@
 #                     comes once the body is through.
 #   "corrupt": true   forward, but flip one byte of a 2xx response body (at "corrupt_at",
 #                     default the middle), so the bytes no longer match their digest
+#   "refuse_mount": true  matches only a POST whose query asks for a cross-repository
+#                     mount (mount=): forwards it without its mount and from parameters,
+#                     so the registry opens an upload session and answers 202 with its
+#                     Location, as ECR does for an account without BLOB_MOUNTING
 #
 # Counters, per repository and in total (requests, body bytes in and out, by
 # method and status, and the last requests of each repository: method, path,
-# status or "reset", body bytes, the fault that fired, start time "at" in Unix
-# seconds and duration "ms"):
+# status or "reset", body bytes, the fault that fired, the answer's Location when it
+# had one (an upload session), start time "at" in Unix seconds and duration "ms"):
 #
 #   GET  /_testbed/stats               totals, plus each repository's totals
 #   GET  /_testbed/stats?repo=NAME     that repository: totals and its request log
@@ -65,13 +71,15 @@ import time
 import urllib.parse
 
 CHUNK = 1 << 18
+# The largest request body a "body" rule looks at: a manifest's limit at ECR.
+BODY_PEEK = 4 << 20
 KEEP_LOG = 5000
 # Expect is answered here (BaseHTTPRequestHandler sends the 100 Continue itself).
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
               "te", "trailer", "trailers", "transfer-encoding", "upgrade", "expect"}
 REPOSITORY_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
-ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 408: "TIMEOUT",
-               429: "TOOMANYREQUESTS"}
+ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 405: "UNSUPPORTED",
+               408: "TIMEOUT", 429: "TOOMANYREQUESTS"}
 
 
 def log(label: str, msg: str):
@@ -106,9 +114,23 @@ class Aborted(Exception):
 
 # ---------------------------------------------------------------- faults
 
-RULE_KEYS = {"method", "path", "times", "skip", "delay", "rate", "status", "retry_after",
-             "drop", "reset_after", "on", "corrupt", "corrupt_at"}
-ACTIONS = ("status", "drop", "reset_after", "corrupt")
+RULE_KEYS = {"method", "path", "body", "times", "skip", "delay", "rate", "status", "retry_after",
+             "drop", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount"}
+ACTIONS = ("status", "drop", "reset_after", "corrupt", "refuse_mount")
+# The query parameters of a cross-repository mount (distribution spec, "Mount Blob").
+MOUNT_PARAMETERS = ("mount", "from")
+
+
+def asks_mount(path: str) -> bool:
+    return "mount" in urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+
+
+def without_mount(path: str) -> str:
+    """`path` with its mount parameters left out: a plain upload's POST."""
+    url = urllib.parse.urlsplit(path)
+    kept = [(k, v) for k, v in urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+            if k not in MOUNT_PARAMETERS]
+    return urllib.parse.urlunsplit(url._replace(query=urllib.parse.urlencode(kept)))
 
 
 class Rule:
@@ -130,6 +152,7 @@ class Rule:
         method = doc.get("method")
         self.methods = None if method is None else {m.upper() for m in ([method] if isinstance(method, str) else method)}
         self.path = re.compile(doc["path"]) if doc.get("path") else None
+        self.body = re.compile(doc["body"].encode()) if doc.get("body") else None
         self.times = None if doc.get("times") is None else int(doc["times"])
         self.skip = int(doc.get("skip") or 0)
         self.delay = float(doc.get("delay") or 0)
@@ -141,11 +164,14 @@ class Rule:
         self.on = doc.get("on")
         self.corrupt = bool(doc.get("corrupt"))
         self.corrupt_at = None if doc.get("corrupt_at") is None else int(doc["corrupt_at"])
+        self.refuse_mount = bool(doc.get("refuse_mount"))
         self.fired = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body) -> bool:
         return ((self.methods is None or method in self.methods)
-                and (self.path is None or self.path.search(path) is not None))
+                and (self.path is None or self.path.search(path) is not None)
+                and (self.body is None or (body is not None and self.body.search(body) is not None))
+                and (not self.refuse_mount or (method == "POST" and asks_mount(path))))
 
     def acts_on_request(self, has_body: bool) -> bool:
         return self.on == "request" if self.on else has_body
@@ -174,11 +200,17 @@ class Faults:
             names = [repository] if repository is not None else sorted(self.by_repository)
             return {name: [r.report() for r in self.by_repository.get(name, [])] for name in names}
 
-    def take(self, repository: str, method: str, path: str):
-        """The rule that fires for this request, counting the use, or None."""
+    def looks_at_bodies(self, repository: str) -> bool:
+        """Whether a rule of `repository` matches on request bodies."""
+        with self.lock:
+            return any(rule.body is not None for rule in self.by_repository.get(repository, ()))
+
+    def take(self, repository: str, method: str, path: str, body=None):
+        """The rule that fires for this request (whose small `body` was read first when a
+        rule looks at bodies), counting the use, or None."""
         with self.lock:
             for rule in self.by_repository.get(repository, ()):
-                if not rule.matches(method, path) or (rule.times is not None and rule.times <= 0):
+                if not rule.matches(method, path, body) or (rule.times is not None and rule.times <= 0):
                     continue
                 if rule.skip > 0:
                     rule.skip -= 1
@@ -318,10 +350,22 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             left -= len(data)
             yield data
 
-    def request_body(self, entry: dict, rule):
-        """The request body as a stream of pieces (None without one), metered, paced and
-        cut as `rule` says."""
+    def peek_body(self):
+        """The whole request body when it is small and sized (a manifest), read ahead so
+        that "body" rules can look at it; else None, and nothing is read."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return None
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 < length <= BODY_PEEK:
+            return None
+        return b"".join(self.sized_body(length))
+
+    def request_body(self, entry: dict, rule, peeked=None):
+        """The request body as a stream of pieces (None without one), metered, paced and
+        cut as `rule` says; `peeked`: the body, already read."""
+        if peeked is not None:
+            pieces = iter([peeked])
+        elif "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             pieces = self.chunked_body()
         elif int(self.headers.get("Content-Length") or 0) > 0:
             pieces = self.sized_body(int(self.headers["Content-Length"]))
@@ -399,7 +443,9 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = dispatch
 
     def serve(self, repository: str, entry: dict):
-        rule = self.server.faults.take(repository, self.command, self.path) if repository else None
+        faults = self.server.faults
+        peeked = self.peek_body() if repository and faults.looks_at_bodies(repository) else None
+        rule = faults.take(repository, self.command, self.path, peeked) if repository else None
         if rule is not None:
             entry["fault"] = rule.kind
             log(self.server.label, f"fault {rule.doc} on {self.command} {self.path}")
@@ -407,7 +453,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
                 time.sleep(rule.delay)
             if rule.drop:
                 self.reset(entry)
-        body = self.request_body(entry, rule)
+        body = self.request_body(entry, rule, peeked)
         if rule is not None and rule.status is not None:
             for _ in body or ():
                 pass
@@ -422,7 +468,8 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         conn = http.client.HTTPConnection(self.server.upstream, timeout=600)
         try:
             try:
-                conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                path = without_mount(self.path) if rule is not None and rule.refuse_mount else self.path
+                conn.putrequest(self.command, path, skip_host=True, skip_accept_encoding=True)
                 for k, v in headers:
                     conn.putheader(k, v)
                 if chunked:
@@ -443,6 +490,8 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
 
     def relay(self, resp, entry: dict, rule, has_request_body: bool):
         entry["status"] = resp.status
+        if resp.getheader("Location"):
+            entry["location"] = resp.getheader("Location")
         self.send_response_only(resp.status, resp.reason)
         self.log_request(resp.status)
         for k, v in resp.getheaders():
