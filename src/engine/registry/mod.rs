@@ -23,7 +23,7 @@ use crate::plan::CopyJob;
 use crate::progress::{BlobState, Board, ImageProgress};
 use crate::reference::Reference;
 use crate::registry::digest;
-use crate::registry::manifests::RawManifest;
+use crate::registry::manifests::{RawManifest, Stored};
 use crate::registry::{Access, ManifestHead, RegistryClient, RegistryError, Scopes};
 
 /// How deep indexes may nest: deeper is a loop or an attack, not an image.
@@ -234,22 +234,13 @@ impl Copying<'_> {
         plan.subjects.push(landing.digest.clone());
         self.copy_blobs(&plan.blobs).await?;
         for manifest in &plan.manifests {
-            self.registry()
-                .put_manifest(
-                    self.destination,
-                    &self.destination_scopes,
-                    &manifest.digest,
-                    &manifest.media_type,
-                    &manifest.bytes,
+            self.store(manifest).await.with_context(|| {
+                format!(
+                    "cannot store manifest {} in '{}'",
+                    manifest.digest,
+                    self.destination.familiar()
                 )
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot store manifest {} in '{}'",
-                        manifest.digest,
-                        self.destination.familiar()
-                    )
-                })?;
+            })?;
             tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
         }
         let already_there = self.tag(&landing).await?;
@@ -334,6 +325,19 @@ impl Copying<'_> {
                 })
             }
         }
+    }
+
+    /// Stores `manifest` at the destination under its digest, as the source served it.
+    async fn store(&self, manifest: &RawManifest) -> Result<Stored, RegistryError> {
+        self.registry()
+            .put_manifest(
+                self.destination,
+                &self.destination_scopes,
+                &manifest.digest,
+                &manifest.media_type,
+                &manifest.bytes,
+            )
+            .await
     }
 
     /// A single-platform source asked for platforms: its config must be one of them, as

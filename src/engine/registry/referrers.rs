@@ -115,16 +115,7 @@ impl Copying<'_> {
         self.walk(&raw, &mut plan, 0).await?;
         self.copy_blobs(&plan.blobs).await?;
         for manifest in plan.manifests.iter().chain(std::iter::once(&raw)) {
-            let stored = self
-                .registry()
-                .put_manifest(
-                    self.destination,
-                    &self.destination_scopes,
-                    &manifest.digest,
-                    &manifest.media_type,
-                    &manifest.bytes,
-                )
-                .await?;
+            let stored = self.store(manifest).await?;
             if manifest.digest == raw.digest {
                 tracing::debug!(image = %self.destination, digest = %raw.digest, outcome = "copied", "referrer copied");
                 return Ok(stored.subject_noted);
