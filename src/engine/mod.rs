@@ -36,17 +36,6 @@ pub enum Lands {
     Platforms(Vec<String>),
 }
 
-impl Lands {
-    /// The platform label the ledger records for the copy.
-    pub fn label(&self) -> String {
-        match self {
-            Lands::Whole => "all".to_owned(),
-            Lands::Platform(platform) => platform.clone(),
-            Lands::Platforms(platforms) => platforms.join(","),
-        }
-    }
-}
-
 /// What the destination serves after a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {

@@ -25,7 +25,7 @@ pub struct RawManifest {
 impl RegistryClient {
     /// The manifest `reference` (a tag or digest) of `image`'s repository, or `None` when the
     /// registry has none. A manifest asked for by digest must hash to it. On Docker Hub this
-    /// is a pull: the caller books it.
+    /// is a pull, which this client counts (`hub_manifest_reads`).
     pub async fn get_manifest(
         &self,
         image: &Reference,
