@@ -86,6 +86,19 @@ pub trait Engine: Send + Sync {
     /// destination serves now. A failed transfer leaves no tag pointing at something else
     /// than before.
     fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>>;
+
+    /// Moves one source's bytes to several destinations (transfers of one job group: one
+    /// source, engine and platform choice), reading the source once where the engine can.
+    /// Each destination succeeds or fails on its own; the results come in the transfers'
+    /// order.
+    fn transfer_many<'a>(
+        &'a self,
+        transfers: Vec<Transfer<'a>>,
+    ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>> {
+        Box::pin(futures_util::future::join_all(
+            transfers.into_iter().map(|transfer| self.transfer(transfer)),
+        ))
+    }
 }
 
 /// Docker Hub pulls spent by a run, and the most it may still spend, when a budget limits it.
