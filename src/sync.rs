@@ -15,7 +15,7 @@ use crate::config::SyncConfig;
 use crate::copy::{group, Check, Confirm, Copier, Member, Outcome, Skip};
 use crate::docker::{DockerCli, DockerError};
 use crate::ecr::EcrSessions;
-use crate::engine::OverBudget;
+use crate::engine::{OverBudget, SourceFailed};
 use crate::exit::Exit;
 use crate::ledger::Ledger;
 use crate::lock;
@@ -337,10 +337,23 @@ impl Runner<'_> {
                     .collect();
                 self.copier.finish_group(&members).await
             };
+            // Whether the group's source failure, met by the first destination, was a quota.
+            let mut source_deferred = false;
             for ((index, destination, check, checking), outcome) in ready.into_iter().zip(outcomes) {
                 let result = match outcome {
                     Ok(outcome) => ImageResult::Done(outcome),
-                    Err(error) => self.failure(error),
+                    Err(error) if error.is::<SourceFailed>() => {
+                        if source_deferred {
+                            ImageResult::Deferred(format!("{error:#}"))
+                        } else {
+                            ImageResult::Failed(error)
+                        }
+                    }
+                    Err(error) => {
+                        let result = self.failure(error);
+                        source_deferred = matches!(result, ImageResult::Deferred(_));
+                        result
+                    }
                 };
                 ended.push((index, Some(destination), Some(check), result, checking));
             }

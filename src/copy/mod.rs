@@ -7,7 +7,6 @@
 //! the source once for all that need a copy. Emits events; never prints.
 
 pub mod group;
-mod memo;
 
 use std::sync::{Arc, Mutex};
 
@@ -26,7 +25,7 @@ use crate::plan::{CopyJob, CopyOptions, EngineKind};
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
 
-use self::memo::Memo;
+use crate::engine::memo::Memo;
 
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]

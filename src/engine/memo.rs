@@ -35,6 +35,17 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
     }
 }
 
+impl<K: Eq + Hash, V> Memo<K, V> {
+    /// Whether `key` has its value already.
+    pub fn has(&self, key: &K) -> bool {
+        self.cells
+            .lock()
+            .expect("memo poisoned")
+            .get(key)
+            .is_some_and(|cell| cell.initialized())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +69,7 @@ mod tests {
         let answers = futures_util::future::join_all([ask("a"), ask("a"), ask("a"), ask("b")]).await;
         assert_eq!(answers, [Ok(7), Ok(7), Ok(7), Ok(7)]);
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one computation per key");
+        assert!(memo.has(&"a") && !memo.has(&"c"));
         let failed = memo.get_or_try("c", || async { Err::<u32, _>("down") }).await;
         assert_eq!(failed, Err("down"));
         let retried = memo.get_or_try("c", || async { Ok::<_, &str>(9) }).await;
