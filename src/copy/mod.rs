@@ -339,30 +339,53 @@ impl<'a> Copier<'a> {
                     .map(|delivered| self.delivered(job, destination, *why, delivered)),
             );
         } else if let Some((first, _)) = moving.first() {
-            let repositories: Vec<Repository> = moving
-                .iter()
-                .map(|(index, _)| {
-                    let member = &members[*index];
-                    Repository::new(
+            // Destinations in one repository (two tags, say) share its turn: a turn per
+            // destination would have the second wait for the first to end, inside one transfer.
+            let mut keys: Vec<String> = Vec::new();
+            let mut repositories: Vec<Repository> = Vec::new();
+            let mut shared: Vec<usize> = Vec::with_capacity(moving.len());
+            for (index, _) in &moving {
+                let member = &members[*index];
+                let key = format!(
+                    "{}/{}",
+                    member.destination.registry(),
+                    member.destination.repository()
+                );
+                if let Some(known) = keys.iter().position(|known| *known == key) {
+                    shared.push(known);
+                } else {
+                    shared.push(repositories.len());
+                    keys.push(key);
+                    repositories.push(Repository::new(
                         member.destination,
                         member.ecr,
                         &member.job.settings.repository,
                         &self.repositories,
-                    )
-                })
-                .collect();
+                    ));
+                }
+            }
             let transfers = moving
                 .iter()
-                .zip(&repositories)
-                .map(|((index, _), repository)| self.transfer_of(&members[*index], repository))
+                .zip(&shared)
+                .map(|((index, _), &repository)| {
+                    self.transfer_of(&members[*index], &repositories[repository])
+                })
                 .collect();
             let job = members[*first].job;
             tracing::debug!(image = %job.source, destinations = moving.len(), engine = self.engine(job).name(), "one read into several destinations");
             let delivered = self.engine(job).transfer_many(transfers).await;
-            for (((index, why), repository), delivered) in moving.iter().zip(&repositories).zip(delivered) {
-                if delivered.is_err() {
+            // A repository is removed again only when no copy landed in it.
+            for (repository_index, repository) in repositories.iter().enumerate() {
+                let all_failed = shared
+                    .iter()
+                    .zip(&delivered)
+                    .filter(|(shared, _)| **shared == repository_index)
+                    .all(|(_, delivered)| delivered.is_err());
+                if all_failed {
                     repository.roll_back().await;
                 }
+            }
+            for ((index, why), delivered) in moving.iter().zip(delivered) {
                 let member = &members[*index];
                 results[*index] = Some(
                     delivered

@@ -132,7 +132,7 @@ impl RegistryEngine<'_> {
                 Scopes::push(destination.repository())
             }
         };
-        let source_scopes = if single {
+        let source_scopes = if single && source.api_host() == first.destination.api_host() {
             scopes(first.destination)
         } else {
             Scopes::pull(source.repository())
