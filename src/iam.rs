@@ -307,6 +307,8 @@ pub fn build(accesses: &[Access]) -> Option<Built> {
     Some(Built { policy, notes })
 }
 
+type Actions = BTreeSet<&'static str>;
+
 /// The repository ARNs and what each is granted, and the KMS keys.
 #[derive(Default)]
 struct Grants {
@@ -374,8 +376,7 @@ impl Grants {
     /// Replaces the repositories of each registry and action set by their longest common
     /// prefix of whole path components.
     fn fold_into_prefixes(&mut self) {
-        let mut folded: BTreeMap<(String, BTreeSet<&'static str>), (BTreeSet<Role>, Vec<String>)> =
-            BTreeMap::new();
+        let mut folded: BTreeMap<(String, Actions), (BTreeSet<Role>, Vec<String>)> = BTreeMap::new();
         for (arn, (roles, actions)) in std::mem::take(&mut self.repositories) {
             let (registry, name) = arn
                 .split_once(":repository/")
@@ -430,8 +431,15 @@ impl Grants {
                 condition: None,
             });
         }
+        // Keys that need the same actions under the same alias condition share a statement.
+        let mut keys: BTreeMap<(&Option<String>, &BTreeSet<&'static str>), Vec<String>> = BTreeMap::new();
         for (key, actions) in &self.kms {
-            let name = if key.condition.is_none() && key.resource.ends_with(":key/*") {
+            keys.entry((&key.condition, actions))
+                .or_default()
+                .push(key.resource.clone());
+        }
+        for ((condition, actions), resources) in keys {
+            let name = if condition.is_none() && actions.len() == KMS_MANAGED_KEY.len() {
                 "KmsManagedKeyOfNewRepositories"
             } else {
                 "KmsKeyOfNewRepositories"
@@ -440,8 +448,8 @@ impl Grants {
                 sid: unique(&mut sids, name.to_owned()),
                 effect: "Allow",
                 actions: actions.iter().map(|&action| action.to_owned()).collect(),
-                resources: vec![key.resource.clone()],
-                condition: key.condition.as_ref().map(|alias| {
+                resources,
+                condition: condition.as_ref().map(|alias| {
                     BTreeMap::from([(
                         "ForAnyValue:StringEquals".to_owned(),
                         BTreeMap::from([("kms:ResourceAliases".to_owned(), vec![alias.clone()])]),

@@ -1,7 +1,18 @@
 //! Table tests of the policy builder: which actions on which ARNs each kind of plan yields.
 
+use std::fmt::Write as _;
+
 use super::*;
 use crate::plan::RepositorySettings;
+
+/// A case: what it shows, the config, whether repositories may be created, and the
+/// statements after Login.
+type Case<'a> = (&'a str, String, bool, Vec<Expected<'a>>);
+/// A statement: its Sid, its actions as changes to PUSH_AND_CREATE ("+x", "-x", or "=x" for
+/// a list of its own), and its resources.
+type Expected<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>);
+/// A KMS case: the key as configured, the resource, the alias condition, the actions.
+type KmsCase<'a> = (Option<&'a str>, &'a str, Option<&'a str>, &'a [&'a str]);
 
 const EAST: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
 const WEST_OTHER: &str = "222222222222.dkr.ecr.eu-west-1.amazonaws.com";
@@ -80,11 +91,10 @@ fn a_copy_into_ecr_may_push_into_and_create_exactly_its_repositories() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one table
 fn each_kind_of_plan_gets_the_actions_it_needs_and_no_others() {
-    // (what, config, create, the statements after Login: (sid, actions added to or
-    // removed from PUSH_AND_CREATE as "+x"/"-x", resources))
     let ecr_source = format!("{EAST}/base/alpine:3.20");
-    let cases: Vec<(&str, String, bool, Vec<(&str, Vec<&str>, Vec<&str>)>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "repositories that exist already: no create-time actions",
             format!("version = 1\n[[image]]\nsource = \"nginx:1.27\"\ndestination = \"{EAST}/m/\"\n"),
@@ -341,9 +351,8 @@ fn a_directory_covers_exact_repositories_under_it_that_need_no_more() {
 #[test]
 fn kms_keys_get_grant_actions_named_as_iam_can_match_them() {
     let registry = own();
-    // (kms key as configured, resource, alias condition, actions)
     let customer = ["kms:CreateGrant", "kms:DescribeKey", "kms:RetireGrant"];
-    let cases: &[(Option<&str>, &str, Option<&str>, &[&str])] = &[
+    let cases: &[KmsCase] = &[
         (
             Some("arn:aws:kms:us-east-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
             "arn:aws:kms:us-east-1:999999999999:key/1234abcd-12ab-34cd-56ef-1234567890ab",
@@ -434,13 +443,17 @@ fn the_policy_is_valid_json_in_a_stable_order_whatever_the_order_of_the_plan() {
     let config = |order: &[&str]| {
         let mut text = "version = 1\n".to_owned();
         for source in order {
-            text.push_str(&format!(
+            write!(
+                text,
                 "[[image]]\nsource = \"{source}\"\ndestination = \"{EAST}/m/\"\n"
-            ));
+            )
+            .unwrap();
         }
-        text.push_str(&format!(
+        write!(
+            text,
             "[[image]]\nsource = \"{EAST}/base/x:1\"\ndestination = \"{WEST_OTHER}/m/\"\n"
-        ));
+        )
+        .unwrap();
         text
     };
     let one = build(&from_config(
@@ -474,13 +487,17 @@ fn the_policy_is_valid_json_in_a_stable_order_whatever_the_order_of_the_plan() {
 fn a_fleet_too_large_for_one_managed_policy_is_folded_into_prefixes() {
     let mut text = "version = 1\n".to_owned();
     for index in 0..300 {
-        text.push_str(&format!(
+        write!(
+            text,
             "[[image]]\nsource = \"team/app{index}:1\"\ndestination = \"{EAST}/mirror/\"\n"
-        ));
+        )
+        .unwrap();
     }
-    text.push_str(&format!(
+    write!(
+        text,
         "[[image]]\nsource = \"nginx:1\"\ndestination = \"{WEST_OTHER}/central/\"\n"
-    ));
+    )
+    .unwrap();
     let exact = build(&from_config(&text, &own(), true)).unwrap();
     assert_eq!(
         exact.policy.statements[1].resources,
@@ -518,4 +535,100 @@ fn iam_wildcards_and_common_prefixes() {
     assert_eq!(prefix(&["m/", "m/a"]), "m");
     assert_eq!(prefix(&["a", "b"]), "");
     assert_eq!(prefix(&["only/one"]), "only/one");
+}
+
+#[test]
+fn one_alias_in_two_registries_is_one_statement() {
+    let settings = settings(
+        EngineKind::Registry,
+        Encryption::Kms {
+            key: Some("alias/mirror".into()),
+        },
+    );
+    let accesses: Vec<Access> = [format!("{EAST}/m/"), format!("{WEST_OTHER}/m/")]
+        .iter()
+        .map(|destination| {
+            destination_access(&Destination::parse(destination).unwrap(), &settings, &own(), true).unwrap()
+        })
+        .collect();
+    let built = build(&accesses).unwrap();
+    let kms: Vec<&Statement> = built
+        .policy
+        .statements
+        .iter()
+        .filter(|statement| statement.sid.starts_with("Kms"))
+        .collect();
+    assert_eq!(kms.len(), 1, "{built:?}");
+    assert_eq!(
+        kms[0].resources,
+        [
+            "arn:aws:kms:eu-west-1:222222222222:key/*",
+            "arn:aws:kms:us-east-1:123456789012:key/*"
+        ]
+    );
+}
+
+/// `ecrcp iam-policy ARGS` as the command line hands it over.
+fn subject(args: &[&str]) -> Result<crate::cli::IamSubject, String> {
+    let args: Vec<String> = std::iter::once("iam-policy")
+        .chain(args.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    let cli = crate::cli::parse("ecrcp", &args).map_err(|error| error.to_string())?;
+    let Some(crate::cli::Command::IamPolicy(iam)) = cli.command else {
+        panic!("not iam-policy: {args:?}");
+    };
+    iam.subject().map_err(|error| error.to_string())
+}
+
+#[test]
+fn the_command_line_names_a_config_destinations_or_copies() {
+    use crate::cli::IamSubject;
+    assert!(
+        matches!(subject(&[]), Ok(IamSubject::Config(path)) if path == std::path::Path::new(crate::config::DEFAULT_PATH))
+    );
+    assert!(
+        matches!(subject(&["--config", "x.toml"]), Ok(IamSubject::Config(path)) if path == std::path::Path::new("x.toml"))
+    );
+    let Ok(IamSubject::Destinations(destinations, settings)) =
+        subject(&["--engine", "registry", "--kms-key", "alias/k", "mirror/", EAST])
+    else {
+        panic!("destinations");
+    };
+    assert_eq!(destinations.len(), 2);
+    assert_eq!(settings.engine, EngineKind::Registry);
+    assert_eq!(
+        settings.repository.encryption,
+        Encryption::Kms {
+            key: Some("alias/k".into())
+        }
+    );
+    let Ok(IamSubject::Jobs(jobs)) = subject(&["--source", "nginx", "--source", "redis:7", "mirror/", EAST])
+    else {
+        panic!("jobs");
+    };
+    assert_eq!(jobs.len(), 4);
+    let refused: &[(&[&str], &str)] = &[
+        (&["--config", "x.toml", "mirror/"], "cannot be used with"),
+        (
+            &["--config", "x.toml", "--kms-key", "k"],
+            "--config and the new-repository options",
+        ),
+        (&["--source", "nginx"], "missing destination after 'nginx'"),
+        (
+            &[
+                "--source",
+                "nginx",
+                "--source",
+                "docker.io/library/nginx",
+                "mirror/",
+            ],
+            "would both be copied",
+        ),
+        (&["mirror/Nginx:1"], "mirror/Nginx:1"),
+    ];
+    for (args, expected) in refused {
+        let error = subject(args).expect_err(&format!("{args:?}"));
+        assert!(error.contains(expected), "{args:?}: {error}");
+    }
 }
