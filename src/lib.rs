@@ -19,6 +19,7 @@ pub mod ecr;
 pub mod engine;
 pub mod exit;
 pub mod generate;
+pub mod iam;
 pub mod ledger;
 pub mod lock;
 pub mod logging;

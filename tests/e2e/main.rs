@@ -10,6 +10,7 @@ mod engine;
 mod engine_refusals;
 mod failures;
 mod flaky;
+mod iam;
 mod ledger;
 mod packages;
 mod plugin;
