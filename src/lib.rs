@@ -32,4 +32,5 @@ pub mod registry;
 pub mod secret;
 pub mod settings;
 pub mod sync;
+pub mod tags;
 pub mod ui;
