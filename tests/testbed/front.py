@@ -44,6 +44,13 @@
 #                     so the registry opens an upload session and answers 202 with its
 #                     Location, as ECR does for an account without BLOB_MOUNTING
 #
+# Tag lists are paged as Docker Hub and ECR page them (the registry behind, distribution
+# 2.8, ignores `n` and `last`): a GET of /v2/NAME/tags/list with `n` or `last` answers at
+# most `n` tags (1 to 1000; more is refused with 400, as ECR does) in lexical order, after
+# `last`, with a `Link: <...?n=N&last=T>; rel="next"` header while more remain. Without
+# either parameter the registry's own answer passes through. No ETag is added: the bed's
+# registries offer none.
+#
 # Counters, per repository and in total (requests, body bytes in and out, by
 # method and status, and the last requests of each repository: method, path,
 # status or "reset", body bytes, the fault that fired, the answer's Location when it
@@ -80,6 +87,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 REPOSITORY_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
 ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 405: "UNSUPPORTED",
                408: "TIMEOUT", 429: "TOOMANYREQUESTS"}
+
+
+TAGS_PATH = re.compile(r"^/v2/(.+)/tags/list$")
+MOST_TAGS = 1000
 
 
 def log(label: str, msg: str):
@@ -458,7 +469,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             for _ in body or ():
                 pass
             return self.answer_fault(rule, entry)
-        if self.answered_here(entry):
+        if self.answered_here(entry) or self.paged_tags(entry):
             for _ in body or ():
                 pass
             return
@@ -487,6 +498,53 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             self.relay(resp, entry, rule, has_request_body=body is not None)
         finally:
             conn.close()
+
+    def paged_tags(self, entry: dict) -> bool:
+        """Answers a paged tag list request (see the header); False for any other request."""
+        url = urllib.parse.urlsplit(self.path)
+        found = TAGS_PATH.match(url.path)
+        query = urllib.parse.parse_qs(url.query)
+        if self.command != "GET" or not found or not ({"n", "last"} & query.keys()):
+            return False
+        try:
+            n = int(query.get("n", [str(MOST_TAGS)])[0])
+        except ValueError:
+            n = 0
+        if not 1 <= n <= MOST_TAGS:
+            self.send_small(400, {"errors": [{"code": "PAGINATION_NUMBER_INVALID",
+                                              "message": f"n must be 1 to {MOST_TAGS}"}]}, entry=entry)
+            return True
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+            conn.request("GET", url.path, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        extra = {}
+        if resp.status == 200:
+            tags = sorted(json.loads(data).get("tags") or [])
+            last = query.get("last", [None])[0]
+            if last is not None:
+                tags = [tag for tag in tags if tag > last]
+            page = tags[:n]
+            if len(tags) > n:
+                extra["Link"] = f'<{url.path}?n={n}&last={urllib.parse.quote(page[-1])}>; rel="next"'
+            data = json.dumps({"name": found.group(1), "tags": page}).encode()
+        else:
+            extra = {k: v for k, v in resp.getheaders() if k.lower() == "www-authenticate"}
+        self.send_response_only(resp.status, resp.reason)
+        self.log_request(resp.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        entry["status"] = resp.status
+        entry["bytes_out"] += len(data)
+        return True
 
     def relay(self, resp, entry: dict, rule, has_request_body: bool):
         entry["status"] = resp.status
