@@ -768,6 +768,8 @@ destination = "tools/"
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.jobs.len(), 4);
         assert_eq!(config.jobs[3].settings.platforms, ["linux/arm64"]);
+        assert_eq!(config.rules.len(), 1, "the commented tag rule");
+        assert_eq!(config.rules[0].label, "postgres");
         assert!(config.jobs[0].settings.repository.lifecycle_policy.is_some());
     }
 
