@@ -48,8 +48,12 @@
 # 2.8, ignores `n` and `last`): a GET of /v2/NAME/tags/list with `n` or `last` answers at
 # most `n` tags (1 to 1000; more is refused with 400, as ECR does) in lexical order, after
 # `last`, with a `Link: <...?n=N&last=T>; rel="next"` header while more remain. Without
-# either parameter the registry's own answer passes through. No ETag is added: the bed's
-# registries offer none.
+# either parameter the registry's own answer passes through. No ETag is added (the bed's
+# registries offer none) but for repositories named to a knob, whose paged answers then
+# carry an ETag of the whole list and answer a matching If-None-Match with 304:
+#
+#   POST /_testbed/etags    {"repository": "team/app"}
+#   GET  /_testbed/etags    the repositories that get ETags
 #
 # Counters, per repository and in total (requests, body bytes in and out, by
 # method and status, and the last requests of each repository: method, path,
@@ -63,6 +67,7 @@
 
 import argparse
 import fcntl
+import hashlib
 import http.client
 import http.server
 import json
@@ -327,6 +332,13 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
                     return self.send_small(400, {"error": "DELETE needs ?repo=NAME"})
                 self.server.faults.replace(repository, [])
             return self.send_small(200, self.server.faults.report(repository))
+        if url.path == "/_testbed/etags":
+            if self.command == "POST":
+                try:
+                    self.server.etags.add(self.read_json()["repository"])
+                except (ValueError, TypeError, KeyError) as e:
+                    return self.send_small(400, {"error": repr(e)})
+            return self.send_small(200, {"etags": sorted(self.server.etags)})
         if url.path == "/_testbed/stats" and self.command == "GET":
             return self.send_small(200, self.server.stats.report(repository))
         if not self.testbed_extra(url):
@@ -523,8 +535,19 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         finally:
             conn.close()
         extra = {}
+        status, reason = resp.status, resp.reason
         if resp.status == 200:
             tags = sorted(json.loads(data).get("tags") or [])
+            if found.group(1) in self.server.etags:
+                extra["ETag"] = '"%s"' % hashlib.sha256(json.dumps(tags).encode()).hexdigest()
+                if self.headers.get("If-None-Match") == extra["ETag"]:
+                    self.send_response_only(304, "Not Modified")
+                    self.log_request(304)
+                    self.send_header("ETag", extra["ETag"])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    entry["status"] = 304
+                    return True
             last = query.get("last", [None])[0]
             if last is not None:
                 tags = [tag for tag in tags if tag > last]
@@ -534,8 +557,8 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             data = json.dumps({"name": found.group(1), "tags": page}).encode()
         else:
             extra = {k: v for k, v in resp.getheaders() if k.lower() == "www-authenticate"}
-        self.send_response_only(resp.status, resp.reason)
-        self.log_request(resp.status)
+        self.send_response_only(status, reason)
+        self.log_request(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for k, v in extra.items():
@@ -693,6 +716,7 @@ def front_server(listen: str, handler, cert: str, key: str, upstream: str, label
     server.label = label
     server.faults = Faults()
     server.stats = Stats()
+    server.etags = set()
     return server
 
 
