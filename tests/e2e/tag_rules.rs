@@ -284,3 +284,54 @@ fn a_tag_that_leaves_the_rule_stays_at_the_destination_and_the_run_says_so() {
         "nothing is deleted"
     );
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_list_that_came_with_an_etag_is_revalidated_next_run_in_one_request() {
+    let bed = Bed::get("rules-etag");
+    let upstream = bed.unique("e2e/rules-etag");
+    push_tags(&bed, &upstream, &["1.0.0", "2.0.0"]);
+    // The bed's registries send no ETag; the front adds one for this repository.
+    let status = std::process::Command::new("curl")
+        .args(["-sSf", "-o", "/dev/null", "-X", "POST", "--data"])
+        .arg(serde_json::json!({ "repository": upstream }).to_string())
+        .arg(format!("https://{HUB}/_testbed/etags"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = bed.sync_config(&format!(
+        "version = 1\n[[image]]\nsource = \"{upstream}\"\ntag_newest = 1\nengine = \"registry\"\ndestination = \"{ECR}/{}/\"\n",
+        bed.unique("etag")
+    ));
+    let rule = |run: &Run| run.events("tag rule").pop().unwrap();
+
+    let first = bed.sync(&config, &[]);
+    first.assert_code(0);
+    assert_eq!(rule(&first)["revalidated"], false, "{}", first.stderr);
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bed.scratch().join("state/tags.json")).unwrap()).unwrap();
+    assert_eq!(
+        kept["lists"][format!("docker.io/{upstream}")]["tags"],
+        serde_json::json!(["1.0.0", "2.0.0"])
+    );
+
+    let second = bed.sync(&config, &[]);
+    second.assert_code(0);
+    let event = rule(&second);
+    assert_eq!(event["revalidated"], true, "{event}");
+    assert_eq!(event["list_requests"], 1);
+    assert_eq!(event["selected"], "2.0.0");
+    assert_eq!(second.outcomes()[&format!("{upstream}:2.0.0")], "unchanged");
+    let answers: Vec<_> = front_requests(HUB, &upstream, "GET", "/tags/list")
+        .iter()
+        .map(|entry| entry["status"].as_u64().unwrap())
+        .filter(|status| *status != 401)
+        .collect();
+    assert_eq!(answers, [200, 304], "one listing, then one revalidation");
+
+    push_tags(&bed, &upstream, &["3.0.0"]);
+    let third = bed.sync(&config, &[]);
+    third.assert_code(0);
+    assert_eq!(rule(&third)["revalidated"], false, "a changed list is sent again");
+    assert_eq!(third.outcomes()[&format!("{upstream}:3.0.0")], "copied");
+}
