@@ -101,13 +101,7 @@ pub async fn expand(
     }
     let sources: Vec<&Reference> = rules.iter().map(RuleEntry::source).collect();
     let listed = listings.list(registry, &sources, concurrency).await;
-    let mut seen: HashMap<(Option<AwsOptions>, String), (String, Reference)> = HashMap::new();
-    for job in jobs {
-        if let Some(key) = landing(job) {
-            seen.entry(key)
-                .or_insert_with(|| (job.label.clone(), job.source.clone()));
-        }
-    }
+    let mut placed = Placed::new(jobs);
     for entry in rules {
         let key = listing::key(entry.source());
         let listing = match listed.get(&key) {
@@ -130,7 +124,31 @@ pub async fn expand(
         };
         let selection = entry.rule.select(listing.tags.iter().map(String::as_str));
         log_selection(entry, &listing, &selection);
-        for tag in &selection.selected {
+        placed.add(entry, &selection.selected, &mut expanded);
+    }
+    expanded
+}
+
+/// The destination tags taken so far in a run, and by which source.
+struct Placed(HashMap<(Option<AwsOptions>, String), (String, Reference)>);
+
+impl Placed {
+    /// Where the config's own jobs land.
+    fn new(jobs: &[CopyJob]) -> Self {
+        let mut seen = HashMap::new();
+        for job in jobs {
+            if let Some(key) = landing(job) {
+                seen.entry(key)
+                    .or_insert_with(|| (job.label.clone(), job.source.clone()));
+            }
+        }
+        Placed(seen)
+    }
+
+    /// `entry`'s jobs for `tags` into `expanded`: those whose copy is there already once
+    /// only, those whose destination tag another source takes as failures.
+    fn add(&mut self, entry: &RuleEntry, tags: &[String], expanded: &mut Expanded) {
+        for tag in tags {
             for template in &entry.templates {
                 let label = format!("{}:{tag}", entry.label);
                 let source = match template.source.with_tag(tag) {
@@ -148,11 +166,15 @@ pub async fn expand(
                     source,
                     ..template.clone()
                 };
-                match landing(&job).map(|key| (seen.get(&key).cloned(), key)) {
-                    Some((Some((_, source)), _)) if source == job.source => {
+                let Some(key) = landing(&job) else {
+                    expanded.added.push(job);
+                    continue;
+                };
+                match self.0.get(&key) {
+                    Some((_, source)) if *source == job.source => {
                         tracing::debug!(image = %job.label, "the rule selects a tag the config lists too: one copy");
                     }
-                    Some((Some((first, _)), _)) => {
+                    Some((first, _)) => {
                         let error = anyhow::anyhow!(
                             "'{}' and '{first}' would both be copied to the same destination tag\nnote: give the rule at {} another destination, or exclude the tag (tag_exclude)",
                             job.label,
@@ -163,16 +185,14 @@ pub async fn expand(
                             error,
                         });
                     }
-                    Some((None, key)) => {
-                        seen.insert(key, (job.label.clone(), job.source.clone()));
+                    None => {
+                        self.0.insert(key, (job.label.clone(), job.source.clone()));
                         expanded.added.push(job);
                     }
-                    None => expanded.added.push(job),
                 }
             }
         }
     }
-    expanded
 }
 
 /// Where a job lands, as the config's clash check knows it: the destination with the own
@@ -267,5 +287,102 @@ pub fn report_left_behind(
                 "tags no longer selected by the rule are left alone at the destination (ecrcp deletes nothing)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn config(text: &str) -> crate::config::SyncConfig {
+        crate::config::parse(text, Path::new("/etc/ecrcp/images.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_selected_tag_the_config_lists_is_one_copy_and_one_another_source_takes_fails() {
+        let config = config(
+            r#"version = 1
+[[image]]
+source = "nginx"
+tags = ["1.27"]
+destination = "mirror/nginx"
+[[image]]
+source = "bitnami/nginx"
+tags = ["1.26"]
+destination = "mirror/nginx"
+[[image]]
+source = "nginx"
+tag_newest = 3
+destination = "mirror/nginx"
+[[image]]
+source = "nginx"
+tag_newest = 3
+destination = "mirror/other/"
+"#,
+        );
+        let mut placed = Placed::new(&config.jobs);
+        let mut expanded = Expanded::default();
+        let tags = ["1.28".to_owned(), "1.27".to_owned(), "1.26".to_owned()];
+        for entry in &config.rules {
+            placed.add(entry, &tags, &mut expanded);
+        }
+        let added: Vec<_> = expanded
+            .added
+            .iter()
+            .map(|job| crate::plan::preview_destinations(std::slice::from_ref(job))[0].clone())
+            .collect();
+        assert_eq!(
+            added,
+            [
+                "own.example/mirror/nginx:1.28",
+                "own.example/mirror/other/nginx:1.28",
+                "own.example/mirror/other/nginx:1.27",
+                "own.example/mirror/other/nginx:1.26",
+            ]
+        );
+        assert_eq!(expanded.failures.len(), 1);
+        assert_eq!(expanded.failures[0].label, "nginx:1.26");
+        let error = format!("{:#}", expanded.failures[0].error);
+        assert!(
+            error.starts_with("'nginx:1.26' and 'bitnami/nginx:1.26' would both be copied"),
+            "{error}"
+        );
+        assert!(
+            error.contains("the rule at /etc/ecrcp/images.toml:11:10"),
+            "{error}"
+        );
+        let all = expanded.jobs(&config.jobs);
+        assert_eq!(all.len(), 6, "the config's two jobs, then the rules' four");
+        assert_eq!(all[2].label, "nginx:1.28");
+    }
+
+    #[test]
+    fn tags_copied_before_from_the_rule_s_source_and_not_now_are_left_behind() {
+        let config = config(
+            "version = 1\n[[image]]\nsource = \"nginx\"\ntag_newest = 1\ndestination = \"r.example/m/\"\n",
+        );
+        let entry = &config.rules[0];
+        let mut ledger = Ledger::in_memory();
+        let record = |source: &str| crate::ledger::Record {
+            source: source.to_owned(),
+            platform: "default".to_owned(),
+            source_digest: "sha256:a".to_owned(),
+            destination_digest: "sha256:b".to_owned(),
+            image_id: "sha256:c".to_owned(),
+        };
+        for (destination, source) in [
+            ("r.example/m/nginx:1.26", "docker.io/library/nginx:1.26"),
+            ("r.example/m/nginx:1.27", "docker.io/library/nginx:1.27"),
+            ("r.example/m/nginx:1.28", "docker.io/library/nginx:1.28"),
+            // Another source into the same repository, and another repository.
+            ("r.example/m/nginx:custom", "ghcr.io/me/nginx:custom"),
+            ("r.example/m/nginx-exporter:1", "docker.io/library/nginx:1"),
+        ] {
+            ledger.record(destination, record(source));
+        }
+        let destination: Reference = "r.example/m/nginx:1.28".parse().unwrap();
+        let now: BTreeSet<String> = ["r.example/m/nginx:1.28".to_owned()].into();
+        assert_eq!(left_behind(&ledger, entry, &destination, &now), ["1.26", "1.27"]);
     }
 }
