@@ -107,8 +107,13 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     }
     if args.check {
         let images = config.jobs.len();
+        let rules = match config.rules.len() {
+            0 => String::new(),
+            1 => " and 1 tag rule".to_owned(),
+            rules => format!(" and {rules} tag rules"),
+        };
         println!(
-            "{}: valid, {images} cop{} to check",
+            "{}: valid, {images} cop{}{rules} to check",
             args.config.display(),
             if images == 1 { "y" } else { "ies" }
         );

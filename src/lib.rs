@@ -33,4 +33,5 @@ pub mod registry;
 pub mod secret;
 pub mod settings;
 pub mod sync;
+pub mod tags;
 pub mod ui;

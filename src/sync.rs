@@ -22,6 +22,7 @@ use crate::lock;
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::tags;
 
 /// A request to stop, shared between whoever hears the signal and the run.
 #[derive(Debug, Clone, Default)]
@@ -132,8 +133,10 @@ pub async fn run(
         Some(lock::acquire(&options.state_dir)?)
     };
     let started = Instant::now();
-    let sessions = EcrSessions::connect(&config.jobs).await?;
+    let sessions = EcrSessions::connect(&tags::with_templates(&config.jobs, &config.rules)).await?;
     let registry = registry_client(docker)?;
+    let expanded = expand_rules(config, options, &registry, &sessions).await;
+    let jobs = &*expanded.jobs(&config.jobs);
     let copy_options = CopyOptions {
         overwrite: Overwrite {
             update: true,
@@ -162,13 +165,12 @@ pub async fn run(
         concurrency: config.concurrency,
     };
 
-    let checks = runner.check_all(&config.jobs).await;
+    let checks = runner.check_all(jobs).await;
     let allowance = checks
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
         .min_by_key(|limit| limit.remaining);
-    let costs: Vec<u64> = config
-        .jobs
+    let costs: Vec<u64> = jobs
         .iter()
         .zip(&checks)
         .map(|(job, (checked, _))| match checked {
@@ -211,15 +213,14 @@ pub async fn run(
         });
     let results = runner
         .finish_all(
-            config
-                .jobs
-                .iter()
+            jobs.iter()
                 .zip(planned)
                 .map(|(job, (checked, took))| (job, checked, took)),
         )
         .await;
 
     let mut summary = summarize(&results, stop.is_requested());
+    summary.failed += expanded.failures.len();
     summary.hub_pulls_spent = copier.hub_pulls_spent();
     summary.hub_allowance = allowance;
     if summary.hub_pulls_spent > 0 {
@@ -227,6 +228,40 @@ pub async fn run(
     }
     log_summary(&summary, started);
     Ok(summary)
+}
+
+/// The config's tag rules as jobs: each source repository listed once, tag lists kept in
+/// the state directory (but for a dry run), rule entries that cannot be listed logged as
+/// failed images, and earlier copies that left a rule named.
+async fn expand_rules(
+    config: &SyncConfig,
+    options: &SyncOptions,
+    registry: &RegistryClient,
+    sessions: &EcrSessions,
+) -> tags::Expanded {
+    if config.rules.is_empty() {
+        return tags::Expanded::default();
+    }
+    let mut listings = tags::Listings::load(&options.state_dir, !options.dry_run);
+    let expanded = tags::expand(
+        &config.jobs,
+        &config.rules,
+        registry,
+        &mut listings,
+        config.concurrency,
+    )
+    .await;
+    listings.save();
+    for failure in &expanded.failures {
+        tracing::error!(image = %failure.label, outcome = "failed", error = %format!("{:#}", failure.error), "image failed");
+    }
+    tags::report_left_behind(
+        &Ledger::load_read_only(&options.state_dir),
+        &config.rules,
+        &expanded.jobs(&config.jobs),
+        |job| resolve(job, sessions).ok(),
+    );
+    expanded
 }
 
 impl Runner<'_> {

@@ -21,3 +21,4 @@ mod registry;
 mod support;
 mod sync;
 mod systemd;
+mod tag_rules;
