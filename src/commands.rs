@@ -213,7 +213,7 @@ pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit,
                     )
                 })?;
             }
-            IamSubject::Jobs(config.jobs)
+            IamSubject::Jobs(config.into_jobs_and_templates())
         }
         other => other,
     };

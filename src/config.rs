@@ -51,6 +51,14 @@ impl SyncConfig {
         }
         Ok(())
     }
+
+    /// Every copy the config can make, as far as it is known before tags are listed: the
+    /// jobs, and each tag rule's templates (one per destination; their tag is a stand-in).
+    /// What the destinations and sources are, for `ecrcp iam-policy`.
+    pub fn into_jobs_and_templates(self) -> Vec<CopyJob> {
+        let templates = self.rules.into_iter().flat_map(|rule| rule.templates);
+        self.jobs.into_iter().chain(templates).collect()
+    }
 }
 
 /// A config that cannot be used; nothing is copied.
@@ -896,6 +904,19 @@ destination = "{ECR}/other/b"
         let mut config = config;
         config.use_engine(EngineKind::Registry).unwrap();
         assert_eq!(config.rules[1].templates[0].settings.engine, EngineKind::Registry);
+        // iam-policy sees the rules' destinations too, not only the explicit tags'.
+        let repositories: Vec<String> = config
+            .into_jobs_and_templates()
+            .iter()
+            .map(|job| {
+                job.destination
+                    .resolve(&job.source, None)
+                    .unwrap()
+                    .repository()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(repositories, ["mirror/nginx", "mirror/nginx", "other/b"]);
     }
 
     #[test]
