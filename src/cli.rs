@@ -36,7 +36,7 @@ fn usage(program: &str) -> String {
     format!(
         "{program} [OPTIONS] SOURCE DEST\n       {program} [OPTIONS] SOURCE... DIRECTORY/\n       \
          {program} [OPTIONS] -t DIRECTORY SOURCE...\n       {program} sync [--config PATH] [--check | --dry-run]\n       \
-         {program} plugin install|uninstall"
+         {program} iam-policy [--config PATH | [--source SOURCE]... DEST...]\n       {program} plugin install|uninstall"
     )
 }
 
@@ -63,6 +63,8 @@ pub enum Command {
     /// Install or remove the `docker ecrcp` CLI plugin link
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print the least-privilege IAM policy for a config's copies, or for copies into DEST
+    IamPolicy(IamPolicyArgs),
     /// Write the man page or a shell completion into DIR, for packages
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -323,6 +325,118 @@ pub enum EncryptionArg {
     Kms,
 }
 
+/// `ecrcp iam-policy`: the copies to print the IAM policy for.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+The policy goes to stdout, notes about it (an account or region it could not know) to stderr. \
+Repositories are named by their exact ARNs; a DEST directory given without --source covers \
+every repository under it. Destinations without a registry host are your own registry: its \
+account comes from GetAuthorizationToken when AWS credentials are at hand, else the ARNs \
+name any account ('*') and a note says so.")]
+pub struct IamPolicyArgs {
+    /// The sync config whose copies the policy is for (the default without DEST:
+    /// /etc/ecrcp/images.toml)
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["destinations", "sources"])]
+    pub config: Option<PathBuf>,
+
+    /// Destinations, as `ecrcp SOURCE... DEST` takes them
+    #[arg(value_name = "DEST")]
+    pub destinations: Vec<String>,
+
+    /// An image the copies read, repeatable: with them, DEST directories resolve to exact
+    /// repositories, and ECR sources get read access
+    #[arg(long = "source", value_name = "SOURCE", action = ArgAction::Append)]
+    pub sources: Vec<String>,
+
+    /// The repositories exist already (made elsewhere): leave out the actions that create
+    /// and roll back repositories
+    #[arg(long)]
+    pub no_create: bool,
+
+    /// The engine the copies use (the config's own choice with --config)
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    pub engine: Option<EngineArg>,
+
+    /// AWS profile, to find your own registry (default: AWS_PROFILE, then "default")
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// AWS region of your own registry (default: AWS_REGION, then the profile)
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    #[command(flatten)]
+    pub repository: RepositoryArgs,
+}
+
+/// What `ecrcp iam-policy` was asked about, checked.
+#[derive(Debug)]
+pub enum IamSubject {
+    /// A sync config to load.
+    Config(PathBuf),
+    /// Each source into each destination.
+    Jobs(Vec<CopyJob>),
+    /// Destinations whose sources are not known.
+    Destinations(Vec<Destination>, JobSettings),
+}
+
+impl IamPolicyArgs {
+    /// Validates the arguments, as a copy's would be: references parsed, settings checked.
+    pub fn subject(&self) -> Result<IamSubject, UsageError> {
+        if !self.sources.is_empty() && self.destinations.is_empty() {
+            return Err(UsageError::MissingDestination(self.sources.join(" ")));
+        }
+        let config = self.config.clone().or_else(|| {
+            self.destinations
+                .is_empty()
+                .then(|| PathBuf::from(crate::config::DEFAULT_PATH))
+        });
+        if let Some(config) = config {
+            let repository = &self.repository;
+            if repository.scan_on_push
+                || repository.immutable_tags
+                || repository.encryption.is_some()
+                || repository.kms_key.is_some()
+                || repository.lifecycle_policy.is_some()
+                || !repository.tags.is_empty()
+            {
+                return Err(UsageError::IamWithConfig);
+            }
+            return Ok(IamSubject::Config(config));
+        }
+        let settings = JobSettings {
+            engine: self.engine.unwrap_or_default().into(),
+            repository: self.repository.settings()?,
+            aws: AwsOptions {
+                profile: self.profile.clone(),
+                region: self.region.clone(),
+            },
+            ..JobSettings::default()
+        };
+        let destinations = self
+            .destinations
+            .iter()
+            .map(|destination| Destination::parse(destination))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.sources.is_empty() {
+            return Ok(IamSubject::Destinations(destinations, settings));
+        }
+        let mut jobs = Vec::new();
+        for destination in &destinations {
+            for label in &self.sources {
+                jobs.push(CopyJob {
+                    label: label.clone(),
+                    source: Reference::parse(label)?,
+                    destination: destination.clone(),
+                    settings: settings.clone(),
+                });
+            }
+        }
+        check_destinations(&jobs)?;
+        Ok(IamSubject::Jobs(jobs))
+    }
+}
+
 /// A command line that cannot run; nothing was copied. Exit status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
@@ -338,6 +452,8 @@ pub enum UsageError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("--config and the new-repository options do not go together\nnote: the config's own settings (kms_key, lifecycle_policy, repository_tags, ...) decide the policy")]
+    IamWithConfig,
 }
 
 impl CopyArgs {
@@ -406,7 +522,7 @@ impl CopyArgs {
 }
 
 impl RepositoryArgs {
-    fn settings(&self) -> Result<RepositorySettings, SettingsError> {
+    pub(crate) fn settings(&self) -> Result<RepositorySettings, SettingsError> {
         let tags = self
             .tags
             .iter()

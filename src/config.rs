@@ -17,6 +17,7 @@ use crate::plan::{
 };
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput};
+use crate::tags::{RuleEntry, TagRule};
 
 use self::destinations::RawDestinations;
 
@@ -33,6 +34,8 @@ pub const DEFAULT_RESERVE: u64 = 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncConfig {
     pub jobs: Vec<CopyJob>,
+    /// The `[[image]]` entries that follow tags by a rule: jobs once the tags are listed.
+    pub rules: Vec<RuleEntry>,
     /// How many copies run at once.
     pub concurrency: usize,
     /// Docker Hub pulls to leave unspent.
@@ -45,11 +48,20 @@ impl SyncConfig {
     /// Copies every image with `engine` (`ecrcp sync --engine`), refusing settings it cannot
     /// honour.
     pub fn use_engine(&mut self, engine: EngineKind) -> Result<(), EngineError> {
-        for job in &mut self.jobs {
+        let templates = self.rules.iter_mut().flat_map(|rule| &mut rule.templates);
+        for job in self.jobs.iter_mut().chain(templates) {
             job.settings.engine = engine;
             job.settings.check_engine()?;
         }
         Ok(())
+    }
+
+    /// Every copy the config can make, as far as it is known before tags are listed: the
+    /// jobs, and each tag rule's templates (one per destination; their tag is a stand-in).
+    /// What the destinations and sources are, for `ecrcp iam-policy`.
+    pub fn into_jobs_and_templates(self) -> Vec<CopyJob> {
+        let templates = self.rules.into_iter().flat_map(|rule| rule.templates);
+        self.jobs.into_iter().chain(templates).collect()
     }
 }
 
@@ -109,6 +121,11 @@ struct RawEntry {
     kms_key: Option<Spanned<String>>,
     lifecycle_policy: Option<Spanned<String>>,
     repository_tags: Option<BTreeMap<String, String>>,
+    tag_include: Option<Spanned<String>>,
+    tag_exclude: Option<Spanned<String>>,
+    tag_semver: Option<Spanned<String>>,
+    tag_newest: Option<Spanned<i64>>,
+    tag_prereleases: Option<bool>,
 }
 
 /// Reads and validates a config file.
@@ -162,6 +179,9 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
         if let Some(key) = [
             ("source", defaults.get_ref().source.is_some()),
             ("tags", defaults.get_ref().tags.is_some()),
+            ("tag_include", defaults.get_ref().tag_include.is_some()),
+            ("tag_semver", defaults.get_ref().tag_semver.is_some()),
+            ("tag_newest", defaults.get_ref().tag_newest.is_some()),
         ]
         .iter()
         .find_map(|(key, set)| set.then_some(key))
@@ -180,10 +200,17 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
     }
     let base = path.parent().unwrap_or(Path::new("."));
     let mut jobs = Vec::new();
+    let mut rules = Vec::new();
     for image in &raw.image {
-        let expanded = expand(image, defaults.unwrap_or(&RawEntry::default()), base)
+        let (expanded, rule) = expand(image, defaults.unwrap_or(&RawEntry::default()), base)
             .map_err(|(span, message)| error(Some(span.unwrap_or(image.span())), message))?;
         jobs.extend(expanded);
+        if let Some((mut entry, span)) = rule {
+            check_destinations(&entry.templates).map_err(|e| error(Some(span.clone()), e.to_string()))?;
+            let (line, column) = line_and_column(text, span.start);
+            entry.at = format!("{}:{line}:{column}", path.display());
+            rules.push(entry);
+        }
     }
     let (jobs, spans): (Vec<CopyJob>, Vec<Range<usize>>) = jobs.into_iter().unzip();
     check_destinations(&jobs).map_err(|e| {
@@ -195,6 +222,7 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
     })?;
     Ok(SyncConfig {
         jobs,
+        rules,
         concurrency,
         reserve_pulls,
         transfers,
@@ -250,13 +278,15 @@ fn sync_settings(sync: Option<&RawSync>) -> Result<(usize, u64, usize), Failure>
 /// whole `[[image]]`.
 type Located = (Option<Range<usize>>, String);
 
-/// One `[[image]]` with the defaults merged in, as one job per tag. Each job carries the
-/// span of the image's source, for errors found later.
+/// One `[[image]]` with the defaults merged in, as one job per tag, and its tag rule when it
+/// has one, with the span of its source. Each job carries the span of the image's source,
+/// for errors found later.
+#[allow(clippy::type_complexity)]
 fn expand(
     image: &Spanned<RawEntry>,
     defaults: &RawEntry,
     base: &Path,
-) -> Result<Vec<(CopyJob, Range<usize>)>, Located> {
+) -> Result<(Vec<(CopyJob, Range<usize>)>, Option<(RuleEntry, Range<usize>)>), Located> {
     let entry = image.get_ref();
     let source = entry.source.as_ref().ok_or((
         None,
@@ -286,15 +316,13 @@ fn expand(
         ));
     }
     let settings = merged_settings(entry, defaults, base)?;
+    let rule = tag_rule(entry, defaults)?;
     let mut jobs = Vec::new();
+    let mut templates: Option<RuleEntry> = None;
     for destination in located {
         let written = destination.destination;
         let at_destination = |message: String| (Some(destination.span.clone()), message);
         let parsed = Destination::parse(&written.to).map_err(|e| at_destination(e.to_string()))?;
-        let sources = match &entry.tags {
-            None => vec![(source.get_ref().clone(), reference.clone())],
-            Some(tags) => tagged_sources(source.get_ref(), &reference, tags, &written.to, &parsed)?,
-        };
         let mut settings = settings.clone();
         if written.region.is_some() || written.profile.is_some() {
             if parsed.registry().is_some() {
@@ -306,6 +334,26 @@ fn expand(
             settings.aws.region = written.region.clone().or(settings.aws.region);
             settings.aws.profile = written.profile.clone().or(settings.aws.profile);
         }
+        if let Some(rule) = &rule {
+            // One template per destination: each tag the rule picks goes to every one.
+            let entry = rule_entry(
+                rule.clone(),
+                source,
+                &reference,
+                (&written.to, destination.span.clone()),
+                &parsed,
+                &settings,
+            )?;
+            match &mut templates {
+                None => templates = Some(entry),
+                Some(known) => known.templates.extend(entry.templates),
+            }
+        }
+        let sources = match &entry.tags {
+            None if rule.is_some() => Vec::new(),
+            None => vec![(source.get_ref().clone(), reference.clone())],
+            Some(tags) => tagged_sources(source.get_ref(), &reference, tags, &written.to, &parsed)?,
+        };
         // A clash found later points at the list element, or at the source when the image
         // has one destination.
         let span = if destination.in_list {
@@ -323,7 +371,87 @@ fn expand(
             (job, span.clone())
         }));
     }
-    Ok(jobs)
+    Ok((jobs, templates.map(|rule| (rule, source_span))))
+}
+
+/// The image's tag rule, with `tag_exclude` and `tag_prereleases` from the defaults when
+/// it sets none; `None` when the image selects no tags by rule.
+fn tag_rule(entry: &RawEntry, defaults: &RawEntry) -> Result<Option<TagRule>, Located> {
+    let at = |span: Range<usize>| move |e: crate::tags::rule::RuleError| (Some(span.clone()), e.to_string());
+    let exclude = entry.tag_exclude.as_ref().or(defaults.tag_exclude.as_ref());
+    let selects = entry.tag_include.is_some() || entry.tag_semver.is_some() || entry.tag_newest.is_some();
+    if !selects {
+        let alone = [
+            ("tag_exclude", entry.tag_exclude.as_ref().map(Spanned::span)),
+            ("tag_prereleases", entry.tag_prereleases.map(|_| 0..0)),
+        ];
+        if let Some((key, span)) = alone.into_iter().find_map(|(key, span)| Some((key, span?))) {
+            return Err((
+                (!span.is_empty()).then_some(span),
+                format!("`{key}` needs a tag rule to refine: add tag_include, tag_semver or tag_newest"),
+            ));
+        }
+        return Ok(None);
+    }
+    let mut rule = TagRule::default().with_prereleases(
+        entry
+            .tag_prereleases
+            .or(defaults.tag_prereleases)
+            .unwrap_or(false),
+    );
+    if let Some(include) = &entry.tag_include {
+        rule = rule.include(include.get_ref()).map_err(at(include.span()))?;
+    }
+    if let Some(exclude) = exclude {
+        rule = rule.exclude(exclude.get_ref()).map_err(at(exclude.span()))?;
+    }
+    if let Some(range) = &entry.tag_semver {
+        rule = rule.range(range.get_ref()).map_err(at(range.span()))?;
+    }
+    if let Some(newest) = &entry.tag_newest {
+        rule = rule.newest(*newest.get_ref()).map_err(at(newest.span()))?;
+    }
+    Ok(Some(rule))
+}
+
+/// An image with a tag rule as the jobs it makes for one tag (its source untagged, for now
+/// `latest`), the rule, and where it is written (filled in by the caller).
+fn rule_entry(
+    rule: TagRule,
+    source: &Spanned<String>,
+    reference: &Reference,
+    (destination, destination_span): (&str, Range<usize>),
+    parsed_destination: &Destination,
+    settings: &JobSettings,
+) -> Result<RuleEntry, Located> {
+    let written = source.get_ref();
+    if reference.digest().is_some() || written.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+        return Err((
+            Some(source.span()),
+            format!(
+                "'{written}' names a tag or digest, but a tag rule picks the tags: leave it out of `source`"
+            ),
+        ));
+    }
+    if let Destination::Exact { tag: Some(tag), .. } = parsed_destination {
+        return Err((
+            Some(destination_span),
+            format!(
+                "a tag rule copies several tags, which cannot all go to the one tag ':{tag}' of '{destination}': leave the tag out of `destination`"
+            ),
+        ));
+    }
+    Ok(RuleEntry {
+        label: written.clone(),
+        templates: vec![CopyJob {
+            label: written.clone(),
+            source: reference.clone(),
+            destination: parsed_destination.clone(),
+            settings: settings.clone(),
+        }],
+        rule,
+        at: String::new(),
+    })
 }
 
 /// The image's settings over the defaults'.
@@ -676,6 +804,8 @@ destination = "tools/"
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(config.jobs.len(), 4);
         assert_eq!(config.jobs[3].settings.platforms, ["linux/arm64"]);
+        assert_eq!(config.rules.len(), 1, "the commented tag rule");
+        assert_eq!(config.rules[0].label, "postgres");
         assert!(config.jobs[0].settings.repository.lifecycle_policy.is_some());
     }
 
@@ -794,6 +924,52 @@ destination = [
     }
 
     #[test]
+    fn a_tag_rule_with_several_destinations_has_one_template_per_destination() {
+        let config = parse_text(&format!(
+            r#"
+version = 1
+[[image]]
+source = "nginx"
+tags = ["stable"]
+tag_newest = 2
+destination = ["{ECR}/mirror/", {{ to = "mirror/", region = "eu-west-1" }}]
+"#
+        ))
+        .unwrap();
+        assert_eq!(
+            destinations(&config),
+            [
+                format!("{ECR}/mirror/nginx:stable"),
+                "own.example/mirror/nginx:stable".to_owned()
+            ]
+        );
+        let rule = &config.rules[0];
+        let templates: Vec<(String, Option<&str>)> = rule
+            .templates
+            .iter()
+            .map(|template| {
+                (
+                    template.destination.to_string(),
+                    template.settings.aws.region.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            templates,
+            [
+                (format!("{ECR}/mirror/"), None),
+                ("<your ECR registry>/mirror/".to_owned(), Some("eu-west-1"))
+            ]
+        );
+        let error = parse_text(
+            "version = 1\n[[image]]\nsource = \"nginx\"\ntag_newest = 2\ndestination = [\"m/\", \"n:x\"]\n",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("the one tag ':x' of 'n:x'"), "{error}");
+        assert_eq!((error.line, error.column), (5, 22), "{error}");
+    }
+
+    #[test]
     fn bad_destination_lists_point_at_the_element() {
         let image = |destination: &str| {
             format!("version = 1\n[[image]]\nsource = \"nginx\"\ndestination = {destination}\n")
@@ -850,6 +1026,136 @@ destination = [
         assert!(keys.len() >= 17, "{keys:?}");
         for key in keys {
             assert!(page.contains(&key), "ecrcp-images.toml.5 lacks {key}");
+        }
+    }
+
+    #[test]
+    fn tag_rules_become_templates_beside_explicit_tags() {
+        let config = parse_text(&format!(
+            r#"
+version = 1
+[defaults]
+destination = "{ECR}/mirror/"
+tag_exclude = ".*-rc.*"
+tag_prereleases = true
+
+[[image]]
+source = "nginx"
+tags = ["stable"]
+tag_semver = ">=1.25, <2"
+tag_newest = 3
+
+[[image]]
+source = "ghcr.io/a/b"
+tag_include = 'v\d+\.\d+'
+tag_exclude = "v0.*"
+tag_prereleases = false
+destination = "{ECR}/other/b"
+"#
+        ))
+        .unwrap();
+        assert_eq!(destinations(&config), [format!("{ECR}/mirror/nginx:stable")]);
+        assert_eq!(config.rules.len(), 2);
+        let nginx = &config.rules[0];
+        assert_eq!(nginx.label, "nginx");
+        assert_eq!(nginx.at, "/etc/ecrcp/images.toml:9:10");
+        assert_eq!(
+            nginx.rule.to_string(),
+            "tag_exclude = '.*-rc.*', tag_semver = '>=1.25, <2', tag_newest = 3, tag_prereleases = true"
+        );
+        assert_eq!(nginx.templates.len(), 1);
+        assert_eq!(nginx.source().repository(), "library/nginx");
+        assert_eq!(
+            config.rules[1].rule.to_string(),
+            r"tag_include = 'v\d+\.\d+', tag_exclude = 'v0.*'"
+        );
+        let selected = config.rules[1].rule.select(["v1.2", "v0.9", "v1.2.3", "latest"]);
+        assert_eq!(selected.selected, ["v1.2"]);
+        let mut config = config;
+        config.use_engine(EngineKind::Registry).unwrap();
+        assert_eq!(config.rules[1].templates[0].settings.engine, EngineKind::Registry);
+        // iam-policy sees the rules' destinations too, not only the explicit tags'.
+        let repositories: Vec<String> = config
+            .into_jobs_and_templates()
+            .iter()
+            .map(|job| {
+                job.destination
+                    .resolve(&job.source, None)
+                    .unwrap()
+                    .repository()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(repositories, ["mirror/nginx", "mirror/nginx", "other/b"]);
+    }
+
+    #[test]
+    fn bad_tag_rules_point_at_the_value() {
+        let image =
+            |body: &str| format!("version = 1\n[defaults]\ndestination = \"{ECR}/m/\"\n[[image]]\n{body}\n");
+        let cases: Vec<(String, (usize, usize), &str)> = vec![
+            (
+                image("source = \"nginx\"\ntag_include = \"(1.27\""),
+                (6, 15),
+                "tag_include = '(1.27' is not a valid regular expression: unclosed group",
+            ),
+            (
+                image("source = \"nginx\"\ntag_semver = \">=1.25, <2\"\ntag_exclude = \"[\""),
+                (7, 15),
+                "tag_exclude = '[' is not a valid regular expression",
+            ),
+            (
+                image("source = \"nginx\"\ntag_semver = \"newest\""),
+                (6, 14),
+                "tag_semver = 'newest' is not a version range",
+            ),
+            (
+                image("source = \"nginx\"\ntag_newest = 0"),
+                (6, 14),
+                "tag_newest = 0 is out of range",
+            ),
+            (
+                image("source = \"nginx\"\ntag_newest = \"3\""),
+                (6, 14),
+                "invalid type",
+            ),
+            (
+                image("source = \"nginx:1.27\"\ntag_newest = 3"),
+                (5, 10),
+                "names a tag or digest, but a tag rule picks the tags",
+            ),
+            (
+                image(&format!(
+                    "source = \"nginx\"\ntag_newest = 3\ndestination = \"{ECR}/n:1\""
+                )),
+                (7, 15),
+                "cannot all go to the one tag ':1'",
+            ),
+            (
+                image("source = \"nginx\"\ntag_exclude = \"x\""),
+                (6, 15),
+                "`tag_exclude` needs a tag rule to refine",
+            ),
+            (
+                image("source = \"nginx\"\ntag_prereleases = true"),
+                (4, 1),
+                "`tag_prereleases` needs a tag rule to refine",
+            ),
+            (
+                "version = 1\n[defaults]\ntag_newest = 2\n[[image]]\nsource = \"y\"\n".into(),
+                (2, 1),
+                "`tag_newest` belongs in an [[image]]",
+            ),
+            (
+                image("source = \"ghcr.io/a/b--c\"\ntag_newest = 1"),
+                (5, 10),
+                "is not a valid ECR repository name",
+            ),
+        ];
+        for (text, (line, column), expected) in cases {
+            let error = parse_text(&text).expect_err(&text);
+            assert!(error.message.contains(expected), "{text}\n=> {error}");
+            assert_eq!((error.line, error.column), (line, column), "{text}\n=> {error}");
         }
     }
 

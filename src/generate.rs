@@ -115,6 +115,15 @@ fn write_man_page(page: &mut Vec<u8>) -> std::io::Result<()> {
     text_section(page, "PLUGIN", &plugin_text)?;
     options_under(subcommand(&plugin, "install"), "Options of ecrcp plugin").render_options_section(page)?;
 
+    let iam = subcommand(&ecrcp, "iam-policy");
+    let iam_text = format!(
+        "{}.\n\n{}",
+        help_text(iam.get_about()),
+        help_text(iam.get_after_help())
+    );
+    text_section(page, "IAM POLICY", &iam_text)?;
+    options_under(iam, "Options of ecrcp iam-policy").render_options_section(page)?;
+
     let mut roff = Roff::default();
     roff.control("SH", ["FILES"]);
     for (file, what) in [
@@ -247,7 +256,13 @@ mod tests {
                 "the bash completion lacks --{long}"
             );
         }
-        for section in ["OPTIONS OF ECRCP SYNC", "OPTIONS OF ECRCP PLUGIN", "SEE ALSO"] {
+        for section in [
+            "OPTIONS OF ECRCP SYNC",
+            "OPTIONS OF ECRCP PLUGIN",
+            "IAM POLICY",
+            "OPTIONS OF ECRCP IAM-POLICY",
+            "SEE ALSO",
+        ] {
             assert!(
                 man.contains(&format!(".SH \"{section}\"")),
                 "ecrcp.1 lacks {section}"

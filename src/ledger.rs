@@ -172,6 +172,14 @@ impl Ledger {
         Some(&entry.record)
     }
 
+    /// Every record, by destination reference, without counting as a use: what a sync
+    /// reads to say which earlier copies its tag rules no longer select.
+    pub fn destinations(&self) -> impl Iterator<Item = (&str, &Record)> {
+        self.copies
+            .iter()
+            .map(|(destination, entry)| (destination.as_str(), &entry.record))
+    }
+
     /// Records a copy and saves the file at once, merged with what other runs saved
     /// meanwhile. A failed save is a warning: the copy itself succeeded.
     pub fn record(&mut self, destination: &str, record: Record) {

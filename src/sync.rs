@@ -22,6 +22,7 @@ use crate::lock;
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::tags;
 
 /// A request to stop, shared between whoever hears the signal and the run.
 #[derive(Debug, Clone, Default)]
@@ -143,8 +144,10 @@ pub async fn run(
         Some(lock::acquire(&options.state_dir)?)
     };
     let started = Instant::now();
-    let sessions = EcrSessions::connect(&config.jobs).await?;
+    let sessions = EcrSessions::connect(&tags::with_templates(&config.jobs, &config.rules)).await?;
     let registry = registry_client(docker)?;
+    let expanded = expand_rules(config, options, &registry, &sessions).await;
+    let jobs = &*expanded.jobs(&config.jobs);
     let copy_options = CopyOptions {
         overwrite: Overwrite {
             update: true,
@@ -173,15 +176,16 @@ pub async fn run(
         concurrency: config.concurrency,
     };
 
-    let checks = runner.check_all(&config.jobs).await;
+    let checks = runner.check_all(jobs).await;
     let allowance = checks
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
         .min_by_key(|limit| limit.remaining);
-    let planned_groups = book(config, &copier, checks, allowance);
-    let results = runner.finish_all(&config.jobs, planned_groups).await;
+    let planned_groups = book(config, jobs, &copier, checks, allowance);
+    let results = runner.finish_all(jobs, planned_groups).await;
 
     let mut summary = summarize(&results, stop.is_requested());
+    summary.failed += expanded.failures.len();
     summary.hub_pulls_spent = copier.hub_pulls_spent();
     summary.hub_allowance = allowance;
     if summary.hub_pulls_spent > 0 {
@@ -196,16 +200,17 @@ pub async fn run(
 /// beyond the bookings.
 fn book(
     config: &SyncConfig,
+    jobs: &[CopyJob],
     copier: &Copier<'_>,
     checks: Vec<(Checked, Duration)>,
     allowance: Option<RateLimit>,
 ) -> Vec<Vec<(usize, Checked, Duration)>> {
     // Destinations of one source are one group: the source is read, and booked, once.
-    let groups = group::by_source(&config.jobs);
+    let groups = group::by_source(jobs);
     let costs: Vec<u64> = groups
         .iter()
         .map(|members| {
-            let hub = config.jobs[members[0]].source.is_docker_hub();
+            let hub = jobs[members[0]].source.is_docker_hub();
             let checked = members
                 .iter()
                 .filter_map(|&index| checks[index].0.as_ref().ok().map(|(_, check)| check));
@@ -235,7 +240,7 @@ fn book(
             .saturating_sub(config.reserve_pulls)
             .saturating_sub(booked)
     }));
-    let mut job_allowed = vec![true; config.jobs.len()];
+    let mut job_allowed = vec![true; jobs.len()];
     for (members, allowed) in groups.iter().zip(&allowed) {
         for &index in members {
             job_allowed[index] = *allowed;
@@ -268,6 +273,40 @@ fn book(
                 .collect()
         })
         .collect()
+}
+
+/// The config's tag rules as jobs: each source repository listed once, tag lists kept in
+/// the state directory (but for a dry run), rule entries that cannot be listed logged as
+/// failed images, and earlier copies that left a rule named.
+async fn expand_rules(
+    config: &SyncConfig,
+    options: &SyncOptions,
+    registry: &RegistryClient,
+    sessions: &EcrSessions,
+) -> tags::Expanded {
+    if config.rules.is_empty() {
+        return tags::Expanded::default();
+    }
+    let mut listings = tags::Listings::load(&options.state_dir, !options.dry_run);
+    let expanded = tags::expand(
+        &config.jobs,
+        &config.rules,
+        registry,
+        &mut listings,
+        config.concurrency,
+    )
+    .await;
+    listings.save();
+    for failure in &expanded.failures {
+        tracing::error!(image = %failure.label, outcome = "failed", error = %format!("{:#}", failure.error), "image failed");
+    }
+    tags::report_left_behind(
+        &Ledger::load_read_only(&options.state_dir),
+        &config.rules,
+        &expanded.jobs(&config.jobs),
+        |job| resolve(job, sessions).ok(),
+    );
+    expanded
 }
 
 impl Runner<'_> {

@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod manifests;
 pub mod retry;
 pub mod scope;
+pub mod tags;
 
 use std::collections::HashMap;
 use std::path::Path;

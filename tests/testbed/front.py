@@ -44,6 +44,17 @@
 #                     so the registry opens an upload session and answers 202 with its
 #                     Location, as ECR does for an account without BLOB_MOUNTING
 #
+# Tag lists are paged as Docker Hub and ECR page them (the registry behind, distribution
+# 2.8, ignores `n` and `last`): a GET of /v2/NAME/tags/list with `n` or `last` answers at
+# most `n` tags (1 to 1000; more is refused with 400, as ECR does) in lexical order, after
+# `last`, with a `Link: <...?n=N&last=T>; rel="next"` header while more remain. Without
+# either parameter the registry's own answer passes through. No ETag is added (the bed's
+# registries offer none) but for repositories named to a knob, whose paged answers then
+# carry an ETag of the whole list and answer a matching If-None-Match with 304:
+#
+#   POST /_testbed/etags    {"repository": "team/app"}
+#   GET  /_testbed/etags    the repositories that get ETags
+#
 # Counters, per repository and in total (requests, body bytes in and out, by
 # method and status, and the last requests of each repository: method, path,
 # status or "reset", body bytes, the fault that fired, the answer's Location when it
@@ -56,6 +67,7 @@
 
 import argparse
 import fcntl
+import hashlib
 import http.client
 import http.server
 import json
@@ -80,6 +92,10 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 REPOSITORY_PATH = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
 ERROR_CODES = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 405: "UNSUPPORTED",
                408: "TIMEOUT", 429: "TOOMANYREQUESTS"}
+
+
+TAGS_PATH = re.compile(r"^/v2/(.+)/tags/list$")
+MOST_TAGS = 1000
 
 
 def log(label: str, msg: str):
@@ -316,6 +332,13 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
                     return self.send_small(400, {"error": "DELETE needs ?repo=NAME"})
                 self.server.faults.replace(repository, [])
             return self.send_small(200, self.server.faults.report(repository))
+        if url.path == "/_testbed/etags":
+            if self.command == "POST":
+                try:
+                    self.server.etags.add(self.read_json()["repository"])
+                except (ValueError, TypeError, KeyError) as e:
+                    return self.send_small(400, {"error": repr(e)})
+            return self.send_small(200, {"etags": sorted(self.server.etags)})
         if url.path == "/_testbed/stats" and self.command == "GET":
             return self.send_small(200, self.server.stats.report(repository))
         if not self.testbed_extra(url):
@@ -458,7 +481,7 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             for _ in body or ():
                 pass
             return self.answer_fault(rule, entry)
-        if self.answered_here(entry):
+        if self.answered_here(entry) or self.paged_tags(entry):
             for _ in body or ():
                 pass
             return
@@ -487,6 +510,64 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             self.relay(resp, entry, rule, has_request_body=body is not None)
         finally:
             conn.close()
+
+    def paged_tags(self, entry: dict) -> bool:
+        """Answers a paged tag list request (see the header); False for any other request."""
+        url = urllib.parse.urlsplit(self.path)
+        found = TAGS_PATH.match(url.path)
+        query = urllib.parse.parse_qs(url.query)
+        if self.command != "GET" or not found or not ({"n", "last"} & query.keys()):
+            return False
+        try:
+            n = int(query.get("n", [str(MOST_TAGS)])[0])
+        except ValueError:
+            n = 0
+        if not 1 <= n <= MOST_TAGS:
+            self.send_small(400, {"errors": [{"code": "PAGINATION_NUMBER_INVALID",
+                                              "message": f"n must be 1 to {MOST_TAGS}"}]}, entry=entry)
+            return True
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=60)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() == "authorization"}
+            conn.request("GET", url.path, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        extra = {}
+        status, reason = resp.status, resp.reason
+        if resp.status == 200:
+            tags = sorted(json.loads(data).get("tags") or [])
+            if found.group(1) in self.server.etags:
+                extra["ETag"] = '"%s"' % hashlib.sha256(json.dumps(tags).encode()).hexdigest()
+                if self.headers.get("If-None-Match") == extra["ETag"]:
+                    self.send_response_only(304, "Not Modified")
+                    self.log_request(304)
+                    self.send_header("ETag", extra["ETag"])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    entry["status"] = 304
+                    return True
+            last = query.get("last", [None])[0]
+            if last is not None:
+                tags = [tag for tag in tags if tag > last]
+            page = tags[:n]
+            if len(tags) > n:
+                extra["Link"] = f'<{url.path}?n={n}&last={urllib.parse.quote(page[-1])}>; rel="next"'
+            data = json.dumps({"name": found.group(1), "tags": page}).encode()
+        else:
+            extra = {k: v for k, v in resp.getheaders() if k.lower() == "www-authenticate"}
+        self.send_response_only(status, reason)
+        self.log_request(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        entry["status"] = resp.status
+        entry["bytes_out"] += len(data)
+        return True
 
     def relay(self, resp, entry: dict, rule, has_request_body: bool):
         entry["status"] = resp.status
@@ -635,6 +716,7 @@ def front_server(listen: str, handler, cert: str, key: str, upstream: str, label
     server.label = label
     server.faults = Faults()
     server.stats = Stats()
+    server.etags = set()
     return server
 
 
