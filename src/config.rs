@@ -2,6 +2,8 @@
 //! `[[image]]`, and validation into copy jobs. `load` reads the file; everything else is
 //! pure. Every error names the file, line and column and says what is expected.
 
+mod destinations;
+
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -16,6 +18,8 @@ use crate::plan::{
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput};
 use crate::tags::{RuleEntry, TagRule};
+
+use self::destinations::RawDestinations;
 
 /// Where the service looks by default.
 pub const DEFAULT_PATH: &str = "/etc/ecrcp/images.toml";
@@ -104,7 +108,8 @@ enum RawPlatforms {
 struct RawEntry {
     source: Option<Spanned<String>>,
     tags: Option<Spanned<Vec<String>>>,
-    destination: Option<Spanned<String>>,
+    /// One destination, or a list: the source is read once for all of them.
+    destination: Option<Spanned<RawDestinations>>,
     region: Option<String>,
     profile: Option<String>,
     platform: Option<Spanned<RawPlatforms>>,
@@ -290,7 +295,7 @@ fn expand(
     let source_span = source.span();
     let reference =
         Reference::parse(source.get_ref()).map_err(|e| (Some(source_span.clone()), e.to_string()))?;
-    let destination = entry
+    let destinations = entry
         .destination
         .as_ref()
         .or(defaults.destination.as_ref())
@@ -303,45 +308,70 @@ fn expand(
                 ),
             )
         })?;
-    let parsed_destination =
-        Destination::parse(destination.get_ref()).map_err(|e| (Some(destination.span()), e.to_string()))?;
+    let located = destinations.get_ref().each(&destinations.span());
+    if located.is_empty() {
+        return Err((
+            Some(destinations.span()),
+            "`destination` is an empty list: name at least one destination".into(),
+        ));
+    }
     let settings = merged_settings(entry, defaults, base)?;
-    let rule = tag_rule(entry, defaults)?
-        .map(|rule| {
-            rule_entry(
-                rule,
+    let rule = tag_rule(entry, defaults)?;
+    let mut jobs = Vec::new();
+    let mut templates: Option<RuleEntry> = None;
+    for destination in located {
+        let written = destination.destination;
+        let at_destination = |message: String| (Some(destination.span.clone()), message);
+        let parsed = Destination::parse(&written.to).map_err(|e| at_destination(e.to_string()))?;
+        let mut settings = settings.clone();
+        if written.region.is_some() || written.profile.is_some() {
+            if parsed.registry().is_some() {
+                return Err(at_destination(format!(
+                    "'{}' names its registry: `region` and `profile` in a destination are for the own registry (a destination without a host)",
+                    written.to
+                )));
+            }
+            settings.aws.region = written.region.clone().or(settings.aws.region);
+            settings.aws.profile = written.profile.clone().or(settings.aws.profile);
+        }
+        if let Some(rule) = &rule {
+            // One template per destination: each tag the rule picks goes to every one.
+            let entry = rule_entry(
+                rule.clone(),
                 source,
                 &reference,
-                destination,
-                &parsed_destination,
+                (&written.to, destination.span.clone()),
+                &parsed,
                 &settings,
-            )
-        })
-        .transpose()?;
-    let sources = match &entry.tags {
-        None if rule.is_some() => Vec::new(),
-        None => vec![(source.get_ref().clone(), reference)],
-        Some(tags) => tagged_sources(
-            source.get_ref(),
-            &reference,
-            tags,
-            destination,
-            &parsed_destination,
-        )?,
-    };
-    let jobs = sources
-        .into_iter()
-        .map(|(label, source)| {
+            )?;
+            match &mut templates {
+                None => templates = Some(entry),
+                Some(known) => known.templates.extend(entry.templates),
+            }
+        }
+        let sources = match &entry.tags {
+            None if rule.is_some() => Vec::new(),
+            None => vec![(source.get_ref().clone(), reference.clone())],
+            Some(tags) => tagged_sources(source.get_ref(), &reference, tags, &written.to, &parsed)?,
+        };
+        // A clash found later points at the list element, or at the source when the image
+        // has one destination.
+        let span = if destination.in_list {
+            destination.span.clone()
+        } else {
+            source_span.clone()
+        };
+        jobs.extend(sources.into_iter().map(|(label, source)| {
             let job = CopyJob {
                 label,
                 source,
-                destination: parsed_destination.clone(),
+                destination: parsed.clone(),
                 settings: settings.clone(),
             };
-            (job, source_span.clone())
-        })
-        .collect();
-    Ok((jobs, rule.map(|rule| (rule, source_span))))
+            (job, span.clone())
+        }));
+    }
+    Ok((jobs, templates.map(|rule| (rule, source_span))))
 }
 
 /// The image's tag rule, with `tag_exclude` and `tag_prereleases` from the defaults when
@@ -390,7 +420,7 @@ fn rule_entry(
     rule: TagRule,
     source: &Spanned<String>,
     reference: &Reference,
-    destination: &Spanned<String>,
+    (destination, destination_span): (&str, Range<usize>),
     parsed_destination: &Destination,
     settings: &JobSettings,
 ) -> Result<RuleEntry, Located> {
@@ -405,10 +435,9 @@ fn rule_entry(
     }
     if let Destination::Exact { tag: Some(tag), .. } = parsed_destination {
         return Err((
-            Some(destination.span()),
+            Some(destination_span),
             format!(
-                "a tag rule copies several tags, which cannot all go to the one tag ':{tag}' of '{}': leave the tag out of `destination`",
-                destination.get_ref()
+                "a tag rule copies several tags, which cannot all go to the one tag ':{tag}' of '{destination}': leave the tag out of `destination`"
             ),
         ));
     }
@@ -483,7 +512,7 @@ fn tagged_sources(
     written: &str,
     reference: &Reference,
     tags: &Spanned<Vec<String>>,
-    destination: &Spanned<String>,
+    destination: &str,
     parsed_destination: &Destination,
 ) -> Result<Vec<(String, Reference)>, Located> {
     let at_tags = |message: String| (Some(tags.span()), message);
@@ -499,8 +528,7 @@ fn tagged_sources(
     }
     if let Destination::Exact { tag: Some(tag), .. } = parsed_destination {
         return Err(at_tags(format!(
-            "several tags cannot all go to the one tag ':{tag}' of '{}': leave the tag out of `destination`",
-            destination.get_ref()
+            "several tags cannot all go to the one tag ':{tag}' of '{destination}': leave the tag out of `destination`"
         )));
     }
     tags.get_ref()
@@ -837,6 +865,148 @@ profile = "mirror-account"
                 "own.example/nginx:1.27"
             ]
         );
+    }
+
+    #[test]
+    fn a_list_of_destinations_is_one_copy_per_destination_and_tag() {
+        let config = parse_text(&format!(
+            r#"
+version = 1
+[defaults]
+destination = ["{ECR}/mirror/", "central/"]
+region = "us-east-1"
+[[image]]
+source = "redis"
+tags = ["7", "7.4"]
+[[image]]
+source = "nginx:1.27"
+destination = [
+  "{ECR}/edge/",
+  {{ to = "mirror/", region = "eu-west-1" }},
+  {{ to = "mirror/", profile = "central" }},
+]
+"#
+        ))
+        .unwrap();
+        assert_eq!(
+            destinations(&config),
+            [
+                format!("{ECR}/mirror/redis:7"),
+                format!("{ECR}/mirror/redis:7.4"),
+                "own.example/central/redis:7".to_owned(),
+                "own.example/central/redis:7.4".to_owned(),
+                format!("{ECR}/edge/nginx:1.27"),
+                "own.example/mirror/nginx:1.27".to_owned(),
+                "own.example/mirror/nginx:1.27".to_owned(),
+            ]
+        );
+        let aws: Vec<_> = config.jobs[4..]
+            .iter()
+            .map(|job| {
+                (
+                    job.settings.aws.region.as_deref(),
+                    job.settings.aws.profile.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            aws,
+            [
+                (Some("us-east-1"), None),
+                (Some("eu-west-1"), None),
+                (Some("us-east-1"), Some("central"))
+            ]
+        );
+        assert!(config
+            .jobs
+            .iter()
+            .all(|job| job.label.starts_with("redis:") || job.label == "nginx:1.27"));
+    }
+
+    #[test]
+    fn a_tag_rule_with_several_destinations_has_one_template_per_destination() {
+        let config = parse_text(&format!(
+            r#"
+version = 1
+[[image]]
+source = "nginx"
+tags = ["stable"]
+tag_newest = 2
+destination = ["{ECR}/mirror/", {{ to = "mirror/", region = "eu-west-1" }}]
+"#
+        ))
+        .unwrap();
+        assert_eq!(
+            destinations(&config),
+            [
+                format!("{ECR}/mirror/nginx:stable"),
+                "own.example/mirror/nginx:stable".to_owned()
+            ]
+        );
+        let rule = &config.rules[0];
+        let templates: Vec<(String, Option<&str>)> = rule
+            .templates
+            .iter()
+            .map(|template| {
+                (
+                    template.destination.to_string(),
+                    template.settings.aws.region.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            templates,
+            [
+                (format!("{ECR}/mirror/"), None),
+                ("<your ECR registry>/mirror/".to_owned(), Some("eu-west-1"))
+            ]
+        );
+        let error = parse_text(
+            "version = 1\n[[image]]\nsource = \"nginx\"\ntag_newest = 2\ndestination = [\"m/\", \"n:x\"]\n",
+        )
+        .unwrap_err();
+        assert!(error.message.contains("the one tag ':x' of 'n:x'"), "{error}");
+        assert_eq!((error.line, error.column), (5, 22), "{error}");
+    }
+
+    #[test]
+    fn bad_destination_lists_point_at_the_element() {
+        let image = |destination: &str| {
+            format!("version = 1\n[[image]]\nsource = \"nginx\"\ndestination = {destination}\n")
+        };
+        let cases: &[(&str, (usize, usize), &str)] = &[
+            ("[]", (4, 15), "`destination` is an empty list"),
+            ("[\"m/\", \"x@sha256:abc\"]", (4, 22), "digest"),
+            (
+                "[\"m/\", \"n/\", \"m/\"]",
+                (4, 28),
+                "would both be copied to '<your ECR registry>/m/nginx:latest'",
+            ),
+            (
+                "[\"m/\", { to = \"m/\", regio = \"x\" }]",
+                (4, 35),
+                "unknown field `regio`",
+            ),
+            ("[\"m/\", { region = \"x\" }]", (4, 22), "missing field `to`"),
+            ("[\"m/\", 7]", (4, 22), "a destination: a string, or a table"),
+            (
+                "[{ to = \"registry.example.com/m/\", region = \"eu-west-1\" }]",
+                (4, 16),
+                "names its registry",
+            ),
+        ];
+        for &(destination, (line, column), expected) in cases {
+            let text = image(destination);
+            let error = parse_text(&text).expect_err(&text);
+            assert!(error.message.contains(expected), "{text}\n=> {error}");
+            assert_eq!((error.line, error.column), (line, column), "{text}\n=> {error}");
+        }
+        // The same destination in two regions is two registries.
+        let config = parse_text(&image(
+            "[{ to = \"m/\", region = \"us-east-1\" }, { to = \"m/\", region = \"eu-west-1\" }]",
+        ))
+        .unwrap();
+        assert_eq!(config.jobs.len(), 2);
     }
 
     #[test]

@@ -12,10 +12,10 @@ use futures_util::stream::{self, StreamExt as _};
 
 use crate::app::{registry_client, resolve, stops_the_run};
 use crate::config::SyncConfig;
-use crate::copy::{Check, Confirm, Copier, Outcome, Skip};
+use crate::copy::{group, Check, Confirm, Copier, Member, Outcome, Skip};
 use crate::docker::{DockerCli, DockerError};
 use crate::ecr::EcrSessions;
-use crate::engine::OverBudget;
+use crate::engine::{OverBudget, SourceFailed};
 use crate::exit::Exit;
 use crate::ledger::Ledger;
 use crate::lock;
@@ -73,6 +73,9 @@ pub struct Summary {
     /// Docker Hub's allowance at the last look, if it reported one.
     pub hub_allowance: Option<RateLimit>,
     pub stopped: bool,
+    /// Where the copies that failed were going, in the config's order: with several
+    /// destinations per image, which of them did not land.
+    pub failed_destinations: Vec<String>,
 }
 
 impl Summary {
@@ -108,6 +111,14 @@ impl Confirm for Unattended {
 
 /// A checked image: its destination and what the HEADs said, or why it goes no further.
 type Checked = Result<(Reference, Check), ImageResult>;
+
+/// How one image of the run ended, and where it was going.
+struct Finished<'j> {
+    job: &'j CopyJob,
+    /// `None` when it failed before its destination was known.
+    destination: Option<Reference>,
+    result: ImageResult,
+}
 
 /// The parts of a run that every image uses.
 struct Runner<'a> {
@@ -170,12 +181,44 @@ pub async fn run(
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
         .min_by_key(|limit| limit.remaining);
-    let costs: Vec<u64> = jobs
+    let planned_groups = book(config, jobs, &copier, checks, allowance);
+    let results = runner.finish_all(jobs, planned_groups).await;
+
+    let mut summary = summarize(&results, stop.is_requested());
+    summary.failed += expanded.failures.len();
+    summary.hub_pulls_spent = copier.hub_pulls_spent();
+    summary.hub_allowance = allowance;
+    if summary.hub_pulls_spent > 0 {
+        summary.hub_allowance = refreshed_allowance(&registry, &results).await.or(allowance);
+    }
+    log_summary(&summary, started);
+    Ok(summary)
+}
+
+/// Groups the checked jobs by source and books each group's Docker Hub pulls against the
+/// allowance: a group that does not fit is deferred whole. Gives the copier the room left
+/// beyond the bookings.
+fn book(
+    config: &SyncConfig,
+    jobs: &[CopyJob],
+    copier: &Copier<'_>,
+    checks: Vec<(Checked, Duration)>,
+    allowance: Option<RateLimit>,
+) -> Vec<Vec<(usize, Checked, Duration)>> {
+    // Destinations of one source are one group: the source is read, and booked, once.
+    let groups = group::by_source(jobs);
+    let costs: Vec<u64> = groups
         .iter()
-        .zip(&checks)
-        .map(|(job, (checked, _))| match checked {
-            Ok((_, check)) if job.source.is_docker_hub() => check.source_pulls(),
-            _ => 0,
+        .map(|members| {
+            let hub = jobs[members[0]].source.is_docker_hub();
+            let checked = members
+                .iter()
+                .filter_map(|&index| checks[index].0.as_ref().ok().map(|(_, check)| check));
+            if hub {
+                group::source_pulls(checked)
+            } else {
+                0
+            }
         })
         .collect();
     let allowed = budget(
@@ -197,37 +240,39 @@ pub async fn run(
             .saturating_sub(config.reserve_pulls)
             .saturating_sub(booked)
     }));
-    let planned = checks
+    let mut job_allowed = vec![true; jobs.len()];
+    for (members, allowed) in groups.iter().zip(&allowed) {
+        for &index in members {
+            job_allowed[index] = *allowed;
+        }
+    }
+    let mut planned: Vec<Option<(Checked, Duration)>> = checks
         .into_iter()
-        .zip(allowed)
+        .zip(job_allowed)
         .map(|((checked, took), allowed)| match checked {
-            Ok(_) if !allowed => (
+            Ok(_) if !allowed => Some((
                 Err(ImageResult::Deferred(format!(
                     "Docker Hub allows {} more pulls and {} are kept in reserve",
                     allowance.map_or(0, |limit| limit.remaining),
                     config.reserve_pulls
                 ))),
                 took,
-            ),
-            other => (other, took),
-        });
-    let results = runner
-        .finish_all(
-            jobs.iter()
-                .zip(planned)
-                .map(|(job, (checked, took))| (job, checked, took)),
-        )
-        .await;
-
-    let mut summary = summarize(&results, stop.is_requested());
-    summary.failed += expanded.failures.len();
-    summary.hub_pulls_spent = copier.hub_pulls_spent();
-    summary.hub_allowance = allowance;
-    if summary.hub_pulls_spent > 0 {
-        summary.hub_allowance = refreshed_allowance(&registry, &results).await.or(allowance);
-    }
-    log_summary(&summary, started);
-    Ok(summary)
+            )),
+            other => Some((other, took)),
+        })
+        .collect();
+    groups
+        .iter()
+        .map(|members| {
+            members
+                .iter()
+                .map(|&index| {
+                    let (checked, took) = planned[index].take().expect("each job is in one group");
+                    (index, checked, took)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The config's tag rules as jobs: each source repository listed once, tag lists kept in
@@ -291,41 +336,92 @@ impl Runner<'_> {
         .await
     }
 
-    /// Finishes the checked images, in parallel, logging each as it ends.
+    /// Finishes the checked images, a group of one source at a time and groups in parallel,
+    /// logging each image as it ends. The results come in the jobs' order.
     async fn finish_all<'j>(
         &self,
-        planned: impl Iterator<Item = (&'j CopyJob, Checked, Duration)>,
-    ) -> Vec<(&'j CopyJob, Option<Check>, ImageResult)> {
-        bounded(planned, self.concurrency, |(job, checked, checking)| async move {
+        jobs: &'j [CopyJob],
+        groups: Vec<Vec<(usize, Checked, Duration)>>,
+    ) -> Vec<Finished<'j>> {
+        let finished = bounded(groups.into_iter(), self.concurrency, |members| async move {
             let image_started = Instant::now();
-            let (destination, check, result) = match checked {
-                Err(result) => (None, None, result),
-                Ok((destination, check)) => {
-                    let result = if self.stopping() {
-                        ImageResult::NotStarted
-                    } else {
-                        match self
-                            .copier
-                            .finish(job, &destination, self.sessions.ecr(&job.settings.aws), &check)
-                            .await
-                        {
-                            Ok(outcome) => ImageResult::Done(outcome),
-                            Err(error) => self.failure(error),
-                        }
-                    };
-                    (Some(destination), Some(check), result)
+            let mut ready: Vec<(usize, Reference, Check, Duration)> = Vec::new();
+            let mut ended = Vec::new();
+            for (index, checked, checking) in members {
+                match checked {
+                    Ok((destination, check)) if !self.stopping() => {
+                        ready.push((index, destination, check, checking));
+                    }
+                    Ok((destination, check)) => {
+                        ended.push((
+                            index,
+                            Some(destination),
+                            Some(check),
+                            ImageResult::NotStarted,
+                            checking,
+                        ));
+                    }
+                    Err(result) => ended.push((index, None, None, result, checking)),
                 }
+            }
+            let outcomes = {
+                let members: Vec<Member> = ready
+                    .iter()
+                    .map(|(index, destination, check, _)| Member {
+                        job: &jobs[*index],
+                        destination,
+                        ecr: self.sessions.ecr(&jobs[*index].settings.aws),
+                        check,
+                    })
+                    .collect();
+                self.copier.finish_group(&members).await
             };
-            log_image(
-                job,
-                destination.as_ref(),
-                check.as_ref(),
-                &result,
-                (checking + image_started.elapsed()).as_millis(),
-            );
-            (job, check, result)
+            // Whether the group's source failure, met by the first destination, was a quota.
+            let mut source_deferred = false;
+            for ((index, destination, check, checking), outcome) in ready.into_iter().zip(outcomes) {
+                let result = match outcome {
+                    Ok(outcome) => ImageResult::Done(outcome),
+                    Err(error) if error.is::<SourceFailed>() => {
+                        if source_deferred {
+                            ImageResult::Deferred(format!("{error:#}"))
+                        } else {
+                            ImageResult::Failed(error)
+                        }
+                    }
+                    Err(error) => {
+                        let result = self.failure(error);
+                        source_deferred = matches!(result, ImageResult::Deferred(_));
+                        result
+                    }
+                };
+                ended.push((index, Some(destination), Some(check), result, checking));
+            }
+            ended
+                .into_iter()
+                .map(|(index, destination, check, result, checking)| {
+                    let job = &jobs[index];
+                    log_image(
+                        job,
+                        destination.as_ref(),
+                        check.as_ref(),
+                        &result,
+                        (checking + image_started.elapsed()).as_millis(),
+                    );
+                    (index, destination, result)
+                })
+                .collect::<Vec<_>>()
         })
-        .await
+        .await;
+        let mut results: Vec<_> = finished.into_iter().flatten().collect();
+        results.sort_by_key(|(index, ..)| *index);
+        results
+            .into_iter()
+            .map(|(index, destination, result)| Finished {
+                job: &jobs[index],
+                destination,
+                result,
+            })
+            .collect()
     }
 
     /// A failure, or a deferral when the registry's pull quota was the reason. A failure
@@ -371,18 +467,24 @@ pub fn budget(costs: &[u64], remaining: Option<u64>, reserve: u64) -> Vec<bool> 
         .collect()
 }
 
-fn summarize(results: &[(&CopyJob, Option<Check>, ImageResult)], stopped: bool) -> Summary {
+fn summarize(results: &[Finished], stopped: bool) -> Summary {
     let mut summary = Summary {
         stopped,
         ..Summary::default()
     };
-    for (_, _, result) in results {
-        match result {
+    for finished in results {
+        match &finished.result {
             ImageResult::Done(Outcome::Copied { .. }) => summary.copied += 1,
             ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(_)) => summary.unchanged += 1,
             ImageResult::Done(Outcome::WouldCopy(_)) => summary.would_copy += 1,
             ImageResult::Deferred(_) => summary.deferred += 1,
-            ImageResult::Failed(_) => summary.failed += 1,
+            ImageResult::Failed(_) => {
+                summary.failed += 1;
+                summary.failed_destinations.push(match &finished.destination {
+                    Some(destination) => destination.to_string(),
+                    None => format!("{} (from {})", finished.job.destination, finished.job.label),
+                });
+            }
             ImageResult::NotStarted => summary.not_started += 1,
         }
     }
@@ -399,18 +501,22 @@ fn log_summary(summary: &Summary, started: Instant) {
         not_started = summary.not_started,
         hub_pulls_spent = summary.hub_pulls_spent,
         hub_pulls_remaining = summary.hub_allowance.map(|limit| limit.remaining),
+        failed_destinations = %summary.failed_destinations.join(", "),
         duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         "sync finished"
     );
 }
 
 /// Docker Hub's allowance after the copies, from one more HEAD (free on Docker Hub).
-async fn refreshed_allowance(
-    registry: &RegistryClient,
-    results: &[(&CopyJob, Option<Check>, ImageResult)],
-) -> Option<RateLimit> {
-    let (job, _, _) = results.iter().find(|(job, _, _)| job.source.is_docker_hub())?;
-    registry.head_manifest(&job.source).await.ok()??.rate_limit
+async fn refreshed_allowance(registry: &RegistryClient, results: &[Finished<'_>]) -> Option<RateLimit> {
+    let finished = results
+        .iter()
+        .find(|finished| finished.job.source.is_docker_hub())?;
+    registry
+        .head_manifest(&finished.job.source)
+        .await
+        .ok()??
+        .rate_limit
 }
 
 fn log_image(

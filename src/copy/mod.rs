@@ -3,7 +3,10 @@
 //! compares or asks where needed, then hands the transfer to the job's engine (`engine`),
 //! rolls back a repository a failed transfer created, and records the result in the
 //! ledger. The decision is the same for every engine; only the moving of bytes differs.
-//! Emits events; never prints.
+//! `finish_group` does the same for several destinations of one source, the engine reading
+//! the source once for all that need a copy. Emits events; never prints.
+
+pub mod group;
 
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +24,8 @@ use crate::login::Logins;
 use crate::plan::{CopyJob, CopyOptions, EngineKind};
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
+
+use crate::engine::memo::Memo;
 
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +128,24 @@ pub struct Copier<'a> {
     repositories: Turns,
     /// Docker Hub pulls spent so far, and the budget's room beyond each copy's booking.
     pulls: Pulls,
+    /// What each source's HEAD said this run: one HEAD however many destinations.
+    source_heads: Memo<String, ManifestHead>,
+    /// Each source's config digest per platform this run: compared once for all destinations.
+    source_configs: Memo<(String, String), Option<String>>,
+}
+
+/// One destination of a group: a checked copy to finish.
+pub struct Member<'m> {
+    pub job: &'m CopyJob,
+    pub destination: &'m Reference,
+    pub ecr: Option<&'m Ecr>,
+    pub check: &'m Check,
+}
+
+/// What a member needs once compared and asked: nothing more, or a transfer.
+enum Decided {
+    Done(Outcome),
+    Transfer(Why),
 }
 
 impl<'a> Copier<'a> {
@@ -144,6 +167,8 @@ impl<'a> Copier<'a> {
             logins,
             repositories: Turns::default(),
             pulls: Pulls::default(),
+            source_heads: Memo::default(),
+            source_configs: Memo::default(),
         }
     }
 
@@ -270,22 +295,129 @@ impl<'a> Copier<'a> {
         ecr: Option<&Ecr>,
         check: &Check,
     ) -> anyhow::Result<Outcome> {
-        let why = match check.next {
-            Next::Skip(skip) => return Ok(Outcome::Skipped(skip)),
-            Next::AlreadyThere => {
-                return Ok(Outcome::AlreadyThere {
-                    digest: check.existing.clone().unwrap_or_default(),
+        let why = match self.decide(job, destination, check).await? {
+            Decided::Done(outcome) => return Ok(outcome),
+            Decided::Transfer(why) => why,
+        };
+        let delivered = self.transfer(job, destination, ecr, check).await?;
+        Ok(self.delivered(job, destination, why, delivered))
+    }
+
+    /// Finishes several checked copies of one source (`group::by_source`): each decided as
+    /// `finish` decides, then one transfer by the engine for all that need one, which reads
+    /// the source once. One destination failing does not stop the others. The results come
+    /// in the members' order.
+    pub async fn finish_group(&self, members: &[Member<'_>]) -> Vec<anyhow::Result<Outcome>> {
+        let decided = futures_util::future::join_all(
+            members
+                .iter()
+                .map(|member| self.decide(member.job, member.destination, member.check)),
+        )
+        .await;
+        let mut results: Vec<Option<anyhow::Result<Outcome>>> = Vec::with_capacity(members.len());
+        let mut moving = Vec::new();
+        for (index, decided) in decided.into_iter().enumerate() {
+            match decided {
+                Ok(Decided::Done(outcome)) => results.push(Some(Ok(outcome))),
+                Err(error) => results.push(Some(Err(error))),
+                Ok(Decided::Transfer(why)) => {
+                    results.push(None);
+                    moving.push((index, why));
+                }
+            }
+        }
+        if let [(index, why)] = moving.as_slice() {
+            let Member {
+                job,
+                destination,
+                ecr,
+                check,
+            } = members[*index];
+            results[*index] = Some(
+                self.transfer(job, destination, ecr, check)
+                    .await
+                    .map(|delivered| self.delivered(job, destination, *why, delivered)),
+            );
+        } else if let Some((first, _)) = moving.first() {
+            // Destinations in one repository (two tags, say) share its turn: a turn per
+            // destination would have the second wait for the first to end, inside one transfer.
+            let mut keys: Vec<String> = Vec::new();
+            let mut repositories: Vec<Repository> = Vec::new();
+            let mut shared: Vec<usize> = Vec::with_capacity(moving.len());
+            for (index, _) in &moving {
+                let member = &members[*index];
+                let key = format!(
+                    "{}/{}",
+                    member.destination.registry(),
+                    member.destination.repository()
+                );
+                if let Some(known) = keys.iter().position(|known| *known == key) {
+                    shared.push(known);
+                } else {
+                    shared.push(repositories.len());
+                    keys.push(key);
+                    repositories.push(Repository::new(
+                        member.destination,
+                        member.ecr,
+                        &member.job.settings.repository,
+                        &self.repositories,
+                    ));
+                }
+            }
+            let transfers = moving
+                .iter()
+                .zip(&shared)
+                .map(|((index, _), &repository)| {
+                    self.transfer_of(&members[*index], &repositories[repository])
                 })
+                .collect();
+            let job = members[*first].job;
+            tracing::debug!(image = %job.source, destinations = moving.len(), engine = self.engine(job).name(), "one read into several destinations");
+            let delivered = self.engine(job).transfer_many(transfers).await;
+            // A repository is removed again only when no copy landed in it.
+            for (repository_index, repository) in repositories.iter().enumerate() {
+                let all_failed = shared
+                    .iter()
+                    .zip(&delivered)
+                    .filter(|(shared, _)| **shared == repository_index)
+                    .all(|(_, delivered)| delivered.is_err());
+                if all_failed {
+                    repository.roll_back().await;
+                }
+            }
+            for ((index, why), delivered) in moving.iter().zip(delivered) {
+                let member = &members[*index];
+                results[*index] = Some(
+                    delivered
+                        .map(|delivered| self.delivered(member.job, member.destination, *why, delivered)),
+                );
+            }
+        }
+        results
+            .into_iter()
+            .map(|result| result.expect("every member decided"))
+            .collect()
+    }
+
+    /// Compares and asks as the check says: the outcome when no transfer is needed, else why
+    /// one is.
+    async fn decide(&self, job: &CopyJob, destination: &Reference, check: &Check) -> anyhow::Result<Decided> {
+        let why = match check.next {
+            Next::Skip(skip) => return Ok(Decided::Done(Outcome::Skipped(skip))),
+            Next::AlreadyThere => {
+                return Ok(Decided::Done(Outcome::AlreadyThere {
+                    digest: check.existing.clone().unwrap_or_default(),
+                }))
             }
             Next::Copy(why) => why,
             Next::Compare if self.options.dry_run && job.source.is_docker_hub() => {
-                return Ok(Outcome::WouldCopy(Why::Unverified));
+                return Ok(Decided::Done(Outcome::WouldCopy(Why::Unverified)));
             }
             Next::Compare => {
                 let source = check.source_digest.as_deref().unwrap_or_default();
                 let existing = check.existing.as_deref().unwrap_or_default();
                 if self.same_image(job, destination, source, existing).await? {
-                    return Ok(Outcome::Skipped(Skip::Unchanged));
+                    return Ok(Decided::Done(Outcome::Skipped(Skip::Unchanged)));
                 }
                 Why::Differs
             }
@@ -295,12 +427,16 @@ impl<'a> Copier<'a> {
             && !self.options.dry_run
             && !self.confirm.overwrite(destination)
         {
-            return Ok(Outcome::Skipped(Skip::Declined));
+            return Ok(Decided::Done(Outcome::Skipped(Skip::Declined)));
         }
         if self.options.dry_run {
-            return Ok(Outcome::WouldCopy(why));
+            return Ok(Decided::Done(Outcome::WouldCopy(why)));
         }
-        let delivered = self.transfer(job, destination, ecr, check).await?;
+        Ok(Decided::Transfer(why))
+    }
+
+    /// Records what a transfer delivered in the ledger, and says how the copy ended.
+    fn delivered(&self, job: &CopyJob, destination: &Reference, why: Why, delivered: Delivered) -> Outcome {
         if let (Some(source_digest), Some(image_id)) = (&delivered.source_digest, &delivered.image_id) {
             self.remember(
                 job,
@@ -310,7 +446,7 @@ impl<'a> Copier<'a> {
                 image_id.clone(),
             );
         }
-        Ok(if delivered.already_there {
+        if delivered.already_there {
             Outcome::AlreadyThere {
                 digest: delivered.digest,
             }
@@ -320,7 +456,21 @@ impl<'a> Copier<'a> {
                 why,
                 notes: delivered.notes,
             }
-        })
+        }
+    }
+
+    /// The transfer the engine is handed for `member`, into `repository`.
+    fn transfer_of<'t>(&'t self, member: &Member<'t>, repository: &'t Repository<'t>) -> Transfer<'t> {
+        Transfer {
+            job: member.job,
+            destination: member.destination,
+            ecr: member.ecr,
+            source_digest: member.check.source_digest.as_deref(),
+            options: self.options,
+            repository,
+            pulls: &self.pulls,
+            booked_pulls: member.check.copy_reads,
+        }
     }
 
     /// Hands the copy to its engine; removes the repository again if the engine created it
@@ -333,16 +483,13 @@ impl<'a> Copier<'a> {
         check: &Check,
     ) -> anyhow::Result<Delivered> {
         let repository = Repository::new(destination, ecr, &job.settings.repository, &self.repositories);
-        let transfer = Transfer {
+        let member = Member {
             job,
             destination,
             ecr,
-            source_digest: check.source_digest.as_deref(),
-            options: self.options,
-            repository: &repository,
-            pulls: &self.pulls,
-            booked_pulls: check.copy_reads,
+            check,
         };
+        let transfer = self.transfer_of(&member, &repository);
         let delivered = self.engine(job).transfer(transfer).await;
         if delivered.is_err() {
             repository.roll_back().await;
@@ -388,7 +535,16 @@ impl<'a> Copier<'a> {
     /// and so does the registry engine, which reads the registry itself.
     async fn source_head(&self, job: &CopyJob) -> anyhow::Result<Option<ManifestHead>> {
         let source = &job.source;
-        match self.registry.head_manifest(source).await {
+        let head = self
+            .source_heads
+            .get_or_try(source.to_string(), || async {
+                match self.registry.head_manifest(source).await {
+                    Ok(Some(head)) => Ok(head),
+                    other => Err(other),
+                }
+            })
+            .await;
+        match head.map(Some).or_else(|other| other) {
             Ok(Some(head)) => Ok(Some(head)),
             Ok(None) => bail!(
                 "'{}' does not exist: check the repository name and tag",
@@ -424,8 +580,10 @@ impl<'a> Copier<'a> {
             return Ok(false);
         };
         let source = self
-            .registry
-            .config_digest(&job.source, &platform)
+            .source_configs
+            .get_or_try((job.source.to_string(), platform.clone()), || {
+                self.registry.config_digest(&job.source, &platform)
+            })
             .await
             .with_context(|| format!("cannot read '{}'", job.source.familiar()))?;
         let target = self

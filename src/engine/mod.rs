@@ -5,6 +5,7 @@
 //! distribution API from registry to registry. Emits events; never prints.
 
 pub mod docker;
+pub mod memo;
 pub mod registry;
 pub mod turns;
 
@@ -86,6 +87,42 @@ pub trait Engine: Send + Sync {
     /// destination serves now. A failed transfer leaves no tag pointing at something else
     /// than before.
     fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>>;
+
+    /// Moves one source's bytes to several destinations (transfers of one job group: one
+    /// source, engine and platform choice), reading the source once where the engine can.
+    /// Each destination succeeds or fails on its own; the results come in the transfers'
+    /// order.
+    fn transfer_many<'a>(
+        &'a self,
+        transfers: Vec<Transfer<'a>>,
+    ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>> {
+        Box::pin(futures_util::future::join_all(
+            transfers.into_iter().map(|transfer| self.transfer(transfer)),
+        ))
+    }
+}
+
+/// The source could not be read for a group of destinations: the first destination's
+/// error is the failure itself, each other's is this, which repeats it. `sync` classifies
+/// it (failed or deferred) as it classified the first.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SourceFailed {
+    pub message: String,
+}
+
+/// `error`, met once for `count` destinations: the first gets it, the others a
+/// `SourceFailed` that repeats it.
+pub fn for_each_destination(error: anyhow::Error, count: usize) -> Vec<anyhow::Result<Delivered>> {
+    let message = format!("{error:#}");
+    let mut errors = vec![Err(error)];
+    errors.extend((1..count).map(|_| {
+        Err(SourceFailed {
+            message: message.clone(),
+        }
+        .into())
+    }));
+    errors
 }
 
 /// Docker Hub pulls spent by a run, and the most it may still spend, when a budget limits it.

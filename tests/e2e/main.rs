@@ -9,6 +9,7 @@ mod copy;
 mod engine;
 mod engine_refusals;
 mod failures;
+mod fanout;
 mod flaky;
 mod iam;
 mod ledger;

@@ -2,7 +2,8 @@
 //! name), tags it as the destination, pushes it (taking turns per repository, from its
 //! creation to a rollback), verifies what the registry then serves, and removes the
 //! temporary tag. One platform per copy; docker re-compresses layers, so the destination's
-//! digest is docker's own.
+//! digest is docker's own. Several destinations of one source: one pull, then a tag and a
+//! push for each.
 
 mod local;
 
@@ -68,10 +69,24 @@ impl<'a> DockerEngine<'a> {
         self.docker.run(command).await
     }
 
-    async fn run_transfer(&self, transfer: Transfer<'_>) -> anyhow::Result<Delivered> {
-        let Transfer { job, destination, .. } = transfer;
-        self.pull_and_tag(&transfer).await?;
-        let published = self.publish(&transfer).await;
+    /// One pull for every transfer (they share the source and platform), a tag and a push
+    /// per destination; a destination that fails does not stop the others.
+    async fn run_transfers(&self, transfers: Vec<Transfer<'_>>) -> Vec<anyhow::Result<Delivered>> {
+        let tagged = match self.pull_and_tag(&transfers).await {
+            Ok(tagged) => tagged,
+            Err(error) => return super::for_each_destination(error, transfers.len()),
+        };
+        futures_util::future::join_all(transfers.iter().zip(tagged).map(|(transfer, tagged)| async move {
+            tagged?;
+            self.deliver(transfer).await
+        }))
+        .await
+    }
+
+    /// Pushes a pulled and tagged image to its destination, and says what it serves now.
+    async fn deliver(&self, transfer: &Transfer<'_>) -> anyhow::Result<Delivered> {
+        let Transfer { job, destination, .. } = *transfer;
+        let published = self.publish(transfer).await;
         if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
             tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
         }
@@ -112,30 +127,40 @@ impl<'a> DockerEngine<'a> {
         }
     }
 
-    /// Pulls the source and tags it as the destination. Docker keeps one local image per
-    /// name, so jobs that pull one name (for different platforms, say) take turns from the
-    /// pull to the tag; otherwise one could tag the image the other just pulled.
-    async fn pull_and_tag(&self, transfer: &Transfer<'_>) -> anyhow::Result<()> {
+    /// Pulls the source once and tags it as each destination: `Err` when the pull failed,
+    /// else each tag's result. Docker keeps one local image per name, so jobs that pull one
+    /// name (for different platforms, say) take turns from the pull to the last tag;
+    /// otherwise one could tag the image the other just pulled.
+    async fn pull_and_tag(&self, transfers: &[Transfer<'_>]) -> anyhow::Result<Vec<anyhow::Result<()>>> {
+        let Some(first) = transfers.first() else {
+            return Ok(Vec::new());
+        };
         // Pulled as named, not by the digest just seen: docker keeps one local image per
         // `name@digest`, so pulling an index digest for a second platform would fail.
-        let source = &transfer.job.source;
-        self.logins.docker_login(source, transfer.ecr).await?;
+        let source = &first.job.source;
+        self.logins.docker_login(source, first.ecr).await?;
         let pull = DockerCommand::pull(
             source,
-            transfer.job.settings.platforms.first().map(String::as_str),
-            transfer.options.progress,
+            first.job.settings.platforms.first().map(String::as_str),
+            first.options.progress,
         );
         let _turn = self.local_names.take(&docker::local_name(source)).await;
         let spent = source
             .is_docker_hub()
-            .then_some((transfer.pulls, transfer.booked_pulls));
+            .then_some((first.pulls, first.booked_pulls));
         self.docker_retrying(&pull, spent)
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
-        self.docker(&DockerCommand::tag(source, transfer.destination))
-            .await
-            .with_context(|| format!("cannot tag the image as '{}'", transfer.destination))?;
-        Ok(())
+        let mut tagged = Vec::with_capacity(transfers.len());
+        for transfer in transfers {
+            tagged.push(
+                self.docker(&DockerCommand::tag(source, transfer.destination))
+                    .await
+                    .map(drop)
+                    .with_context(|| format!("cannot tag the image as '{}'", transfer.destination)),
+            );
+        }
+        Ok(tagged)
     }
 
     /// Makes sure the repository exists, pushes the destination tag and verifies what the
@@ -248,6 +273,19 @@ impl Engine for DockerEngine<'_> {
     }
 
     fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
-        Box::pin(self.run_transfer(transfer))
+        Box::pin(async move {
+            self.run_transfers(vec![transfer])
+                .await
+                .pop()
+                .expect("one result per transfer")
+        })
+    }
+
+    /// One `docker pull`, then a tag and a push per destination.
+    fn transfer_many<'a>(
+        &'a self,
+        transfers: Vec<Transfer<'a>>,
+    ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>> {
+        Box::pin(self.run_transfers(transfers))
     }
 }

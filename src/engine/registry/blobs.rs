@@ -1,7 +1,9 @@
-//! One blob from source to destination: skipped when the destination holds it, mounted when
-//! another repository of the destination registry does, else streamed from the source's GET
-//! into one PUT, hashed on the way. The last piece is held back until the digest checks out,
-//! so a corrupt blob never completes an upload; a dropped source read resumes with `Range`.
+//! One blob from source to destinations: skipped where a destination holds it, mounted where
+//! another repository of the destination registry does, else streamed from one source GET
+//! into a PUT per destination that lacks it (a tee: the slowest upload sets the pace, and one
+//! that fails or stalls is dropped while the others go on), hashed on the way. The last piece
+//! is held back until the digest checks out, so a corrupt blob never completes an upload; a
+//! dropped source read resumes with `Range`.
 
 use std::time::{Duration, Instant};
 
@@ -82,6 +84,10 @@ pub enum BlobError {
         #[source]
         error: RegistryError,
     },
+    /// A failure of the source's read, met by every destination it fed: the first gets the
+    /// error itself, the others this, which repeats it.
+    #[error("{detail}")]
+    Again { detail: String, transient: bool },
 }
 
 impl BlobError {
@@ -92,7 +98,16 @@ impl BlobError {
             BlobError::Source { error, .. } | BlobError::Destination { error, .. } => {
                 error.pause(Duration::ZERO).is_some()
             }
+            BlobError::Again { transient, .. } => *transient,
             BlobError::Mismatch { .. } | BlobError::Size { .. } | BlobError::Unverifiable { .. } => false,
+        }
+    }
+
+    /// This error, for another destination the same source read fed.
+    fn again(&self) -> BlobError {
+        BlobError::Again {
+            detail: error_chain(self),
+            transient: self.is_transient(),
         }
     }
 
@@ -107,9 +122,162 @@ impl BlobError {
     }
 }
 
+/// Makes every one of `copyings` (copies of one source) hold `blob`, reading the source once
+/// for all that lack it. Each gets its own result, in order.
+pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<Moved, BlobError>> {
+    let Some(first) = copyings.first() else {
+        return Vec::new();
+    };
+    let digest = blob.digest.as_str();
+    if !digest::verifiable(digest) {
+        let mut refused = Vec::with_capacity(copyings.len());
+        for _ in copyings {
+            refused.push(Err(BlobError::Unverifiable {
+                image: first.source.familiar(),
+                digest: digest.to_owned(),
+            }));
+        }
+        return refused;
+    }
+    let mut hosts = vec![first.source.api_host()];
+    hosts.extend(copyings.iter().map(|copying| copying.destination.api_host()));
+    let _permits = first.engine.gates.enter(&hosts).await;
+    let placed = futures_util::future::join_all(copyings.iter().map(|copying| copying.place(blob))).await;
+    let mut results: Vec<Option<Result<Moved, BlobError>>> = placed
+        .into_iter()
+        .map(|placed| match placed {
+            Ok(Some(moved)) => Some(Ok(moved)),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        })
+        .collect();
+    let mut backoff = Duration::from_millis(500);
+    let mut attempt = 1;
+    loop {
+        let pending: Vec<usize> = (0..copyings.len())
+            .filter(|&index| results[index].is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let targets: Vec<&Copying> = pending.iter().map(|&index| copyings[index]).collect();
+        let uploaded = upload(&targets, blob).await;
+        let mut wait = None;
+        for (index, uploaded) in pending.into_iter().zip(uploaded) {
+            let copying = copyings[index];
+            match uploaded {
+                Ok(sent) => {
+                    copying.engine.holds(copying.destination, digest);
+                    results[index] = Some(Ok(Moved::Sent(sent)));
+                }
+                Err(error) if attempt < ATTEMPTS && error.is_transient() => {
+                    let pause = error.pause(backoff + jitter(backoff));
+                    tracing::info!(image = %copying.destination, blob = digest, attempt, wait_ms = pause.as_millis(), error = %error_chain(&error), "blob copy failed; starting it over");
+                    wait = wait.max(Some(pause));
+                }
+                Err(error) => results[index] = Some(Err(error)),
+            }
+        }
+        if let Some(wait) = wait {
+            first.progress.set(digest, BlobState::Waiting);
+            tokio::time::sleep(wait).await;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+    // Every destination has its result by now.
+    let results: Vec<Result<Moved, BlobError>> = results.into_iter().flatten().collect();
+    if results.iter().any(Result::is_err) {
+        first.progress.set(digest, BlobState::Failed);
+    }
+    results
+}
+
+/// One try at sending the blob to each of `copyings`: a session each, and one source read
+/// streamed into all their PUTs.
+async fn upload(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<u64, BlobError>> {
+    let first = copyings[0];
+    let opened = futures_util::future::join_all(copyings.iter().map(|copying| copying.open(blob))).await;
+    let mut senders = Vec::new();
+    let mut writes = Vec::new();
+    for (copying, opened) in copyings.iter().zip(&opened) {
+        let Ok(session) = opened else {
+            senders.push(None);
+            continue;
+        };
+        let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
+        senders.push(Some(sender));
+        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|piece| (piece, receiver)) },
+        ));
+        writes.push(copying.registry().finish_upload(
+            copying.destination,
+            &copying.destination_scopes,
+            session,
+            &blob.digest,
+            blob.size,
+            body,
+        ));
+    }
+    let ((read, stalled), written) =
+        tokio::join!(first.read(blob, senders), futures_util::future::join_all(writes));
+    let mut written = written.into_iter();
+    let mut results = Vec::with_capacity(copyings.len());
+    let (read, mut source_error) = match read {
+        Ok(sent) => (Ok(sent), None),
+        Err(error) => (Err(()), error),
+    };
+    for ((copying, opened), stalled) in copyings.iter().zip(opened).zip(stalled) {
+        let session = match opened {
+            Ok(session) => session,
+            Err(error) => {
+                results.push(Err(error));
+                continue;
+            }
+        };
+        let written = written.next().expect("one write per session");
+        let to_destination = |error| BlobError::Destination {
+            image: copying.destination.familiar(),
+            digest: blob.digest.clone(),
+            error,
+        };
+        let error = if stalled {
+            to_destination(RegistryError::Connect {
+                host: copying.destination.registry().to_owned(),
+                detail: format!("the upload took no byte for {} s", STALL.as_secs()),
+            })
+        } else if let Some(error) = source_error.take() {
+            // The read's failure is the cause; the upload only broke off because of it. The
+            // first destination it fed gets it, the others a repetition.
+            let again = error.again();
+            results.push(Err(error));
+            source_error = Some(again);
+            copying.cancel(&copying.destination_scopes, &session).await;
+            continue;
+        } else {
+            match (read, written) {
+                (Ok(sent), Ok(())) => {
+                    results.push(Ok(sent));
+                    continue;
+                }
+                (_, Err(error)) => to_destination(error),
+                (Err(()), Ok(())) => to_destination(RegistryError::Protocol {
+                    host: copying.destination.registry().to_owned(),
+                    detail: "the upload finished before the blob was sent".into(),
+                }),
+            }
+        };
+        copying.cancel(&copying.destination_scopes, &session).await;
+        results.push(Err(error));
+    }
+    results
+}
+
 impl Copying<'_> {
-    /// Makes the destination hold `blob`.
-    pub(super) async fn copy_blob(&self, blob: &Descriptor) -> Result<Moved, BlobError> {
+    /// Whether the destination holds `blob` already, or can mount it from a repository of
+    /// its registry: `None` when it must be sent.
+    async fn place(&self, blob: &Descriptor) -> Result<Option<Moved>, BlobError> {
         let digest = blob.digest.as_str();
         let destination = self.destination;
         let to_destination = |error| BlobError::Destination {
@@ -117,16 +285,6 @@ impl Copying<'_> {
             digest: digest.to_owned(),
             error,
         };
-        if !digest::verifiable(digest) {
-            return Err(BlobError::Unverifiable {
-                image: self.source.familiar(),
-                digest: digest.to_owned(),
-            });
-        }
-        let _permits = self
-            .engine
-            .permits(self.source.api_host(), destination.api_host())
-            .await;
         if self
             .registry()
             .blob_exists(destination, &self.destination_scopes, digest)
@@ -134,7 +292,7 @@ impl Copying<'_> {
             .map_err(to_destination)?
         {
             self.engine.holds(destination, digest);
-            return Ok(Moved::Present);
+            return Ok(Some(Moved::Present));
         }
         // On one registry the source repository holds every blob of the image; else another
         // repository this run copied the blob into may.
@@ -156,7 +314,7 @@ impl Copying<'_> {
             {
                 Opened::Mounted => {
                     self.engine.holds(destination, digest);
-                    return Ok(Moved::Mounted);
+                    return Ok(Some(Moved::Mounted));
                 }
                 // Refused (ECR without blob mounting): the session it opened is given up.
                 Opened::Session(session) => {
@@ -165,91 +323,52 @@ impl Copying<'_> {
                 }
             }
         }
-        let mut backoff = Duration::from_millis(500);
-        let mut attempt = 1;
-        loop {
-            match self.upload(blob).await {
-                Ok(sent) => {
-                    self.engine.holds(destination, digest);
-                    return Ok(Moved::Sent(sent));
-                }
-                Err(error) if attempt < ATTEMPTS && error.is_transient() => {
-                    let wait = error.pause(backoff + jitter(backoff));
-                    tracing::info!(image = %destination, blob = digest, attempt, wait_ms = wait.as_millis(), error = %error_chain(&error), "blob copy failed; starting it over");
-                    self.progress.set(digest, BlobState::Waiting);
-                    tokio::time::sleep(wait).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                Err(error) => {
-                    self.progress.set(digest, BlobState::Failed);
-                    return Err(error);
-                }
-            }
+        Ok(None)
+    }
+
+    /// An upload session at the destination.
+    async fn open(&self, blob: &Descriptor) -> Result<Url, BlobError> {
+        match self
+            .registry()
+            .open_upload(self.destination, &self.destination_scopes, None)
+            .await
+        {
+            Ok(Opened::Session(session)) => Ok(session),
+            Ok(Opened::Mounted) => unreachable!("an upload without a mount is never mounted"),
+            Err(error) => Err(BlobError::Destination {
+                image: self.destination.familiar(),
+                digest: blob.digest.clone(),
+                error,
+            }),
         }
     }
 
-    /// One try at sending the blob: a session, and the source's bytes streamed into its PUT.
-    async fn upload(&self, blob: &Descriptor) -> Result<u64, BlobError> {
-        let destination = self.destination;
-        let to_destination = |error| BlobError::Destination {
-            image: destination.familiar(),
-            digest: blob.digest.clone(),
-            error,
-        };
-        let Opened::Session(session) = self
-            .registry()
-            .open_upload(destination, &self.destination_scopes, None)
-            .await
-            .map_err(to_destination)?
-        else {
-            unreachable!("an upload without a mount is never mounted")
-        };
-        let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
-        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
-            receiver,
-            |mut receiver| async move { receiver.recv().await.map(|piece| (piece, receiver)) },
-        ));
-        let read = async {
-            let result = self.read(blob, &sender).await;
-            if result.is_err() {
-                // The upload must fail, not end short as if the blob were complete.
+    /// Streams the blob from the source into every sender, hashing it, resuming a dropped
+    /// read where it stopped. `Err(None)`: every upload went away (their own errors say
+    /// why). Beside it, per sender, whether its upload stalled.
+    async fn read(
+        &self,
+        blob: &Descriptor,
+        mut senders: Vec<Option<mpsc::Sender<Result<Bytes, std::io::Error>>>>,
+    ) -> (Result<u64, Option<BlobError>>, Vec<bool>) {
+        let mut stalled = vec![false; senders.len()];
+        let result = self.read_into(blob, &mut senders, &mut stalled).await;
+        if result.is_err() {
+            // The uploads must fail, not end short as if the blob were complete.
+            for sender in senders.iter().flatten() {
                 let _ = sender
                     .send(Err(std::io::Error::other("the source read failed")))
                     .await;
             }
-            drop(sender);
-            result
-        };
-        let write = self.registry().finish_upload(
-            destination,
-            &self.destination_scopes,
-            &session,
-            &blob.digest,
-            blob.size,
-            body,
-        );
-        let (read, written) = tokio::join!(read, write);
-        let result = match (read, written) {
-            (Ok(sent), Ok(())) => return Ok(sent),
-            // The read's failure is the cause; the upload only broke off because of it.
-            (Err(Some(error)), _) => error,
-            (_, Err(error)) => to_destination(error),
-            (Err(None), Ok(())) => to_destination(RegistryError::Protocol {
-                host: destination.registry().to_owned(),
-                detail: "the upload finished before the blob was sent".into(),
-            }),
-        };
-        self.cancel(&self.destination_scopes, &session).await;
-        Err(result)
+        }
+        (result, stalled)
     }
 
-    /// Streams the blob from the source into `sender`, hashing it, resuming a dropped read
-    /// where it stopped. `Err(None)`: the upload went away (its own error says why).
-    async fn read(
+    async fn read_into(
         &self,
         blob: &Descriptor,
-        sender: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+        senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
+        stalled: &mut [bool],
     ) -> Result<u64, Option<BlobError>> {
         let source = self.source;
         let digest = blob.digest.as_str();
@@ -260,6 +379,9 @@ impl Copying<'_> {
                 error,
             })
         };
+        if senders.iter().all(Option::is_none) {
+            return Err(None);
+        }
         let registry = self.registry();
         let mut body = registry
             .read_blob(source, &self.source_scopes, digest, 0)
@@ -281,7 +403,7 @@ impl Copying<'_> {
                     self.progress
                         .set(digest, BlobState::Sending { done: offset, since });
                     if let Some(previous) = held.replace(piece) {
-                        self.hand_over(sender, previous, blob).await?;
+                        hand_over(senders, stalled, &previous).await?;
                     }
                     continue;
                 }
@@ -324,31 +446,9 @@ impl Copying<'_> {
             }));
         }
         if let Some(last) = held {
-            self.hand_over(sender, last, blob).await?;
+            hand_over(senders, stalled, &last).await?;
         }
         Ok(offset)
-    }
-
-    /// Hands a piece to the upload. `Err(None)`: the upload went away; a destination that
-    /// takes nothing for a while is as good as gone.
-    async fn hand_over(
-        &self,
-        sender: &mpsc::Sender<Result<Bytes, std::io::Error>>,
-        piece: Bytes,
-        blob: &Descriptor,
-    ) -> Result<(), Option<BlobError>> {
-        match tokio::time::timeout(STALL, sender.send(Ok(piece))).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some(BlobError::Destination {
-                image: self.destination.familiar(),
-                digest: blob.digest.clone(),
-                error: RegistryError::Connect {
-                    host: self.destination.registry().to_owned(),
-                    detail: format!("the upload took no byte for {} s", STALL.as_secs()),
-                },
-            })),
-        }
     }
 
     fn size_error(&self, blob: &Descriptor, actual: u64) -> BlobError {
@@ -371,4 +471,32 @@ impl Copying<'_> {
             tracing::debug!(image = %self.destination, %error, "cannot cancel an upload session");
         }
     }
+}
+
+/// Hands a piece to every upload still going, one after the other, so that the slowest sets
+/// the pace. An upload that went away is dropped (its own error says why); one that takes
+/// nothing for a while is as good as gone: dropped, and marked in `stalled`. `Err(None)`: no
+/// upload is left.
+async fn hand_over(
+    senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
+    stalled: &mut [bool],
+    piece: &Bytes,
+) -> Result<(), Option<BlobError>> {
+    for (sender, stalled) in senders.iter_mut().zip(stalled.iter_mut()) {
+        let Some(live) = sender else {
+            continue;
+        };
+        match tokio::time::timeout(STALL, live.send(Ok(piece.clone()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => *sender = None,
+            Err(_) => {
+                *stalled = true;
+                *sender = None;
+            }
+        }
+    }
+    if senders.iter().all(Option::is_none) {
+        return Err(None);
+    }
+    Ok(())
 }

@@ -62,11 +62,11 @@ impl Gates {
         self.limits.overall
     }
 
-    /// Waits for a place overall and at both hosts (one place when they are one host).
-    /// Every caller takes them in the same order, overall first, then hosts by name, so
-    /// that two copies never wait on each other.
-    pub async fn enter(&self, source: &str, destination: &str) -> Permits {
-        let mut hosts = vec![source, destination];
+    /// Waits for a place overall and at each host (the source's and each destination's;
+    /// one place per host however often it is named). Every caller takes them in the same
+    /// order, overall first, then hosts by name, so that two copies never wait on each other.
+    pub async fn enter(&self, hosts: &[&str]) -> Permits {
+        let mut hosts = hosts.to_vec();
         hosts.sort_unstable();
         hosts.dedup();
         let mut held = vec![Arc::clone(&self.overall)
@@ -97,18 +97,19 @@ mod tests {
             overall: 3,
             per_host: 2,
         });
-        let a = gates.enter("src", "dst").await;
-        let b = gates.enter("src", "dst").await;
+        let a = gates.enter(&["src", "dst"]).await;
+        let b = gates.enter(&["src", "dst"]).await;
         // A third copy between the same hosts waits; one elsewhere goes.
         let blocked =
-            tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter("src", "dst")).await;
+            tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter(&["src", "dst"])).await;
         assert!(blocked.is_err());
-        let c = gates.enter("other", "else").await;
+        let c = gates.enter(&["other", "else"]).await;
         // The run is full now, whatever the hosts.
-        let full = tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter("x", "y")).await;
+        let full = tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter(&["x", "y"])).await;
         assert!(full.is_err());
         drop((a, c));
-        let d = tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter("src", "dst")).await;
+        let d =
+            tokio::time::timeout(std::time::Duration::from_millis(50), gates.enter(&["src", "dst"])).await;
         assert!(d.is_ok());
         drop(b);
     }

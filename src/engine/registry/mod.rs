@@ -13,11 +13,12 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::future::BoxFuture;
-use futures_util::TryStreamExt as _;
+use futures_util::StreamExt as _;
 
 use self::limits::Gates;
 pub use self::limits::Limits;
 use self::tree::{Descriptor, Parsed, Selection};
+use super::memo::Memo;
 use super::{Delivered, Engine, Lands, OverBudget, Pulls, Transfer};
 use crate::plan::CopyJob;
 use crate::progress::{BlobState, Board, ImageProgress};
@@ -47,10 +48,6 @@ impl<'a> RegistryEngine<'a> {
             holders: Mutex::new(std::collections::HashMap::new()),
             board: Board::default(),
         }
-    }
-
-    async fn permits(&self, source_host: &str, destination_host: &str) -> limits::Permits {
-        self.gates.enter(source_host, destination_host).await
     }
 
     /// Notes that `image`'s repository holds `digest`.
@@ -101,52 +98,243 @@ impl Engine for RegistryEngine<'_> {
 
     fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
         Box::pin(async move {
-            let source = &transfer.job.source;
-            let destination = transfer.destination;
-            // On one registry, one token covers the read, the push and the mount between them.
-            let (source_scopes, destination_scopes) = if source.api_host() == destination.api_host() {
-                let both = Scopes::push(destination.repository()).with(source.repository(), Access::Pull);
-                (both.clone(), both)
+            self.transfer_all(vec![transfer])
+                .await
+                .pop()
+                .expect("one result per transfer")
+        })
+    }
+
+    /// Each manifest read once, each blob read once and streamed to every destination that
+    /// lacks it.
+    fn transfer_many<'a>(
+        &'a self,
+        transfers: Vec<Transfer<'a>>,
+    ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>> {
+        Box::pin(self.transfer_all(transfers))
+    }
+}
+
+impl RegistryEngine<'_> {
+    /// Copies one source (the transfers share it, and the platforms asked for) to each
+    /// transfer's destination; each destination fails on its own.
+    async fn transfer_all(&self, transfers: Vec<Transfer<'_>>) -> Vec<anyhow::Result<Delivered>> {
+        let Some(first) = transfers.first() else {
+            return Vec::new();
+        };
+        let source = &first.job.source;
+        let single = transfers.len() == 1;
+        // On one registry, one token covers the read, the push and the mount between them.
+        let scopes = |destination: &Reference| {
+            if source.api_host() == destination.api_host() {
+                Scopes::push(destination.repository()).with(source.repository(), Access::Pull)
             } else {
-                (
-                    Scopes::pull(source.repository()),
-                    Scopes::push(destination.repository()),
-                )
-            };
-            let progress = if transfer.options.progress {
-                self.board
-                    .image(&format!("{} -> {destination}", source.familiar()))
+                Scopes::push(destination.repository())
+            }
+        };
+        let source_scopes = if single && source.api_host() == first.destination.api_host() {
+            scopes(first.destination)
+        } else {
+            Scopes::pull(source.repository())
+        };
+        let progress = if first.options.progress {
+            let to = if single {
+                first.destination.to_string()
             } else {
-                ImageProgress::off()
+                format!("{} destinations", transfers.len())
             };
-            let copying = Copying {
+            self.board.image(&format!("{} -> {to}", source.familiar()))
+        } else {
+            ImageProgress::off()
+        };
+        let meter = Mutex::new(Meter {
+            pulls: first.pulls,
+            hub: source.is_docker_hub(),
+            granted: first.booked_pulls,
+            used: 0,
+        });
+        let children = Memo::default();
+        let copyings: Vec<Copying> = transfers
+            .iter()
+            .map(|transfer| Copying {
                 engine: self,
                 source,
-                destination,
-                source_scopes,
-                destination_scopes,
-                progress,
-                meter: Mutex::new(Meter {
-                    pulls: transfer.pulls,
-                    hub: source.is_docker_hub(),
-                    granted: transfer.booked_pulls,
-                    used: 0,
-                }),
-                platforms: &transfer.job.settings.platforms,
-            };
-            let result = copying.run(&transfer).await;
-            match &result {
+                destination: transfer.destination,
+                source_scopes: source_scopes.clone(),
+                destination_scopes: scopes(transfer.destination),
+                progress: &progress,
+                meter: &meter,
+                children: &children,
+                platforms: &first.job.settings.platforms,
+            })
+            .collect();
+        let results = run(&copyings, &transfers).await;
+        for (copying, result) in copyings.iter().zip(&results) {
+            match result {
                 Ok(delivered) => {
-                    tracing::info!(image = %destination, digest = %delivered.digest, outcome = if delivered.already_there { "already there" } else { "copied" }, "registry copy done");
-                    copying.progress.finish(&format!("{}: done", delivered.digest));
+                    tracing::info!(image = %copying.destination, digest = %delivered.digest, outcome = if delivered.already_there { "already there" } else { "copied" }, "registry copy done");
                 }
                 Err(error) => {
-                    tracing::info!(image = %destination, error = %format!("{error:#}"), outcome = "failed", "registry copy failed");
-                    copying.progress.finish("failed");
+                    tracing::info!(image = %copying.destination, error = %format!("{error:#}"), outcome = "failed", "registry copy failed");
                 }
             }
-            result
+        }
+        let landed = results.iter().filter(|result| result.is_ok()).count();
+        progress.finish(&match (landed, results.len()) {
+            (0, _) => "failed".to_owned(),
+            (1, 1) => format!(
+                "{}: done",
+                results[0]
+                    .as_ref()
+                    .map(|delivered| delivered.digest.as_str())
+                    .unwrap_or_default()
+            ),
+            (landed, all) => format!("{landed} of {all} destinations done"),
+        });
+        results
+    }
+}
+
+/// Runs one source's copies: the source's manifests read once, the blobs read once for
+/// every destination that lacks them, then each destination's manifests and tag.
+async fn run(copyings: &[Copying<'_>], transfers: &[Transfer<'_>]) -> Vec<anyhow::Result<Delivered>> {
+    let first = &copyings[0];
+    let source = first.source;
+    let landing = async {
+        let top = first
+            .fetch(source.manifest_reference(), 1)
+            .await?
+            .ok_or_else(|| {
+                anyhow!(
+                    "'{}' does not exist\nnote: check the name and the tag",
+                    source.familiar()
+                )
+            })?;
+        tracing::debug!(image = %source, digest = %top.digest, "source manifest read");
+        let landing = first.landing(top.clone()).await?;
+        Ok::<_, anyhow::Error>((top, landing))
+    };
+    let (top, landing) = match landing.await {
+        Ok(read) => read,
+        Err(error) => return super::for_each_destination(error, copyings.len()),
+    };
+    // Each repository is made while the manifests are walked: both are round trips, and
+    // nothing is written into a repository before the blobs. The walks go one after the
+    // other, so that a child manifest missing at several destinations is read once.
+    let ensured =
+        futures_util::future::join_all(transfers.iter().map(|transfer| transfer.repository.ensure()));
+    let walked = async {
+        let mut plans = Vec::with_capacity(copyings.len());
+        for copying in copyings {
+            let mut plan = Plan::default();
+            let walked = copying.walk(&landing, &mut plan, 0).await;
+            plan.subjects.push(landing.digest.clone());
+            plans.push(walked.map(|()| plan));
+        }
+        plans
+    };
+    let (ensured, plans) = tokio::join!(ensured, walked);
+    let (mut failed, plans): (Vec<Option<anyhow::Error>>, Vec<Plan>) = ensured
+        .into_iter()
+        .zip(plans)
+        .map(|(ensured, plan)| match (ensured, plan) {
+            (Err(error), _) | (Ok(()), Err(error)) => (Some(error), Plan::default()),
+            (Ok(()), Ok(plan)) => (None, plan),
         })
+        .unzip();
+    let targets: Vec<&Copying> = copyings.iter().collect();
+    copy_blobs(&targets, &plans, &mut failed).await;
+    let (top, landing) = (&top, &landing);
+    let finished =
+        futures_util::future::join_all(copyings.iter().zip(&plans).zip(transfers).zip(&failed).map(
+            |(((copying, plan), transfer), failed)| async move {
+                match failed {
+                    None => Some(copying.finish(top, landing, plan, transfer).await),
+                    Some(_) => None,
+                }
+            },
+        ))
+        .await;
+    finished
+        .into_iter()
+        .zip(failed)
+        .map(|(finished, failed)| match (finished, failed) {
+            (Some(result), _) => result,
+            (None, Some(error)) => Err(error),
+            (None, None) => unreachable!("a destination either failed or finished"),
+        })
+        .collect()
+}
+
+/// Copies the blobs every destination's plan names, as many at once as the gates let
+/// through; each blob is read once for all destinations that lack it. A destination that
+/// fails gets its error in `failed` and is left out of the blobs after.
+async fn copy_blobs(copyings: &[&Copying<'_>], plans: &[Plan], failed: &mut [Option<anyhow::Error>]) {
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    for plan in plans {
+        for blob in &plan.blobs {
+            if !blobs.iter().any(|known| known.digest == blob.digest) {
+                blobs.push(blob);
+            }
+        }
+    }
+    let progress = copyings[0].progress;
+    for blob in &blobs {
+        progress.blob(&blob.digest, blob.size);
+    }
+    let failures = Mutex::new(failed.iter().map(Option::is_some).collect::<Vec<_>>());
+    let errors: Mutex<Vec<(usize, anyhow::Error)>> = Mutex::new(Vec::new());
+    let parallel = copyings[0].engine.gates.overall();
+    futures_util::stream::iter(blobs)
+        .for_each_concurrent(parallel, |blob| {
+            let (failures, errors) = (&failures, &errors);
+            async move {
+                let needing: Vec<usize> = {
+                    let failures = failures.lock().expect("failures poisoned");
+                    (0..copyings.len())
+                        .filter(|&index| {
+                            !failures[index] && plans[index].blobs.iter().any(|known| known.digest == blob.digest)
+                        })
+                        .collect()
+                };
+                if needing.is_empty() {
+                    return;
+                }
+                let started = std::time::Instant::now();
+                let targets: Vec<&Copying> = needing.iter().map(|&index| copyings[index]).collect();
+                let moved = blobs::fan_blob(&targets, blob).await;
+                let mut state = None;
+                for (index, moved) in needing.into_iter().zip(moved) {
+                    match moved {
+                        Ok(moved) => {
+                            tracing::debug!(image = %copyings[index].destination, blob = %blob.digest, outcome = moved.outcome(), "blob copied");
+                            let this = match moved {
+                                blobs::Moved::Present => BlobState::Exists,
+                                blobs::Moved::Mounted => BlobState::Mounted,
+                                blobs::Moved::Sent(bytes) => BlobState::Sent {
+                                    bytes,
+                                    took: started.elapsed(),
+                                },
+                            };
+                            state = Some(this);
+                        }
+                        Err(error) => {
+                            failures.lock().expect("failures poisoned")[index] = true;
+                            errors
+                                .lock()
+                                .expect("errors poisoned")
+                                .push((index, anyhow::Error::new(error)));
+                        }
+                    }
+                }
+                if let Some(state) = state {
+                    progress.set(&blob.digest, state);
+                }
+            }
+        })
+        .await;
+    for (index, error) in errors.into_inner().expect("errors poisoned") {
+        failed[index].get_or_insert(error);
     }
 }
 
@@ -207,8 +395,11 @@ struct Copying<'a> {
     destination: &'a Reference,
     source_scopes: Scopes,
     destination_scopes: Scopes,
-    progress: ImageProgress<'a>,
-    meter: Mutex<Meter<'a>>,
+    /// Shared by the copies of one source: one progress, one pull meter, and the child
+    /// manifests read so far (each read once).
+    progress: &'a ImageProgress<'a>,
+    meter: &'a Mutex<Meter<'a>>,
+    children: &'a Memo<String, RawManifest>,
     platforms: &'a [String],
 }
 
@@ -217,22 +408,26 @@ impl Copying<'_> {
         self.engine.registry
     }
 
-    async fn run(&self, transfer: &Transfer<'_>) -> anyhow::Result<Delivered> {
-        let source = self.source;
-        let top = self.fetch(source.manifest_reference(), 1).await?.ok_or_else(|| {
-            anyhow!(
-                "'{}' does not exist\nnote: check the name and the tag",
-                source.familiar()
-            )
-        })?;
-        tracing::debug!(image = %source, digest = %top.digest, "source manifest read");
-        let landing = self.landing(top.clone()).await?;
-        // The repository is made while the manifests are walked: both are round trips, and
-        // nothing is written into the repository before the blobs.
-        let mut plan = Plan::default();
-        tokio::try_join!(transfer.repository.ensure(), self.walk(&landing, &mut plan, 0))?;
-        plan.subjects.push(landing.digest.clone());
-        self.copy_blobs(&plan.blobs).await?;
+    /// Copies `blobs` into this destination alone (a referrer's, say).
+    async fn copy_blobs(&self, blobs: &[Descriptor]) -> anyhow::Result<()> {
+        let plan = Plan {
+            blobs: blobs.to_vec(),
+            ..Plan::default()
+        };
+        let mut failed = [None];
+        copy_blobs(&[self], std::slice::from_ref(&plan), &mut failed).await;
+        failed[0].take().map_or(Ok(()), Err)
+    }
+
+    /// Finishes the copy into this destination once its blobs are there: the child
+    /// manifests, the tag, the referrers.
+    async fn finish(
+        &self,
+        top: &RawManifest,
+        landing: &RawManifest,
+        plan: &Plan,
+        transfer: &Transfer<'_>,
+    ) -> anyhow::Result<Delivered> {
         for manifest in &plan.manifests {
             self.store(manifest).await.with_context(|| {
                 format!(
@@ -243,7 +438,7 @@ impl Copying<'_> {
             })?;
             tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
         }
-        let already_there = self.tag(&landing).await?;
+        let already_there = self.tag(landing).await?;
         let notes = if transfer.job.settings.referrers {
             self.copy_referrers(&plan.subjects).await
         } else {
@@ -254,7 +449,7 @@ impl Copying<'_> {
             _ => None,
         };
         Ok(Delivered {
-            digest: landing.digest,
+            digest: landing.digest.clone(),
             already_there,
             source_digest: transfer
                 .source_digest
@@ -444,18 +639,26 @@ impl Copying<'_> {
                 .zip(present)
                 .filter_map(|(child, present)| present.is_none().then_some(child))
                 .collect();
+            // A child another destination of this source needed too was read already.
+            let unread = missing
+                .iter()
+                .filter(|child| !self.children.has(&child.digest))
+                .count();
             self.meter
                 .lock()
                 .expect("pull meter poisoned")
-                .reserve(missing.len() as u64)?;
-            let read = futures_util::future::try_join_all(missing.iter().map(|child| async move {
-                self.fetch(&child.digest, 0).await?.ok_or_else(|| {
-                    anyhow!(
-                        "'{}' names a manifest {} it does not serve",
-                        self.source.familiar(),
-                        child.digest
-                    )
-                })
+                .reserve(unread as u64)?;
+            let read = futures_util::future::try_join_all(missing.iter().map(|child| {
+                self.children
+                    .get_or_try(child.digest.clone(), move || async move {
+                        self.fetch(&child.digest, 0).await?.ok_or_else(|| {
+                            anyhow!(
+                                "'{}' names a manifest {} it does not serve",
+                                self.source.familiar(),
+                                child.digest
+                            )
+                        })
+                    })
             }))
             .await?;
             for raw in read {
@@ -464,34 +667,6 @@ impl Copying<'_> {
             }
             Ok(())
         })
-    }
-
-    /// Copies the blobs, as many at once as the gates let through.
-    async fn copy_blobs(&self, blobs: &[Descriptor]) -> anyhow::Result<()> {
-        for blob in blobs {
-            self.progress.blob(&blob.digest, blob.size);
-        }
-        let parallel = self.engine.gates.overall();
-        futures_util::stream::iter(blobs.iter().map(Ok::<_, anyhow::Error>))
-            .try_for_each_concurrent(parallel, |blob| async move {
-                let started = std::time::Instant::now();
-                let moved = self.copy_blob(blob).await?;
-                let (state, bytes) = match moved {
-                    blobs::Moved::Present => (BlobState::Exists, 0),
-                    blobs::Moved::Mounted => (BlobState::Mounted, 0),
-                    blobs::Moved::Sent(bytes) => (
-                        BlobState::Sent {
-                            bytes,
-                            took: started.elapsed(),
-                        },
-                        bytes,
-                    ),
-                };
-                self.progress.set(&blob.digest, state);
-                tracing::debug!(image = %self.destination, blob = %blob.digest, bytes, outcome = moved.outcome(), "blob copied");
-                Ok(())
-            })
-            .await
     }
 
     /// Puts the landing manifest under the destination tag, then checks the tag serves it.
