@@ -213,7 +213,7 @@ pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit,
                     )
                 })?;
             }
-            IamSubject::Jobs(config.into_jobs_and_templates())
+            IamSubject::Jobs(crate::tags::with_templates(&config.jobs, &config.rules).into_owned())
         }
         other => other,
     };

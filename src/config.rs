@@ -55,14 +55,6 @@ impl SyncConfig {
         }
         Ok(())
     }
-
-    /// Every copy the config can make, as far as it is known before tags are listed: the
-    /// jobs, and each tag rule's templates (one per destination; their tag is a stand-in).
-    /// What the destinations and sources are, for `ecrcp iam-policy`.
-    pub fn into_jobs_and_templates(self) -> Vec<CopyJob> {
-        let templates = self.rules.into_iter().flat_map(|rule| rule.templates);
-        self.jobs.into_iter().chain(templates).collect()
-    }
 }
 
 /// A config that cannot be used; nothing is copied.
@@ -1075,8 +1067,7 @@ destination = "{ECR}/other/b"
         config.use_engine(EngineKind::Registry).unwrap();
         assert_eq!(config.rules[1].templates[0].settings.engine, EngineKind::Registry);
         // iam-policy sees the rules' destinations too, not only the explicit tags'.
-        let repositories: Vec<String> = config
-            .into_jobs_and_templates()
+        let repositories: Vec<String> = crate::tags::with_templates(&config.jobs, &config.rules)
             .iter()
             .map(|job| {
                 job.destination

@@ -12,8 +12,10 @@
 //!   `UploadLayerPart`: the bytes (docker's PATCHes, the registry engine's one PUT);
 //!   `CompleteLayerUpload`: the closing PUT; `PutImage`: the manifest PUT.
 //! - `GetDownloadUrlForLayer`: blob GETs from an ECR source, and the pull access a
-//!   cross-repository mount asks for on the repository it mounts from (the registry engine
-//!   mounts a blob one destination received into the next of the same registry).
+//!   cross-repository mount asks for on the repository it mounts from. Both engines mount
+//!   from destinations: the registry engine a blob one destination received into the next
+//!   of the same registry, docker any blob it pushed to or pulled from another repository
+//!   of that registry (its own record, kept across runs), so every destination has it.
 //! - `ListImages`: the tag list of an ECR source (tag rules, the referrers tag schema).
 //! - `CreateRepository` and, to roll back a repository a failed copy created,
 //!   `DeleteRepository`; `PutLifecyclePolicy` when a lifecycle policy is set; `TagResource`
@@ -27,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::plan::{CopyJob, Encryption, EngineKind, JobSettings, OWN_REGISTRY_PLACEHOLDER};
+use crate::plan::{CopyJob, Encryption, JobSettings, OWN_REGISTRY_PLACEHOLDER};
 use crate::reference::{Destination, EcrHost, ReferenceError};
 
 /// IAM's limit on a customer managed policy, counted without whitespace. A longer list of
@@ -103,10 +105,7 @@ pub enum Kind {
     /// An ECR source.
     Read,
     /// A destination; `create` when ecrcp may create (and roll back) its repository.
-    Write {
-        engine: EngineKind,
-        create: Option<Creation>,
-    },
+    Write { create: Option<Creation> },
 }
 
 /// The settings a repository is created with that call for more permissions.
@@ -180,7 +179,6 @@ fn destination_registry(destination: &Destination, own: &Registry) -> Option<Reg
 
 fn write(settings: &JobSettings, create: bool) -> Kind {
     Kind::Write {
-        engine: settings.engine,
         create: create.then(|| Creation::of(settings)),
     }
 }
@@ -189,7 +187,6 @@ fn write(settings: &JobSettings, create: bool) -> Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Role {
     Push,
-    Mount,
     Create,
     Read,
 }
@@ -198,23 +195,24 @@ impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Push => "Push",
-            Role::Mount => "MountFrom",
             Role::Create => "CreateRepositories",
             Role::Read => "ReadSources",
         }
     }
 }
 
+/// What a copy into a repository does there; `GetDownloadUrlForLayer` (with
+/// `BatchGetImage`) is the pull access a later copy's mount from it asks for.
 const PUSH: &[&str] = &[
     "ecr:BatchCheckLayerAvailability",
     "ecr:BatchGetImage",
     "ecr:CompleteLayerUpload",
     "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
     "ecr:InitiateLayerUpload",
     "ecr:PutImage",
     "ecr:UploadLayerPart",
 ];
-const MOUNT: &[&str] = &["ecr:GetDownloadUrlForLayer"];
 const CREATE: &[&str] = &["ecr:CreateRepository", "ecr:DeleteRepository"];
 const READ: &[&str] = &[
     "ecr:BatchGetImage",
@@ -333,13 +331,9 @@ impl Grants {
                 roles.insert(Role::Read);
                 actions.extend(READ);
             }
-            Kind::Write { engine, create } => {
+            Kind::Write { create } => {
                 roles.insert(Role::Push);
                 actions.extend(PUSH);
-                if *engine == EngineKind::Registry {
-                    roles.insert(Role::Mount);
-                    actions.extend(MOUNT);
-                }
                 if let Some(creation) = create {
                     roles.insert(Role::Create);
                     actions.extend(CREATE);

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::*;
-use crate::plan::RepositorySettings;
+use crate::plan::{EngineKind, RepositorySettings};
 
 /// A case: what it shows, the config, whether repositories may be created, and the
 /// statements after Login.
@@ -55,6 +55,7 @@ const PUSH_AND_CREATE: &[&str] = &[
     "ecr:CreateRepository",
     "ecr:DeleteRepository",
     "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
     "ecr:InitiateLayerUpload",
     "ecr:PutImage",
     "ecr:UploadLayerPart",
@@ -106,15 +107,19 @@ fn each_kind_of_plan_gets_the_actions_it_needs_and_no_others() {
             )],
         ),
         (
-            "the registry engine mounts blobs from one destination into the next",
+            "either engine may mount from any destination: both need the same",
             format!(
-                "version = 1\n[[image]]\nsource = \"nginx:1.27\"\ndestination = \"{EAST}/m/\"\nengine = \"registry\"\n"
+                "version = 1\n[[image]]\nsource = \"nginx:1.27\"\ndestination = \"{EAST}/m/\"\nengine = \"registry\"\n\
+                 [[image]]\nsource = \"redis:7\"\ndestination = \"{EAST}/m/\"\nengine = \"docker\"\n"
             ),
             true,
             vec![(
-                "PushAndMountFromAndCreateRepositories",
-                vec!["+ecr:GetDownloadUrlForLayer"],
-                vec!["arn:aws:ecr:us-east-1:123456789012:repository/m/nginx"],
+                "PushAndCreateRepositories",
+                vec![],
+                vec![
+                    "arn:aws:ecr:us-east-1:123456789012:repository/m/nginx",
+                    "arn:aws:ecr:us-east-1:123456789012:repository/m/redis",
+                ],
             )],
         ),
         (
@@ -163,7 +168,7 @@ fn each_kind_of_plan_gets_the_actions_it_needs_and_no_others() {
             true,
             vec![(
                 "PushAndCreateRepositoriesAndReadSources",
-                vec!["+ecr:GetDownloadUrlForLayer", "+ecr:ListImages"],
+                vec!["+ecr:ListImages"],
                 vec!["arn:aws:ecr:us-east-1:123456789012:repository/m/a"],
             )],
         ),
@@ -261,9 +266,8 @@ fn an_unknown_own_registry_is_any_account_and_the_notes_say_so() {
     assert_eq!(built.notes.len(), 2, "{:?}", built.notes);
 }
 
-fn settings(engine: EngineKind, encryption: Encryption) -> JobSettings {
+fn settings(encryption: Encryption) -> JobSettings {
     JobSettings {
-        engine,
         repository: RepositorySettings {
             encryption,
             lifecycle_policy: Some("{}".into()),
@@ -323,13 +327,16 @@ fn a_directory_covers_exact_repositories_under_it_that_need_no_more() {
         true,
     )
     .unwrap();
-    let registry_engine = JobSettings {
-        engine: EngineKind::Registry,
+    let lifecycle_policy = JobSettings {
+        repository: RepositorySettings {
+            lifecycle_policy: Some("{}".into()),
+            ..RepositorySettings::default()
+        },
         ..JobSettings::default()
     };
     let needs_more = destination_access(
         &Destination::parse("mirror/redis:1").unwrap(),
-        &registry_engine,
+        &lifecycle_policy,
         &own(),
         true,
     )
@@ -387,12 +394,9 @@ fn kms_keys_get_grant_actions_named_as_iam_can_match_them() {
     for &(key, resource, alias, actions) in cases {
         let access = destination_access(
             &Destination::parse("mirror/").unwrap(),
-            &settings(
-                EngineKind::Docker,
-                Encryption::Kms {
-                    key: key.map(str::to_owned),
-                },
-            ),
+            &settings(Encryption::Kms {
+                key: key.map(str::to_owned),
+            }),
             &registry,
             true,
         )
@@ -421,7 +425,7 @@ fn kms_keys_get_grant_actions_named_as_iam_can_match_them() {
     for (encryption, create) in [(Encryption::Kms { key: None }, false), (Encryption::Aes256, true)] {
         let access = destination_access(
             &Destination::parse("mirror/").unwrap(),
-            &settings(EngineKind::Docker, encryption),
+            &settings(encryption),
             &registry,
             create,
         )
@@ -539,12 +543,9 @@ fn iam_wildcards_and_common_prefixes() {
 
 #[test]
 fn one_alias_in_two_registries_is_one_statement() {
-    let settings = settings(
-        EngineKind::Registry,
-        Encryption::Kms {
-            key: Some("alias/mirror".into()),
-        },
-    );
+    let settings = settings(Encryption::Kms {
+        key: Some("alias/mirror".into()),
+    });
     let accesses: Vec<Access> = [format!("{EAST}/m/"), format!("{WEST_OTHER}/m/")]
         .iter()
         .map(|destination| {

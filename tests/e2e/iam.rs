@@ -133,7 +133,8 @@ fn every_registry_request_of_a_sync_is_allowed_by_the_printed_policy() {
          [[image]]\nsource = \"{u}/app:1\"\ndestination = \"{ECR}/{u}/docker/\"\n\
          [[image]]\nsource = \"{u}/app:1\"\ndestination = \"{ECR}/{u}/reg/\"\nengine = \"registry\"\n\
          [[image]]\nsource = \"{u}/app:1\"\ndestination = \"{ECR}/{u}/reg2/\"\nengine = \"registry\"\n\
-         [[image]]\nsource = \"{ECR}/{u}/base:1\"\ndestination = \"{ECR}/{u}/fromecr/\"\nengine = \"registry\"\n"
+         [[image]]\nsource = \"{ECR}/{u}/base:1\"\ndestination = \"{ECR}/{u}/fromecr/\"\nengine = \"registry\"\n\
+         [[image]]\nsource = \"{u}/app\"\ntag_include = \"1\"\ndestination = \"{ECR}/{u}/rule/\"\n"
     ));
     let printed = bed.run(&["iam-policy", "--config", config.to_str().unwrap()]);
     printed.assert_code(0);
@@ -146,6 +147,8 @@ fn every_registry_request_of_a_sync_is_allowed_by_the_printed_policy() {
         format!("{u}/reg/{u}/app"),
         format!("{u}/reg2/{u}/app"),
         format!("{u}/fromecr/{u}/base"),
+        // A tag rule's copies: the policy covers them though their tags are listed later.
+        format!("{u}/rule/{u}/app"),
         format!("{u}/base"),
     ];
     let mut used = Vec::new();
