@@ -353,7 +353,8 @@ pub struct IamPolicyArgs {
     #[arg(long)]
     pub no_create: bool,
 
-    /// The engine the copies use (the config's own choice with --config)
+    /// The engine the copies use (the config's own choice with --config). Both engines
+    /// need the same actions; this checks that the settings suit the engine
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<EngineArg>,
 
