@@ -162,7 +162,7 @@ pub async fn run(
         concurrency: config.concurrency,
     };
 
-    let checks = runner.check_all(&config.jobs).await;
+    let checks = runner.check_all(&config.jobs, &registry).await;
     let allowance = checks
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
@@ -235,8 +235,10 @@ impl Runner<'_> {
     }
 
     /// HEAD checks for every image, in parallel; nothing is pulled. Each comes with the time
-    /// it took.
-    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<(Checked, Duration)> {
+    /// it took. Their tokens are asked for first, many repositories per request, where the
+    /// checks would ask one per image.
+    async fn check_all(&self, jobs: &[CopyJob], registry: &RegistryClient) -> Vec<(Checked, Duration)> {
+        registry.prepare_reads(&checked_images(jobs, self.sessions)).await;
         bounded(jobs.iter(), self.concurrency, |job| async move {
             let started = Instant::now();
             if self.stopping() {
@@ -315,6 +317,14 @@ impl Runner<'_> {
             ImageResult::Failed(error)
         }
     }
+}
+
+/// The images the checks HEAD: every source, and every destination that resolves.
+fn checked_images(jobs: &[CopyJob], sessions: &EcrSessions) -> Vec<Reference> {
+    jobs.iter()
+        .flat_map(|job| [Some(job.source.clone()), resolve(job, sessions).ok()])
+        .flatten()
+        .collect()
 }
 
 /// Which copies may run, given the most Docker Hub pulls each may spend (`costs`), so that
