@@ -239,7 +239,7 @@ impl Runner<'_> {
     /// checks would ask one per image.
     async fn check_all(&self, jobs: &[CopyJob], registry: &RegistryClient) -> Vec<(Checked, Duration)> {
         registry.prepare_reads(&checked_images(jobs, self.sessions)).await;
-        bounded(jobs.iter(), self.concurrency, |job| async move {
+        bounded(jobs.iter(), checks_at_once(self.concurrency), |job| async move {
             let started = Instant::now();
             if self.stopping() {
                 return (Err(ImageResult::NotStarted), started.elapsed());
@@ -317,6 +317,15 @@ impl Runner<'_> {
             ImageResult::Failed(error)
         }
     }
+}
+
+/// How many images are checked at once when `jobs` copies may run at once: eight times as
+/// many, up to 32. A check is two HEADs and waits on round trips, not on bandwidth, so a
+/// pass over a thousand unchanged images is bounded by latency divided by this; 32 images
+/// (64 requests in flight, multiplexed over one connection per registry where it speaks
+/// HTTP/2) stays a modest load for any registry.
+fn checks_at_once(jobs: usize) -> usize {
+    (jobs * 8).clamp(jobs.max(1), 32.max(jobs))
 }
 
 /// The images the checks HEAD: every source, and every destination that resolves.
@@ -522,6 +531,13 @@ mod tests {
                 expected,
                 "{costs:?} {remaining:?} {reserve}"
             );
+        }
+    }
+
+    #[test]
+    fn checks_run_eight_per_copy_slot_up_to_32() {
+        for (jobs, checks) in [(0, 1), (1, 8), (2, 16), (4, 32), (5, 32), (32, 32)] {
+            assert_eq!(checks_at_once(jobs), checks, "jobs = {jobs}");
         }
     }
 

@@ -9,7 +9,7 @@ pub mod credentials;
 pub mod digest;
 pub mod manifest;
 pub mod manifests;
-mod prefetch;
+pub mod prefetch;
 pub mod retry;
 pub mod scope;
 pub mod tokens;

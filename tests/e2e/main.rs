@@ -17,6 +17,7 @@ mod processes;
 mod races;
 mod references;
 mod registry;
+mod scale;
 mod support;
 mod sync;
 mod systemd;
