@@ -134,4 +134,6 @@ fn a_no_change_pass_costs_two_requests_per_image_and_tokens_do_not_grow_with_the
     // per image: what grows is the HEADs, one per image and side.
     assert!(large.tokens < large.images / 10, "{large:?}");
     assert!(large.per_image() <= small.per_image(), "{small:?} {large:?}");
+    // Nothing per image outside the HTTP client: no docker process at all.
+    assert_eq!(bed.docker_calls(), Vec::<String>::new());
 }
