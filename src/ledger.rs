@@ -8,11 +8,14 @@
 //! (version 1, pretty-printed and without `last_used`, is still read). Every save is a
 //! read-modify-write under a lock on `copies.json.lock`, so concurrent runs keep each
 //! other's records, and lands by rename, so a reader sees the old file or the new one.
+//! Records are saved in batches, at most one save every few seconds and a last one when the
+//! ledger is dropped, so that a run of a thousand copies does not write the file a thousand
+//! times; a run killed outright loses at most those few seconds of records.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +66,10 @@ pub struct Ledger {
     copies: BTreeMap<String, Entry>,
     /// Destinations used this run whose `last_used` is due to be saved.
     used: BTreeSet<String>,
+    /// Copies recorded since the last save.
+    recorded: BTreeMap<String, Entry>,
+    /// When the last save was, if any.
+    saved_at: Option<Instant>,
 }
 
 const FILE_NAME: &str = "copies.json";
@@ -73,6 +80,9 @@ const PRUNE_AFTER: Duration = Duration::from_secs(90 * 24 * 60 * 60);
 /// A used entry's `last_used` is saved again only when it is older than this, so that a
 /// no-change run saves the ledger at most once a day.
 const RESTAMP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// The least time between two saves of records: the first record of a run is saved at
+/// once, later ones with the next record after this, or when the ledger is dropped.
+const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// How long a save waits for another run's save to finish.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -138,6 +148,8 @@ impl Ledger {
             file: writable.then_some(path),
             copies,
             used: BTreeSet::new(),
+            recorded: BTreeMap::new(),
+            saved_at: None,
         }
     }
 
@@ -180,8 +192,10 @@ impl Ledger {
             .map(|(destination, entry)| (destination.as_str(), &entry.record))
     }
 
-    /// Records a copy and saves the file at once, merged with what other runs saved
-    /// meanwhile. A failed save is a warning: the copy itself succeeded.
+    /// Records a copy. The file is saved at once when no save happened in the last few
+    /// seconds, else with a later record or when the ledger is dropped; each save merges
+    /// what other runs saved meanwhile. A failed save is a warning: the copy itself
+    /// succeeded, and the next save tries again.
     pub fn record(&mut self, destination: &str, record: Record) {
         let entry = Entry {
             record,
@@ -189,13 +203,34 @@ impl Ledger {
         };
         self.copies.insert(destination.to_owned(), entry.clone());
         self.used.remove(destination);
-        self.save(Some((destination, entry)));
+        self.recorded.insert(destination.to_owned(), entry);
+        if self
+            .saved_at
+            .is_none_or(|saved_at| saved_at.elapsed() >= SAVE_EVERY)
+        {
+            self.save();
+        }
     }
 
-    fn save(&mut self, recorded: Option<(&str, Entry)>) {
-        let Some(path) = &self.file else { return };
-        match merge_into(path, &self.stamps(), recorded) {
-            Ok(()) => self.used.clear(),
+    /// Saves the records and uses not saved yet, if any.
+    pub fn flush(&mut self) {
+        if !self.used.is_empty() || !self.recorded.is_empty() {
+            self.save();
+        }
+    }
+
+    fn save(&mut self) {
+        self.saved_at = Some(Instant::now());
+        let Some(path) = &self.file else {
+            self.recorded.clear();
+            self.used.clear();
+            return;
+        };
+        match merge_into(path, &self.stamps(), &self.recorded) {
+            Ok(()) => {
+                self.used.clear();
+                self.recorded.clear();
+            }
             Err(error) if error.forbids_overwrite() => {
                 tracing::warn!(file = %path.display(), %error, "{REFUSAL}");
                 self.file = None;
@@ -224,11 +259,10 @@ impl Ledger {
 }
 
 impl Drop for Ledger {
-    /// Saves the uses not saved yet, so that entries still in use are not pruned.
+    /// Saves the records not saved yet, and the uses, so that entries still in use are not
+    /// pruned.
     fn drop(&mut self) {
-        if !self.used.is_empty() {
-            self.save(None);
-        }
+        self.flush();
     }
 }
 
@@ -260,7 +294,7 @@ fn read(path: &Path) -> Result<BTreeMap<String, Entry>, LedgerError> {
 fn merge_into(
     path: &Path,
     stamps: &[(&str, Entry)],
-    recorded: Option<(&str, Entry)>,
+    recorded: &BTreeMap<String, Entry>,
 ) -> Result<(), LedgerError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -287,9 +321,11 @@ fn merge_into(
             }
         }
     }
-    if let Some((destination, entry)) = recorded {
-        copies.insert(destination.to_owned(), entry);
-    }
+    copies.extend(
+        recorded
+            .iter()
+            .map(|(destination, entry)| (destination.clone(), entry.clone())),
+    );
     let oldest = now().saturating_sub(PRUNE_AFTER.as_secs());
     copies.retain(|_, entry| entry.last_used >= oldest);
     let file = File {
@@ -396,6 +432,29 @@ mod tests {
         assert!(text.starts_with(r#"{"version":2,"#), "{text}");
         assert!(!text.contains('\n') && !text.contains(": "), "compact: {text}");
         assert_eq!(names(&dir), [FILE_NAME, "copies.json.lock"], "no temporary file");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_soon_after_a_save_wait_for_the_next_save_or_the_drop() {
+        let dir = scratch_dir("batch");
+        let mut ledger = Ledger::load(&dir);
+        ledger.record("dest:1", record("sha256:a"));
+        assert_eq!(on_disk(&dir).copies.len(), 1, "the first record is saved at once");
+        for index in 2..=100 {
+            ledger.record(&format!("dest:{index}"), record("sha256:a"));
+        }
+        assert_eq!(on_disk(&dir).copies.len(), 1, "the others wait");
+        assert_eq!(
+            ledger.get("dest:100"),
+            Some(&record("sha256:a")),
+            "and are known meanwhile"
+        );
+        ledger.flush();
+        assert_eq!(on_disk(&dir).copies.len(), 100);
+        ledger.record("dest:101", record("sha256:a"));
+        drop(ledger);
+        assert_eq!(on_disk(&dir).copies.len(), 101, "the drop saves the rest");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -176,7 +176,7 @@ pub async fn run(
         concurrency: config.concurrency,
     };
 
-    let checks = runner.check_all(jobs).await;
+    let checks = runner.check_all(jobs, &registry).await;
     let allowance = checks
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
@@ -315,9 +315,11 @@ impl Runner<'_> {
     }
 
     /// HEAD checks for every image, in parallel; nothing is pulled. Each comes with the time
-    /// it took.
-    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<(Checked, Duration)> {
-        bounded(jobs.iter(), self.concurrency, |job| async move {
+    /// it took. Their tokens are asked for first, many repositories per request, where the
+    /// checks would ask one per image.
+    async fn check_all(&self, jobs: &[CopyJob], registry: &RegistryClient) -> Vec<(Checked, Duration)> {
+        registry.prepare_reads(&checked_images(jobs, self.sessions)).await;
+        bounded(jobs.iter(), checks_at_once(self.concurrency), |job| async move {
             let started = Instant::now();
             if self.stopping() {
                 return (Err(ImageResult::NotStarted), started.elapsed());
@@ -446,6 +448,23 @@ impl Runner<'_> {
             ImageResult::Failed(error)
         }
     }
+}
+
+/// How many images are checked at once when `jobs` copies may run at once: eight times as
+/// many, up to 32. A check is two HEADs and waits on round trips, not on bandwidth, so a
+/// pass over a thousand unchanged images is bounded by latency divided by this; 32 images
+/// (64 requests in flight, multiplexed over one connection per registry where it speaks
+/// HTTP/2) stays a modest load for any registry.
+fn checks_at_once(jobs: usize) -> usize {
+    (jobs * 8).clamp(jobs.max(1), 32.max(jobs))
+}
+
+/// The images the checks HEAD: every source, and every destination that resolves.
+fn checked_images(jobs: &[CopyJob], sessions: &EcrSessions) -> Vec<Reference> {
+    jobs.iter()
+        .flat_map(|job| [Some(job.source.clone()), resolve(job, sessions).ok()])
+        .flatten()
+        .collect()
 }
 
 /// Which copies may run, given the most Docker Hub pulls each may spend (`costs`), so that
@@ -653,6 +672,13 @@ mod tests {
                 expected,
                 "{costs:?} {remaining:?} {reserve}"
             );
+        }
+    }
+
+    #[test]
+    fn checks_run_eight_per_copy_slot_up_to_32() {
+        for (jobs, checks) in [(0, 1), (1, 8), (2, 16), (4, 32), (5, 32), (32, 32)] {
+            assert_eq!(checks_at_once(jobs), checks, "jobs = {jobs}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! Registry authentication challenges (`WWW-Authenticate`) and token responses; pure parsing.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// What a registry asked for in its 401 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,18 +61,37 @@ fn parse_params(text: &str) -> HashMap<String, String> {
     params
 }
 
-/// The token out of a token server's JSON answer (`token`, or OAuth's `access_token`).
-pub fn parse_token_response(body: &[u8]) -> Option<String> {
+/// What a token server handed out: the token, and how long it is good for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenAnswer {
+    pub token: String,
+    pub expires_in: Duration,
+}
+
+/// How long a token lives when its answer does not say: the distribution spec's default
+/// for `expires_in`, also the least a token server should hand out.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The token out of a token server's JSON answer (`token`, or OAuth's `access_token`), with
+/// its `expires_in` (seconds; absent, zero or negative means the spec's default of 60).
+pub fn parse_token_response(body: &[u8]) -> Option<TokenAnswer> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         token: Option<String>,
         access_token: Option<String>,
+        expires_in: Option<i64>,
     }
     let response: TokenResponse = serde_json::from_slice(body).ok()?;
-    response
+    let expires_in = response
+        .expires_in
+        .and_then(|seconds| u64::try_from(seconds).ok())
+        .filter(|seconds| *seconds > 0)
+        .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
+    let token = response
         .token
         .or(response.access_token)
-        .filter(|token| !token.is_empty())
+        .filter(|token| !token.is_empty())?;
+    Some(TokenAnswer { token, expires_in })
 }
 
 #[cfg(test)]
@@ -108,15 +128,30 @@ mod tests {
     }
 
     #[test]
-    fn token_responses_accept_token_or_access_token() {
-        let cases: [(&[u8], Option<&str>); 4] = [
-            (br#"{"token":"t1","expires_in":300}"#, Some("t1")),
-            (br#"{"access_token":"t2"}"#, Some("t2")),
+    fn token_responses_accept_token_or_access_token_and_say_how_long_they_last() {
+        type Case<'a> = (&'a [u8], Option<(&'a str, Duration)>);
+        let minute = DEFAULT_TOKEN_LIFETIME;
+        let cases: [Case; 6] = [
+            (
+                br#"{"token":"t1","expires_in":300}"#,
+                Some(("t1", Duration::from_secs(300))),
+            ),
+            (br#"{"access_token":"t2"}"#, Some(("t2", minute))),
+            (br#"{"token":"t3","expires_in":0}"#, Some(("t3", minute))),
+            (br#"{"token":"t4","expires_in":-5}"#, Some(("t4", minute))),
             (br#"{"token":""}"#, None),
             (b"not json", None),
         ];
         for (body, expected) in cases {
-            assert_eq!(parse_token_response(body).as_deref(), expected);
+            let answer = parse_token_response(body);
+            assert_eq!(
+                answer
+                    .as_ref()
+                    .map(|answer| (answer.token.as_str(), answer.expires_in)),
+                expected,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -9,14 +9,16 @@ pub mod credentials;
 pub mod digest;
 pub mod manifest;
 pub mod manifests;
+pub mod prefetch;
 pub mod retry;
 pub mod scope;
 pub mod tags;
+pub mod tokens;
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -25,6 +27,7 @@ use reqwest::{Method, StatusCode};
 use self::auth::Challenge;
 use self::credentials::CredentialStore;
 pub use self::scope::{Access, Scopes};
+use self::tokens::{Authorization, TokenCache};
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -209,8 +212,8 @@ pub struct RegistryClient {
     /// For hosts with CAs of their own in docker's certs.d, clients that trust those too.
     with_docker_cas: Mutex<HashMap<String, reqwest::Client>>,
     credentials: CredentialStore,
-    /// `Authorization` values by (API host, scopes).
-    tokens: Mutex<HashMap<(String, String), String>>,
+    /// `Authorization` values by API host and scopes, until they expire.
+    tokens: TokenCache,
     /// How each host asked to authenticate, once it did.
     challenges: Mutex<HashMap<String, Challenge>>,
     attempts: u32,
@@ -257,7 +260,7 @@ impl RegistryClient {
             http: http_client("(none)", &[])?,
             with_docker_cas: Mutex::new(HashMap::new()),
             credentials,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: TokenCache::default(),
             challenges: Mutex::new(HashMap::new()),
             attempts: 3,
             hub_manifest_reads: AtomicU64::new(0),
@@ -441,45 +444,42 @@ impl RegistryClient {
         request: Outgoing,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
-        let mut authorization = self.authorization(image, scopes).await?;
-        let mut response = self.send(&request, host, authorization.as_deref()).await?;
+        let authorization = self.authorization(image, scopes).await?;
+        let response = self.send(&request, host, authorization.as_deref()).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        // Nothing was known, or what was known no longer serves (a token for many
+        // repositories that left this one out, say): answer this very challenge.
+        let challenge = header(response.headers(), WWW_AUTHENTICATE.as_str())
+            .and_then(|value| auth::parse_challenge(&value))
+            .ok_or_else(|| RegistryError::Unauthorized {
+                host: image.registry().to_owned(),
+                repository: image.repository().to_owned(),
+            })?;
+        self.challenges
+            .lock()
+            .expect("challenge cache poisoned")
+            .insert(host.to_owned(), challenge.clone());
+        let token = matches!(challenge, Challenge::Bearer { .. });
+        let fresh = self.authorize(image, scopes, challenge).await?;
+        let response = self.send(&request, host, Some(&fresh.value)).await?;
         if response.status() == StatusCode::UNAUTHORIZED {
-            let challenge = header(response.headers(), WWW_AUTHENTICATE.as_str())
-                .and_then(|value| auth::parse_challenge(&value))
-                .ok_or_else(|| RegistryError::Unauthorized {
+            // A token was handed out and refused: for reads, Docker Hub's answer for a
+            // repository that is missing or private; for writes, a login without push.
+            return Err(if token && !scopes.pushes() {
+                RegistryError::Inaccessible {
+                    image: image.familiar(),
+                    host: image.registry().to_owned(),
+                }
+            } else {
+                RegistryError::Unauthorized {
                     host: image.registry().to_owned(),
                     repository: image.repository().to_owned(),
-                })?;
-            self.challenges
-                .lock()
-                .expect("challenge cache poisoned")
-                .insert(host.to_owned(), challenge.clone());
-            let token = matches!(challenge, Challenge::Bearer { .. });
-            let fresh = self.authorize(image, scopes, challenge).await?;
-            response = self.send(&request, host, Some(&fresh)).await?;
-            if response.status() == StatusCode::UNAUTHORIZED {
-                // A token was handed out and refused: for reads, Docker Hub's answer for a
-                // repository that is missing or private; for writes, a login without push.
-                return Err(if token && !scopes.pushes() {
-                    RegistryError::Inaccessible {
-                        image: image.familiar(),
-                        host: image.registry().to_owned(),
-                    }
-                } else {
-                    RegistryError::Unauthorized {
-                        host: image.registry().to_owned(),
-                        repository: image.repository().to_owned(),
-                    }
-                });
-            }
-            authorization = Some(fresh);
+                }
+            });
         }
-        if let Some(authorization) = authorization {
-            self.tokens
-                .lock()
-                .expect("token cache poisoned")
-                .insert((host.to_owned(), scopes.key()), authorization);
-        }
+        self.tokens.put(host, [scopes.key().as_str()], &fresh);
         Ok(response)
     }
 
@@ -491,11 +491,11 @@ impl RegistryClient {
         &self,
         image: &Reference,
         scopes: &Scopes,
-    ) -> Result<Option<String>, RegistryError> {
+    ) -> Result<Option<Arc<str>>, RegistryError> {
         let host = image.api_host();
-        let key = (host.to_owned(), scopes.key());
-        if let Some(cached) = self.tokens.lock().expect("token cache poisoned").get(&key) {
-            return Ok(Some(cached.clone()));
+        let key = scopes.key();
+        if let Some(cached) = self.tokens.get(host, &key) {
+            return Ok(Some(cached));
         }
         let known = self
             .challenges
@@ -506,11 +506,8 @@ impl RegistryClient {
         match known {
             Some(challenge) => {
                 let fresh = self.authorize(image, scopes, challenge).await?;
-                self.tokens
-                    .lock()
-                    .expect("token cache poisoned")
-                    .insert(key, fresh.clone());
-                Ok(Some(fresh))
+                self.tokens.put(host, [key.as_str()], &fresh);
+                Ok(Some(fresh.value))
             }
             None => Ok(None),
         }
@@ -518,10 +515,7 @@ impl RegistryClient {
 
     /// Drops the token cached for `scopes` (it expired): the next request asks anew.
     pub(crate) fn forget_token(&self, image: &Reference, scopes: &Scopes) {
-        self.tokens
-            .lock()
-            .expect("token cache poisoned")
-            .remove(&(image.api_host().to_owned(), scopes.key()));
+        self.tokens.forget(image.api_host(), &scopes.key());
     }
 
     /// One HTTP request as it is, no retries, no challenge.
@@ -562,7 +556,7 @@ impl RegistryClient {
         let host = image.api_host();
         let mut request = request;
         if let Some(authorization) = self.authorization(image, scopes).await? {
-            request = request.header(AUTHORIZATION, authorization);
+            request = request.header(AUTHORIZATION, &*authorization);
         }
         let response = request.send().await.map_err(|error| RegistryError::Connect {
             host: host.to_owned(),
@@ -587,13 +581,13 @@ impl RegistryClient {
         Ok(self.http_for(host)?.request(method, url))
     }
 
-    /// Answers a challenge: the `Authorization` header value to send.
+    /// Answers a challenge: the `Authorization` header value to send, and how long it lasts.
     async fn authorize(
         &self,
         image: &Reference,
         scopes: &Scopes,
         challenge: Challenge,
-    ) -> Result<String, RegistryError> {
+    ) -> Result<Authorization, RegistryError> {
         let host = image.registry();
         let unauthorized = || RegistryError::Unauthorized {
             host: host.to_owned(),
@@ -603,7 +597,10 @@ impl RegistryClient {
         match challenge {
             Challenge::Basic => {
                 let credentials = credentials.ok_or_else(unauthorized)?;
-                Ok(basic(&credentials.username, credentials.password.expose()))
+                Ok(Authorization::lasting(basic(
+                    &credentials.username,
+                    credentials.password.expose(),
+                )))
             }
             Challenge::Bearer { realm, service, .. } => {
                 let url = scope::token_url(&realm, service.as_deref(), scopes).ok_or_else(|| {
@@ -649,12 +646,15 @@ impl RegistryClient {
                     }
                     _ => {}
                 }
-                let token =
+                let answer =
                     auth::parse_token_response(&response.body).ok_or_else(|| RegistryError::Protocol {
                         host: host.to_owned(),
                         detail: "the token server's answer holds no token".into(),
                     })?;
-                Ok(format!("Bearer {token}"))
+                Ok(Authorization {
+                    value: format!("Bearer {}", answer.token).into(),
+                    lifetime: Some(answer.expires_in),
+                })
             }
         }
     }

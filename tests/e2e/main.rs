@@ -19,6 +19,7 @@ mod processes;
 mod races;
 mod references;
 mod registry;
+mod scale;
 mod support;
 mod sync;
 mod systemd;
