@@ -83,22 +83,24 @@ pub trait Engine: Send + Sync {
     /// Docker Hub pull the budget must plan).
     fn verify_reads_source<'a>(&'a self, job: &'a CopyJob, source: &'a ManifestHead) -> BoxFuture<'a, bool>;
 
-    /// Moves the source's bytes to the destination, the tag last, and says what the
-    /// destination serves now. A failed transfer leaves no tag pointing at something else
-    /// than before.
-    fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>>;
-
     /// Moves one source's bytes to several destinations (transfers of one job group: one
-    /// source, engine and platform choice), reading the source once where the engine can.
-    /// Each destination succeeds or fails on its own; the results come in the transfers'
-    /// order.
+    /// source, engine and platform choice), reading the source once, the tag last at each,
+    /// and says what each destination serves now. Each destination succeeds or fails on its
+    /// own; the results come in the transfers' order. A failed transfer leaves no tag
+    /// pointing at something else than before.
     fn transfer_many<'a>(
         &'a self,
         transfers: Vec<Transfer<'a>>,
-    ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>> {
-        Box::pin(futures_util::future::join_all(
-            transfers.into_iter().map(|transfer| self.transfer(transfer)),
-        ))
+    ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>>;
+
+    /// `transfer_many` for one destination.
+    fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
+        Box::pin(async move {
+            self.transfer_many(vec![transfer])
+                .await
+                .pop()
+                .expect("one result per transfer")
+        })
     }
 }
 

@@ -272,15 +272,6 @@ impl Engine for DockerEngine<'_> {
         )
     }
 
-    fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
-        Box::pin(async move {
-            self.run_transfers(vec![transfer])
-                .await
-                .pop()
-                .expect("one result per transfer")
-        })
-    }
-
     /// One `docker pull`, then a tag and a push per destination.
     fn transfer_many<'a>(
         &'a self,

@@ -96,15 +96,6 @@ impl Engine for RegistryEngine<'_> {
         Box::pin(async { false })
     }
 
-    fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {
-        Box::pin(async move {
-            self.transfer_all(vec![transfer])
-                .await
-                .pop()
-                .expect("one result per transfer")
-        })
-    }
-
     /// Each manifest read once, each blob read once and streamed to every destination that
     /// lacks it.
     fn transfer_many<'a>(
