@@ -25,6 +25,9 @@
 # looked at: others never match). The first rule that matches and has uses left fires:
 #   "times": N        fire for the next N matching requests (always when absent or null)
 #   "skip": K         let the first K matching requests through untouched first
+#   "every": N        fire on every Nth matching request only (the Nth, the 2Nth, ...;
+#                     counted after "skip"; "times" counts the firings): a deterministic
+#                     "one request in N" that a failing test replays exactly
 #   "delay": SECONDS  wait before going on (alone, or before the action below)
 #   "rate": BYTES     stream the body at most BYTES per second (alone, or with an action)
 # and at most one action:
@@ -32,6 +35,9 @@
 #                     body instead of forwarding, after reading the request body;
 #                     "retry_after": "2" adds a Retry-After header
 #   "drop": true      reset the connection (TCP RST) before answering anything
+#   "lose_answer": true  forward the request, let the registry act on it, then reset the
+#                     connection instead of relaying its answer: the client cannot know
+#                     whether its upload or manifest PUT landed
 #   "reset_after": K  reset the connection after K bytes of the body: the request body
 #                     when the request has one (the registry never sees the request),
 #                     else the response body (after the headers); "on": "request" or
@@ -130,9 +136,9 @@ class Aborted(Exception):
 
 # ---------------------------------------------------------------- faults
 
-RULE_KEYS = {"method", "path", "body", "times", "skip", "delay", "rate", "status", "retry_after",
-             "drop", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount"}
-ACTIONS = ("status", "drop", "reset_after", "corrupt", "refuse_mount")
+RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
+             "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount"}
+ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount")
 # The query parameters of a cross-repository mount (distribution spec, "Mount Blob").
 MOUNT_PARAMETERS = ("mount", "from")
 
@@ -171,11 +177,16 @@ class Rule:
         self.body = re.compile(doc["body"].encode()) if doc.get("body") else None
         self.times = None if doc.get("times") is None else int(doc["times"])
         self.skip = int(doc.get("skip") or 0)
+        self.every = int(doc.get("every") or 1)
+        if self.every < 1:
+            raise ValueError(f"'every' is 1 or more, not {self.every}")
+        self.matched = 0
         self.delay = float(doc.get("delay") or 0)
         self.rate = float(doc.get("rate") or 0)
         self.status = None if doc.get("status") is None else int(doc["status"])
         self.retry_after = None if doc.get("retry_after") is None else str(doc["retry_after"])
         self.drop = bool(doc.get("drop"))
+        self.lose_answer = bool(doc.get("lose_answer"))
         self.reset_after = None if doc.get("reset_after") is None else int(doc["reset_after"])
         self.on = doc.get("on")
         self.corrupt = bool(doc.get("corrupt"))
@@ -230,6 +241,9 @@ class Faults:
                     continue
                 if rule.skip > 0:
                     rule.skip -= 1
+                    continue
+                rule.matched += 1
+                if rule.matched % rule.every != 0:
                     continue
                 rule.fired += 1
                 if rule.times is not None:
@@ -571,6 +585,10 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
 
     def relay(self, resp, entry: dict, rule, has_request_body: bool):
         entry["status"] = resp.status
+        if rule is not None and rule.lose_answer:
+            resp.read()  # the registry has acted; its answer never reaches the client
+            entry["status"] = f"lost {resp.status}"
+            self.reset(entry)
         if resp.getheader("Location"):
             entry["location"] = resp.getheader("Location")
         self.send_response_only(resp.status, resp.reason)
