@@ -218,16 +218,20 @@ mod tests {
     fn a_request_is_tried_its_attempts_with_a_doubling_capped_backoff() {
         let mut persistence = Persistence::request(REQUEST_ATTEMPTS);
         let now = Instant::now();
-        let waits: Vec<Option<u64>> = (0..REQUEST_ATTEMPTS)
-            .map(|_| {
-                persistence
-                    .next_backoff_at(false, now)
-                    .map(|wait| wait.as_millis() as u64)
-            })
+        let waits: Vec<Option<Duration>> = (0..REQUEST_ATTEMPTS)
+            .map(|_| persistence.next_backoff_at(false, now))
             .collect();
+        let ms = Duration::from_millis;
         assert_eq!(
             waits,
-            [Some(250), Some(500), Some(1000), Some(2000), Some(4000), None],
+            [
+                Some(ms(250)),
+                Some(ms(500)),
+                Some(ms(1000)),
+                Some(ms(2000)),
+                Some(ms(4000)),
+                None
+            ],
             "six tries, five waits"
         );
         assert_eq!(persistence.tries(), REQUEST_ATTEMPTS);

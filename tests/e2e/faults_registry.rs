@@ -6,6 +6,7 @@
 //! retried and why.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use crate::support::{front_requests, Bed, Faults, Run, ECR, HUB};
 
@@ -161,9 +162,11 @@ fn registry_engine_syncs_several_images_through_a_hostile_registry() {
         let digest = push_source(&bed, &upstream, &format!("hostile-sync-{name}"));
         let dest = format!("{prefix}/dst{name}");
         faults.push(Faults::set(ECR, &dest, &hostile()));
-        config.push_str(&format!(
-            "\n[[image]]\nsource = \"{upstream}:1\"\ndestination = \"{ECR}/{dest}:1\"\n"
-        ));
+        writeln!(
+            config,
+            "\n[[image]]\nsource = \"{upstream}:1\"\ndestination = \"{ECR}/{dest}:1\""
+        )
+        .unwrap();
         images.push((upstream, dest, digest));
     }
     let config = bed.sync_config(&config);
