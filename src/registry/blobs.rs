@@ -161,7 +161,8 @@ impl RegistryClient {
     }
 
     /// Finishes an upload session with the whole blob in one streamed PUT: `size` bytes
-    /// named `digest`. Not retried here: the body is gone once sent.
+    /// named `digest`. Not retried here: the body is gone once sent. A 404 says the registry
+    /// lost the session ([`RegistryError::UploadUnknown`]): the caller opens another.
     pub async fn finish_upload(
         &self,
         image: &Reference,
@@ -179,10 +180,14 @@ impl RegistryClient {
             .header(CONTENT_LENGTH, size)
             .body(body);
         let response = self.send_streaming(image, scopes, request).await?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(answer_error(image, &format!("the upload of {digest}"), response).await)
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            // BLOB_UPLOAD_UNKNOWN: the session expired or the registry lost it.
+            StatusCode::NOT_FOUND => Err(RegistryError::UploadUnknown {
+                host: image.registry().to_owned(),
+                digest: digest.to_owned(),
+            }),
+            _ => Err(answer_error(image, &format!("the upload of {digest}"), response).await),
         }
     }
 

@@ -108,6 +108,10 @@ pub enum RegistryError {
     /// in between. Starting over asks for a new one.
     #[error("registry '{host}' refused the token of an upload under way (it expired)")]
     TokenExpired { host: String },
+    /// The registry no longer knows an upload session (404 to its PUT): it expired or was
+    /// lost in a restart. Starting over opens a new one.
+    #[error("registry '{host}' lost the upload session of {digest} (404)")]
+    UploadUnknown { host: String, digest: String },
 }
 
 fn refusal_detail(detail: &str) -> String {
@@ -146,7 +150,9 @@ impl RegistryError {
                 retry_after: None,
                 ..
             } => status.is_server_error() || *status == StatusCode::REQUEST_TIMEOUT,
-            RegistryError::Connect { .. } | RegistryError::TokenExpired { .. } => true,
+            RegistryError::Connect { .. }
+            | RegistryError::TokenExpired { .. }
+            | RegistryError::UploadUnknown { .. } => true,
             _ => false,
         }
     }
@@ -262,7 +268,7 @@ impl RegistryClient {
             credentials,
             tokens: TokenCache::default(),
             challenges: Mutex::new(HashMap::new()),
-            attempts: 3,
+            attempts: retry::REQUEST_ATTEMPTS,
             hub_manifest_reads: AtomicU64::new(0),
         })
     }
@@ -367,30 +373,31 @@ impl RegistryClient {
         })
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or the attempts run out, waiting
-    /// between tries as [`RegistryError::pause`] says.
+    /// Runs `attempt` until it succeeds, fails for good, or its [`retry::Persistence`] gives
+    /// up (attempts or time), waiting between tries as [`RegistryError::pause`] says, with
+    /// a backoff that doubles and jitter. Each retry is logged with what failed and why.
     pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, RegistryError>>,
     {
-        let mut delay = Duration::from_millis(250);
-        let mut tried = 1;
+        let mut persistence = retry::Persistence::request(self.attempts);
         loop {
             let result = attempt().await;
-            let pause = match &result {
-                Err(error) if tried < self.attempts => error.pause(delay + jitter(delay)),
-                _ => None,
-            };
-            let Some(pause) = pause else {
+            let Err(error) = &result else {
                 return result;
             };
-            if let Err(error) = &result {
-                tracing::debug!(request = what, %error, attempt = tried, wait_ms = pause.as_millis(), "retrying registry request");
-            }
+            let Some(pause) = persistence
+                .next_backoff(false)
+                .and_then(|backoff| error.pause(backoff + jitter(backoff)))
+            else {
+                if persistence.tries() > 1 {
+                    tracing::info!(request = what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
+                }
+                return result;
+            };
+            tracing::info!(request = what, error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
             tokio::time::sleep(pause).await;
-            delay *= 2;
-            tried += 1;
         }
     }
 

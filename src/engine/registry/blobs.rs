@@ -3,7 +3,9 @@
 //! into a PUT per destination that lacks it (a tee: the slowest upload sets the pace, and one
 //! that fails or stalls is dropped while the others go on), hashed on the way. The last piece
 //! is held back until the digest checks out, so a corrupt blob never completes an upload; a
-//! dropped source read resumes with `Range`.
+//! dropped source read resumes with `Range`. A failed upload is tried again while tries make
+//! progress ([`Persistence`]); one whose answer was lost is checked with a HEAD first, since
+//! the registry may have stored it, and a session the registry lost is replaced.
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +17,11 @@ use super::Copying;
 use crate::progress::BlobState;
 use crate::registry::blobs::Opened;
 use crate::registry::digest::{self, Hasher};
+use crate::registry::retry::Persistence;
 use crate::registry::{error_chain, jitter, RegistryError, Scopes};
 
 use super::tree::Descriptor;
 
-/// Tries of one blob's upload, for passing failures (a reset, a 5xx, an expired token).
-const ATTEMPTS: u32 = 4;
 /// Times a dropped source read is resumed where it stopped, per attempt.
 const RESUMES: u32 = 3;
 /// The longest a source read may sit without a byte.
@@ -84,6 +85,15 @@ pub enum BlobError {
         #[source]
         error: RegistryError,
     },
+    /// The whole blob was sent, and the connection broke before the registry answered: it
+    /// may have stored the blob or not.
+    #[error("the upload of blob {digest} to '{image}' got no answer")]
+    Unanswered {
+        image: String,
+        digest: String,
+        #[source]
+        error: RegistryError,
+    },
     /// A failure of the source's read, met by every destination it fed: the first gets the
     /// error itself, the others this, which repeats it.
     #[error("{detail}")]
@@ -94,7 +104,7 @@ impl BlobError {
     /// Whether starting the blob over may help.
     fn is_transient(&self) -> bool {
         match self {
-            BlobError::Dropped { .. } => true,
+            BlobError::Dropped { .. } | BlobError::Unanswered { .. } => true,
             BlobError::Source { error, .. } | BlobError::Destination { error, .. } => {
                 error.pause(Duration::ZERO).is_some()
             }
@@ -151,8 +161,9 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
             Err(error) => Some(Err(error)),
         })
         .collect();
-    let mut backoff = Duration::from_millis(500);
-    let mut attempt = 1;
+    let mut persistence = Persistence::blob();
+    let mut landed_before = first.engine.landed();
+    let mut furthest = 0;
     loop {
         let pending: Vec<usize> = (0..copyings.len())
             .filter(|&index| results[index].is_none())
@@ -162,7 +173,8 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
         }
         let targets: Vec<&Copying> = pending.iter().map(|&index| copyings[index]).collect();
         let uploaded = upload(&targets, blob).await;
-        let mut wait = None;
+        let mut failed = Vec::new();
+        let mut progress = false;
         for (index, uploaded) in pending.into_iter().zip(uploaded) {
             let copying = copyings[index];
             match uploaded {
@@ -170,20 +182,46 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
                     copying.engine.holds(copying.destination, digest);
                     results[index] = Some(Ok(Moved::Sent(sent)));
                 }
-                Err(error) if attempt < ATTEMPTS && error.is_transient() => {
-                    let pause = error.pause(backoff + jitter(backoff));
-                    tracing::info!(image = %copying.destination, blob = digest, attempt, wait_ms = pause.as_millis(), error = %error_chain(&error), "blob copy failed; starting it over");
-                    wait = wait.max(Some(pause));
+                Err(error @ BlobError::Unanswered { .. }) => {
+                    // The registry may have stored it before the connection broke.
+                    if copying.landed_unanswered(blob, &error).await {
+                        results[index] = Some(Ok(Moved::Sent(blob.size)));
+                    } else {
+                        failed.push((index, error));
+                    }
+                }
+                Err(error) if error.is_transient() => {
+                    if let BlobError::Dropped { offset, .. } = error {
+                        progress |= offset > furthest;
+                        furthest = furthest.max(offset);
+                    }
+                    failed.push((index, error));
                 }
                 Err(error) => results[index] = Some(Err(error)),
             }
         }
-        if let Some(wait) = wait {
-            first.progress.set(digest, BlobState::Waiting);
-            tokio::time::sleep(wait).await;
-            backoff *= 2;
-            attempt += 1;
+        if failed.is_empty() {
+            continue;
         }
+        // Blobs landing (this one elsewhere, or others of the run) say the registry works.
+        let landed = first.engine.landed();
+        progress |= landed > landed_before;
+        landed_before = landed;
+        let Some(backoff) = persistence.next_backoff(progress) else {
+            for (index, error) in failed {
+                tracing::info!(image = %copyings[index].destination, blob = digest, attempts = persistence.tries(), error = %error_chain(&error), "blob copy failed; giving up");
+                results[index] = Some(Err(error));
+            }
+            continue;
+        };
+        let mut wait = Duration::ZERO;
+        for (index, error) in &failed {
+            let pause = error.pause(backoff + jitter(backoff));
+            tracing::info!(image = %copyings[*index].destination, blob = digest, attempt = persistence.tries(), progress, wait_ms = pause.as_millis(), error = %error_chain(error), "blob copy failed; retrying it");
+            wait = wait.max(pause);
+        }
+        first.progress.set(digest, BlobState::Waiting);
+        tokio::time::sleep(wait).await;
     }
     // Every destination has its result by now.
     let results: Vec<Result<Moved, BlobError>> = results.into_iter().flatten().collect();
@@ -261,6 +299,11 @@ async fn upload(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<u64,
                     results.push(Ok(sent));
                     continue;
                 }
+                (Ok(_), Err(error @ RegistryError::Connect { .. })) => BlobError::Unanswered {
+                    image: copying.destination.familiar(),
+                    digest: blob.digest.clone(),
+                    error,
+                },
                 (_, Err(error)) => to_destination(error),
                 (Err(()), Ok(())) => to_destination(RegistryError::Protocol {
                     host: copying.destination.registry().to_owned(),
@@ -324,6 +367,28 @@ impl Copying<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// Whether a blob whose upload got no answer is at the destination after all (the
+    /// registry stored it, then the connection broke): asked with a HEAD.
+    async fn landed_unanswered(&self, blob: &Descriptor, error: &BlobError) -> bool {
+        let digest = blob.digest.as_str();
+        match self
+            .registry()
+            .blob_exists(self.destination, &self.destination_scopes, digest)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(image = %self.destination, blob = digest, error = %error_chain(error), "blob landed although its answer was lost");
+                self.engine.holds(self.destination, digest);
+                true
+            }
+            Ok(false) => false,
+            Err(head) => {
+                tracing::debug!(image = %self.destination, blob = digest, error = %head, "cannot check whether an unanswered upload landed");
+                false
+            }
+        }
     }
 
     /// An upload session at the destination.

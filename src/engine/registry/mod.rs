@@ -9,6 +9,7 @@ mod referrers;
 pub mod tree;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -36,6 +37,8 @@ pub struct RegistryEngine<'a> {
     /// The repositories known (this run) to hold each blob, per registry host: where a
     /// later copy into the same registry can mount it from.
     holders: Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
+    /// Blobs found or put at a destination so far: the progress retries go on for.
+    landed: AtomicU64,
     board: Board,
 }
 
@@ -46,12 +49,14 @@ impl<'a> RegistryEngine<'a> {
             registry,
             gates: Gates::new(limits.into()),
             holders: Mutex::new(std::collections::HashMap::new()),
+            landed: AtomicU64::new(0),
             board: Board::default(),
         }
     }
 
     /// Notes that `image`'s repository holds `digest`.
     fn holds(&self, image: &Reference, digest: &str) {
+        self.landed.fetch_add(1, Ordering::SeqCst);
         let mut holders = self.holders.lock().expect("blob holders poisoned");
         let repositories = holders
             .entry((image.api_host().to_owned(), digest.to_owned()))
@@ -59,6 +64,11 @@ impl<'a> RegistryEngine<'a> {
         if !repositories.iter().any(|known| known == image.repository()) {
             repositories.push(image.repository().to_owned());
         }
+    }
+
+    /// How many times a destination was found or made to hold a blob so far.
+    fn landed(&self) -> u64 {
+        self.landed.load(Ordering::SeqCst)
     }
 
     /// A repository of `image`'s registry, other than its own, known to hold `digest`.
