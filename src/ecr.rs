@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::config::ProvideCredentials;
@@ -18,6 +19,7 @@ use aws_sdk_ecr::Client;
 use base64::Engine as _;
 use tokio::sync::Mutex;
 
+use crate::net_timeouts;
 use crate::plan::{AwsOptions, Encryption, RepositorySettings};
 use crate::reference::EcrHost;
 use crate::secret::Secret;
@@ -40,6 +42,10 @@ pub enum EcrError {
     },
     #[error("cannot reach the ECR API for {operation}: {detail}\nnote: check the network, the region, and AWS_ENDPOINT_URL if set")]
     Unreachable { operation: &'static str, detail: String },
+    /// The endpoint went silent (packets dropped, not refused), past the limits of
+    /// `net_timeouts`.
+    #[error("the ECR API stopped answering {operation}: {detail}\nnote: the network drops packets to the ECR API endpoint (api.ecr.REGION.amazonaws.com, or AWS_ENDPOINT_URL if set); ecrcp gives up after {} per attempt, {} per operation", net_timeouts::seconds(net_timeouts::net().api_attempt), net_timeouts::seconds(net_timeouts::net().api_operation))]
+    Silent { operation: &'static str, detail: String },
     #[error("ECR answered {operation} without {what}")]
     Incomplete {
         operation: &'static str,
@@ -150,7 +156,7 @@ impl Ecr {
             .read_timeout(Duration::from_secs(2))
             .build();
         let mut chain = DefaultCredentialsChain::builder().imds_client(imds);
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(api_timeouts());
         if let Some(profile) = &options.profile {
             chain = chain.profile_name(profile);
             loader = loader.profile_name(profile);
@@ -383,6 +389,18 @@ impl Ecr {
 /// The SDK configuration for one ECR endpoint. FIPS registries get the FIPS API endpoint,
 /// unless an endpoint URL was set (`AWS_ENDPOINT_URL`): the SDK refuses the two together,
 /// and a chosen endpoint is the user's word.
+/// The SDK's limits on a silent ECR API endpoint (it has none but a connect limit by
+/// default, so a dropped answer would hold a run forever): see `net_timeouts`.
+fn api_timeouts() -> TimeoutConfig {
+    let limits = net_timeouts::net();
+    TimeoutConfig::builder()
+        .connect_timeout(limits.api_connect)
+        .read_timeout(limits.api_attempt)
+        .operation_attempt_timeout(limits.api_attempt)
+        .operation_timeout(limits.api_operation)
+        .build()
+}
+
 fn endpoint_config(base: &SdkConfig, region: &str, fips: bool) -> SdkConfig {
     let mut config = base.to_builder().region(Region::new(region.to_owned()));
     if fips && base.endpoint_url().is_none() {
@@ -436,7 +454,15 @@ where
     R: std::fmt::Debug,
 {
     match error {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => EcrError::Unreachable {
+        SdkError::TimeoutError(_) => EcrError::Silent {
+            operation,
+            detail: DisplayErrorContext(error).to_string(),
+        },
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => EcrError::Silent {
+            operation,
+            detail: DisplayErrorContext(error).to_string(),
+        },
+        SdkError::DispatchFailure(_) => EcrError::Unreachable {
             operation,
             detail: DisplayErrorContext(error).to_string(),
         },

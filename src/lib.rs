@@ -6,7 +6,7 @@
 //! events (`logging` picks the sink); `copy` holds the steps of one copy and `decide` the
 //! pure choice of whether to copy at all; `engine` the ways of moving the bytes (docker,
 //! registry to registry); `login` the registry logins of a run; `process`
-//! every child process ecrcp starts.
+//! every child process ecrcp starts; `net_timeouts` every network time limit.
 
 pub mod app;
 pub mod cli;
@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod lock;
 pub mod logging;
 pub mod login;
+pub mod net_timeouts;
 pub mod plan;
 pub mod plugin;
 pub mod process;

@@ -518,7 +518,7 @@ impl<'a> Copier<'a> {
 
     async fn push_would_fail(&self, destination: &Reference, error: &RegistryError) -> bool {
         match error {
-            RegistryError::Connect { .. } => true,
+            RegistryError::Connect { .. } | RegistryError::Stalled { .. } => true,
             RegistryError::Unauthorized { .. } => self
                 .registry
                 .credentials()

@@ -3,8 +3,12 @@
 //! cross-repository mount), finished with one streamed PUT, or cancelled. Never buffers a
 //! blob: bodies come and go as streams.
 
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use tokio::time::Instant;
 
 use reqwest::{Method, StatusCode, Url};
 
@@ -12,6 +16,7 @@ use super::{
     error_chain, header, read_bounded, repository_url, retry_after, Limit, Outgoing, RegistryClient,
     RegistryError, Scopes,
 };
+use crate::net_timeouts;
 use crate::reference::Reference;
 
 /// A blob's body, as it streams in, and where in the blob it starts.
@@ -162,24 +167,39 @@ impl RegistryClient {
 
     /// Finishes an upload session with the whole blob in one streamed PUT: `size` bytes
     /// named `digest`. Not retried here: the body is gone once sent. A 404 says the registry
-    /// lost the session ([`RegistryError::UploadUnknown`]): the caller opens another.
-    pub async fn finish_upload(
+    /// lost the session ([`RegistryError::UploadUnknown`]): the caller opens another. No
+    /// limit on the whole upload, so a slow but live one of a large layer goes on; it fails
+    /// once the registry takes no byte for a while, or does not answer after the last one.
+    pub async fn finish_upload<S>(
         &self,
         image: &Reference,
         scopes: &Scopes,
         session: &Url,
         digest: &str,
         size: u64,
-        body: reqwest::Body,
-    ) -> Result<(), RegistryError> {
+        body: S,
+    ) -> Result<(), RegistryError>
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
         let url = with_digest(session, digest);
+        let limits = net_timeouts::net();
+        let activity = Activity::default();
         let request = self
             .long_request(Method::PUT, url.as_str(), image.api_host())?
-            .timeout(upload_limit(size))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
-            .body(body);
-        let response = self.send_streaming(image, scopes, request).await?;
+            .body(reqwest::Body::wrap_stream(activity.watch(body)));
+        let response = tokio::select! {
+            sent = self.send_streaming(image, scopes, request) => sent?,
+            after = activity.silence(limits.idle, limits.answer) => {
+                return Err(RegistryError::Stalled {
+                    host: image.registry().to_owned(),
+                    what: format!("the upload of {digest}"),
+                    after,
+                })
+            }
+        };
         match response.status() {
             status if status.is_success() => Ok(()),
             // BLOB_UPLOAD_UNKNOWN: the session expired or the registry lost it.
@@ -208,11 +228,47 @@ impl RegistryClient {
     }
 }
 
-/// The longest an upload of `size` bytes may take, all told: ten minutes, and a second more
-/// per MiB (a registry crawling under 1 MiB/s is as good as stuck). Stalls are caught
-/// sooner by the caller, which times out every piece it hands over.
-pub fn upload_limit(size: u64) -> Duration {
-    Duration::from_secs(600 + size / (1 << 20))
+/// When an upload's body last moved: the HTTP client takes a piece only once it has room to
+/// send it, so a registry that stops reading stops the pieces too.
+#[derive(Clone)]
+struct Activity(Arc<Mutex<(Instant, bool)>>);
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity(Arc::new(Mutex::new((Instant::now(), false))))
+    }
+}
+
+impl Activity {
+    /// `body`, noting each piece the client takes and the end.
+    fn watch<S>(&self, body: S) -> impl futures_util::Stream<Item = S::Item> + Send + 'static
+    where
+        S: futures_util::Stream + Send + 'static,
+    {
+        let activity = self.clone();
+        let mut body = Box::pin(body);
+        futures_util::stream::poll_fn(move |cx| {
+            let polled = body.as_mut().poll_next(cx);
+            if let Poll::Ready(piece) = &polled {
+                *activity.0.lock().expect("upload activity poisoned") = (Instant::now(), piece.is_none());
+            }
+            polled
+        })
+    }
+
+    /// Resolves with the limit that ran out once the body takes no byte for the idle limit,
+    /// or, after its last byte, no answer comes within the answer limit.
+    async fn silence(&self, idle: Duration, answer: Duration) -> Duration {
+        loop {
+            let (last, done) = *self.0.lock().expect("upload activity poisoned");
+            let limit = if done { answer } else { idle };
+            let deadline = last + limit;
+            if Instant::now() >= deadline {
+                return limit;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
 }
 
 fn bad_url(image: &Reference, url: &str) -> RegistryError {
@@ -353,12 +409,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_upload_may_take_ten_minutes_and_a_second_per_mib() {
-        let cases = [(0, 600), (1 << 20, 601), (1 << 30, 600 + 1024)];
-        for (size, seconds) in cases {
-            assert_eq!(upload_limit(size), Duration::from_secs(seconds), "{size}");
+    #[tokio::test]
+    async fn an_upload_is_silent_once_its_body_stops_or_its_answer_does_not_come() {
+        let (idle, answer) = (Duration::from_millis(300), Duration::from_millis(600));
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+        let activity = Activity::default();
+        let mut body = Box::pin(
+            activity.watch(futures_util::stream::unfold(receiver, |mut r| async move {
+                r.recv().await.map(|piece| (piece, r))
+            })),
+        );
+        // A slow body that keeps moving is never silent, however long it takes in all.
+        let silence = activity.silence(idle, answer);
+        tokio::pin!(silence);
+        for _ in 0..6 {
+            tokio::select! {
+                () = tokio::time::sleep(idle / 2) => {}
+                _ = &mut silence => panic!("a moving body was called silent"),
+            }
+            sender.send(Ok(bytes::Bytes::from_static(b"x"))).await.unwrap();
+            assert!(futures_util::StreamExt::next(&mut body).await.is_some());
         }
+        // A body that stops is, after the idle limit.
+        let stopped = Instant::now();
+        assert_eq!(silence.await, idle);
+        assert!(
+            stopped.elapsed() >= idle / 2 && stopped.elapsed() < answer,
+            "{:?}",
+            stopped.elapsed()
+        );
+        // After its end, the answer gets the longer limit.
+        drop(sender);
+        assert!(futures_util::StreamExt::next(&mut body).await.is_none());
+        let ended = Instant::now();
+        assert_eq!(activity.silence(idle, answer).await, answer);
+        assert!(ended.elapsed() >= answer, "{:?}", ended.elapsed());
     }
 
     #[test]

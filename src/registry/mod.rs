@@ -28,6 +28,7 @@ use self::auth::Challenge;
 use self::credentials::CredentialStore;
 pub use self::scope::{Access, Scopes};
 use self::tokens::{Authorization, TokenCache};
+use crate::net_timeouts;
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -85,6 +86,14 @@ pub enum RegistryError {
     },
     #[error("cannot reach registry '{host}': {detail}\nnote: check the name, the network, and that the registry's CA is trusted (system store, SSL_CERT_FILE, or /etc/docker/certs.d/HOST/ca.crt)")]
     Connect { host: String, detail: String },
+    /// The registry went silent: packets dropped, not refused. Not retried at once: each try
+    /// would cost the whole limit again.
+    #[error("registry '{host}' stopped answering: {what} got no answer for {}\nnote: the network or the registry drops packets (a firewall, a route, a hung load balancer); check that this host answers, e.g. `curl -v https://{host}/v2/`", net_timeouts::seconds(*.after))]
+    Stalled {
+        host: String,
+        what: String,
+        after: Duration,
+    },
     #[error("registry '{host}' sent something unexpected: {detail}")]
     Protocol { host: String, detail: String },
     #[error("registry '{host}' answered '{answered}' when asked for '{image}' by digest '{requested}'\nnote: a registry must serve exactly the content a digest names; ecrcp refuses anything else")]
@@ -227,11 +236,6 @@ pub struct RegistryClient {
     hub_manifest_reads: AtomicU64,
 }
 
-/// The longest a manifest, token or HEAD request may take. Blob bodies have no total
-/// limit: they may take as long as they keep moving (the callers time each read out).
-/// One client per host serves both, so that they share its connections.
-const QUICK_TIMEOUT: Duration = Duration::from_secs(60);
-
 struct Response {
     status: StatusCode,
     headers: HeaderMap,
@@ -244,7 +248,8 @@ pub(crate) struct Outgoing {
     pub url: String,
     pub headers: HeaderMap,
     pub body: Option<bytes::Bytes>,
-    /// Uses the client without a total timeout (blob bodies).
+    /// Has no total time limit, only one on the wait for the answer's headers: a blob
+    /// body comes after them, as long as it keeps moving (its reader times each piece).
     pub long: bool,
 }
 
@@ -532,12 +537,13 @@ impl RegistryClient {
         host: &str,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
+        let limit = net_timeouts::net().request;
         let mut builder = self
             .http_for(host)?
             .request(request.method.clone(), &request.url)
             .headers(request.headers.clone());
         if !request.long {
-            builder = builder.timeout(QUICK_TIMEOUT);
+            builder = builder.timeout(limit);
         }
         if let Some(authorization) = authorization {
             builder = builder.header(AUTHORIZATION, authorization);
@@ -545,10 +551,15 @@ impl RegistryClient {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        builder.send().await.map_err(|error| RegistryError::Connect {
-            host: host.to_owned(),
-            detail: error_chain(&error),
-        })
+        let what = || format!("{} {}", request.method, request.url);
+        match tokio::time::timeout(limit, builder.send()).await {
+            Ok(sent) => sent.map_err(|error| send_error(host, &what(), &error)),
+            Err(_) => Err(RegistryError::Stalled {
+                host: host.to_owned(),
+                what: what(),
+                after: limit,
+            }),
+        }
     }
 
     /// Sends a request whose body streams (and so cannot be sent twice) with the
@@ -565,10 +576,10 @@ impl RegistryClient {
         if let Some(authorization) = self.authorization(image, scopes).await? {
             request = request.header(AUTHORIZATION, &*authorization);
         }
-        let response = request.send().await.map_err(|error| RegistryError::Connect {
-            host: host.to_owned(),
-            detail: error_chain(&error),
-        })?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| send_error(host, "an upload", &error))?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.forget_token(image, scopes);
             return Err(RegistryError::TokenExpired {
@@ -696,10 +707,42 @@ async fn read_response(
 /// Where the docker daemon keeps per-registry certificates.
 const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
 
+/// Why a request got no answer: a registry gone silent (a connection that timed out, in
+/// ecrcp or in the kernel), or one that could not be reached at all.
+fn send_error(host: &str, what: &str, error: &reqwest::Error) -> RegistryError {
+    let limits = net_timeouts::net();
+    let detail = error_chain(error);
+    // The kernel's own give-up (TCP_USER_TIMEOUT, keepalive) reads "timed out" too.
+    if error.is_timeout() || detail.contains("timed out") {
+        RegistryError::Stalled {
+            host: host.to_owned(),
+            what: what.to_owned(),
+            after: if error.is_connect() {
+                limits.connect
+            } else {
+                limits.unacknowledged
+            },
+        }
+    } else {
+        RegistryError::Connect {
+            host: host.to_owned(),
+            detail,
+        }
+    }
+}
+
+/// One client for every request to a host, blob or not, so that they share connections.
+/// Its limits catch silence at every stage: connecting, sent data never acknowledged
+/// (`TCP_USER_TIMEOUT`), and idle connections whose peer is gone (keepalive); each request
+/// adds its own (see [`RegistryClient::send`] and the blob readers and writers).
 fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
+    let limits = net_timeouts::net();
     reqwest::Client::builder()
         .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(limits.connect)
+        .tcp_user_timeout(limits.unacknowledged)
+        .tcp_keepalive(limits.keepalive)
+        .tcp_keepalive_interval(limits.keepalive)
         .tls_certs_merge(extra_cas.to_vec())
         .build()
         .map_err(|error| RegistryError::Connect {

@@ -956,7 +956,8 @@ impl Rig {
                 else {
                     panic!("a session");
                 };
-                let body = reqwest::Body::from(blob.clone());
+                let body =
+                    futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(blob.clone()))]);
                 let size = u64::try_from(blob.len()).unwrap();
                 self.client
                     .finish_upload(&image, &scopes, &session, &sha256(blob), size, body)

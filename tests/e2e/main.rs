@@ -10,6 +10,7 @@ mod engine;
 mod engine_refusals;
 mod failures;
 mod fanout;
+mod faults_hang;
 mod faults_registry;
 mod flaky;
 mod iam;

@@ -14,6 +14,7 @@ use reqwest::Url;
 use tokio::sync::mpsc;
 
 use super::Copying;
+use crate::net_timeouts::{self, net};
 use crate::progress::BlobState;
 use crate::registry::blobs::Opened;
 use crate::registry::digest::{self, Hasher};
@@ -24,8 +25,6 @@ use super::tree::Descriptor;
 
 /// Times a dropped source read is resumed where it stopped, per attempt.
 const RESUMES: u32 = 3;
-/// The longest a source read may sit without a byte.
-const STALL: Duration = Duration::from_secs(60);
 /// Pieces in flight between the source read and the upload: memory stays flat in blob size.
 const DEPTH: usize = 4;
 
@@ -245,10 +244,9 @@ async fn upload(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<u64,
         };
         let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(DEPTH);
         senders.push(Some(sender));
-        let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
-            receiver,
-            |mut receiver| async move { receiver.recv().await.map(|piece| (piece, receiver)) },
-        ));
+        let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|piece| (piece, receiver))
+        });
         writes.push(copying.registry().finish_upload(
             copying.destination,
             &copying.destination_scopes,
@@ -281,9 +279,10 @@ async fn upload(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<u64,
             error,
         };
         let error = if stalled {
-            to_destination(RegistryError::Connect {
+            to_destination(RegistryError::Stalled {
                 host: copying.destination.registry().to_owned(),
-                detail: format!("the upload took no byte for {} s", STALL.as_secs()),
+                what: format!("the upload of {}", blob.digest),
+                after: net().idle,
             })
         } else if let Some(error) = source_error.take() {
             // The read's failure is the cause; the upload only broke off because of it. The
@@ -458,7 +457,7 @@ impl Copying<'_> {
         let mut held: Option<Bytes> = None;
         let since = Instant::now();
         loop {
-            let failure = match tokio::time::timeout(STALL, body.response.chunk()).await {
+            let failure = match tokio::time::timeout(net().idle, body.response.chunk()).await {
                 Ok(Ok(Some(piece))) => {
                     offset += piece.len() as u64;
                     if offset > blob.size {
@@ -474,7 +473,7 @@ impl Copying<'_> {
                 }
                 Ok(Ok(None)) => break,
                 Ok(Err(error)) => error_chain(&error),
-                Err(_) => format!("no byte for {} s", STALL.as_secs()),
+                Err(_) => format!("no byte for {}", net_timeouts::seconds(net().idle)),
             };
             let dropped = || {
                 Some(BlobError::Dropped {
@@ -551,7 +550,7 @@ async fn hand_over(
         let Some(live) = sender else {
             continue;
         };
-        match tokio::time::timeout(STALL, live.send(Ok(piece.clone()))).await {
+        match tokio::time::timeout(net().idle, live.send(Ok(piece.clone()))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => *sender = None,
             Err(_) => {
