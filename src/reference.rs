@@ -228,8 +228,11 @@ impl Reference {
     }
 
     fn familiar_name(&self) -> String {
-        if self.is_docker_hub() {
-            self.path_in_directory().to_owned()
+        let short = self.path_in_directory();
+        // Docker drops `docker.io/`, but `docker.io/my.org/app` shown as `my.org/app` would
+        // name an image on host `my.org`.
+        if self.is_docker_hub() && split_host(short).0.is_none() {
+            short.to_owned()
         } else {
             format!("{}/{}", self.registry, self.repository)
         }

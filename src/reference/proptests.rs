@@ -57,3 +57,27 @@ fn a_host_named_a_host_by_its_capitals_alone_is_shown_as_a_host() {
     assert_eq!(resolved.to_string(), "OWN/mirror/nginx:1");
     assert_eq!(Reference::parse(&resolved.to_string()), Ok(resolved));
 }
+
+/// Found by `any_text_either_fails_to_parse_or_round_trips`: the familiar form dropped
+/// `docker.io/` even when the first component of what was left then reads as a host, so
+/// `docker.io/my.org/app` was shown as `my.org/app`, an image on another registry.
+#[test]
+fn the_familiar_form_keeps_docker_io_when_the_path_would_read_as_a_host() {
+    let cases: &[(&str, &str)] = &[
+        ("docker.io/my.org/app", "docker.io/my.org/app:latest"),
+        (
+            "docker.io/docker.io/library",
+            "docker.io/docker.io/library:latest",
+        ),
+        ("docker.io/localhost/x:1", "docker.io/localhost/x:1"),
+        ("docker.io/library/localhost", "localhost:latest"),
+        ("docker.io/library/my.app", "my.app:latest"),
+        ("docker.io/team/my.app", "team/my.app:latest"),
+        ("ghcr.io/my.org/app", "ghcr.io/my.org/app:latest"),
+    ];
+    for &(written, familiar) in cases {
+        let reference = Reference::parse(written).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reference.familiar(), familiar, "{written}");
+        assert_eq!(Reference::parse(familiar), Ok(reference), "{written}");
+    }
+}
