@@ -550,6 +550,9 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::plan::Encryption;

@@ -228,8 +228,11 @@ impl Reference {
     }
 
     fn familiar_name(&self) -> String {
-        if self.is_docker_hub() {
-            self.path_in_directory().to_owned()
+        let short = self.path_in_directory();
+        // Docker drops `docker.io/`, but `docker.io/my.org/app` shown as `my.org/app` would
+        // name an image on host `my.org`.
+        if self.is_docker_hub() && split_host(short).0.is_none() {
+            short.to_owned()
         } else {
             format!("{}/{}", self.registry, self.repository)
         }
@@ -569,8 +572,9 @@ fn parse_directory(body: &str) -> Result<Destination, String> {
     })
 }
 
-/// Validates `host[:port]`, lowercases it, and folds Docker Hub's other
-/// names into `docker.io` so they compare equal.
+/// Validates `host[:port]`, gives it one spelling (lowercase, or uppercase for a single
+/// name without a port), and folds Docker Hub's other names into `docker.io` so they
+/// compare equal.
 fn normalise_host(host: &str) -> Result<String, String> {
     if host.is_empty() {
         return Err("empty registry host".to_owned());
@@ -584,11 +588,16 @@ fn normalise_host(host: &str) -> Result<String, String> {
             ));
         }
     }
-    let host = host.to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+    let lower = host.to_ascii_lowercase();
+    if DOCKER_HUB_ALIASES.contains(&lower.as_str()) {
         Ok(DOCKER_HUB.to_owned())
+    } else if looks_like_host(&lower) {
+        Ok(lower)
     } else {
-        Ok(host)
+        // A single name like `MyReg` is a host only by its capitals (docker's rule), and
+        // `myreg/x` names docker.io/myreg/x: its one spelling is in capitals, so that it
+        // still shows as a host.
+        Ok(host.to_ascii_uppercase())
     }
 }
 
@@ -769,6 +778,9 @@ pub fn check_ecr_repository(name: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
+pub(crate) mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -836,8 +848,9 @@ mod tests {
                     false,
                 ),
             ),
-            // Uppercase marks a host, as in Docker; hosts are then lowercased.
-            ("Foo/bar", ("foo", "bar", Some("latest"), false)),
+            // Uppercase marks a host, as in Docker; hosts are then lowercased, except one
+            // that lowercase would make a repository name.
+            ("Foo/bar", ("FOO", "bar", Some("latest"), false)),
             ("GHCR.io/foo/bar", ("ghcr.io", "foo/bar", Some("latest"), false)),
             (
                 "my-registry.example.com:443/team/app:v1",
@@ -1310,7 +1323,7 @@ mod tests {
         }
         // Docker keeps these hosts apart; ecrcp folds them into one spelling.
         for (input, expected) in [
-            ("Docker/docker", "docker/docker:latest"),
+            ("Docker/docker", "DOCKER/docker:latest"),
             ("Asdf.com/foo/bar", "asdf.com/foo/bar:latest"),
             ("registry-1.docker.io/foo", "docker.io/library/foo:latest"),
             ("INDEX.DOCKER.IO/foo", "docker.io/library/foo:latest"),
