@@ -193,7 +193,7 @@ impl DockerError {
     /// Whether the same command may succeed if tried again: the network or the registry
     /// hiccuped. A quota or a refusal is final.
     pub fn is_transient(&self) -> bool {
-        const PASSING: [&str; 9] = [
+        const PASSING: [&str; 10] = [
             "connection reset",
             "i/o timeout",
             "TLS handshake timeout",
@@ -203,6 +203,8 @@ impl DockerError {
             "503 Service Unavailable",
             "504 Gateway Timeout",
             "broken pipe",
+            // Another registry's throttle (Docker Hub's pull quota is `RateLimited`, not this).
+            "toomanyrequests",
         ];
         match self {
             DockerError::Failed { stderr, .. } => PASSING.iter().any(|needle| stderr.contains(needle)),
@@ -594,6 +596,7 @@ mod tests {
             matches!(&throttled, DockerError::Failed { stderr, .. } if stderr == "toomanyrequests: Rate exceeded"),
             "another registry's throttle is no pull quota: {throttled:?}"
         );
+        assert!(throttled.is_transient(), "a throttle passes");
 
         let reset = classify_failure(
             "docker push x".into(),
