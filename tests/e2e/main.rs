@@ -10,6 +10,8 @@ mod engine;
 mod engine_refusals;
 mod failures;
 mod fanout;
+mod faults_crash;
+mod faults_quota;
 mod flaky;
 mod iam;
 mod ledger;
