@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{front_requests, Bed, Faults, RestoreRateLimit, Run, ECR, HUB};
+use crate::support::{front_requests, hub_knob, Bed, Faults, Run, ECR, HUB};
 
 fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -15,27 +15,43 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// The lock a test holds while the hub's allowance is spent (exclusively) or while it reads
-/// the hub's manifests itself (shared), across nextest's test processes.
-fn quota_knob() -> std::fs::File {
-    let bed = std::env::var_os("ECRCP_TESTBED").expect("end-to-end tests run inside the test bed");
-    std::fs::File::create(std::path::Path::new(&bed).join("hub-ratelimit.lock")).unwrap()
+/// Docker Hub's allowance spent for one repository (tests/testbed/hub_front.py's `spent`),
+/// so that tests running at the same time pull on; whole again when dropped. The knob holds
+/// one list for the hub, so tests that turn it take a lock first.
+struct Spent {
+    _lock: std::fs::File,
+    repositories: Vec<String>,
+}
+
+impl Spent {
+    fn lock() -> Spent {
+        let bed = std::env::var_os("ECRCP_TESTBED").expect("end-to-end tests run inside the test bed");
+        let file = std::fs::File::create(std::path::Path::new(&bed).join("hub-spent.lock")).unwrap();
+        file.lock().unwrap();
+        Spent {
+            _lock: file,
+            repositories: Vec::new(),
+        }
+    }
+
+    fn spend(&mut self, repository: &str) {
+        self.repositories.push(repository.to_owned());
+        hub_knob("ratelimit", &serde_json::json!({ "spent": self.repositories }));
+    }
+}
+
+impl Drop for Spent {
+    fn drop(&mut self) {
+        hub_knob("ratelimit", &serde_json::json!({ "spent": [] }));
+    }
 }
 
 /// Runs `command` while Docker Hub's allowance runs out under it: the first manifest GET of
-/// `upstream` is held at the front until the allowance is set to none left, so the check's
-/// HEAD saw pulls left and the pull meets Docker Hub's own 429 (with its `ratelimit-*`
-/// headers). Returns the run and how many manifest GETs of `upstream` the hub answered.
-fn with_quota_gone_after_the_head(
-    bed: &Bed,
-    upstream: &str,
-    command: &mut std::process::Command,
-) -> (Run, usize) {
-    // The allowance is the whole hub's: tests that turn it go one at a time.
-    let knob = quota_knob();
-    knob.lock().unwrap();
-    let restore = RestoreRateLimit(bed);
-    bed.hub_rate_limit(&serde_json::json!({"limit": 100, "remaining": 100, "enforce": true}));
+/// `upstream` is held at the front until the allowance is spent, so the check's HEAD saw
+/// pulls left and the pull meets Docker Hub's own 429 (with its `ratelimit-*` headers).
+/// Returns the run and how many manifest GETs of `upstream` the hub answered.
+fn with_quota_gone_after_the_head(upstream: &str, command: &mut std::process::Command) -> (Run, usize) {
+    let mut spent = Spent::lock();
     let held = Faults::set(
         HUB,
         upstream,
@@ -49,13 +65,7 @@ fn with_quota_gone_after_the_head(
     wait_until(Duration::from_secs(60), "the pull's manifest GET", || {
         held.fired() == [1]
     });
-    bed.hub_rate_limit(&serde_json::json!({"remaining": 0}));
-    // Whole again as soon as the held GET has met it: every other hub reader is spared.
-    wait_until(Duration::from_secs(30), "the 429", || {
-        !front_requests(HUB, upstream, "GET", "/manifests/").is_empty()
-    });
-    drop(restore);
-    drop(knob);
+    spent.spend(upstream);
     let run = Run::from(child.wait_with_output().unwrap());
     let gets = front_requests(HUB, upstream, "GET", "/manifests/");
     assert!(
@@ -78,7 +88,7 @@ fn sync_defers_the_image_and_copies_the_others(test: &str, engine: &str) {
          [[image]]\nsource = \"{other}:1\"\n[[image]]\nsource = \"{limited}:1\"\n"
     ));
 
-    let (run, gets) = with_quota_gone_after_the_head(&bed, &limited, &mut bed.sync_command(&config));
+    let (run, gets) = with_quota_gone_after_the_head(&limited, &mut bed.sync_command(&config));
     run.assert_code(75);
     let outcomes = run.outcomes();
     assert_eq!(outcomes[&format!("{limited}:1")], "deferred", "{outcomes:?}");
@@ -123,7 +133,7 @@ fn command_line_fails_saying_when_the_allowance_renews(test: &str, engine: &str)
     ]);
 
     let started = Instant::now();
-    let (run, gets) = with_quota_gone_after_the_head(&bed, &limited, &mut command);
+    let (run, gets) = with_quota_gone_after_the_head(&limited, &mut command);
     run.assert_code(1);
     assert_eq!(gets, 1, "one pull attempt, never a loop");
     assert!(
@@ -163,8 +173,6 @@ fn another_registrys_retry_after(
     times: Option<u32>,
 ) -> (Run, Vec<serde_json::Value>, String, String) {
     let bed = Bed::get(test);
-    let reading = quota_knob();
-    reading.lock_shared().unwrap();
     let upstream = bed.unique("quota/src");
     bed.push_upstream(&upstream, "1", "throttled");
     let destination = bed.unique("quota/dst");
