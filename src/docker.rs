@@ -193,7 +193,7 @@ impl DockerError {
     /// Whether the same command may succeed if tried again: the network or the registry
     /// hiccuped. A quota or a refusal is final.
     pub fn is_transient(&self) -> bool {
-        const PASSING: [&str; 9] = [
+        const PASSING: [&str; 10] = [
             "connection reset",
             "i/o timeout",
             "TLS handshake timeout",
@@ -203,6 +203,8 @@ impl DockerError {
             "503 Service Unavailable",
             "504 Gateway Timeout",
             "broken pipe",
+            // Another registry's throttle (Docker Hub's pull quota is `RateLimited`, not this).
+            "toomanyrequests",
         ];
         match self {
             DockerError::Failed { stderr, .. } => PASSING.iter().any(|needle| stderr.contains(needle)),
@@ -427,7 +429,10 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str) -> DockerErr
             detail: last_line(stderr).to_owned(),
         };
     }
-    if stderr.contains("toomanyrequests") || stderr.contains("pull rate limit") {
+    // Only Docker Hub's pull quota is a quota. Any other 429 (ECR's "Rate exceeded", Docker
+    // Hub's own request throttle) passes in seconds, and calling it a pull rate limit would
+    // send the user to wait hours for nothing.
+    if stderr.contains("pull rate limit") {
         return DockerError::RateLimited {
             argv,
             stderr: last_line(stderr).to_owned(),
@@ -581,6 +586,17 @@ mod tests {
         );
         assert!(matches!(limited, DockerError::RateLimited { .. }));
         assert!(!limited.is_transient(), "a quota is never retried");
+
+        let throttled = classify_failure(
+            "docker push 123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1".into(),
+            status,
+            "toomanyrequests: Rate exceeded",
+        );
+        assert!(
+            matches!(&throttled, DockerError::Failed { stderr, .. } if stderr == "toomanyrequests: Rate exceeded"),
+            "another registry's throttle is no pull quota: {throttled:?}"
+        );
+        assert!(throttled.is_transient(), "a throttle passes");
 
         let reset = classify_failure(
             "docker push x".into(),

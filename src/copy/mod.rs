@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context as _};
 
 use crate::decide::{self, Facts, Verdict, Why};
-use crate::docker::DockerRunner;
+use crate::docker::{DockerError, DockerRunner};
 use crate::ecr::Ecr;
 use crate::engine::docker::DockerEngine;
 use crate::engine::registry::RegistryEngine;
@@ -389,7 +389,8 @@ impl<'a> Copier<'a> {
                 let member = &members[*index];
                 results[*index] = Some(
                     delivered
-                        .map(|delivered| self.delivered(member.job, member.destination, *why, delivered)),
+                        .map(|delivered| self.delivered(member.job, member.destination, *why, delivered))
+                        .map_err(|error| with_renewal(error, member.check)),
                 );
             }
         }
@@ -494,7 +495,7 @@ impl<'a> Copier<'a> {
         if delivered.is_err() {
             repository.roll_back().await;
         }
-        delivered
+        delivered.map_err(|error| with_renewal(error, check))
     }
 
     /// The digest the destination tag holds now, or `None` when it is missing. With `-n`,
@@ -623,6 +624,24 @@ impl<'a> Copier<'a> {
             .lock()
             .expect("ledger poisoned")
             .record(&destination.to_string(), record);
+    }
+}
+
+/// docker says only that the pull rate limit is reached; the check's HEAD saw the window
+/// Docker Hub counts pulls over, so say when the allowance is whole again.
+fn with_renewal(error: anyhow::Error, check: &Check) -> anyhow::Error {
+    let quota = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<DockerError>(),
+            Some(DockerError::RateLimited { .. })
+        )
+    });
+    match check
+        .rate_limit
+        .and_then(|limit| limit.renewal(std::time::SystemTime::now()))
+    {
+        Some(renewal) if quota => error.context(format!("the pull rate limit is reached; {renewal}")),
+        _ => error,
     }
 }
 

@@ -54,6 +54,21 @@ impl ManifestHead {
 pub struct RateLimit {
     pub limit: u64,
     pub remaining: u64,
+    /// The window the limit counts pulls over (`w=21600`): a pull spent now no longer
+    /// counts once it has passed, so a spent allowance is whole again by then at the latest.
+    pub window: Option<Duration>,
+}
+
+impl RateLimit {
+    /// When a spent allowance is whole again, said as people read it, measured from `now`.
+    pub fn renewal(&self, now: SystemTime) -> Option<String> {
+        let window = self.window?;
+        Some(format!(
+            "the allowance renews within {}, by {}",
+            retry::describe_wait(window),
+            retry::describe_clock(now + window)
+        ))
+    }
 }
 
 /// The most of a manifest (or a token answer) ecrcp reads: ECR, like most registries,
@@ -210,7 +225,13 @@ fn throttle_detail(allowance: Option<RateLimit>, retry_after: Option<Duration>) 
     let left = allowance
         .map(|limit| format!(" ({} of {} pulls left)", limit.remaining, limit.limit))
         .unwrap_or_default();
-    left + &wait_detail(retry_after)
+    // A spent pull allowance: say when it is whole again, unless the registry named a wait.
+    let renewal = allowance
+        .filter(|limit| limit.remaining == 0 && retry_after.is_none())
+        .and_then(|limit| limit.renewal(SystemTime::now()))
+        .map(|renewal| format!("; {renewal}"))
+        .unwrap_or_default();
+    left + &renewal + &wait_detail(retry_after)
 }
 
 fn wait_detail(retry_after: Option<Duration>) -> String {
@@ -889,9 +910,18 @@ pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
     let number =
         |name: &str| -> Option<u64> { header(headers, name)?.split(';').next()?.trim().parse().ok() };
+    let window = header(headers, "ratelimit-limit").and_then(|value| {
+        value
+            .split(';')
+            .skip(1)
+            .find_map(|parameter| parameter.trim().strip_prefix("w="))
+            .and_then(|seconds| seconds.trim().parse().ok())
+            .map(Duration::from_secs)
+    });
     Some(RateLimit {
         limit: number("ratelimit-limit")?,
         remaining: number("ratelimit-remaining")?,
+        window,
     })
 }
 
@@ -929,7 +959,8 @@ mod tests {
             rate_limit(&headers),
             Some(RateLimit {
                 limit: 100,
-                remaining: 76
+                remaining: 76,
+                window: Some(Duration::from_secs(21600)),
             })
         );
     }
@@ -1007,6 +1038,7 @@ mod tests {
             allowance: Some(RateLimit {
                 limit: 100,
                 remaining: 0,
+                window: None,
             }),
             retry_after: None,
         };
@@ -1015,6 +1047,25 @@ mod tests {
                 "registry 'docker.io' says the pull rate limit is reached (0 of 100 pulls left)\n"
             ),
             "{quota}"
+        );
+        let windowed = RegistryError::RateLimited {
+            host: "docker.io".into(),
+            limit: Limit::Pulls,
+            allowance: Some(RateLimit {
+                limit: 100,
+                remaining: 0,
+                window: Some(Duration::from_secs(21600)),
+            }),
+            retry_after: None,
+        };
+        let text = windowed.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(
+                "registry 'docker.io' says the pull rate limit is reached (0 of 100 pulls left); \
+                 the allowance renews within 6 h 0 min, by "
+            ) && first.ends_with(" UTC"),
+            "{text}"
         );
     }
 

@@ -103,6 +103,40 @@ pub fn describe_wait(wait: Duration) -> String {
     }
 }
 
+/// A moment as people read it, in UTC: `07:42 UTC` today, with the date (`2026-11-30 07:42
+/// UTC`) when it is not today.
+pub fn describe_clock(when: SystemTime) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let seconds = when.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let clock = format!("{:02}:{:02} UTC", seconds % 86_400 / 3600, seconds % 3600 / 60);
+    if seconds / 86_400 == now / 86_400 {
+        return clock;
+    }
+    let (year, month, day) = civil_date(seconds / 86_400);
+    format!("{year}-{month:02}-{day:02} {clock}")
+}
+
+/// The calendar date of a day counted from 1970-01-01: the inverse of `days_since_epoch`,
+/// with years counted from March so that the leap day comes last.
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let shifted = days + 719_468;
+    let (era, day_of_era) = (shifted / 146_097, shifted % 146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = era * 400 + year_of_era + u64::from(month <= 2);
+    (year, month, day)
+}
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -161,6 +195,22 @@ fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_round_trip_through_days_since_the_epoch() {
+        for (year, month, day) in [
+            (1970, 1, 1),
+            (2000, 2, 29),
+            (2024, 12, 31),
+            (2026, 3, 1),
+            (2100, 2, 28),
+        ] {
+            assert_eq!(civil_date(days_since_epoch(year, month, day)), (year, month, day));
+        }
+        let later =
+            UNIX_EPOCH + Duration::from_secs(days_since_epoch(2100, 2, 28) * 86_400 + 7 * 3600 + 42 * 60);
+        assert_eq!(describe_clock(later), "2100-02-28 07:42 UTC");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_every_http_date_form() {

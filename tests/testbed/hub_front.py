@@ -20,8 +20,12 @@
 #    Each manifest GET answered 200 uses one pull (HEAD is free, as on Docker
 #    Hub). With enforcement on, a manifest GET at remaining=0 gets Docker Hub's
 #    429 TOOMANYREQUESTS. Tests drive it through
-#        GET  /_testbed/ratelimit  -> {"limit":..,"remaining":..,"window":..,"enforce":..}
+#        GET  /_testbed/ratelimit  -> {"limit":..,"remaining":..,"window":..,"enforce":..,"spent":[..]}
 #        POST /_testbed/ratelimit  with a JSON body setting any of those keys
+#    "spent": [NAME, ...] spends the allowance for those repositories alone: their
+#    manifest GETs get the 429 (and their manifest answers remaining=0) while every
+#    other repository's pulls go on, so that tests running at the same time are not
+#    affected.
 #        POST /_testbed/private    {"repository": NAME}: only known users may read NAME
 #
 #  * token throttling, per repository, so that tests running at the same time
@@ -263,11 +267,12 @@ class RateLimit:
         self.remaining = limit
         self.window = window
         self.enforce = False
+        self.spent = set()
 
     def snapshot(self):
         with self.lock:
             return {"limit": self.limit, "remaining": self.remaining,
-                    "window": self.window, "enforce": self.enforce}
+                    "window": self.window, "enforce": self.enforce, "spent": sorted(self.spent)}
 
     def update(self, doc: dict):
         with self.lock:
@@ -276,19 +281,22 @@ class RateLimit:
                     setattr(self, key, int(doc[key]))
             if "enforce" in doc:
                 self.enforce = bool(doc["enforce"])
+            if "spent" in doc:
+                self.spent = {str(name) for name in doc["spent"] or []}
 
-    def exhausted(self):
+    def exhausted(self, repository: str):
         with self.lock:
-            return self.enforce and self.remaining <= 0
+            return repository in self.spent or (self.enforce and self.remaining <= 0)
 
     def use_one(self):
         with self.lock:
             self.remaining = max(0, self.remaining - 1)
 
-    def headers(self):
+    def headers(self, repository: str):
         with self.lock:
+            remaining = 0 if repository in self.spent else self.remaining
             return {"ratelimit-limit": f"{self.limit};w={self.window}",
-                    "ratelimit-remaining": f"{self.remaining};w={self.window}",
+                    "ratelimit-remaining": f"{remaining};w={self.window}",
                     "docker-ratelimit-source": "127.0.0.1"}
 
 
@@ -311,12 +319,12 @@ class ProxyHandler(front.FrontHandler):
 
     def answered_here(self, entry) -> bool:
         rl = self.server.ratelimit
-        if self.is_manifest() and self.command == "GET" and rl.exhausted():
+        if self.is_manifest() and self.command == "GET" and rl.exhausted(front.repository_of(self.path)):
             self.send_small(429, {"errors": [{
                 "code": "TOOMANYREQUESTS",
                 "message": "You have reached your pull rate limit. You may increase the limit "
                            "by authenticating and upgrading: https://www.docker.com/increase-rate-limit"}]},
-                rl.headers(), entry)
+                rl.headers(front.repository_of(self.path)), entry)
             return True
         return False
 
@@ -326,7 +334,7 @@ class ProxyHandler(front.FrontHandler):
         rl = self.server.ratelimit
         if status == 200 and self.command == "GET":
             rl.use_one()
-        return rl.headers()
+        return rl.headers(front.repository_of(self.path))
 
     # -- control endpoints
 
