@@ -10,6 +10,7 @@ mod engine;
 mod engine_refusals;
 mod failures;
 mod fanout;
+mod faults_docker;
 mod flaky;
 mod iam;
 mod ledger;
