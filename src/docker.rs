@@ -493,7 +493,7 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str, layers_done:
     let stderr = if stderr.is_empty() {
         "(no output)".to_owned()
     } else {
-        last_line(stderr).to_owned()
+        without_upload_state(last_line(stderr))
     };
     DockerError::Failed {
         argv,
@@ -501,6 +501,25 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str, layers_done:
         stderr,
         layers_done,
     }
+}
+
+/// Go quotes the URL of a failed request (`Patch "https://h/v2/r/blobs/uploads/ID?_state=...":
+/// EOF`); an upload's query holds the registry's opaque session state, hundreds of characters
+/// that say nothing to a reader. The query goes; the path (the repository, the upload)
+/// stays.
+fn without_upload_state(line: &str) -> String {
+    let mut shown = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = rest.find("\"https://") {
+        let (before, quoted) = rest.split_at(start + 1);
+        shown.push_str(before);
+        let end = quoted.find('"').unwrap_or(quoted.len());
+        let url = &quoted[..end];
+        shown.push_str(url.split_once('?').map_or(url, |(path, _)| path));
+        rest = &quoted[end..];
+    }
+    shown.push_str(rest);
+    shown
 }
 
 /// docker prints context before the line that says what went wrong; that line is the one
@@ -685,6 +704,33 @@ mod tests {
             let error = classify_failure("docker push x".into(), ExitStatus::from_raw(1 << 8), stderr, 0);
             assert_eq!(error.is_transient(), transient, "{stderr}");
         }
+    }
+
+    #[test]
+    fn an_uploads_session_state_is_left_out_of_the_message() {
+        let error = classify_failure(
+            "docker push x".into(),
+            ExitStatus::from_raw(1 << 8),
+            r#"Patch "https://h/v2/f/blobs/uploads/39fc?_state=wJerHqw4BUqYuL252gGry6cdDQ%3D%3D&digest=sha256%3A55": read tcp 127.0.0.1:6->127.0.0.3:443: read: connection reset by peer"#,
+            0,
+        );
+        assert_eq!(
+            error.to_string(),
+            r#"`docker push x` failed (exit status 1): Patch "https://h/v2/f/blobs/uploads/39fc": read tcp 127.0.0.1:6->127.0.0.3:443: read: connection reset by peer"#
+        );
+        assert!(error.is_transient());
+        let eof = classify_failure(
+            "docker push x".into(),
+            ExitStatus::from_raw(1 << 8),
+            r#"Put "https://h/v2/f/blobs/uploads/1?_state=x": EOF"#,
+            0,
+        );
+        assert!(
+            eof.to_string()
+                .ends_with(r#"Put "https://h/v2/f/blobs/uploads/1": EOF"#),
+            "{eof}"
+        );
+        assert!(eof.is_transient());
     }
 
     #[test]

@@ -139,6 +139,10 @@ fn docker_engine_completes_at_a_hostile_rate_one_in_three() {
     );
     let retried = retries(&run.stderr);
     assert!(
+        retried.iter().all(|line| !line.contains("_state=")),
+        "an upload's session state is left out: {retried:#?}"
+    );
+    assert!(
         retried.len() >= 3,
         "it took more attempts than a fixed limit of three: {}",
         run.stderr
