@@ -11,6 +11,7 @@ mod engine_refusals;
 mod failures;
 mod fanout;
 mod faults_crash;
+mod faults_docker;
 mod faults_hang;
 mod faults_quota;
 mod faults_registry;

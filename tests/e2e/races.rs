@@ -65,7 +65,7 @@ fn a_failed_copy_does_not_remove_the_repository_another_tag_was_pushed_into() {
          [[image]]\nsource = \"alpine:3.20\"\ndestination = \"{ECR}/{repository}:a\"\n\
          [[image]]\nsource = \"alpine:3.20\"\ndestination = \"{ECR}/{repository}:b\"\n"
     ));
-    let refused = format!("push --quiet {ECR}/{repository}:a");
+    let refused = format!("push {ECR}/{repository}:a");
 
     // The push to `:a` is refused late, after `:b` found the repository `:a` created.
     let run = bed

@@ -6,14 +6,16 @@
 //! push for each.
 
 mod local;
+mod retry;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::future::BoxFuture;
 
 use self::local::{ImageStore, LocalImage};
+use self::retry::{Attempts, Next};
 use super::turns::Turns;
 use super::{Delivered, Engine, Lands, Pulls, Transfer};
 use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
@@ -21,11 +23,6 @@ use crate::login::Logins;
 use crate::plan::CopyJob;
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RegistryClient};
-
-/// How often, and how far apart, a docker pull or push that failed for a passing reason is
-/// tried again.
-const DOCKER_ATTEMPTS: u32 = 3;
-const DOCKER_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// Copies through the docker CLI. Safe to share between concurrent copies.
 pub struct DockerEngine<'a> {
@@ -72,21 +69,23 @@ impl<'a> DockerEngine<'a> {
     /// One pull for every transfer (they share the source and platform), a tag and a push
     /// per destination; a destination that fails does not stop the others.
     async fn run_transfers(&self, transfers: Vec<Transfer<'_>>) -> Vec<anyhow::Result<Delivered>> {
-        let tagged = match self.pull_and_tag(&transfers).await {
+        // One retry budget for the whole copy: its pull and every push.
+        let deadline = Instant::now() + retry::RETRY_BUDGET;
+        let tagged = match self.pull_and_tag(&transfers, deadline).await {
             Ok(tagged) => tagged,
             Err(error) => return super::for_each_destination(error, transfers.len()),
         };
         futures_util::future::join_all(transfers.iter().zip(tagged).map(|(transfer, tagged)| async move {
             tagged?;
-            self.deliver(transfer).await
+            self.deliver(transfer, deadline).await
         }))
         .await
     }
 
     /// Pushes a pulled and tagged image to its destination, and says what it serves now.
-    async fn deliver(&self, transfer: &Transfer<'_>) -> anyhow::Result<Delivered> {
+    async fn deliver(&self, transfer: &Transfer<'_>, deadline: Instant) -> anyhow::Result<Delivered> {
         let Transfer { job, destination, .. } = *transfer;
-        let published = self.publish(transfer).await;
+        let published = self.publish(transfer, deadline).await;
         if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
             tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
         }
@@ -131,7 +130,11 @@ impl<'a> DockerEngine<'a> {
     /// else each tag's result. Docker keeps one local image per name, so jobs that pull one
     /// name (for different platforms, say) take turns from the pull to the last tag;
     /// otherwise one could tag the image the other just pulled.
-    async fn pull_and_tag(&self, transfers: &[Transfer<'_>]) -> anyhow::Result<Vec<anyhow::Result<()>>> {
+    async fn pull_and_tag(
+        &self,
+        transfers: &[Transfer<'_>],
+        deadline: Instant,
+    ) -> anyhow::Result<Vec<anyhow::Result<()>>> {
         let Some(first) = transfers.first() else {
             return Ok(Vec::new());
         };
@@ -148,7 +151,7 @@ impl<'a> DockerEngine<'a> {
         let spent = source
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
-        self.docker_retrying(&pull, spent)
+        self.docker_retrying(&pull, spent, deadline)
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
@@ -165,12 +168,20 @@ impl<'a> DockerEngine<'a> {
 
     /// Makes sure the repository exists, pushes the destination tag and verifies what the
     /// registry then serves: its digest, and whether the tag held it already.
-    async fn publish(&self, transfer: &Transfer<'_>) -> anyhow::Result<(String, bool, LocalImage)> {
+    async fn publish(
+        &self,
+        transfer: &Transfer<'_>,
+        deadline: Instant,
+    ) -> anyhow::Result<(String, bool, LocalImage)> {
         let destination = transfer.destination;
         transfer.repository.ensure().await?;
         self.logins.docker_login(destination, transfer.ecr).await?;
         let pushed = self
-            .docker_retrying(&DockerCommand::push(destination, transfer.options.progress), None)
+            .docker_retrying(
+                &DockerCommand::push(destination, transfer.options.progress),
+                None,
+                deadline,
+            )
             .await;
         let image = self.inspect(destination).await?;
         match pushed {
@@ -229,27 +240,62 @@ impl<'a> DockerEngine<'a> {
     }
 
     /// Runs a pull or push, again after a failure that may pass (a dropped connection, a
-    /// registry's 5xx), never after one that will not (a quota, a refusal). Each attempt
-    /// that docker ran, unless the registry refused it for its rate limit, counts its
-    /// manifest reads in `spent`: docker may have read the manifests before it failed.
+    /// registry's 5xx) while the attempts make progress and the copy's budget lasts
+    /// ([`retry`]), never after one that will not (a quota, a refusal). Each attempt that
+    /// docker ran, unless the registry refused it for its rate limit, counts its manifest
+    /// reads in `spent`: docker may have read the manifests before it failed.
+    ///
+    /// A push that failed leaves no wrong tag: docker sends the manifest, which moves the
+    /// tag, only after every layer is at the registry, and the registry refuses a manifest
+    /// whose blobs it does not hold; `publish` then checks what the tag serves.
     async fn docker_retrying(
         &self,
         command: &DockerCommand,
         spent: Option<(&Pulls, u64)>,
+        deadline: Instant,
     ) -> Result<DockerOutput, DockerError> {
-        let mut attempt = 1;
+        let mut attempts = Attempts::new(deadline);
         loop {
             let result = self.docker(command).await;
             if let (Some((pulls, reads)), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
                 pulls.spent(reads);
             }
-            match result {
-                Err(error) if error.is_transient() && attempt < DOCKER_ATTEMPTS => {
-                    tracing::warn!(argv = ?command.args(), %error, attempt, "docker failed; trying again");
-                    tokio::time::sleep(DOCKER_RETRY_DELAY * 2_u32.pow(attempt - 1)).await;
-                    attempt += 1;
+            let error = match result {
+                Ok(output) => {
+                    if attempts.attempt > 1 {
+                        tracing::info!(argv = ?command.args(), attempts = attempts.attempt, "docker succeeded after trying again");
+                    }
+                    return Ok(output);
                 }
-                result => return result,
+                Err(error) => error,
+            };
+            let attempt = attempts.attempt;
+            match attempts.after(&error, Instant::now()) {
+                Next::Again { wait, progressed } => {
+                    tracing::warn!(
+                        argv = ?command.args(),
+                        %error,
+                        attempt,
+                        layers_done = error.layers_done(),
+                        progressed,
+                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        "docker failed; trying again"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Next::GiveUp(reason) => {
+                    if error.is_transient() {
+                        tracing::warn!(
+                            argv = ?command.args(),
+                            %error,
+                            attempt,
+                            layers_done = attempts.best,
+                            reason,
+                            "docker failed; not trying again"
+                        );
+                    }
+                    return Err(error);
+                }
             }
         }
     }
