@@ -212,9 +212,10 @@ fn a_short_retry_after_is_waited_out(test: &str, engine: &str) -> f64 {
 #[ignore = "needs the test bed"]
 fn docker_engine_another_registrys_429_with_a_short_retry_after_is_waited_out() {
     // docker's own answer to a 429 is to fail (it reads no Retry-After): ecrcp runs the push
-    // again after its backoff, which a throttle outlasting it would turn into a failure.
+    // again after its backoff (the first wait: 1 s, jittered down to half), which a
+    // throttle outlasting its attempts would turn into a failure.
     let waited = a_short_retry_after_is_waited_out("quota-ra2-docker", "docker");
-    assert!(waited >= 0.9, "the push ran again at once ({waited:.2} s)");
+    assert!(waited >= 0.45, "the push ran again at once ({waited:.2} s)");
 }
 
 #[test]
@@ -242,8 +243,10 @@ fn a_long_retry_after_fails_at_once(test: &str, engine: &str) {
         "{}",
         run.stderr
     );
+    // The docker engine tries again while attempts make progress, and at most 4 times in a
+    // row without: 5 PUTs at most. The registry engine honours the Retry-After: 1.
     assert!(
-        (1..=3).contains(&puts.len()),
+        (1..=5).contains(&puts.len()),
         "a few manifest PUTs at most, never a loop: {puts:?}"
     );
     assert!(
