@@ -163,9 +163,13 @@ fn a_tag_list_longer_than_a_page_is_read_to_its_end() {
         .chain(["9.9.9".to_owned()])
         .collect();
     // Four pushers at once: a tag is one manifest PUT, and the bed answers them in parallel.
+    // The blobs go first, alone: four pushers uploading the same blob at once race in the
+    // registry (DIGEST_INVALID).
     let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    push_tags(&bed, &upstream, &tags[..1]);
+    let rest = &tags[1..];
     std::thread::scope(|scope| {
-        for chunk in tags.chunks(tags.len().div_ceil(4)) {
+        for chunk in rest.chunks(rest.len().div_ceil(4)) {
             scope.spawn(|| push_tags(&bed, &upstream, chunk));
         }
     });
