@@ -74,6 +74,7 @@ pub fn source_pulls<'c>(checks: impl IntoIterator<Item = &'c Check>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::copy::tests::check;
     use crate::copy::Skip;
     use crate::decide::Why;
     use crate::plan::JobSettings;
@@ -109,18 +110,6 @@ mod tests {
             by_source(&jobs),
             [vec![0, 2, 5], vec![1], vec![3], vec![4], vec![6]]
         );
-    }
-
-    fn check(next: Next, verify_reads_source: bool, config_reads: u64, copy_reads: u64) -> Check {
-        Check {
-            source_digest: None,
-            existing: None,
-            rate_limit: None,
-            verify_reads_source,
-            config_reads,
-            copy_reads,
-            next,
-        }
     }
 
     #[test]

@@ -649,6 +649,19 @@ fn with_renewal(error: anyhow::Error, check: &Check) -> anyhow::Error {
 mod tests {
     use super::*;
 
+    /// A check whose pull bookings alone matter (the group tests use it too).
+    pub(super) fn check(next: Next, verify_reads_source: bool, config_reads: u64, copy_reads: u64) -> Check {
+        Check {
+            source_digest: None,
+            existing: None,
+            rate_limit: None,
+            verify_reads_source,
+            config_reads,
+            copy_reads,
+            next,
+        }
+    }
+
     #[test]
     fn a_check_books_the_pulls_finishing_may_take() {
         // (next, verify reads the source, config reads, copy reads, pulls)
@@ -667,15 +680,7 @@ mod tests {
             (Next::Copy(Why::Requested), false, 2, 4, 4),
         ];
         for (next, verify_reads_source, config_reads, copy_reads, pulls) in cases {
-            let check = Check {
-                source_digest: None,
-                existing: None,
-                rate_limit: None,
-                verify_reads_source,
-                config_reads,
-                copy_reads,
-                next,
-            };
+            let check = check(next, verify_reads_source, config_reads, copy_reads);
             assert_eq!(
                 check.source_pulls(),
                 pulls,
