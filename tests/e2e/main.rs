@@ -6,6 +6,7 @@
 mod accounts;
 mod container;
 mod copy;
+mod dockerd;
 mod engine;
 mod engine_refusals;
 mod failures;
