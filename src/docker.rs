@@ -196,6 +196,19 @@ impl DockerError {
         }
     }
 
+    /// Whether a registry throttled the command (429, `toomanyrequests`) past the retries:
+    /// a registry saying "later", as Docker Hub's pull quota ([`DockerError::RateLimited`])
+    /// does, so sync defers the image rather than counting it failed.
+    pub fn is_throttled(&self) -> bool {
+        match self {
+            DockerError::RateLimited { .. } => true,
+            DockerError::Failed { stderr, .. } => {
+                stderr.contains("toomanyrequests") || stderr.contains("429 Too Many Requests")
+            }
+            _ => false,
+        }
+    }
+
     /// How many layers docker reported at the far end (pushed, already there, pulled)
     /// before this failure: more than an earlier attempt means this one made progress.
     pub fn layers_done(&self) -> usize {
@@ -553,6 +566,45 @@ mod tests {
 
     fn reference(text: &str) -> Reference {
         Reference::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_registry_throttling_past_the_retries_reads_as_throttled_not_failed() {
+        let failed = |stderr: &str| DockerError::Failed {
+            argv: "docker push x".into(),
+            status: "exit status: 1".into(),
+            stderr: stderr.into(),
+            layers_done: 0,
+        };
+        let cases = [
+            ("ECR's 429", failed("toomanyrequests: Rate exceeded"), true),
+            (
+                "a bare 429",
+                failed("received unexpected HTTP status: 429 Too Many Requests"),
+                true,
+            ),
+            (
+                "Docker Hub's quota",
+                DockerError::RateLimited {
+                    argv: "docker pull x".into(),
+                    stderr: "toomanyrequests: You have reached your pull rate limit".into(),
+                },
+                true,
+            ),
+            (
+                "a 503",
+                failed("received unexpected HTTP status: 503 Service Unavailable"),
+                false,
+            ),
+            (
+                "a refusal",
+                failed("denied: requested access to the resource is denied"),
+                false,
+            ),
+        ];
+        for (name, error, expected) in cases {
+            assert_eq!(error.is_throttled(), expected, "{name}");
+        }
     }
 
     #[test]

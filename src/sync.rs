@@ -426,8 +426,9 @@ impl Runner<'_> {
             .collect()
     }
 
-    /// A failure, or a deferral when the registry's pull quota was the reason. A failure
-    /// that every further image would meet too stops the run.
+    /// A failure, or a deferral when a registry's quota or throttle was the reason (with
+    /// either engine alike): the next run will do. A failure that every further image would
+    /// meet too stops the run.
     fn failure(&self, error: anyhow::Error) -> ImageResult {
         if stops_the_run(&error) {
             self.halt.request();
@@ -437,10 +438,9 @@ impl Runner<'_> {
                 cause.downcast_ref::<RegistryError>(),
                 Some(RegistryError::RateLimited { .. })
             ) || cause.is::<OverBudget>()
-                || matches!(
-                    cause.downcast_ref::<DockerError>(),
-                    Some(DockerError::RateLimited { .. })
-                )
+                || cause
+                    .downcast_ref::<DockerError>()
+                    .is_some_and(DockerError::is_throttled)
         });
         if quota {
             ImageResult::Deferred(format!("{error:#}"))

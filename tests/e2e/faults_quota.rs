@@ -267,3 +267,46 @@ fn docker_engine_another_registrys_429_with_a_long_retry_after_fails_without_a_l
 fn registry_engine_another_registrys_429_with_a_long_retry_after_fails_without_a_loop() {
     a_long_retry_after_fails_at_once("quota-ra3600-registry", "registry");
 }
+
+/// ECR throttles one destination's manifest PUT with `Retry-After: 3600`, past the retries:
+/// sync defers that image (exit 75, the timer tries again) and copies the other, with either
+/// engine alike.
+fn sync_defers_an_image_its_destination_throttles(test: &str, engine: &str) {
+    let bed = Bed::get(test);
+    let throttled = bed.unique("quota/throttled");
+    let other = bed.unique("quota/fine");
+    bed.push_upstream(&throttled, "1", "throttled-sync");
+    bed.push_upstream(&other, "1", "fine-sync");
+    let prefix = bed.unique("quota");
+    let faults = Faults::set(
+        ECR,
+        &format!("{prefix}/{throttled}"),
+        &serde_json::json!([{"method": "PUT", "path": "/manifests/", "status": 429, "retry_after": "3600"}]),
+    );
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\nengine = \"{engine}\"\ndestination = \"{ECR}/{prefix}/\"\n\
+         [[image]]\nsource = \"{throttled}:1\"\n[[image]]\nsource = \"{other}:1\"\n"
+    ));
+    let run = bed.sync(&config, &[]);
+    drop(faults);
+    run.assert_code(75);
+    let outcomes = run.outcomes();
+    assert_eq!(outcomes[&format!("{throttled}:1")], "deferred", "{outcomes:?}");
+    assert_eq!(outcomes[&format!("{other}:1")], "copied", "{outcomes:?}");
+    assert!(
+        bed.digest(ECR, &format!("{prefix}/{throttled}"), "1").is_none(),
+        "no tag"
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn docker_engine_a_destination_throttled_past_the_retries_defers_the_image_in_sync() {
+    sync_defers_an_image_its_destination_throttles("quota-dst-sync-docker", "docker");
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_a_destination_throttled_past_the_retries_defers_the_image_in_sync() {
+    sync_defers_an_image_its_destination_throttles("quota-dst-sync-registry", "registry");
+}
