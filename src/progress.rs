@@ -28,6 +28,10 @@ pub enum BlobState {
         bytes: u64,
         took: Duration,
     },
+    /// A try failed; the next starts at `at` (docker's "Retrying in N seconds").
+    Retrying {
+        at: Instant,
+    },
     Failed,
 }
 
@@ -223,6 +227,13 @@ pub fn blob_line(digest: &str, size: u64, state: BlobState, now: Instant) -> Str
         BlobState::Sent { bytes: sent, took } => {
             format!("Sent {} in {:.1} s", bytes(sent), took.as_secs_f64())
         }
+        BlobState::Retrying { at } => {
+            let wait = at.saturating_duration_since(now);
+            format!(
+                "Retrying in {} s",
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            )
+        }
         BlobState::Failed => "Failed".to_owned(),
     };
     format!("{short}: {status}")
@@ -363,6 +374,13 @@ mod tests {
                 },
                 "abababababab: Sent 2.0 MB in 1.5 s",
             ),
+            (
+                BlobState::Retrying {
+                    at: now + Duration::from_millis(2100),
+                },
+                "abababababab: Retrying in 3 s",
+            ),
+            (BlobState::Retrying { at: now }, "abababababab: Retrying in 0 s"),
         ];
         for (state, expected) in cases {
             assert_eq!(blob_line(&digest, 10, state, now), expected);

@@ -422,7 +422,7 @@ impl RegistryClient {
                 }
                 return result;
             };
-            tracing::info!(request = what, error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
+            tracing::warn!(request = what, error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
             tokio::time::sleep(pause).await;
         }
     }

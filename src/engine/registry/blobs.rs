@@ -216,11 +216,17 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
         let mut wait = Duration::ZERO;
         for (index, error) in &failed {
             let pause = error.pause(backoff + jitter(backoff));
-            tracing::info!(image = %copyings[*index].destination, blob = digest, attempt = persistence.tries(), progress, wait_ms = pause.as_millis(), error = %error_chain(error), "blob copy failed; retrying it");
+            tracing::warn!(image = %copyings[*index].destination, blob = digest, attempt = persistence.tries(), progress, wait_ms = pause.as_millis(), error = %error_chain(error), "blob copy failed; retrying it");
             wait = wait.max(pause);
         }
-        first.progress.set(digest, BlobState::Waiting);
+        first.progress.set(
+            digest,
+            BlobState::Retrying {
+                at: Instant::now() + wait,
+            },
+        );
         tokio::time::sleep(wait).await;
+        first.progress.set(digest, BlobState::Waiting);
     }
     // Every destination has its result by now.
     let results: Vec<Result<Moved, BlobError>> = results.into_iter().flatten().collect();
@@ -378,7 +384,7 @@ impl Copying<'_> {
             .await
         {
             Ok(true) => {
-                tracing::info!(image = %self.destination, blob = digest, error = %error_chain(error), "blob landed although its answer was lost");
+                tracing::warn!(image = %self.destination, blob = digest, error = %error_chain(error), "blob landed although its answer was lost");
                 self.engine.holds(self.destination, digest);
                 true
             }
