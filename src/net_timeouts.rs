@@ -39,6 +39,10 @@ pub struct NetTimeouts {
     pub api_attempt: Duration,
     /// The ECR API: an operation with all its retries.
     pub api_operation: Duration,
+    /// After a registry stopped answering a request, how long every further request to it
+    /// fails at once instead of waiting out its limit again: a sync of 1,000 images into a
+    /// dead destination ends in about one limit, and a host back after a blip is asked again.
+    pub silent_hold: Duration,
 }
 
 /// The limits as shipped, before any scaling.
@@ -52,6 +56,7 @@ const BASE: NetTimeouts = NetTimeouts {
     api_connect: Duration::from_secs(10),
     api_attempt: Duration::from_secs(60),
     api_operation: Duration::from_secs(180),
+    silent_hold: Duration::from_secs(60),
 };
 
 /// No limit goes below this, whatever the scale: a limit of zero would fail everything.
@@ -96,6 +101,7 @@ fn scaled(scale: f64) -> NetTimeouts {
         api_connect: by(BASE.api_connect),
         api_attempt: by(BASE.api_attempt),
         api_operation: by(BASE.api_operation),
+        silent_hold: by(BASE.silent_hold),
     }
 }
 

@@ -519,7 +519,9 @@ impl<'a> Copier<'a> {
 
     async fn push_would_fail(&self, destination: &Reference, error: &RegistryError) -> bool {
         match error {
-            RegistryError::Connect { .. } | RegistryError::Stalled { .. } => true,
+            RegistryError::Connect { .. }
+            | RegistryError::Stalled { .. }
+            | RegistryError::StillSilent { .. } => true,
             RegistryError::Unauthorized { .. } => self
                 .registry
                 .credentials()

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
@@ -109,6 +109,11 @@ pub enum RegistryError {
         what: String,
         after: Duration,
     },
+    /// The registry stopped answering earlier in this run ([`RegistryError::Stalled`]),
+    /// within `net_timeouts::silent_hold`: not asked again, so each image does not wait out
+    /// the limit anew.
+    #[error("registry '{host}' stopped answering {} ago in this run; not asked again for now\nnote: check that this host answers, e.g. `curl -v https://{host}/v2/`; ecrcp asks it again {} after it went silent, and the next run asks anew", net_timeouts::seconds(*.ago), net_timeouts::seconds(net_timeouts::net().silent_hold))]
+    StillSilent { host: String, ago: Duration },
     #[error("registry '{host}' sent something unexpected: {detail}")]
     Protocol { host: String, detail: String },
     #[error("registry '{host}' answered '{answered}' when asked for '{image}' by digest '{requested}'\nnote: a registry must serve exactly the content a digest names; ecrcp refuses anything else")]
@@ -255,6 +260,8 @@ pub struct RegistryClient {
     attempts: u32,
     /// Manifest GETs Docker Hub answered: each is a pull on its count.
     hub_manifest_reads: AtomicU64,
+    /// Hosts that stopped answering, and when ([`RegistryError::StillSilent`]).
+    silent: Mutex<HashMap<String, Instant>>,
 }
 
 struct Response {
@@ -296,6 +303,7 @@ impl RegistryClient {
             challenges: Mutex::new(HashMap::new()),
             attempts: retry::REQUEST_ATTEMPTS,
             hub_manifest_reads: AtomicU64::new(0),
+            silent: Mutex::default(),
         })
     }
 
@@ -572,14 +580,34 @@ impl RegistryClient {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
+        self.refuse_if_silent(host)?;
         let what = || format!("{} {}", request.method, request.url);
-        match tokio::time::timeout(limit, builder.send()).await {
+        let sent = match tokio::time::timeout(limit, builder.send()).await {
             Ok(sent) => sent.map_err(|error| send_error(host, &what(), &error)),
             Err(_) => Err(RegistryError::Stalled {
                 host: host.to_owned(),
                 what: what(),
                 after: limit,
             }),
+        };
+        if let Err(RegistryError::Stalled { .. }) = &sent {
+            self.silent
+                .lock()
+                .expect("silent hosts poisoned")
+                .insert(host.to_owned(), Instant::now());
+        }
+        sent
+    }
+
+    /// Fails at once for a host that stopped answering a request within the hold.
+    fn refuse_if_silent(&self, host: &str) -> Result<(), RegistryError> {
+        let silent = self.silent.lock().expect("silent hosts poisoned");
+        match silent.get(host).map(Instant::elapsed) {
+            Some(ago) if ago < net_timeouts::net().silent_hold => Err(RegistryError::StillSilent {
+                host: host.to_owned(),
+                ago,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -593,6 +621,7 @@ impl RegistryClient {
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
+        self.refuse_if_silent(host)?;
         let mut request = request;
         if let Some(authorization) = self.authorization(image, scopes).await? {
             request = request.header(AUTHORIZATION, &*authorization);

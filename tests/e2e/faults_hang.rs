@@ -182,6 +182,52 @@ fn registry_engine_a_destination_dropping_packets_fails_within_the_bound() {
     assert!(took < Duration::from_secs(30), "took {took:?}");
 }
 
+/// A sync of more images into the black hole than it checks at once (8 per job slot): once
+/// a request to it went unanswered, the later ones fail at once, saying so, instead of each
+/// waiting out the limit again (1,000 images at 32 checks at once and 10 s each would take
+/// five minutes).
+#[test]
+#[ignore = "needs the test bed"]
+fn sync_into_a_silent_destination_waits_out_its_limit_once_not_once_per_image() {
+    let bed = Bed::get("hang-syncdrop");
+    let host = black_hole();
+    let mut config = format!(
+        "version = 1\n[sync]\njobs = 1\n[defaults]\nengine = \"registry\"\ndestination = \"{host}/\"\n"
+    );
+    let mut images = Vec::new();
+    for index in 0..12 {
+        let upstream = bed.unique(&format!("hang/many{index}"));
+        bed.push_upstream_with(
+            &upstream,
+            "1",
+            &format!("hang-many-{index}"),
+            &["--layer-size", "16K"],
+        );
+        config.push_str(&format!("[[image]]\nsource = \"{upstream}:1\"\n"));
+        images.push(upstream);
+    }
+    let config = bed.sync_config(&config);
+
+    let (run, _) = run_bounded(bed.sync_command(&config), Duration::from_secs(120));
+
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let failed = run.events("image failed");
+    assert_eq!(failed.len(), images.len(), "{}", run.stderr);
+    let waited = failed
+        .iter()
+        .filter(|event| event.to_string().contains("got no answer"))
+        .count();
+    let skipped = failed
+        .iter()
+        .filter(|event| event.to_string().contains("not asked again"))
+        .count();
+    assert!(
+        waited <= 8 && skipped >= 4 && waited + skipped == images.len(),
+        "only the checks in flight at once wait; the rest fail at once ({waited} waited, {skipped} skipped):\n{}",
+        run.stderr
+    );
+}
+
 /// The same black hole with the docker engine: ecrcp's own check of the destination finds
 /// it silent, and no docker push is started into it.
 #[test]
