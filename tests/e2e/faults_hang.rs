@@ -4,6 +4,7 @@
 //! `ECRCP_NET_TIMEOUT_SCALE` shortens ecrcp's network limits (src/net_timeouts.rs) so that
 //! each test takes seconds.
 
+use std::fmt::Write as _;
 use std::io::Read as _;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -203,7 +204,7 @@ fn sync_into_a_silent_destination_waits_out_its_limit_once_not_once_per_image() 
             &format!("hang-many-{index}"),
             &["--layer-size", "16K"],
         );
-        config.push_str(&format!("[[image]]\nsource = \"{upstream}:1\"\n"));
+        writeln!(config, "[[image]]\nsource = \"{upstream}:1\"").unwrap();
         images.push(upstream);
     }
     let config = bed.sync_config(&config);
