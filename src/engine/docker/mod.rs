@@ -7,6 +7,7 @@
 
 mod local;
 mod retry;
+mod space;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,9 +152,11 @@ impl<'a> DockerEngine<'a> {
         let spent = source
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
-        self.docker_retrying(&pull, spent, deadline)
-            .await
-            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
+        let pulled = match self.docker_retrying(&pull, spent, deadline).await {
+            Err(error @ DockerError::NoSpace { .. }) => Err(self.no_space(error, first).await),
+            pulled => pulled,
+        };
+        pulled.with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
         for transfer in transfers {
             tagged.push(
@@ -164,6 +167,24 @@ impl<'a> DockerEngine<'a> {
             );
         }
         Ok(tagged)
+    }
+
+    /// A pull that ran out of disk space, with where and how much the image needs. The
+    /// daemon removed the layers it had unpacked, and the pull tagged nothing: nothing of
+    /// this copy is left taking space.
+    async fn no_space(&self, error: DockerError, transfer: &Transfer<'_>) -> DockerError {
+        let platform = self.platform(transfer.job).await.unwrap_or_default();
+        let found = space::find_out(
+            self.docker,
+            self.registry,
+            transfer.pulls,
+            &transfer.job.source,
+            transfer.source_digest,
+            &platform,
+        )
+        .await;
+        tracing::warn!(image = %transfer.job.source, data_root = ?found.data_root, image_bytes = ?found.image_bytes, "docker ran out of disk space; not trying again");
+        error.with_space(found)
     }
 
     /// Makes sure the repository exists, pushes the destination tag and verifies what the
@@ -257,7 +278,11 @@ impl<'a> DockerEngine<'a> {
         let mut attempts = Attempts::new(deadline);
         loop {
             let result = self.docker(command).await;
-            if let (Some((pulls, reads)), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
+            if let (
+                Some((pulls, reads)),
+                Ok(_) | Err(DockerError::Failed { .. } | DockerError::NoSpace { .. }),
+            ) = (spent, &result)
+            {
                 pulls.spent(reads);
             }
             let error = match result {
