@@ -5,6 +5,7 @@
 //! registry engine, which streams and needs no disk, copies the same image with the same
 //! small disk. Also: a full state directory costs the ledger's save, not the copy.
 
+use std::fmt::Write as _;
 use std::process::Command;
 
 use crate::dockerd::PrivateDockerd;
@@ -129,7 +130,7 @@ fn a_sync_goes_on_with_the_images_that_fit_after_one_that_fills_the_disk() {
     let mut config =
         format!("version = 1\n[sync]\njobs = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n");
     for repo in std::iter::once(&big).chain(&small) {
-        config.push_str(&format!("\n[[image]]\nsource = \"{repo}:1\"\n"));
+        writeln!(config, "\n[[image]]\nsource = \"{repo}:1\"").unwrap();
     }
     let config = bed.sync_config(&config);
 

@@ -183,7 +183,12 @@ impl<'a> DockerEngine<'a> {
             &platform,
         )
         .await;
-        tracing::warn!(image = %transfer.job.source, data_root = ?found.data_root, image_bytes = ?found.image_bytes, "docker ran out of disk space; not trying again");
+        tracing::debug!(
+            image = %transfer.job.source,
+            data_root = found.data_root.as_deref().unwrap_or("unknown"),
+            image_bytes = found.image_bytes.unwrap_or_default(),
+            "docker ran out of disk space; not trying again"
+        );
         error.with_space(found)
     }
 
