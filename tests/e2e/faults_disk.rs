@@ -263,3 +263,50 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// The source is pulled already and then the disk fills (another tenant of the data root):
+/// docker's next write into its data root (the tag's metadata) fails. The copy fails
+/// saying where, and leaves no repository and no tag.
+#[test]
+#[ignore = "needs the test bed"]
+fn a_disk_that_fills_after_the_pull_fails_the_copy_saying_where_and_leaves_no_repository() {
+    let bed = Bed::get("diskfulltag");
+    let daemon = PrivateDockerd::with_disk_of(&bed, DISK_MB);
+    let upstream = bed.unique("faults/dtag");
+    bed.push_upstream_with(&upstream, "1", "dtag", &["--layer-size", "2M"]);
+    let pulled = daemon.docker(&["pull", &format!("{upstream}:1")]);
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    // dd stops when the disk is full.
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", daemon.data_root().join("filler").display()))
+        .output();
+    let dest = bed.unique("faults/dtagdst");
+
+    let run = Run::from(
+        ecrcp(&bed, &daemon)
+            .args([&format!("{upstream}:1"), &format!("{ECR}/{dest}:1")])
+            .output()
+            .expect("ecrcp runs"),
+    );
+
+    run.assert_code(1);
+    eprintln!("ecrcp said: {}", run.stderr);
+    let root = daemon.data_root().display().to_string();
+    for needle in [
+        format!("ran out of disk space in docker's data root '{root}'"),
+        "--engine registry".to_owned(),
+    ] {
+        assert!(
+            run.stderr.contains(&needle),
+            "the message says {needle:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(bed.repository(&dest).is_none(), "no repository left");
+    assert_eq!(bed.digest(ECR, &dest, "1"), None, "no tag at the destination");
+}

@@ -159,8 +159,11 @@ impl<'a> DockerEngine<'a> {
         pulled.with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
         for transfer in transfers {
+            let tag = self
+                .docker(&DockerCommand::tag(source, transfer.destination))
+                .await;
             tagged.push(
-                self.docker(&DockerCommand::tag(source, transfer.destination))
+                self.out_of_space(tag)
                     .await
                     .map(drop)
                     .with_context(|| format!("cannot tag the image as '{}'", transfer.destination)),
@@ -174,7 +177,7 @@ impl<'a> DockerEngine<'a> {
     /// this copy is left taking space.
     async fn no_space(&self, error: DockerError, transfer: &Transfer<'_>) -> DockerError {
         let platform = self.platform(transfer.job).await.unwrap_or_default();
-        let found = space::find_out(
+        let found = space::of_pull(
             self.docker,
             self.registry,
             transfer.pulls,
@@ -190,6 +193,18 @@ impl<'a> DockerEngine<'a> {
             "docker ran out of disk space; not trying again"
         );
         error.with_space(found)
+    }
+
+    /// A tag or push that ran out of disk space (docker writes its metadata into its data
+    /// root), with where: the image is unpacked already, so its size says nothing.
+    async fn out_of_space<T>(&self, result: Result<T, DockerError>) -> Result<T, DockerError> {
+        match result {
+            Err(error @ DockerError::NoSpace { .. }) => Err(error.with_space(docker::Space {
+                data_root: space::data_root(self.docker).await,
+                image_bytes: None,
+            })),
+            other => other,
+        }
     }
 
     /// Makes sure the repository exists, pushes the destination tag and verifies what the
@@ -209,6 +224,7 @@ impl<'a> DockerEngine<'a> {
                 deadline,
             )
             .await;
+        let pushed = self.out_of_space(pushed).await;
         let image = self.inspect(destination).await?;
         match pushed {
             Ok(_) => {

@@ -30,10 +30,21 @@ fn image_bytes(body: &[u8]) -> Option<u64> {
     Some(config + sizes.layers.iter().map(|layer| layer.size).sum::<u64>())
 }
 
+/// docker's data root, as the daemon names it; `None` when it does not say.
+pub(super) async fn data_root(docker: &dyn DockerRunner) -> Option<String> {
+    match docker.run(&DockerCommand::data_root()).await {
+        Ok(output) => Some(output.stdout.trim().to_owned()).filter(|root| !root.is_empty()),
+        Err(error) => {
+            tracing::debug!(%error, "cannot ask docker for its data root");
+            None
+        }
+    }
+}
+
 /// Where a pull of `source` (for `platform`) ran out of space, and what the image needs.
 /// Reading the source's manifest on Docker Hub is a pull from the quota: taken from the
 /// run's pull budget first, and skipped when the budget has none left.
-pub(super) async fn find_out(
+pub(super) async fn of_pull(
     docker: &dyn DockerRunner,
     registry: &RegistryClient,
     pulls: &Pulls,
@@ -41,15 +52,8 @@ pub(super) async fn find_out(
     source_digest: Option<&str>,
     platform: &str,
 ) -> Space {
-    let data_root = match docker.run(&DockerCommand::data_root()).await {
-        Ok(output) => Some(output.stdout.trim().to_owned()).filter(|root| !root.is_empty()),
-        Err(error) => {
-            tracing::debug!(%error, "cannot ask docker for its data root");
-            None
-        }
-    };
     Space {
-        data_root,
+        data_root: data_root(docker).await,
         image_bytes: size_of(registry, pulls, source, source_digest, platform).await,
     }
 }
