@@ -1,9 +1,10 @@
-//! Issue 11, row 6: docker's data root fills up during a pull (a dockerd of the test's own on
-//! a small tmpfs, vfs storage: every layer stored whole). The copy fails once, not retried,
-//! with where the space ran out, how big the image is and the way out; the ECR repository
-//! made for it is gone and no tag is left; a sync goes on with the images that fit; and the
-//! registry engine, which streams and needs no disk, copies the same image with the same
-//! small disk. Also: a full state directory costs the ledger's save, not the copy.
+//! Issue 11, row 6: docker's data root fills up during a pull, or before the tag or the push
+//! (a dockerd of the test's own on a small tmpfs, vfs storage: every layer stored whole).
+//! The copy fails once, not retried, with where the space ran out, how big the image is and
+//! the way out; the ECR repository made for it is gone and no tag is left; a sync goes on
+//! with the images that fit; and the registry engine, which streams and needs no disk,
+//! copies the same image with the same small disk. Also: a full state directory costs the
+//! ledger's save, not the copy.
 
 use std::fmt::Write as _;
 use std::process::Command;
