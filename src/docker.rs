@@ -124,6 +124,11 @@ impl DockerCommand {
         DockerCommand::new(["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"])
     }
 
+    /// docker's data root, where it keeps images: a path on the daemon's machine.
+    pub fn data_root() -> Self {
+        DockerCommand::new(["info", "--format", "{{.DockerRootDir}}"])
+    }
+
     /// The daemon's storage drivers, as JSON: the containerd image store reports
     /// `["driver-type", "io.containerd.snapshotter.v1"]` there.
     pub fn driver_status() -> Self {
@@ -183,6 +188,57 @@ pub enum DockerError {
     },
     #[error("`{argv}` stopped: ecrcp was interrupted")]
     Cancelled { argv: String },
+    /// The disk docker writes to filled up. Final: the same image needs the same room.
+    #[error("`{argv}` ran out of disk space {}: {stderr}\nnote: free space there (`docker system prune` removes unused images), move docker's data root to a larger disk, or copy without docker: --engine registry (engine = \"registry\" in images.toml) streams from registry to registry and needs no disk", space.describe())]
+    NoSpace {
+        argv: String,
+        stderr: String,
+        space: Space,
+    },
+}
+
+/// Where a docker command ran out of disk space, and how much the image needed, as far as
+/// ecrcp could find out after the failure.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Space {
+    /// docker's data root, as the daemon reported it (`docker info`): a path on the
+    /// daemon's machine, which need not be this one.
+    pub data_root: Option<String>,
+    /// The bytes of the image's layers and config as its manifest lists them (compressed).
+    pub image_bytes: Option<u64>,
+}
+
+impl Space {
+    fn describe(&self) -> String {
+        let place = match &self.data_root {
+            Some(root) => format!("in docker's data root '{root}' (on the docker daemon's machine)"),
+            None => "in docker's data root (on the docker daemon's machine) or docker's config directory"
+                .to_owned(),
+        };
+        match self.image_bytes {
+            Some(bytes) => format!(
+                "{place}; the image's layers are {} compressed, and take more once unpacked",
+                show_bytes(bytes)
+            ),
+            None => place,
+        }
+    }
+}
+
+/// A size in decimal units, as docker prints sizes.
+fn show_bytes(count: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if count < 1000 {
+        return format!("{count} B");
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mut value = count as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 impl DockerError {
@@ -226,7 +282,23 @@ impl DockerError {
             | DockerError::DaemonUnreachable { .. }
             | DockerError::Cancelled { .. } => true,
             DockerError::TimedOut { transfer, .. } => !transfer,
-            DockerError::RateLimited { .. } | DockerError::Failed { .. } => false,
+            DockerError::RateLimited { .. } | DockerError::Failed { .. } | DockerError::NoSpace { .. } => {
+                false
+            }
+        }
+    }
+
+    /// This error with what ecrcp found out about the space a failed command ran out of;
+    /// any other error as it is.
+    #[must_use]
+    pub fn with_space(self, found: Space) -> Self {
+        match self {
+            DockerError::NoSpace { argv, stderr, .. } => DockerError::NoSpace {
+                argv,
+                stderr,
+                space: found,
+            },
+            other => other,
         }
     }
 }
@@ -500,6 +572,15 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str, layers_done:
             stderr: last_line(stderr).to_owned(),
         };
     }
+    // ENOSPC as Go prints it, from the daemon (writing a layer into its data root) or from
+    // the CLI (saving its config).
+    if stderr.contains("no space left on device") {
+        return DockerError::NoSpace {
+            argv,
+            stderr: last_line(stderr).to_owned(),
+            space: Space::default(),
+        };
+    }
     let status = status.code().map_or_else(
         || "killed by a signal".to_owned(),
         |code| format!("exit status {code}"),
@@ -771,6 +852,55 @@ mod tests {
             let error = classify_failure("docker push x".into(), ExitStatus::from_raw(1 << 8), stderr, 0);
             assert_eq!(error.is_transient(), transient, "{stderr}");
         }
+    }
+
+    /// docker 20.10's own texts when its data root filled up: unpacking a layer (the path
+    /// is the file's inside the layer) and downloading one (docker's temporary file).
+    #[test]
+    fn a_full_disk_is_final_and_says_where_and_what_to_do() {
+        for stderr in [
+            "1: Pulling from explore/big\nfailed to register layer: ApplyLayer exit status 1 stdout:  stderr: write /ecrcp-testbed.bin: no space left on device",
+            "write /var/lib/docker/tmp/GetImageBlob1: no space left on device",
+        ] {
+            let error = classify_failure("docker pull big".into(), ExitStatus::from_raw(1 << 8), stderr, 2);
+            assert!(matches!(error, DockerError::NoSpace { .. }), "{error:?}");
+            assert!(!error.is_transient(), "the same image needs the same room: {stderr}");
+            assert!(!error.stops_the_run(), "a smaller image may fit");
+            let text = error.to_string();
+            assert!(text.contains("ran out of disk space in docker's data root"), "{text}");
+            assert!(text.ends_with("needs no disk"), "{text}");
+            for hint in ["docker system prune", "--engine registry", "data root to a larger disk"] {
+                assert!(text.contains(hint), "{hint}: {text}");
+            }
+        }
+        let error = classify_failure(
+            "docker pull big".into(),
+            ExitStatus::from_raw(1 << 8),
+            "write /ecrcp-testbed.bin: no space left on device",
+            0,
+        )
+        .with_space(Space {
+            data_root: Some("/var/lib/docker".into()),
+            image_bytes: Some(37_758_976),
+        });
+        assert_eq!(
+            error.to_string().lines().next().unwrap(),
+            "`docker pull big` ran out of disk space in docker's data root '/var/lib/docker' (on the docker daemon's machine); \
+             the image's layers are 37.8 MB compressed, and take more once unpacked: write /ecrcp-testbed.bin: no space left on device"
+        );
+        assert_eq!(show_bytes(999), "999 B");
+        assert_eq!(show_bytes(1_500), "1.5 kB");
+        assert_eq!(show_bytes(2_000_000_000), "2.0 GB");
+        let other = classify_failure(
+            "docker pull x".into(),
+            ExitStatus::from_raw(1 << 8),
+            "manifest unknown",
+            0,
+        );
+        assert!(matches!(
+            other.with_space(Space::default()),
+            DockerError::Failed { .. }
+        ));
     }
 
     #[test]

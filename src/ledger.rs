@@ -107,6 +107,12 @@ impl LedgerError {
     fn forbids_overwrite(&self) -> bool {
         matches!(self, LedgerError::Newer { .. } | LedgerError::Unreadable(_))
     }
+
+    /// Whether writing failed for want of space: a message of its own, since the fix is
+    /// the disk's, not the ledger's.
+    fn is_disk_full(&self) -> bool {
+        matches!(self, LedgerError::Write(error) if error.kind() == std::io::ErrorKind::StorageFull)
+    }
 }
 
 impl Ledger {
@@ -235,6 +241,12 @@ impl Ledger {
                 tracing::warn!(file = %path.display(), %error, "{REFUSAL}");
                 self.file = None;
             }
+            Err(error) if error.is_disk_full() => tracing::warn!(
+                file = %path.display(),
+                %error,
+                "cannot save the copy ledger: the disk is full; the copies themselves landed, and the next run re-checks them. \
+                 Free space there or point --state-dir (ECRCP_STATE_DIR) at another disk"
+            ),
             Err(error) => tracing::warn!(file = %path.display(), %error, "cannot save the copy ledger"),
         }
     }
@@ -549,6 +561,15 @@ mod tests {
         assert_eq!(names(&dir), [FILE_NAME]);
         assert!(target.join("in-the-way").is_dir());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_write_failures() {
+        let full = LedgerError::Write(std::io::Error::from_raw_os_error(28));
+        assert!(full.is_disk_full(), "ENOSPC");
+        let denied = LedgerError::Write(std::io::Error::from_raw_os_error(13));
+        assert!(!denied.is_disk_full(), "EACCES");
+        assert!(!LedgerError::Corrupt("x".into()).is_disk_full());
     }
 
     #[test]

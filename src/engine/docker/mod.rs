@@ -7,6 +7,7 @@
 
 mod local;
 mod retry;
+mod space;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,19 +152,59 @@ impl<'a> DockerEngine<'a> {
         let spent = source
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
-        self.docker_retrying(&pull, spent, deadline)
-            .await
-            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
+        let pulled = match self.docker_retrying(&pull, spent, deadline).await {
+            Err(error @ DockerError::NoSpace { .. }) => Err(self.no_space(error, first).await),
+            pulled => pulled,
+        };
+        pulled.with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
         for transfer in transfers {
+            let tag = self
+                .docker(&DockerCommand::tag(source, transfer.destination))
+                .await;
             tagged.push(
-                self.docker(&DockerCommand::tag(source, transfer.destination))
+                self.out_of_space(tag)
                     .await
                     .map(drop)
                     .with_context(|| format!("cannot tag the image as '{}'", transfer.destination)),
             );
         }
         Ok(tagged)
+    }
+
+    /// A pull that ran out of disk space, with where and how much the image needs. The
+    /// daemon removed the layers it had unpacked, and the pull tagged nothing: nothing of
+    /// this copy is left taking space.
+    async fn no_space(&self, error: DockerError, transfer: &Transfer<'_>) -> DockerError {
+        let platform = self.platform(transfer.job).await.unwrap_or_default();
+        let found = space::of_pull(
+            self.docker,
+            self.registry,
+            transfer.pulls,
+            &transfer.job.source,
+            transfer.source_digest,
+            &platform,
+        )
+        .await;
+        tracing::debug!(
+            image = %transfer.job.source,
+            data_root = found.data_root.as_deref().unwrap_or("unknown"),
+            image_bytes = found.image_bytes.unwrap_or_default(),
+            "docker ran out of disk space; not trying again"
+        );
+        error.with_space(found)
+    }
+
+    /// A tag or push that ran out of disk space (docker writes its metadata into its data
+    /// root), with where: the image is unpacked already, so its size says nothing.
+    async fn out_of_space<T>(&self, result: Result<T, DockerError>) -> Result<T, DockerError> {
+        match result {
+            Err(error @ DockerError::NoSpace { .. }) => Err(error.with_space(docker::Space {
+                data_root: space::data_root(self.docker).await,
+                image_bytes: None,
+            })),
+            other => other,
+        }
     }
 
     /// Makes sure the repository exists, pushes the destination tag and verifies what the
@@ -183,6 +224,7 @@ impl<'a> DockerEngine<'a> {
                 deadline,
             )
             .await;
+        let pushed = self.out_of_space(pushed).await;
         let image = self.inspect(destination).await?;
         match pushed {
             Ok(_) => {
@@ -257,7 +299,11 @@ impl<'a> DockerEngine<'a> {
         let mut attempts = Attempts::new(deadline);
         loop {
             let result = self.docker(command).await;
-            if let (Some((pulls, reads)), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
+            if let (
+                Some((pulls, reads)),
+                Ok(_) | Err(DockerError::Failed { .. } | DockerError::NoSpace { .. }),
+            ) = (spent, &result)
+            {
                 pulls.spent(reads);
             }
             let error = match result {
