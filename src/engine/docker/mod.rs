@@ -180,7 +180,6 @@ impl<'a> DockerEngine<'a> {
         let found = space::of_pull(
             self.docker,
             self.registry,
-            transfer.pulls,
             &transfer.job.source,
             transfer.source_digest,
             &platform,

@@ -6,7 +6,6 @@
 use serde::Deserialize;
 
 use crate::docker::{DockerCommand, DockerRunner, Space};
-use crate::engine::Pulls;
 use crate::reference::Reference;
 use crate::registry::{manifest, RegistryClient, Scopes};
 
@@ -42,25 +41,27 @@ pub(super) async fn data_root(docker: &dyn DockerRunner) -> Option<String> {
 }
 
 /// Where a pull of `source` (for `platform`) ran out of space, and what the image needs.
-/// Reading the source's manifest on Docker Hub is a pull from the quota: taken from the
-/// run's pull budget first, and skipped when the budget has none left.
+/// The size is left out for Docker Hub sources: reading a manifest there is a pull from the
+/// quota, and a disk that stays full would spend pulls on every run for a message.
 pub(super) async fn of_pull(
     docker: &dyn DockerRunner,
     registry: &RegistryClient,
-    pulls: &Pulls,
     source: &Reference,
     source_digest: Option<&str>,
     platform: &str,
 ) -> Space {
     Space {
         data_root: data_root(docker).await,
-        image_bytes: size_of(registry, pulls, source, source_digest, platform).await,
+        image_bytes: if source.is_docker_hub() {
+            None
+        } else {
+            size_of(registry, source, source_digest, platform).await
+        },
     }
 }
 
 async fn size_of(
     registry: &RegistryClient,
-    pulls: &Pulls,
     source: &Reference,
     source_digest: Option<&str>,
     platform: &str,
@@ -71,9 +72,6 @@ async fn size_of(
         .to_owned();
     // An index points at the platform's image manifest: two reads at most.
     for _ in 0..2 {
-        if source.is_docker_hub() && pulls.take_extra(1).is_err() {
-            return None;
-        }
         let raw = match registry.get_manifest(source, &scopes, &reference).await {
             Ok(Some(raw)) => raw,
             Ok(None) => return None,
