@@ -19,7 +19,8 @@ use self::retry::{Attempts, Next};
 use super::turns::Turns;
 use super::{Delivered, Engine, Lands, Pulls, Transfer};
 use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
-use crate::login::Logins;
+use crate::ecr::Ecr;
+use crate::login::{LoginRefusedAgain, Logins};
 use crate::plan::CopyJob;
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RegistryClient};
@@ -151,7 +152,7 @@ impl<'a> DockerEngine<'a> {
         let spent = source
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
-        self.docker_retrying(&pull, spent, deadline)
+        self.docker_retrying(&pull, spent, deadline, (source, first.ecr))
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
@@ -181,6 +182,7 @@ impl<'a> DockerEngine<'a> {
                 &DockerCommand::push(destination, transfer.options.progress),
                 None,
                 deadline,
+                (destination, transfer.ecr),
             )
             .await;
         let image = self.inspect(destination).await?;
@@ -195,7 +197,7 @@ impl<'a> DockerEngine<'a> {
                 Err(_) if error.to_string().contains("immutable") => Err(anyhow!(
                     "'{destination}' is an immutable tag that holds a different image; choose another tag"
                 )),
-                Err(_) => Err(anyhow::Error::new(error).context(format!("cannot push '{destination}'"))),
+                Err(_) => Err(error.context(format!("cannot push '{destination}'"))),
             },
         }
     }
@@ -248,14 +250,21 @@ impl<'a> DockerEngine<'a> {
     /// A push that failed leaves no wrong tag: docker sends the manifest, which moves the
     /// tag, only after every layer is at the registry, and the registry refuses a manifest
     /// whose blobs it does not hold; `publish` then checks what the tag serves.
+    ///
+    /// When the ECR registry of `login` (the image and its ECR connection) refuses the
+    /// login ecrcp gave docker (the token expired), docker logs in with a new token and the
+    /// command runs again at once, as an attempt of its own; refused again, it fails.
     async fn docker_retrying(
         &self,
         command: &DockerCommand,
         spent: Option<(&Pulls, u64)>,
         deadline: Instant,
-    ) -> Result<DockerOutput, DockerError> {
+        login: (&Reference, Option<&Ecr>),
+    ) -> anyhow::Result<DockerOutput> {
         let mut attempts = Attempts::new(deadline);
+        let mut renewed = false;
         loop {
+            let serial = self.logins.docker_login_serial(login.0).await;
             let result = self.docker(command).await;
             if let (Some((pulls, reads)), Ok(_) | Err(DockerError::Failed { .. })) = (spent, &result) {
                 pulls.spent(reads);
@@ -269,6 +278,15 @@ impl<'a> DockerEngine<'a> {
                 }
                 Err(error) => error,
             };
+            if let (true, Some(serial)) = (error.refuses_the_login(), serial) {
+                if renewed {
+                    let host = login.0.registry().to_owned();
+                    return Err(anyhow::Error::new(error).context(LoginRefusedAgain { host }));
+                }
+                self.logins.renew_docker_login(login.0, login.1, serial).await?;
+                renewed = true;
+                continue;
+            }
             let attempt = attempts.attempt;
             match attempts.after(&error, Instant::now()) {
                 Next::Again { wait, progressed } => {
@@ -294,7 +312,7 @@ impl<'a> DockerEngine<'a> {
                             "docker failed; not trying again"
                         );
                     }
-                    return Err(error);
+                    return Err(error.into());
                 }
             }
         }
