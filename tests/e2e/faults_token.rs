@@ -19,8 +19,17 @@ fn statuses(dest: &str, method: &str, needle: &str) -> Vec<String> {
 
 /// `ecrcp --engine ENGINE SOURCE DEST` with info logs.
 fn copy(bed: &Bed, engine: &str, source: &str, dest: &str) -> Run {
+    copy_via(bed, engine, source, dest, None)
+}
+
+/// [`copy`], with the ECR API at `api` when given.
+fn copy_via(bed: &Bed, engine: &str, source: &str, dest: &str, api: Option<&ApiFront>) -> Run {
+    let mut command = bed.ecrcp();
+    if let Some(api) = api {
+        command.env("AWS_ENDPOINT_URL", &api.endpoint);
+    }
     Run::from(
-        bed.ecrcp()
+        command
             .env("ECRCP_LOG", "ecrcp=info")
             .args(["--engine", engine, source, dest])
             .output()
@@ -137,10 +146,23 @@ fn a_token_refused_again_after_renewal_is_a_clear_error_with_either_engine() {
             &serde_json::json!([{"method": "PUT", "path": "/manifests/", "expire_token": true}]),
         );
         let logins_before = bed.docker_calls_of("login");
+        let api = ApiFront::start(&bed, 0);
 
-        let run = copy(&bed, engine, &format!("{upstream}:1"), &format!("{ECR}/{dest}:1"));
+        let run = copy_via(
+            &bed,
+            engine,
+            &format!("{upstream}:1"),
+            &format!("{ECR}/{dest}:1"),
+            Some(&api),
+        );
 
         run.assert_code(1);
+        assert_eq!(
+            api.token_calls(),
+            2,
+            "{engine}: the first token and one new one reached ECR:\n{}",
+            run.stderr
+        );
         assert!(
             run.stderr.contains("again right after ecrcp fetched a new"),
             "{engine}: the error says the new token was refused too:\n{}",
@@ -255,5 +277,145 @@ fn sync_renews_an_expired_token_and_goes_on_with_the_other_images() {
             "{engine}: one new token per refusal, never a loop:\n{}",
             run.stderr
         );
+    }
+}
+
+/// A sync that outlives its tokens (each good for 301 s, refreshed 300 s before it
+/// expires, so after a second; ECR's last 12 hours): each copy gets the refreshed token,
+/// and the docker engine logs docker in with it, not only fetches it.
+#[test]
+#[ignore = "needs the test bed"]
+fn a_sync_longer_than_its_token_refreshes_it_and_logs_docker_in_again() {
+    let bed = Bed::get("tokenlong");
+    let sources: Vec<String> = (0..3)
+        .map(|n| {
+            let repo = bed.unique(&format!("token/long{n}"));
+            bed.push_upstream_with(&repo, "1", &format!("token-long-{n}"), &["--layers", "1"]);
+            repo
+        })
+        .collect();
+    let prefix = bed.unique("tlong");
+    let mut images = String::new();
+    for source in &sources {
+        writeln!(images, "\n[[image]]\nsource = \"{source}:1\"").unwrap();
+    }
+    let config = bed.sync_config(&format!(
+        "version = 1\n[sync]\njobs = 1\n[defaults]\nengine = \"docker\"\ndestination = \"{ECR}/{prefix}/\"\n{images}"
+    ));
+    let api = ApiFront::start(&bed, 301);
+
+    let run = Run::from(
+        bed.sync_command(&config)
+            .env("ECRCP_LOG", "ecrcp=info")
+            .env("AWS_ENDPOINT_URL", &api.endpoint)
+            .output()
+            .expect("ecrcp runs"),
+    );
+
+    run.assert_code(0);
+    assert_eq!(run.summary()["copied"], 3, "{}", run.stderr);
+    let fetched = api.token_calls();
+    let refreshed = run
+        .events("refreshing the ECR authorization token before it expires")
+        .len();
+    let logins = bed.docker_calls_of("login");
+    eprintln!("{fetched} tokens fetched, {refreshed} refreshed, {logins} docker logins");
+    assert!(refreshed >= 1, "a token was refreshed:\n{}", run.stderr);
+    assert!(
+        (2..=fetched).contains(&logins),
+        "docker logged in again with a refreshed token: {logins} logins, {fetched} tokens"
+    );
+    assert!(run.events(RENEWING).is_empty(), "no token was refused");
+}
+
+/// A front of this test's own before the bed's ECR API (moto): counts the
+/// GetAuthorizationToken calls that reach it, independently of ecrcp, and with
+/// `expires_in` seconds makes each token expire that long after it is handed out (moto's
+/// say 2015), so that a run outlives its token in seconds rather than 12 hours. Stopped
+/// (by its own pid) when dropped.
+struct ApiFront {
+    child: std::process::Child,
+    endpoint: String,
+    calls: std::path::PathBuf,
+}
+
+/// How many API fronts this process started: each counts into a file of its own.
+static FRONTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+const API_FRONT: &str = r#"
+import http.client, http.server, json, sys, time, urllib.parse
+upstream, calls, expires_in = urllib.parse.urlsplit(sys.argv[1]).netloc, sys.argv[2], int(sys.argv[3])
+
+class Front(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = self.headers.get("X-Amz-Target", "")
+        conn = http.client.HTTPConnection(upstream, timeout=60)
+        conn.request("POST", self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
+        resp = conn.getresponse()
+        answer = resp.read()
+        if target.endswith(".GetAuthorizationToken"):
+            with open(calls, "a") as log:
+                log.write(f"{time.time()}\n")
+            if expires_in and resp.status == 200:
+                doc = json.loads(answer)
+                for data in doc.get("authorizationData", []):
+                    data["expiresAt"] = time.time() + expires_in
+                answer = json.dumps(doc).encode()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+impl ApiFront {
+    fn start(bed: &Bed, expires_in: u64) -> ApiFront {
+        use std::io::BufRead as _;
+        let python = std::env::var("ECRCP_TESTBED_PYTHON").expect("the bed exports ECRCP_TESTBED_PYTHON");
+        let upstream = std::env::var("AWS_ENDPOINT_URL").expect("the bed exports AWS_ENDPOINT_URL");
+        let front = FRONTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let calls = bed.scratch().join(format!("get-authorization-token-{front}.log"));
+        let mut child = std::process::Command::new(python)
+            .args(["-c", API_FRONT, &upstream])
+            .arg(&calls)
+            .arg(expires_in.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the API front starts");
+        let mut port = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut port)
+            .unwrap();
+        ApiFront {
+            child,
+            endpoint: format!("http://127.0.0.1:{}", port.trim()),
+            calls,
+        }
+    }
+
+    /// How many GetAuthorizationToken calls reached ECR so far.
+    fn token_calls(&self) -> usize {
+        std::fs::read_to_string(&self.calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+}
+
+impl Drop for ApiFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
