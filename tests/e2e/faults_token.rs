@@ -130,6 +130,48 @@ fn registry_engine_renews_the_token_when_it_expires_before_the_manifest_put() {
     );
 }
 
+/// The token expires under the registry engine's second blob upload (a streamed PUT that
+/// cannot be sent twice): one new token, the upload starts over, the copy completes.
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_renews_the_token_when_it_expires_under_a_blob_upload() {
+    let bed = Bed::get("tokenregblob");
+    let upstream = bed.unique("token/bsrc");
+    let digest = bed.push_upstream_with(&upstream, "1", "token-rblob", &["--layers", "2"]);
+    let dest = bed.unique("token/bdst");
+    let faults = Faults::set(
+        ECR,
+        &dest,
+        &serde_json::json!([{"method": "PUT", "path": "/blobs/uploads/", "expire_token": true,
+                             "skip": 1, "times": 1}]),
+    );
+    let api = ApiFront::start(&bed, 0);
+
+    let run = copy_via(
+        &bed,
+        "registry",
+        &format!("{upstream}:1"),
+        &format!("{ECR}/{dest}:1"),
+        Some(&api),
+    );
+
+    run.assert_code(0);
+    assert_eq!(faults.fired(), [1]);
+    assert_eq!(
+        bed.digest(ECR, &dest, "1"),
+        Some(digest),
+        "the image landed as it is"
+    );
+    assert_eq!(lines_with(&run.stderr, RENEWING), 1, "{}", run.stderr);
+    assert_eq!(api.token_calls(), 2, "the first token and one new one");
+    let puts = statuses(&dest, "PUT", "/blobs/uploads/");
+    assert_eq!(
+        puts.iter().filter(|status| *status == "401").count(),
+        1,
+        "{puts:?}"
+    );
+}
+
 /// A repository whose every authorized manifest PUT is refused: the new token is refused
 /// too. Each engine fails with one clear error after one more token, nothing tagged.
 #[test]
