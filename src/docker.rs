@@ -265,6 +265,24 @@ impl DockerError {
         }
     }
 
+    /// Whether the registry refused docker's login as ECR refuses an expired token (or a
+    /// login docker no longer holds): a new token and `docker login` may get the command
+    /// through, which trying again as it is never does.
+    pub fn refuses_the_login(&self) -> bool {
+        // ECR's own words, old and new, and docker's when a registry answers 401 to a
+        // login it had taken or when it holds none for the registry.
+        const REFUSED: [&str; 4] = [
+            "authorization token has expired",
+            "Authorization Token has expired",
+            "unauthorized: authentication required",
+            "no basic auth credentials",
+        ];
+        match self {
+            DockerError::Failed { stderr, .. } => REFUSED.iter().any(|needle| stderr.contains(needle)),
+            _ => false,
+        }
+    }
+
     /// How many layers docker reported at the far end (pushed, already there, pulled)
     /// before this failure: more than an earlier attempt means this one made progress.
     pub fn layers_done(&self) -> usize {
@@ -301,6 +319,15 @@ impl DockerError {
             other => other,
         }
     }
+}
+
+/// Whether `error` is docker running out of disk space ([`DockerError::NoSpace`]) itself,
+/// not wrapped in a context that would be lost by taking it out.
+pub fn is_no_space(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<DockerError>(),
+        Some(DockerError::NoSpace { .. })
+    ) && error.chain().count() == 1
 }
 
 /// Whether docker's last stderr line says the network or the registry failed in a way that
@@ -901,6 +928,25 @@ mod tests {
             other.with_space(Space::default()),
             DockerError::Failed { .. }
         ));
+    }
+
+    /// Refusals a new ECR token and login may cure (ECR's texts for an expired token, old
+    /// and new; docker's for a 401 to a login it had), and ones it does not (IAM).
+    #[test]
+    fn an_expired_login_is_told_from_other_refusals() {
+        let cases = [
+            ("denied: Your authorization token has expired. Reauthenticate and try again.", true),
+            ("denied: Your Authorization Token has expired. Please run 'aws ecr get-login --no-include-email' to fetch a new one.", true),
+            ("unauthorized: authentication required", true),
+            ("no basic auth credentials", true),
+            ("denied: User: arn:aws:iam::1:user/x is not authorized to perform: ecr:InitiateLayerUpload", false),
+            ("manifest unknown: manifest unknown", false),
+        ];
+        for (stderr, refused) in cases {
+            let error = classify_failure("docker push x".into(), ExitStatus::from_raw(1 << 8), stderr, 0);
+            assert_eq!(error.refuses_the_login(), refused, "{stderr}");
+            assert!(!error.is_transient(), "never retried as it is: {stderr}");
+        }
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! the caller's own. Nothing else talks to the AWS API.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
@@ -113,7 +115,14 @@ pub struct Authorization {
     pub registry_host: String,
     pub expires_at: Option<SystemTime>,
     pub fetched_at: SystemTime,
+    /// Which fetch this is, unique in the process and rising: tells a renewed token from
+    /// the one a registry refused even when both read the same (emulators hand out one
+    /// text forever).
+    pub serial: u64,
 }
+
+/// The serial of the next token fetched.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
 /// How long before its expiry a token is replaced.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -136,11 +145,14 @@ type Endpoint = (String, bool);
 /// Which registry a token is for: a region, and an account (`None`: the caller's own).
 type TokenKey = (String, Option<String>);
 
+/// The tokens fetched so far, shared with the renewers handed to the registry client.
+type Tokens = Arc<Mutex<HashMap<TokenKey, Authorization>>>;
+
 /// ECR clients per endpoint over one credential chain, and their tokens.
 pub struct Ecr {
     config: SdkConfig,
     clients: Mutex<HashMap<Endpoint, Client>>,
-    tokens: Mutex<HashMap<TokenKey, Authorization>>,
+    tokens: Tokens,
 }
 
 /// How long credentials may take to appear before ecrcp gives up: the instance metadata
@@ -188,7 +200,7 @@ impl Ecr {
         Ok(Ecr {
             config,
             clients: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Tokens::default(),
         })
     }
 
@@ -224,73 +236,154 @@ impl Ecr {
         fips: bool,
         account: Option<&str>,
     ) -> Result<Authorization, EcrError> {
-        const OPERATION: &str = "GetAuthorizationToken";
-        let key = (region.to_owned(), account.map(str::to_owned));
-        // Held while fetching, so that copies asking at once share one request.
-        let mut tokens = self.tokens.lock().await;
-        if let Some(found) = tokens.get(&key) {
-            if !needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) {
+        let client = self.client(region, fips).await;
+        cached_token(&self.tokens, &client, region, account, None).await
+    }
+
+    /// A new login for the registry `host` after it refused the token numbered `rejected`
+    /// (it expired early, or was revoked): fetched anew while that token is still the one
+    /// cached, else the one that replaced it, so copies refused at once share one fetch.
+    pub async fn renew(&self, host: &EcrHost, rejected: u64) -> Result<Authorization, EcrError> {
+        let client = self.client(&host.region, host.fips).await;
+        cached_token(
+            &self.tokens,
+            &client,
+            &host.region,
+            Some(&host.account),
+            Some(rejected),
+        )
+        .await
+    }
+
+    /// What renews the registry `host`'s login from outside a copy (the registry client's
+    /// credential store), sharing this connection's tokens.
+    pub async fn renewer(&self, host: &EcrHost) -> TokenRenewer {
+        TokenRenewer {
+            tokens: Arc::clone(&self.tokens),
+            client: self.client(&host.region, host.fips).await,
+            host: host.clone(),
+        }
+    }
+}
+
+/// Renews one ECR registry's login after the registry refused it: [`Ecr::renew`], owned.
+pub struct TokenRenewer {
+    tokens: Tokens,
+    client: Client,
+    host: EcrHost,
+}
+
+impl TokenRenewer {
+    pub async fn renew(&self, rejected: u64) -> Result<Authorization, EcrError> {
+        let host = &self.host;
+        cached_token(
+            &self.tokens,
+            &self.client,
+            &host.region,
+            Some(&host.account),
+            Some(rejected),
+        )
+        .await
+    }
+}
+
+/// The token for `account` (or the caller's own) in `region` from `tokens`, fetched when
+/// there is none, when it is due for refresh, or when the registry refused it (`rejected`:
+/// its serial) and it is still the one cached.
+async fn cached_token(
+    tokens: &Tokens,
+    client: &Client,
+    region: &str,
+    account: Option<&str>,
+    rejected: Option<u64>,
+) -> Result<Authorization, EcrError> {
+    let key = (region.to_owned(), account.map(str::to_owned));
+    // Held while fetching, so that copies asking at once share one request.
+    let mut tokens = tokens.lock().await;
+    if let Some(found) = tokens.get(&key) {
+        match rejected {
+            None if !needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) => {
                 return Ok(found.clone());
             }
-            tracing::info!(
+            None => tracing::info!(
                 region,
                 account,
                 "refreshing the ECR authorization token before it expires"
-            );
-        }
-        let request = self.client(region, fips).await.get_authorization_token();
-        // Deprecated because one token serves every registry the principal may reach; named
-        // anyway so the answer's proxy endpoint (and an emulator's password) is that account's.
-        #[allow(deprecated)]
-        let request = request.set_registry_ids(account.map(|account| vec![account.to_owned()]));
-        let output = request
-            .send()
-            .await
-            .map_err(|error| api_error(OPERATION, &error))?;
-        let data = output.authorization_data().first().ok_or(EcrError::Incomplete {
-            operation: OPERATION,
-            what: "authorization data",
-        })?;
-        let token = data.authorization_token().ok_or(EcrError::Incomplete {
-            operation: OPERATION,
-            what: "a token",
-        })?;
-        let (username, password) = decode_token(token).ok_or(EcrError::Incomplete {
-            operation: OPERATION,
-            what: "a token of the form base64(user:password)",
-        })?;
-        let endpoint = data.proxy_endpoint().ok_or(EcrError::Incomplete {
-            operation: OPERATION,
-            what: "a proxy endpoint",
-        })?;
-        let expires_at = data.expires_at().and_then(|at| SystemTime::try_from(*at).ok());
-        if expires_at.is_some_and(|at| at < SystemTime::now()) {
-            tracing::debug!(
+            ),
+            // Another copy met the same refusal and fetched this one already.
+            Some(rejected) if found.serial != rejected => return Ok(found.clone()),
+            Some(_) => tracing::info!(
                 region,
-                "ECR sent an authorization token that says it has already expired; using it anyway"
-            );
+                account,
+                "the registry refused the ECR authorization token; fetching a new one"
+            ),
         }
-        let authorization = Authorization {
-            username,
-            password,
-            registry_host: endpoint
-                .trim_start_matches("https://")
-                .trim_end_matches('/')
-                .to_owned(),
-            expires_at,
-            fetched_at: SystemTime::now(),
-        };
-        // Asked for the caller's own registry, the answer names its account: the same token
-        // then serves that account's registry, so it is not asked for a second time.
-        if account.is_none() {
-            if let Some(own) = EcrHost::parse(&authorization.registry_host) {
-                tokens.insert((region.to_owned(), Some(own.account)), authorization.clone());
-            }
-        }
-        tokens.insert(key, authorization.clone());
-        Ok(authorization)
     }
+    let authorization = fetch_token(client, region, account).await?;
+    // Asked for the caller's own registry, the answer names its account: the same token
+    // then serves that account's registry, so it is not asked for a second time.
+    if account.is_none() {
+        if let Some(own) = EcrHost::parse(&authorization.registry_host) {
+            tokens.insert((region.to_owned(), Some(own.account)), authorization.clone());
+        }
+    }
+    tokens.insert(key, authorization.clone());
+    Ok(authorization)
+}
 
+/// One GetAuthorizationToken call.
+async fn fetch_token(
+    client: &Client,
+    region: &str,
+    account: Option<&str>,
+) -> Result<Authorization, EcrError> {
+    const OPERATION: &str = "GetAuthorizationToken";
+    let request = client.get_authorization_token();
+    // Deprecated because one token serves every registry the principal may reach; named
+    // anyway so the answer's proxy endpoint (and an emulator's password) is that account's.
+    #[allow(deprecated)]
+    let request = request.set_registry_ids(account.map(|account| vec![account.to_owned()]));
+    let output = request
+        .send()
+        .await
+        .map_err(|error| api_error(OPERATION, &error))?;
+    let data = output.authorization_data().first().ok_or(EcrError::Incomplete {
+        operation: OPERATION,
+        what: "authorization data",
+    })?;
+    let token = data.authorization_token().ok_or(EcrError::Incomplete {
+        operation: OPERATION,
+        what: "a token",
+    })?;
+    let (username, password) = decode_token(token).ok_or(EcrError::Incomplete {
+        operation: OPERATION,
+        what: "a token of the form base64(user:password)",
+    })?;
+    let endpoint = data.proxy_endpoint().ok_or(EcrError::Incomplete {
+        operation: OPERATION,
+        what: "a proxy endpoint",
+    })?;
+    let expires_at = data.expires_at().and_then(|at| SystemTime::try_from(*at).ok());
+    if expires_at.is_some_and(|at| at < SystemTime::now()) {
+        tracing::debug!(
+            region,
+            "ECR sent an authorization token that says it has already expired; using it anyway"
+        );
+    }
+    Ok(Authorization {
+        username,
+        password,
+        registry_host: endpoint
+            .trim_start_matches("https://")
+            .trim_end_matches('/')
+            .to_owned(),
+        expires_at,
+        fetched_at: SystemTime::now(),
+        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+    })
+}
+
+impl Ecr {
     /// Makes sure `name` exists in the registry `host`, creating it with `settings` when
     /// missing. Returns whether this call created it.
     pub async fn ensure_repository(

@@ -3,18 +3,22 @@
 //! can pull and push. docker keeps the user's own way in when its config has one that the
 //! registry accepts (amazon-ecr-credential-helper, or a stored login); only otherwise is it
 //! `docker login`-ed, so a user's login is never replaced with a 12-hour token without need.
-//! Decides once per registry and run. Emits events; never prints.
+//! Decides once per registry and run. When an ECR registry refuses the token that worked
+//! (it expired), both get one new token, and docker one new login. Emits events; never
+//! prints.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context as _};
 
 use crate::docker::{DockerCommand, DockerError, DockerRunner};
-use crate::ecr::Ecr;
+use crate::ecr::{Authorization, Ecr, TokenRenewer};
 use crate::reference::{EcrHost, Reference};
-use crate::registry::credentials::{CredentialStore, Credentials};
+use crate::registry::credentials::{CredentialStore, Credentials, Issued, Renew};
 use crate::registry::RegistryClient;
-use crate::secret::Secret;
 
 /// `docker login` failed for a registry that docker's config hands to a credential helper,
 /// which had no login the registry accepts and could not store ecrcp's.
@@ -26,12 +30,41 @@ pub struct HelperLoginFailed {
     helper: String,
 }
 
+/// An ECR registry refused docker's login with the token ecrcp had just fetched anew
+/// because it refused the one before: a new token is not what is missing.
+#[derive(Debug, thiserror::Error)]
+#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new ECR authorization token\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (README: IAM policy), and that '{host}' is the registry meant")]
+pub struct LoginRefusedAgain {
+    pub host: String,
+}
+
 /// How docker reaches one registry in this run.
 enum DockerAccess {
     /// Through docker's own config: a credential helper or a stored login.
     Own,
-    /// Through the `docker login` ecrcp ran, with this password.
-    LoggedIn(Secret),
+    /// Through the `docker login` ecrcp ran, with the token of this serial.
+    LoggedIn(u64),
+}
+
+impl Renew for TokenRenewer {
+    fn renew(&self, rejected: u64) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>> {
+        Box::pin(async move {
+            TokenRenewer::renew(self, rejected)
+                .await
+                .map(issued)
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+fn issued(authorization: Authorization) -> Issued {
+    Issued {
+        credentials: Credentials {
+            username: authorization.username,
+            password: authorization.password,
+        },
+        serial: authorization.serial,
+    }
 }
 
 /// The logins of one run. Safe to share between concurrent copies.
@@ -56,16 +89,15 @@ impl<'a> Logins<'a> {
         let Some(host) = EcrHost::parse(image.registry()) else {
             return Ok(());
         };
-        let authorization = ecr_for(&host, ecr)?
+        let ecr = ecr_for(&host, ecr)?;
+        let authorization = ecr
             .authorization(&host)
             .await
             .with_context(|| format!("cannot log in to '{}'", host.host))?;
-        self.registry.credentials().insert(
+        self.registry.credentials().insert_renewable(
             &host.host,
-            Credentials {
-                username: authorization.username,
-                password: authorization.password,
-            },
+            issued(authorization),
+            Arc::new(ecr.renewer(&host).await),
         );
         Ok(())
     }
@@ -81,7 +113,7 @@ impl<'a> Logins<'a> {
         let mut access = self.docker_access.lock().await;
         match access.get(&host.host) {
             Some(DockerAccess::Own) => return Ok(()),
-            Some(DockerAccess::LoggedIn(password)) if *password == authorization.password => return Ok(()),
+            Some(DockerAccess::LoggedIn(serial)) if *serial == authorization.serial => return Ok(()),
             None if self.docker_has_login(image).await => {
                 tracing::info!(registry = %host.host, "docker's own login for the registry works; not logging in");
                 access.insert(host.host, DockerAccess::Own);
@@ -90,6 +122,54 @@ impl<'a> Logins<'a> {
             // A new token, or no login of docker's own that works.
             Some(DockerAccess::LoggedIn(_)) | None => {}
         }
+        self.log_docker_in(&host, &authorization, &mut access).await
+    }
+
+    /// Which login docker holds for `image`'s registry from ecrcp: the serial of its token,
+    /// `None` when it is docker's own (or the registry is no ECR registry).
+    pub async fn docker_login_serial(&self, image: &Reference) -> Option<u64> {
+        let host = EcrHost::parse(image.registry())?;
+        match self.docker_access.lock().await.get(&host.host)? {
+            DockerAccess::LoggedIn(serial) => Some(*serial),
+            DockerAccess::Own => None,
+        }
+    }
+
+    /// Logs docker in anew after `image`'s registry refused the login of token `rejected`
+    /// (it expired): with the token another copy's renewal brought already, else with a
+    /// new one. Only ecrcp's own logins are renewed: docker's own (a credential helper)
+    /// is the user's to keep.
+    pub async fn renew_docker_login(
+        &self,
+        image: &Reference,
+        ecr: Option<&Ecr>,
+        rejected: u64,
+    ) -> anyhow::Result<()> {
+        let Some(host) = EcrHost::parse(image.registry()) else {
+            return Ok(());
+        };
+        let ecr = ecr_for(&host, ecr)?;
+        let mut access = self.docker_access.lock().await;
+        if let Some(DockerAccess::LoggedIn(serial)) = access.get(&host.host) {
+            if *serial != rejected {
+                return Ok(());
+            }
+        }
+        tracing::info!(registry = %host.host, "the registry refused docker's ECR login (the token expired); logging in with a new token");
+        let authorization = ecr
+            .renew(&host, rejected)
+            .await
+            .with_context(|| format!("cannot log in to '{}' again", host.host))?;
+        self.log_docker_in(&host, &authorization, &mut access).await
+    }
+
+    /// `docker login` with `authorization`, remembered in `access`.
+    async fn log_docker_in(
+        &self,
+        host: &EcrHost,
+        authorization: &Authorization,
+        access: &mut HashMap<String, DockerAccess>,
+    ) -> anyhow::Result<()> {
         let login = DockerCommand::login(
             &host.host,
             &authorization.username,
@@ -107,7 +187,7 @@ impl<'a> Logins<'a> {
             return Err(error.context(format!("cannot log docker in to '{}'", host.host)));
         }
         tracing::info!(registry = %host.host, "docker logged in");
-        access.insert(host.host, DockerAccess::LoggedIn(authorization.password));
+        access.insert(host.host.clone(), DockerAccess::LoggedIn(authorization.serial));
         Ok(())
     }
 

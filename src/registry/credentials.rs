@@ -2,9 +2,11 @@
 //! logins, read from docker's config.json and credential helpers as `docker` itself does.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -26,10 +28,40 @@ pub enum ConfigEntry {
     Helper(String),
 }
 
+/// Credentials issued for a run (an ECR token) and numbered: a higher serial is newer.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub credentials: Credentials,
+    pub serial: u64,
+}
+
+/// Issues new credentials for one registry once it refused those numbered `rejected`.
+pub trait Renew: Send + Sync {
+    fn renew(&self, rejected: u64) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>>;
+}
+
+/// Why a registry's credentials could not be renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewalFailed {
+    /// The credentials refused were themselves the renewal of refused ones.
+    RefusedAgain,
+    /// Fetching new ones failed, for this reason.
+    Fetch(String),
+}
+
+struct SetCredentials {
+    issued: Issued,
+    renew: Option<Arc<dyn Renew>>,
+    /// Whether these replaced credentials the registry refused.
+    after_refusal: bool,
+}
+
 /// Looks up credentials per registry host: first those set by ecrcp, then docker's config.
 pub struct CredentialStore {
     config_file: Option<PathBuf>,
-    set: Mutex<HashMap<String, Credentials>>,
+    set: Mutex<HashMap<String, SetCredentials>>,
+    /// Held while credentials are renewed, so that requests refused at once share one.
+    renewing: tokio::sync::Mutex<()>,
     helper_timeout: Duration,
 }
 
@@ -38,6 +70,7 @@ impl CredentialStore {
         CredentialStore {
             config_file: dir.map(|dir| dir.join("config.json")),
             set: Mutex::new(HashMap::new()),
+            renewing: tokio::sync::Mutex::new(()),
             helper_timeout: Timeouts::default().command,
         }
     }
@@ -49,12 +82,80 @@ impl CredentialStore {
         self
     }
 
-    /// Credentials ecrcp obtained itself (an ECR authorization token) for `host`.
+    /// Credentials ecrcp obtained itself for `host`, for the whole run.
     pub fn insert(&self, host: &str, credentials: Credentials) {
-        self.set
-            .lock()
-            .expect("credential map poisoned")
-            .insert(host.to_owned(), credentials);
+        self.set.lock().expect("credential map poisoned").insert(
+            host.to_owned(),
+            SetCredentials {
+                issued: Issued {
+                    credentials,
+                    serial: 0,
+                },
+                renew: None,
+                after_refusal: false,
+            },
+        );
+    }
+
+    /// Credentials ecrcp obtained itself (an ECR authorization token) for `host`, and what
+    /// renews them when the registry refuses them. Older ones than those held (a copy
+    /// handing over the token it fetched before another copy's renewal) are ignored.
+    pub fn insert_renewable(&self, host: &str, issued: Issued, renew: Arc<dyn Renew>) {
+        let mut set = self.set.lock().expect("credential map poisoned");
+        if let Some(held) = set.get(host) {
+            if held.renew.is_some() && held.issued.serial >= issued.serial {
+                return;
+            }
+        }
+        set.insert(
+            host.to_owned(),
+            SetCredentials {
+                issued,
+                renew: Some(renew),
+                after_refusal: false,
+            },
+        );
+    }
+
+    /// The serial of the renewable credentials held for `host`, if any: what a request sent
+    /// now is authorized with.
+    pub fn serial(&self, host: &str) -> Option<u64> {
+        let set = self.set.lock().expect("credential map poisoned");
+        set.get(host)
+            .filter(|held| held.renew.is_some())
+            .map(|held| held.issued.serial)
+    }
+
+    /// New credentials for `host` after it refused those numbered `rejected`: the ones
+    /// that replaced them already, if another request renewed them first, else fresh ones.
+    /// `None` when `host`'s credentials are not renewable. Credentials that were
+    /// themselves a renewal and are refused again are not renewed a second time: the
+    /// refusal is about something a new token does not change.
+    pub async fn renew(&self, host: &str, rejected: u64) -> Option<Result<Credentials, RenewalFailed>> {
+        let _turn = self.renewing.lock().await;
+        let renew = {
+            let set = self.set.lock().expect("credential map poisoned");
+            let held = set.get(host)?;
+            let renew = Arc::clone(held.renew.as_ref()?);
+            if held.issued.serial != rejected {
+                return Some(Ok(held.issued.credentials.clone()));
+            }
+            if held.after_refusal {
+                return Some(Err(RenewalFailed::RefusedAgain));
+            }
+            renew
+        };
+        let issued = match renew.renew(rejected).await {
+            Ok(issued) => issued,
+            Err(error) => return Some(Err(RenewalFailed::Fetch(error))),
+        };
+        let mut set = self.set.lock().expect("credential map poisoned");
+        let held = set.get_mut(host)?;
+        if held.issued.serial < issued.serial {
+            held.issued = issued;
+            held.after_refusal = true;
+        }
+        Some(Ok(held.issued.credentials.clone()))
     }
 
     /// The credentials for `host` (a registry name as in a reference, `docker.io` for Hub),
@@ -62,7 +163,7 @@ impl CredentialStore {
     /// anonymous access may still work, and if not, the registry's 401 says so.
     pub async fn lookup(&self, host: &str) -> Option<Credentials> {
         if let Some(found) = self.set.lock().expect("credential map poisoned").get(host) {
-            return Some(found.clone());
+            return Some(found.issued.credentials.clone());
         }
         self.docker_credentials(host).await
     }
@@ -264,6 +365,70 @@ mod tests {
             assert_eq!(config_entry(config, host).unwrap(), expected, "{host}");
         }
         assert_eq!(config_entry("{}", "docker.io").unwrap(), None);
+    }
+
+    /// Hands out "AWS:same" (as the bed's moto does, whatever the fetch) with rising
+    /// serials, counting the fetches.
+    struct Counting {
+        fetches: std::sync::atomic::AtomicU64,
+    }
+
+    impl Renew for Counting {
+        fn renew(&self, _rejected: u64) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>> {
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                let fetched = self.fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                Ok(Issued {
+                    credentials: Credentials {
+                        username: "AWS".into(),
+                        password: Secret::new("same"),
+                    },
+                    serial: 10 + fetched,
+                })
+            })
+        }
+    }
+
+    fn issued(serial: u64) -> Issued {
+        Issued {
+            credentials: Credentials {
+                username: "AWS".into(),
+                password: Secret::new("same"),
+            },
+            serial,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_renewed_once_for_all_who_met_the_refusal_and_never_twice() {
+        let store = CredentialStore::with_config_dir(None);
+        let counting = Arc::new(Counting {
+            fetches: std::sync::atomic::AtomicU64::new(0),
+        });
+        assert_eq!(store.renew("h", 1).await, None, "nothing renewable yet");
+        store.insert_renewable("h", issued(5), counting.clone());
+        assert_eq!(store.serial("h"), Some(5));
+        // Three requests refused with token 5 at once: one fetch.
+        let (a, b, c) = tokio::join!(store.renew("h", 5), store.renew("h", 5), store.renew("h", 5));
+        for renewed in [a, b, c] {
+            assert!(matches!(renewed, Some(Ok(_))), "{renewed:?}");
+        }
+        assert_eq!(counting.fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(store.serial("h"), Some(11));
+        // A copy handing over the token it fetched before the renewal changes nothing.
+        store.insert_renewable("h", issued(5), counting.clone());
+        assert_eq!(store.serial("h"), Some(11));
+        // The renewed token refused too: no second fetch, a final answer.
+        assert_eq!(store.renew("h", 11).await, Some(Err(RenewalFailed::RefusedAgain)));
+        assert_eq!(counting.fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A token refreshed before its expiry (hours later) may be renewed again.
+        store.insert_renewable("h", issued(20), counting.clone());
+        assert!(matches!(store.renew("h", 20).await, Some(Ok(_))));
+        assert_eq!(counting.fetches.load(std::sync::atomic::Ordering::SeqCst), 2);
+        // Plain credentials are never renewed.
+        store.insert("plain", issued(0).credentials);
+        assert_eq!(store.serial("plain"), None);
+        assert_eq!(store.renew("plain", 0).await, None);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYP
 use reqwest::{Method, StatusCode};
 
 use self::auth::Challenge;
-use self::credentials::CredentialStore;
+use self::credentials::{CredentialStore, RenewalFailed};
 pub use self::scope::{Access, Scopes};
 use self::tokens::{Authorization, TokenCache};
 use crate::net_timeouts;
@@ -141,6 +141,22 @@ pub enum RegistryError {
     /// lost in a restart. Starting over opens a new one.
     #[error("registry '{host}' lost the upload session of {digest} (404)")]
     UploadUnknown { host: String, digest: String },
+    /// An ECR registry refused the token it had accepted, and refused the new one fetched
+    /// for it too (or none could be fetched): a new token is not what is missing.
+    #[error("registry '{host}' refused the ECR authorization token {}\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on '{repository}' (README: IAM policy), and that '{host}' is the registry meant", renewal_detail(.fetch_failed.as_deref()))]
+    TokenRefused {
+        host: String,
+        repository: String,
+        /// Why no new token could be fetched; `None`: the new one was refused too.
+        fetch_failed: Option<String>,
+    },
+}
+
+fn renewal_detail(fetch_failed: Option<&str>) -> String {
+    match fetch_failed {
+        Some(error) => format!("that had worked, and a new one could not be fetched: {error}"),
+        None => "again right after ecrcp fetched a new one".to_owned(),
+    }
 }
 
 fn refusal_detail(detail: &str) -> String {
@@ -503,8 +519,26 @@ impl RegistryClient {
             .expect("challenge cache poisoned")
             .insert(host.to_owned(), challenge.clone());
         let token = matches!(challenge, Challenge::Bearer { .. });
-        let fresh = self.authorize(image, scopes, challenge).await?;
-        let response = self.send(&request, host, Some(&fresh.value)).await?;
+        // Read before the credentials are: a renewal meanwhile then costs no second one.
+        let serial = self.credentials.serial(image.registry());
+        let mut fresh = self.authorize(image, scopes, challenge).await?;
+        let mut response = self.send(&request, host, Some(&fresh.value)).await?;
+        if let (StatusCode::UNAUTHORIZED, Some(serial)) = (response.status(), serial) {
+            // The token that worked is refused (it expired): one new token, asked once more.
+            fresh = self.renewed(image, serial).await?;
+            response = self.send(&request, host, Some(&fresh.value)).await?;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                return Err(RegistryError::TokenRefused {
+                    host: image.registry().to_owned(),
+                    repository: image.repository().to_owned(),
+                    fetch_failed: None,
+                });
+            }
+            tracing::info!(
+                registry = image.registry(),
+                "the registry accepted the new ECR authorization token; going on"
+            );
+        }
         if response.status() == StatusCode::UNAUTHORIZED {
             // A token was handed out and refused: for reads, Docker Hub's answer for a
             // repository that is missing or private; for writes, a login without push.
@@ -551,6 +585,25 @@ impl RegistryClient {
                 Ok(Some(fresh.value))
             }
             None => Ok(None),
+        }
+    }
+
+    /// The Basic authorization of the credentials that replace those numbered `serial`,
+    /// which `image`'s registry refused.
+    async fn renewed(&self, image: &Reference, serial: u64) -> Result<Authorization, RegistryError> {
+        let host = image.registry();
+        let refused = |fetch_failed| RegistryError::TokenRefused {
+            host: host.to_owned(),
+            repository: image.repository().to_owned(),
+            fetch_failed,
+        };
+        match self.credentials.renew(host, serial).await {
+            Some(Ok(credentials)) => Ok(Authorization::lasting(basic(
+                &credentials.username,
+                credentials.password.expose(),
+            ))),
+            Some(Err(RenewalFailed::Fetch(error))) => Err(refused(Some(error))),
+            Some(Err(RenewalFailed::RefusedAgain)) | None => Err(refused(None)),
         }
     }
 
@@ -623,6 +676,7 @@ impl RegistryClient {
         let host = image.api_host();
         self.refuse_if_silent(host)?;
         let mut request = request;
+        let serial = self.credentials.serial(image.registry());
         if let Some(authorization) = self.authorization(image, scopes).await? {
             request = request.header(AUTHORIZATION, &*authorization);
         }
@@ -632,6 +686,10 @@ impl RegistryClient {
             .map_err(|error| send_error(host, "an upload", &error))?;
         if response.status() == StatusCode::UNAUTHORIZED {
             self.forget_token(image, scopes);
+            if let Some(serial) = serial {
+                // ECR's token expired under the upload: the next start goes with a new one.
+                self.renewed(image, serial).await?;
+            }
             return Err(RegistryError::TokenExpired {
                 host: image.registry().to_owned(),
             });

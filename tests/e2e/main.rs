@@ -17,6 +17,7 @@ mod faults_docker;
 mod faults_hang;
 mod faults_quota;
 mod faults_registry;
+mod faults_token;
 mod flaky;
 mod iam;
 mod ledger;

@@ -49,6 +49,14 @@
 #                     mount (mount=): forwards it without its mount and from parameters,
 #                     so the registry opens an upload session and answers 202 with its
 #                     Location, as ECR does for an account without BLOB_MOUNTING
+#   "expire_token": true  matches only a request that carries an Authorization header (a
+#                     login that worked so far): answers, as ECR does once its 12-hour
+#                     token expired, 401 with `WWW-Authenticate: Basic realm="https://HOST/",
+#                     service="ecr.amazonaws.com"` and a DENIED error "Your authorization
+#                     token has expired. Reauthenticate and try again." ("skip": K lets the
+#                     first K authorized requests through; "times": N is how many are
+#                     refused: the bed's moto hands out the same token on every fetch, so a
+#                     new token cannot be told from the expired one by its text)
 #
 # Tag lists are paged as Docker Hub and ECR page them (the registry behind, distribution
 # 2.8, ignores `n` and `last`): a GET of /v2/NAME/tags/list with `n` or `last` answers at
@@ -137,8 +145,11 @@ class Aborted(Exception):
 # ---------------------------------------------------------------- faults
 
 RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
-             "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount"}
-ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount")
+             "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount",
+             "expire_token"}
+ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token")
+# ECR's answer to a request with an expired authorization token.
+EXPIRED_TOKEN = "Your authorization token has expired. Reauthenticate and try again."
 # The query parameters of a cross-repository mount (distribution spec, "Mount Blob").
 MOUNT_PARAMETERS = ("mount", "from")
 
@@ -192,13 +203,15 @@ class Rule:
         self.corrupt = bool(doc.get("corrupt"))
         self.corrupt_at = None if doc.get("corrupt_at") is None else int(doc["corrupt_at"])
         self.refuse_mount = bool(doc.get("refuse_mount"))
+        self.expire_token = bool(doc.get("expire_token"))
         self.fired = 0
 
-    def matches(self, method: str, path: str, body) -> bool:
+    def matches(self, method: str, path: str, body, authorized: bool) -> bool:
         return ((self.methods is None or method in self.methods)
                 and (self.path is None or self.path.search(path) is not None)
                 and (self.body is None or (body is not None and self.body.search(body) is not None))
-                and (not self.refuse_mount or (method == "POST" and asks_mount(path))))
+                and (not self.refuse_mount or (method == "POST" and asks_mount(path)))
+                and (not self.expire_token or authorized))
 
     def acts_on_request(self, has_body: bool) -> bool:
         return self.on == "request" if self.on else has_body
@@ -232,12 +245,13 @@ class Faults:
         with self.lock:
             return any(rule.body is not None for rule in self.by_repository.get(repository, ()))
 
-    def take(self, repository: str, method: str, path: str, body=None):
+    def take(self, repository: str, method: str, path: str, body=None, authorized=False):
         """The rule that fires for this request (whose small `body` was read first when a
-        rule looks at bodies), counting the use, or None."""
+        rule looks at bodies; `authorized`: it carries an Authorization header), counting
+        the use, or None."""
         with self.lock:
             for rule in self.by_repository.get(repository, ()):
-                if not rule.matches(method, path, body) or (rule.times is not None and rule.times <= 0):
+                if not rule.matches(method, path, body, authorized) or (rule.times is not None and rule.times <= 0):
                     continue
                 if rule.skip > 0:
                     rule.skip -= 1
@@ -450,6 +464,12 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         self.send_small(rule.status, {"errors": [{"code": code, "message": "injected by the test bed",
                                                   "detail": {"status": rule.status}}]}, extra, entry)
 
+    def answer_expired(self, entry: dict):
+        host = self.headers.get("Host", "").split(":")[0]
+        challenge = f'Basic realm="https://{host}/",service="ecr.amazonaws.com"'
+        self.send_small(401, {"errors": [{"code": "DENIED", "message": EXPIRED_TOKEN}]},
+                        {"WWW-Authenticate": challenge}, entry)
+
     def handle_one_request(self):
         try:
             super().handle_one_request()
@@ -482,7 +502,8 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
     def serve(self, repository: str, entry: dict):
         faults = self.server.faults
         peeked = self.peek_body() if repository and faults.looks_at_bodies(repository) else None
-        rule = faults.take(repository, self.command, self.path, peeked) if repository else None
+        authorized = self.headers.get("Authorization") is not None
+        rule = faults.take(repository, self.command, self.path, peeked, authorized) if repository else None
         if rule is not None:
             entry["fault"] = rule.kind
             log(self.server.label, f"fault {rule.doc} on {self.command} {self.path}")
@@ -495,6 +516,10 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             for _ in body or ():
                 pass
             return self.answer_fault(rule, entry)
+        if rule is not None and rule.expire_token:
+            for _ in body or ():
+                pass
+            return self.answer_expired(entry)
         if self.answered_here(entry) or self.paged_tags(entry):
             for _ in body or ():
                 pass

@@ -20,7 +20,8 @@ use self::retry::{Attempts, Next};
 use super::turns::Turns;
 use super::{Delivered, Engine, Lands, Pulls, Transfer};
 use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
-use crate::login::Logins;
+use crate::ecr::Ecr;
+use crate::login::{LoginRefusedAgain, Logins};
 use crate::plan::CopyJob;
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RegistryClient};
@@ -152,8 +153,14 @@ impl<'a> DockerEngine<'a> {
         let spent = source
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
-        let pulled = match self.docker_retrying(&pull, spent, deadline).await {
-            Err(error @ DockerError::NoSpace { .. }) => Err(self.no_space(error, first).await),
+        let pulled = self
+            .docker_retrying(&pull, spent, deadline, (source, first.ecr))
+            .await;
+        let pulled = match pulled {
+            Err(error) if docker::is_no_space(&error) => {
+                let error = error.downcast::<DockerError>().expect("checked above");
+                Err(self.no_space(error, first).await.into())
+            }
             pulled => pulled,
         };
         pulled.with_context(|| format!("cannot pull '{}'", source.familiar()))?;
@@ -161,7 +168,8 @@ impl<'a> DockerEngine<'a> {
         for transfer in transfers {
             let tag = self
                 .docker(&DockerCommand::tag(source, transfer.destination))
-                .await;
+                .await
+                .map_err(anyhow::Error::from);
             tagged.push(
                 self.out_of_space(tag)
                     .await
@@ -196,12 +204,17 @@ impl<'a> DockerEngine<'a> {
 
     /// A tag or push that ran out of disk space (docker writes its metadata into its data
     /// root), with where: the image is unpacked already, so its size says nothing.
-    async fn out_of_space<T>(&self, result: Result<T, DockerError>) -> Result<T, DockerError> {
+    async fn out_of_space<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
         match result {
-            Err(error @ DockerError::NoSpace { .. }) => Err(error.with_space(docker::Space {
-                data_root: space::data_root(self.docker).await,
-                image_bytes: None,
-            })),
+            Err(error) if docker::is_no_space(&error) => {
+                let error = error.downcast::<DockerError>().expect("checked above");
+                Err(error
+                    .with_space(docker::Space {
+                        data_root: space::data_root(self.docker).await,
+                        image_bytes: None,
+                    })
+                    .into())
+            }
             other => other,
         }
     }
@@ -221,6 +234,7 @@ impl<'a> DockerEngine<'a> {
                 &DockerCommand::push(destination, transfer.options.progress),
                 None,
                 deadline,
+                (destination, transfer.ecr),
             )
             .await;
         let pushed = self.out_of_space(pushed).await;
@@ -236,7 +250,7 @@ impl<'a> DockerEngine<'a> {
                 Err(_) if error.to_string().contains("immutable") => Err(anyhow!(
                     "'{destination}' is an immutable tag that holds a different image; choose another tag"
                 )),
-                Err(_) => Err(anyhow::Error::new(error).context(format!("cannot push '{destination}'"))),
+                Err(_) => Err(error.context(format!("cannot push '{destination}'"))),
             },
         }
     }
@@ -289,14 +303,21 @@ impl<'a> DockerEngine<'a> {
     /// A push that failed leaves no wrong tag: docker sends the manifest, which moves the
     /// tag, only after every layer is at the registry, and the registry refuses a manifest
     /// whose blobs it does not hold; `publish` then checks what the tag serves.
+    ///
+    /// When the ECR registry of `login` (the image and its ECR connection) refuses the
+    /// login ecrcp gave docker (the token expired), docker logs in with a new token and the
+    /// command runs again at once, as an attempt of its own; refused again, it fails.
     async fn docker_retrying(
         &self,
         command: &DockerCommand,
         spent: Option<(&Pulls, u64)>,
         deadline: Instant,
-    ) -> Result<DockerOutput, DockerError> {
+        login: (&Reference, Option<&Ecr>),
+    ) -> anyhow::Result<DockerOutput> {
         let mut attempts = Attempts::new(deadline);
+        let mut renewed = false;
         loop {
+            let serial = self.logins.docker_login_serial(login.0).await;
             let result = self.docker(command).await;
             if let (
                 Some((pulls, reads)),
@@ -314,6 +335,15 @@ impl<'a> DockerEngine<'a> {
                 }
                 Err(error) => error,
             };
+            if let (true, Some(serial)) = (error.refuses_the_login(), serial) {
+                if renewed {
+                    let host = login.0.registry().to_owned();
+                    return Err(anyhow::Error::new(error).context(LoginRefusedAgain { host }));
+                }
+                self.logins.renew_docker_login(login.0, login.1, serial).await?;
+                renewed = true;
+                continue;
+            }
             let attempt = attempts.attempt;
             match attempts.after(&error, Instant::now()) {
                 Next::Again { wait, progressed } => {
@@ -339,7 +369,7 @@ impl<'a> DockerEngine<'a> {
                             "docker failed; not trying again"
                         );
                     }
-                    return Err(error);
+                    return Err(error.into());
                 }
             }
         }
