@@ -10,6 +10,7 @@ mod engine;
 mod engine_refusals;
 mod failures;
 mod fanout;
+mod faults_api;
 mod faults_crash;
 mod faults_docker;
 mod faults_hang;
