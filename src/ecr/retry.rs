@@ -57,7 +57,7 @@ fn backoff(operation: Duration) -> (Duration, Duration) {
     (max / 10, max)
 }
 
-/// The worst case of all waits between attempts, for the error message.
+/// The worst case of all waits between attempts together, for the error message.
 pub fn longest_wait() -> Duration {
     let (initial, max) = backoff(net_timeouts::net().api_operation);
     (0..MAX_ATTEMPTS - 1)
