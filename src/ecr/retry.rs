@@ -178,8 +178,10 @@ fn sanitize(code: &str) -> &str {
     code.rsplit('#').next().unwrap_or(code)
 }
 
-/// Whether an error code or status says the API refused for load: throttling, or a server
-/// error the SDK retried as transient.
+/// Whether an error code or status says the API refused for load: the SDK's throttling
+/// codes, but for ECR's `LimitExceededException`, which the SDK retries as throttling
+/// although at ECR it is a resource quota (repositories per registry, say) that no wait
+/// lifts.
 pub fn is_throttling(code: Option<&str>, status: Option<u16>) -> bool {
     const THROTTLING: &[&str] = &[
         "ThrottlingException",
@@ -191,7 +193,6 @@ pub fn is_throttling(code: Option<&str>, status: Option<u16>) -> bool {
         "TransactionInProgressException",
         "RequestLimitExceeded",
         "BandwidthLimitExceeded",
-        "LimitExceededException",
         "RequestThrottled",
         "SlowDown",
         "PriorRequestNotComplete",
@@ -237,5 +238,6 @@ mod tests {
         assert!(is_throttling(Some("ThrottlingException"), Some(400)));
         assert!(is_throttling(None, Some(429)));
         assert!(!is_throttling(Some("RepositoryNotFoundException"), Some(400)));
+        assert!(!is_throttling(Some("LimitExceededException"), Some(400)));
     }
 }
