@@ -1,7 +1,9 @@
 //! The ECR API boundary (aws-sdk-ecr): credentials, authorization tokens, and creating (or,
 //! after a failed first push, removing) repositories. Every call names the registry it is
 //! for (account, region, FIPS), so a destination in another account is never confused with
-//! the caller's own. Nothing else talks to the AWS API.
+//! the caller's own. Nothing else talks to the AWS API. How calls are retried: `retry`.
+
+mod retry;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +20,7 @@ use aws_sdk_ecr::types::{
     EncryptionConfiguration, EncryptionType, ImageScanningConfiguration, ImageTagMutability, Tag,
 };
 use aws_sdk_ecr::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use base64::Engine as _;
 use tokio::sync::Mutex;
 
@@ -41,6 +44,20 @@ pub enum EcrError {
         code: String,
         message: String,
         hint: String,
+    },
+    /// Throttled on every attempt the retry configuration allows (`retry`).
+    #[error("ECR {operation} was throttled: {code}: {message} (ecrcp tried {} times, backing off up to {} in all)\nnote: the account's ECR API request rate is used up, by this run or others sharing the account and region; lower `jobs` in the config (or run fewer copies at once), spread runs apart, or ask AWS for a higher ECR quota (Service Quotas, Amazon ECR: the rate of {operation} requests)", retry::MAX_ATTEMPTS, net_timeouts::seconds(retry::longest_wait()))]
+    Throttled {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+    /// Server errors (5xx) on every attempt the retry configuration allows.
+    #[error("ECR {operation} kept failing on AWS's side: {code}: {message} (ecrcp tried {} times, backing off up to {} in all)\nnote: the ECR API is failing in this region; try again later and check the AWS Health Dashboard", retry::MAX_ATTEMPTS, net_timeouts::seconds(retry::longest_wait()))]
+    ServerFailing {
+        operation: &'static str,
+        code: String,
+        message: String,
     },
     #[error("cannot reach the ECR API for {operation}: {detail}\nnote: check the network, the region, and AWS_ENDPOINT_URL if set")]
     Unreachable { operation: &'static str, detail: String },
@@ -168,7 +185,9 @@ impl Ecr {
             .read_timeout(Duration::from_secs(2))
             .build();
         let mut chain = DefaultCredentialsChain::builder().imds_client(imds);
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(api_timeouts());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(api_timeouts())
+            .retry_config(retry::config());
         if let Some(profile) = &options.profile {
             chain = chain.profile_name(profile);
             loader = loader.profile_name(profile);
@@ -212,7 +231,12 @@ impl Ecr {
         let mut clients = self.clients.lock().await;
         clients
             .entry((region.to_owned(), fips))
-            .or_insert_with(|| Client::new(&endpoint_config(&self.config, region, fips)))
+            .or_insert_with(|| {
+                let config = aws_sdk_ecr::config::Builder::from(&endpoint_config(&self.config, region, fips))
+                    .interceptor(retry::RetryLog)
+                    .build();
+                Client::from_conf(config)
+            })
             .clone()
     }
 
@@ -540,11 +564,10 @@ fn decode_token(token: &str) -> Option<(String, Secret)> {
 }
 
 /// An SDK error as ecrcp reports it. Throttling and 5xx answers never get here before the
-/// SDK's own standard retry mode (3 attempts, backoff with jitter) has given up on them.
-fn api_error<E, R>(operation: &'static str, error: &SdkError<E, R>) -> EcrError
+/// retries of `retry::config` have given up on them.
+fn api_error<E>(operation: &'static str, error: &SdkError<E, HttpResponse>) -> EcrError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     match error {
         SdkError::TimeoutError(_) => EcrError::Silent {
@@ -560,12 +583,32 @@ where
             detail: DisplayErrorContext(error).to_string(),
         },
         _ => {
-            let code = error.code().unwrap_or("Unknown").to_owned();
+            let status = error.raw_response().map(|response| response.status().as_u16());
+            let code = error.code().map_or_else(
+                || status.map_or("Unknown".to_owned(), |s| format!("HTTP {s}")),
+                str::to_owned,
+            );
             let message = error
                 .message()
                 .map_or_else(|| DisplayErrorContext(error).to_string(), str::to_owned);
+            if retry::is_throttling(error.code(), status) {
+                return EcrError::Throttled {
+                    operation,
+                    code,
+                    message,
+                };
+            }
+            if status.is_some_and(|status| status >= 500) {
+                return EcrError::ServerFailing {
+                    operation,
+                    code,
+                    message,
+                };
+            }
             let hint = if code.contains("AccessDenied") || code == "UnrecognizedClientException" {
                 format!("\nnote: the IAM policy must allow ecr:{operation} (README: IAM policy)")
+            } else if code == "LimitExceededException" {
+                "\nnote: a service quota of the account is reached (Service Quotas, Amazon ECR); ask for a higher one or remove what is no longer used".to_owned()
             } else {
                 String::new()
             };

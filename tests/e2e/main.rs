@@ -11,6 +11,7 @@ mod engine;
 mod engine_refusals;
 mod failures;
 mod fanout;
+mod faults_api;
 mod faults_crash;
 mod faults_disk;
 mod faults_docker;

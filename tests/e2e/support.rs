@@ -647,3 +647,70 @@ impl Bed {
         self.image_py(&args)
     }
 }
+
+// ---- the ECR API's front (tests/testbed/api_front.py): faults and counters, by key ----
+
+/// Fault rules at the ECR API's front for one key (a repository name, or the access key id
+/// of calls that name none), lifted when dropped, even when the test fails. Rules are
+/// front.py's plus `"operation"` and `"error"` (api_front.py's header).
+pub struct ApiFaults {
+    key: String,
+}
+
+impl ApiFaults {
+    /// Replaces the rules of `key` at the ECR API's front.
+    pub fn set(key: &str, rules: &serde_json::Value) -> ApiFaults {
+        let doc = serde_json::json!({ "repository": key, "rules": rules });
+        api_front_call("POST", "faults", Some(&doc));
+        ApiFaults { key: key.to_owned() }
+    }
+
+    /// How many times each rule fired so far, in the order they were given.
+    pub fn fired(&self) -> Vec<u64> {
+        let rules = api_front_call("GET", &format!("faults?repo={}", self.key), None);
+        rules[&self.key]
+            .as_array()
+            .map(|rules| rules.iter().filter_map(|rule| rule["fired"].as_u64()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ApiFaults {
+    fn drop(&mut self) {
+        let doc = serde_json::json!({ "repository": self.key, "rules": [] });
+        api_front_call("POST", "faults", Some(&doc));
+    }
+}
+
+/// How many calls of each operation the ECR API's front saw for `key` (its `by_method`).
+pub fn api_calls(key: &str) -> std::collections::BTreeMap<String, u64> {
+    let stats = api_front_call("GET", &format!("stats?repo={key}"), None);
+    stats["by_method"]
+        .as_object()
+        .map(|calls| {
+            calls
+                .iter()
+                .map(|(operation, count)| (operation.clone(), count.as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn api_front_call(method: &str, knob: &str, body: Option<&serde_json::Value>) -> serde_json::Value {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("the bed exports AWS_ENDPOINT_URL");
+    let mut curl = Command::new("curl");
+    curl.args(["-sSf", "-X", method]);
+    if let Some(body) = body {
+        curl.arg("--data").arg(body.to_string());
+    }
+    let output = curl
+        .arg(format!("{endpoint}/_testbed/{knob}"))
+        .output()
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "{method} {endpoint}/_testbed/{knob} {body:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the API front answers JSON")
+}
