@@ -46,14 +46,14 @@ pub enum EcrError {
         hint: String,
     },
     /// Throttled on every attempt the retry configuration allows (`retry`).
-    #[error("ECR {operation} was throttled: {code}: {message} (ecrcp tried {} times, backing off up to {} in all)\nnote: the account's ECR API request rate is used up, by this run or others sharing the account and region; lower `jobs` in the config (or run fewer copies at once), spread runs apart, or ask AWS for a higher ECR quota (Service Quotas, Amazon ECR: the rate of {operation} requests)", retry::MAX_ATTEMPTS, net_timeouts::seconds(retry::longest_wait()))]
+    #[error("ECR {operation} was throttled: {code}: {message} (ecrcp tried {} times, backing off up to {} in all)\nnote: the account's ECR API request rate is used up, by this run or others sharing the account and region; lower `jobs` in the config (or run fewer copies at once), spread runs apart, or ask AWS for a higher ECR quota (Service Quotas, Amazon ECR: the rate of {operation} requests)", retry::attempts(), net_timeouts::seconds(retry::longest_wait()))]
     Throttled {
         operation: &'static str,
         code: String,
         message: String,
     },
     /// Server errors (5xx) on every attempt the retry configuration allows.
-    #[error("ECR {operation} kept failing on AWS's side: {code}: {message} (ecrcp tried {} times, backing off up to {} in all)\nnote: the ECR API is failing in this region; try again later and check the AWS Health Dashboard", retry::MAX_ATTEMPTS, net_timeouts::seconds(retry::longest_wait()))]
+    #[error("ECR {operation} kept failing on AWS's side: {code}: {message} (ecrcp tried {} times, backing off up to {} in all)\nnote: the ECR API is failing in this region; try again later and check the AWS Health Dashboard", retry::attempts(), net_timeouts::seconds(retry::longest_wait()))]
     ServerFailing {
         operation: &'static str,
         code: String,

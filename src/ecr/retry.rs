@@ -37,14 +37,47 @@ use crate::net_timeouts;
 /// rate limits recover within.
 pub const MAX_ATTEMPTS: u32 = 8;
 
-/// The retry configuration of every ECR client.
+/// The retry configuration of every ECR client: ecrcp's, unless the AWS environment
+/// variables a user sets for every AWS tool say otherwise (`AWS_MAX_ATTEMPTS`,
+/// `AWS_RETRY_MODE`).
 pub fn config() -> RetryConfig {
     let (initial, max) = backoff(net_timeouts::net().api_operation);
+    let (attempts, mode) = chosen();
     RetryConfig::standard()
-        .with_retry_mode(RetryMode::Standard)
-        .with_max_attempts(MAX_ATTEMPTS)
+        .with_retry_mode(mode)
+        .with_max_attempts(attempts)
         .with_initial_backoff(initial)
         .with_max_backoff(max)
+}
+
+/// The attempts per operation in force.
+pub fn attempts() -> u32 {
+    chosen().0
+}
+
+fn chosen() -> (u32, RetryMode) {
+    static CHOSEN: std::sync::OnceLock<(u32, RetryMode)> = std::sync::OnceLock::new();
+    *CHOSEN.get_or_init(|| {
+        settings(
+            std::env::var("AWS_MAX_ATTEMPTS").ok().as_deref(),
+            std::env::var("AWS_RETRY_MODE").ok().as_deref(),
+        )
+    })
+}
+
+/// Attempts and mode from the AWS variables' values, where they are valid (as the SDKs read
+/// them: a positive whole number; `standard` or `adaptive`), else ecrcp's own. `legacy` is
+/// not offered by this SDK and reads as standard.
+fn settings(max_attempts: Option<&str>, mode: Option<&str>) -> (u32, RetryMode) {
+    let attempts = max_attempts
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .filter(|attempts| *attempts > 0)
+        .unwrap_or(MAX_ATTEMPTS);
+    let mode = match mode.map(str::trim) {
+        Some(mode) if mode.eq_ignore_ascii_case("adaptive") => RetryMode::Adaptive,
+        _ => RetryMode::Standard,
+    };
+    (attempts, mode)
 }
 
 /// The first and the longest wait between attempts, from the operation's time limit: the
@@ -60,7 +93,7 @@ fn backoff(operation: Duration) -> (Duration, Duration) {
 /// The worst case of all waits between attempts together, for the error message.
 pub fn longest_wait() -> Duration {
     let (initial, max) = backoff(net_timeouts::net().api_operation);
-    (0..MAX_ATTEMPTS - 1)
+    (0..attempts().saturating_sub(1))
         .map(|n| (initial * 2u32.pow(n)).min(max))
         .sum()
 }
@@ -73,7 +106,7 @@ impl Storable for LastFailure {
     type Storer = StoreReplace<Self>;
 }
 
-/// Logs each retry of an ECR API call at info: the operation, the attempt, and why the
+/// Logs each retry of an ECR API call (warn): the operation, the attempt, and why the
 /// previous attempt failed (the error code, or the HTTP status, or the connection error).
 #[derive(Debug)]
 pub struct RetryLog;
@@ -136,7 +169,8 @@ impl Intercept for RetryLog {
         let max = cfg
             .load::<RetryConfig>()
             .map_or(MAX_ATTEMPTS, RetryConfig::max_attempts);
-        tracing::info!(
+        // warn, as the registries' retries: a fault ridden out shows at the command line's level.
+        tracing::warn!(
             operation = %operation,
             attempt,
             of = max,
@@ -204,6 +238,21 @@ pub fn is_throttling(code: Option<&str>, status: Option<u16>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_aws_variables_choose_attempts_and_mode_where_valid() {
+        let cases = [
+            (None, None, (MAX_ATTEMPTS, RetryMode::Standard)),
+            (Some("3"), None, (3, RetryMode::Standard)),
+            (Some(" 12 "), Some("adaptive"), (12, RetryMode::Adaptive)),
+            (Some("0"), Some("standard"), (MAX_ATTEMPTS, RetryMode::Standard)),
+            (Some("many"), Some("legacy"), (MAX_ATTEMPTS, RetryMode::Standard)),
+            (None, Some("ADAPTIVE"), (MAX_ATTEMPTS, RetryMode::Adaptive)),
+        ];
+        for (attempts, mode, expected) in cases {
+            assert_eq!(settings(attempts, mode), expected, "{attempts:?} {mode:?}");
+        }
+    }
 
     #[test]
     fn retries_outlast_a_burst_and_fit_the_operation_limit() {
