@@ -12,6 +12,7 @@ mod engine_refusals;
 mod failures;
 mod fanout;
 mod faults_crash;
+mod faults_daemon;
 mod faults_docker;
 mod faults_hang;
 mod faults_quota;
