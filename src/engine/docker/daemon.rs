@@ -132,3 +132,183 @@ fn gone(patience: Duration, last: &str) -> DockerError {
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::docker::DockerRunner;
+    use crate::login::Logins;
+    use crate::registry::credentials::CredentialStore;
+    use crate::registry::RegistryClient;
+
+    const CANNOT_CONNECT: &str =
+        "Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?";
+
+    /// What one scripted command answers: success, or docker's last stderr line.
+    type Answer = Result<(), &'static str>;
+
+    /// A docker whose answers come from a script, per subcommand (`version` for the pings,
+    /// `push`, `image` for inspect, `tag`); an empty script answers success.
+    #[derive(Default)]
+    struct ScriptedDocker {
+        script: Mutex<Vec<(&'static str, VecDeque<Answer>)>>,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl ScriptedDocker {
+        fn answers(self, subcommand: &'static str, answers: &[Answer]) -> Self {
+            self.script
+                .lock()
+                .unwrap()
+                .push((subcommand, answers.iter().copied().collect()));
+            self
+        }
+
+        fn calls_of(&self, subcommand: &str) -> usize {
+            let calls = self.calls.lock().unwrap();
+            calls.iter().filter(|argv| argv.starts_with(subcommand)).count()
+        }
+    }
+
+    impl DockerRunner for ScriptedDocker {
+        fn run<'a>(
+            &'a self,
+            command: &'a DockerCommand,
+        ) -> Pin<Box<dyn Future<Output = Result<DockerOutput, DockerError>> + Send + 'a>> {
+            let subcommand = command.args()[0].clone();
+            self.calls.lock().unwrap().push(command.args().join(" "));
+            let answer = self
+                .script
+                .lock()
+                .unwrap()
+                .iter_mut()
+                .find(|(name, _)| *name == subcommand)
+                .and_then(|(_, answers)| answers.pop_front())
+                .unwrap_or(Ok(()));
+            Box::pin(async move {
+                match answer {
+                    Ok(()) => Ok(DockerOutput::default()),
+                    Err(text) if text == CANNOT_CONNECT => Err(DockerError::DaemonUnreachable {
+                        detail: text.to_owned(),
+                    }),
+                    Err(text) => Err(DockerError::Failed {
+                        argv: subcommand,
+                        status: "exit status 1".into(),
+                        stderr: text.into(),
+                        layers_done: 0,
+                    }),
+                }
+            })
+        }
+
+        fn daemon_patience(&self) -> Duration {
+            Duration::from_millis(1600)
+        }
+    }
+
+    fn reference(text: &str) -> Reference {
+        Reference::parse(text).unwrap()
+    }
+
+    async fn with_engine<T>(docker: &ScriptedDocker, test: impl AsyncFnOnce(&DockerEngine<'_>) -> T) -> T {
+        let registry = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
+        let engine = DockerEngine::new(
+            docker,
+            &registry,
+            std::sync::Arc::new(Logins::new(docker, &registry)),
+        );
+        test(&engine).await
+    }
+
+    #[tokio::test]
+    async fn a_step_that_meets_no_daemon_waits_for_it_and_runs_again() {
+        let docker = ScriptedDocker::default()
+            .answers("tag", &[Err(CANNOT_CONNECT)])
+            .answers("version", &[Err(CANNOT_CONNECT), Err(CANNOT_CONNECT)]);
+        let tag = DockerCommand::tag(&reference("a:1"), &reference("b:1"));
+        let result = with_engine(&docker, async |engine| engine.docker(&tag).await).await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(docker.calls_of("tag"), 2, "the step ran again");
+        assert_eq!(docker.calls_of("version"), 3, "asked until it answered");
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_stays_away_fails_the_step_within_the_patience_and_later_steps_wait_no_more() {
+        let always = [Err(CANNOT_CONNECT); 20];
+        let docker = ScriptedDocker::default()
+            .answers("tag", &always)
+            .answers("version", &always);
+        let tag = DockerCommand::tag(&reference("a:1"), &reference("b:1"));
+        let (first, second, took) = with_engine(&docker, async |engine| {
+            let started = Instant::now();
+            let first = engine.docker(&tag).await;
+            let second_started = Instant::now();
+            let second = engine.docker(&tag).await;
+            (first, second, (started.elapsed(), second_started.elapsed()))
+        })
+        .await;
+        let first = first.unwrap_err();
+        assert!(
+            matches!(&first, DockerError::DaemonGone { waited, detail } if *waited == Duration::from_millis(1600) && detail == CANNOT_CONNECT),
+            "{first:?}"
+        );
+        assert!(first.stops_the_run());
+        assert!(
+            took.0 >= Duration::from_millis(1600) && took.0 < Duration::from_secs(5),
+            "{took:?}"
+        );
+        assert!(
+            matches!(second, Err(DockerError::DaemonGone { .. })),
+            "{second:?}"
+        );
+        assert!(
+            took.1 < Duration::from_millis(500),
+            "the second step did not wait: {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_push_cut_by_the_daemon_runs_again_once_it_answers_with_its_tag_put_back() {
+        let docker = ScriptedDocker::default()
+            .answers("push", &[Err("unexpected EOF")])
+            .answers("version", &[Err(CANNOT_CONNECT), Err(CANNOT_CONNECT)])
+            .answers("image", &[Err("Error response from daemon: No such image: b:1")]);
+        let (source, destination) = (reference("a:1"), reference("b:1"));
+        let push = DockerCommand::push(&destination, false);
+        let result = with_engine(&docker, async |engine| {
+            let deadline = Instant::now() + super::super::retry::RETRY_BUDGET;
+            engine
+                .docker_retrying(&push, None, Some((&source, &destination)), deadline)
+                .await
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(docker.calls_of("push"), 2);
+        assert_eq!(
+            docker.calls_of("tag docker.io/library/a:1 docker.io/library/b:1"),
+            1,
+            "the lost tag was put back on the source: {:?}",
+            docker.calls.lock().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_registrys_cut_is_not_mistaken_for_the_daemon() {
+        let docker = ScriptedDocker::default().answers("push", &[Err("unexpected EOF")]);
+        let push = DockerCommand::push(&reference("b:1"), false);
+        let result = with_engine(&docker, async |engine| {
+            engine
+                .docker_retrying(&push, None, None, Instant::now() + Duration::from_secs(60))
+                .await
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        assert_eq!(docker.calls_of("version"), 1, "one ping found the daemon there");
+        assert_eq!(docker.calls_of("push"), 2, "the retry policy ran it again");
+    }
+}

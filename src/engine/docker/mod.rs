@@ -295,10 +295,10 @@ impl<'a> DockerEngine<'a> {
                     if let Some((source, destination)) = tag {
                         self.restore_tag(source, destination).await?;
                     }
-                    if Instant::now() >= deadline {
+                    if let Next::GiveUp(reason) = attempts.after_the_daemon_came_back(Instant::now()) {
+                        tracing::warn!(argv = ?command.args(), %error, reason, "docker failed; not trying again");
                         return Err(error);
                     }
-                    attempts.attempt += 1;
                     continue;
                 }
             }
