@@ -229,45 +229,65 @@ fn a_daemon_that_stays_down_fails_the_copy_in_bounded_time_with_a_clear_error() 
     drop(daemon);
 }
 
-/// Three images, one at a time; the daemon is dealt `fault` mid-push of the second.
-fn sync_with(test: &str, fault: Fault) -> (Bed, PrivateDockerd, Run, String, String) {
-    const TAGS: [&str; 3] = ["1", "2", "3"];
+/// One synced image: its source repository and its destination repository, tag `1` each.
+struct Image {
+    upstream: String,
+    destination: String,
+}
+
+/// Three images from three repositories into three (pushes to one repository take turns:
+/// these may run at once), `jobs` at a time; the daemon is dealt `fault` mid-push of the
+/// second.
+fn sync_with(test: &str, fault: Fault, jobs: usize) -> (Bed, PrivateDockerd, Run, Vec<Image>) {
     let bed = Bed::get(test);
     let mut daemon = PrivateDockerd::start(&bed);
-    let upstream = bed.unique("faults/dds");
-    for tag in TAGS {
-        source(&bed, &upstream, tag, 4 << 20);
-    }
     let prefix = bed.unique("dsync");
-    let destination = format!("{prefix}/{upstream}");
-    let images = TAGS.iter().fold(String::new(), |text, tag| {
-        text + &format!("\n[[image]]\nsource = \"{upstream}:{tag}\"\n")
+    let images: Vec<Image> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let upstream = bed.unique(&format!("faults/dds{name}"));
+            source(&bed, &upstream, "1", 4 << 20);
+            Image {
+                destination: format!("{prefix}/{upstream}"),
+                upstream,
+            }
+        })
+        .collect();
+    let entries = images.iter().fold(String::new(), |text, image| {
+        text + &format!("\n[[image]]\nsource = \"{}:1\"\n", image.upstream)
     });
     let config = bed.sync_config(&format!(
-        "version = 1\n[sync]\njobs = 1\n[defaults]\nengine = \"docker\"\ndestination = \"{ECR}/{prefix}/\"\n{images}"
+        "version = 1\n[sync]\njobs = {jobs}\n[defaults]\nengine = \"docker\"\ndestination = \"{ECR}/{prefix}/\"\n{entries}"
     ));
-    let slow = slow_pushes(&destination);
+    let slow: Vec<Faults> = images
+        .iter()
+        .map(|image| slow_pushes(&image.destination))
+        .collect();
     let child = spawn(&daemon, bed.sync_command(&config));
-    when_running(&bed, "push", &format!("{destination}:2"), Duration::from_secs(2));
+    when_running(&bed, "push", &images[1].destination, Duration::from_secs(2));
     deal(&mut daemon, fault);
     let run = finish(child);
     drop(slow);
     eprintln!("ecrcp sync exited {:?}:\n{}", run.code, run.stderr);
-    for tag in TAGS {
-        assert_right_or_absent(&bed, &upstream, &destination, tag);
-    }
-    (bed, daemon, run, upstream, destination)
+    landed(&bed, &images);
+    (bed, daemon, run, images)
+}
+
+/// How many of `images` landed; each that did holds its source's image.
+fn landed(bed: &Bed, images: &[Image]) -> usize {
+    images
+        .iter()
+        .filter(|image| assert_right_or_absent(bed, &image.upstream, &image.destination, "1"))
+        .count()
 }
 
 #[test]
 #[ignore = "needs the test bed"]
 fn sync_rides_out_a_daemon_restarted_mid_push_and_copies_every_image() {
-    let (bed, daemon, run, upstream, destination) = sync_with("daemon_sync_restart", Fault::Restart);
+    let (bed, daemon, run, images) = sync_with("daemon_sync_restart", Fault::Restart, 1);
     run.assert_code(0);
     assert_eq!(run.summary()["copied"], 3, "{}", run.stderr);
-    for tag in ["1", "2", "3"] {
-        assert!(assert_right_or_absent(&bed, &upstream, &destination, tag));
-    }
+    assert_eq!(landed(&bed, &images), 3);
     assert!(
         !run.events("the docker daemon answers again; running the step again")
             .is_empty(),
@@ -280,12 +300,28 @@ fn sync_rides_out_a_daemon_restarted_mid_push_and_copies_every_image() {
 #[test]
 #[ignore = "needs the test bed"]
 fn sync_rides_out_a_daemon_killed_mid_push_and_copies_every_image() {
-    let (bed, daemon, run, upstream, destination) = sync_with("daemon_sync_kill", Fault::Kill);
+    let (bed, daemon, run, images) = sync_with("daemon_sync_kill", Fault::Kill, 1);
     run.assert_code(0);
     assert_eq!(run.summary()["copied"], 3, "{}", run.stderr);
-    for tag in ["1", "2", "3"] {
-        assert!(assert_right_or_absent(&bed, &upstream, &destination, tag));
-    }
+    assert_eq!(landed(&bed, &images), 3);
+    assert_no_local_destination_tag(&daemon);
+}
+
+/// Every copy under way when the daemon restarts: each waits for it, and each lands.
+#[test]
+#[ignore = "needs the test bed"]
+fn sync_rides_out_a_daemon_restarted_under_three_copies_at_once() {
+    let (bed, daemon, run, images) = sync_with("daemon_sync_parallel", Fault::Restart, 3);
+    run.assert_code(0);
+    assert_eq!(run.summary()["copied"], 3, "{}", run.stderr);
+    assert_eq!(landed(&bed, &images), 3);
+    assert!(
+        run.events("the docker daemon answers again; running the step again")
+            .len()
+            >= 2,
+        "the copies under way each waited: {}",
+        run.stderr
+    );
     assert_no_local_destination_tag(&daemon);
 }
 
@@ -293,7 +329,7 @@ fn sync_rides_out_a_daemon_killed_mid_push_and_copies_every_image() {
 #[ignore = "needs the test bed"]
 fn sync_stops_when_the_daemon_stays_down_and_says_why() {
     let started = Instant::now();
-    let (_bed, _daemon, run, ..) = sync_with("daemon_sync_gone", Fault::Stop);
+    let (_bed, _daemon, run, ..) = sync_with("daemon_sync_gone", Fault::Stop, 1);
     run.assert_code(1);
     assert!(
         started.elapsed() < Duration::from_secs(180),
