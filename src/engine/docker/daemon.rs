@@ -2,6 +2,8 @@
 //! upgrade, a crash): the copy asks it until it answers again, up to the daemon patience
 //! (the command limit), and then runs its step again. A daemon that does not come back fails
 //! the copy with `DaemonGone`, which stops the run; the copies after it do not wait again.
+//! A daemon that never answered in this run is no restart but a setup to fix (not started,
+//! a wrong `DOCKER_HOST`): that fails at once, as `DaemonUnreachable`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ const POLL: Duration = Duration::from_millis(500);
 /// What the engine knows of its daemon across copies.
 #[derive(Debug, Default)]
 pub(super) struct Daemon {
+    /// It answered a command in this run: not answering now means it is restarting.
+    answered: AtomicBool,
     /// A wait ran out: later failures do not wait again (each would cost the patience).
     gone: AtomicBool,
 }
@@ -45,13 +49,19 @@ impl DockerEngine<'_> {
                 }
                 self.docker.run(command).await
             }
-            result => result,
+            result => {
+                if result.is_ok() {
+                    self.daemon.answered.store(true, Ordering::SeqCst);
+                }
+                result
+            }
         }
     }
 
     /// After `error`, which says the daemon may be away: asks it until it answers, within
-    /// the patience. `Err(DaemonGone)` when it stays away, or another error (a cancelled run)
-    /// that ends the wait.
+    /// the patience. `Err(DaemonGone)` when it stays away, `Err(DaemonUnreachable)` at once
+    /// when it never answered in this run, or another error (a cancelled run) that ends the
+    /// wait.
     pub(super) async fn wait_for_daemon(&self, error: &DockerError) -> Result<Back, DockerError> {
         let patience = self.docker.daemon_patience();
         let started = Instant::now();
@@ -59,6 +69,12 @@ impl DockerEngine<'_> {
             Ok(()) => return Ok(Back::NeverLeft),
             Err(last) => last?,
         };
+        // A command cut mid-way had reached the daemon.
+        let was_there =
+            self.daemon.answered.load(Ordering::SeqCst) || matches!(error, DockerError::Failed { .. });
+        if !was_there {
+            return Err(DockerError::DaemonUnreachable { detail: last });
+        }
         if self.daemon.gone.load(Ordering::SeqCst) {
             return Err(gone(patience, &last));
         }
@@ -231,7 +247,11 @@ mod tests {
             .answers("tag", &[Err(CANNOT_CONNECT)])
             .answers("version", &[Err(CANNOT_CONNECT), Err(CANNOT_CONNECT)]);
         let tag = DockerCommand::tag(&reference("a:1"), &reference("b:1"));
-        let result = with_engine(&docker, async |engine| engine.docker(&tag).await).await;
+        let result = with_engine(&docker, async |engine| {
+            engine.docker(&DockerCommand::driver_status()).await.unwrap();
+            engine.docker(&tag).await
+        })
+        .await;
         assert!(result.is_ok(), "{result:?}");
         assert_eq!(docker.calls_of("tag"), 2, "the step ran again");
         assert_eq!(docker.calls_of("version"), 3, "asked until it answered");
@@ -245,6 +265,7 @@ mod tests {
             .answers("version", &always);
         let tag = DockerCommand::tag(&reference("a:1"), &reference("b:1"));
         let (first, second, took) = with_engine(&docker, async |engine| {
+            engine.docker(&DockerCommand::driver_status()).await.unwrap();
             let started = Instant::now();
             let first = engine.docker(&tag).await;
             let second_started = Instant::now();
@@ -270,6 +291,26 @@ mod tests {
             took.1 < Duration::from_millis(500),
             "the second step did not wait: {took:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_never_answered_in_this_run_fails_at_once() {
+        let docker = ScriptedDocker::default()
+            .answers("pull", &[Err(CANNOT_CONNECT)])
+            .answers("version", &[Err(CANNOT_CONNECT)]);
+        let pull = DockerCommand::pull(&reference("a:1"), None, false);
+        let started = Instant::now();
+        let result = with_engine(&docker, async |engine| engine.docker(&pull).await).await;
+        assert!(
+            matches!(&result, Err(DockerError::DaemonUnreachable { detail }) if detail == CANNOT_CONNECT),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!((docker.calls_of("pull"), docker.calls_of("version")), (1, 1));
     }
 
     #[tokio::test]

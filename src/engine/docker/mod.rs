@@ -348,7 +348,12 @@ impl DockerEngine<'_> {
         let Some(away) = away else {
             return Err(error);
         };
-        if let Back::After(waited) = self.wait_for_daemon(away).await? {
+        let back = match self.wait_for_daemon(away).await {
+            // Never there in this run: the login's own error says it, with its context.
+            Err(DockerError::DaemonUnreachable { .. }) => return Err(error),
+            back => back?,
+        };
+        if let Back::After(waited) = back {
             tracing::info!(
                 registry = image.registry(),
                 waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
