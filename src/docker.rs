@@ -129,6 +129,12 @@ impl DockerCommand {
         DockerCommand::new(["info", "--format", "{{.DockerRootDir}}"])
     }
 
+    /// A question only the daemon answers, and at once: `docker version` prints the
+    /// client's part without a daemon, then fails with "Cannot connect to the Docker daemon".
+    pub fn ping() -> Self {
+        DockerCommand::new(["version", "--format", "{{.Server.Version}}"])
+    }
+
     /// The daemon's storage drivers, as JSON: the containerd image store reports
     /// `["driver-type", "io.containerd.snapshotter.v1"]` there.
     pub fn driver_status() -> Self {
@@ -169,6 +175,13 @@ pub enum DockerError {
     NotInstalled { program: String, source: std::io::Error },
     #[error("cannot reach the docker daemon ({detail})\nnote: is dockerd running? check DOCKER_HOST and `docker context ls`; or copy without docker: --engine registry (engine = \"registry\" in images.toml)")]
     DaemonUnreachable { detail: String },
+    #[error("the docker daemon did not answer again within {} ({detail})\nnote: is dockerd running? check `systemctl status docker` and `journalctl -u docker`, DOCKER_HOST and `docker context ls`; to wait longer for a daemon that restarts, set {}", process::show_limit(*waited), process::COMMAND_SETTING)]
+    DaemonGone {
+        /// How long ecrcp waited for it: the command limit.
+        waited: Duration,
+        /// What docker said last.
+        detail: String,
+    },
     #[error("`{argv}` hit the registry's pull rate limit: {stderr}\nnote: wait for the window to pass, or `docker login` to an account with a higher limit")]
     RateLimited { argv: String, stderr: String },
     #[error("`{argv}` failed ({status}): {stderr}")]
@@ -292,12 +305,27 @@ impl DockerError {
         }
     }
 
+    /// Whether the daemon may have gone away under this command: it refused the connection
+    /// (not running, restarting), or the connection to it closed in the middle of a pull or
+    /// push. For a cut, docker's CLI prints a bare `unexpected EOF` (seen on the test bed for
+    /// dockerd stopped with SIGTERM and SIGKILL, mid-pull and mid-push), which a registry's
+    /// cut never is: docker names the request (`Patch "URL": EOF`) for those. Only a ping
+    /// tells for sure, which is what the docker engine asks next.
+    pub fn daemon_may_be_away(&self) -> bool {
+        match self {
+            DockerError::DaemonUnreachable { .. } => true,
+            DockerError::Failed { stderr, .. } => is_daemon_cut(stderr),
+            _ => false,
+        }
+    }
+
     /// Whether every further copy would meet this failure too: no docker, no daemon, a
     /// daemon that stopped answering quick commands, or a cancelled run.
     pub fn stops_the_run(&self) -> bool {
         match self {
             DockerError::NotInstalled { .. }
             | DockerError::DaemonUnreachable { .. }
+            | DockerError::DaemonGone { .. }
             | DockerError::Cancelled { .. } => true,
             DockerError::TimedOut { transfer, .. } => !transfer,
             DockerError::RateLimited { .. } | DockerError::Failed { .. } | DockerError::NoSpace { .. } => {
@@ -366,6 +394,15 @@ fn is_passing(stderr: &str) -> bool {
     closed_before_the_answer || PASSING.iter().any(|needle| stderr.contains(needle))
 }
 
+/// Whether docker's last stderr line says its connection to the daemon closed mid-command:
+/// a bare EOF (the daemon's stream of progress ended without its last message), or an error
+/// on the daemon's unix socket.
+fn is_daemon_cut(stderr: &str) -> bool {
+    matches!(stderr.trim(), "unexpected EOF" | "EOF")
+        || stderr.contains("read unix ")
+        || stderr.contains("write unix ")
+}
+
 /// docker's per-layer lines when stdout is not a terminal (`ID: STATUS`): the layers whose
 /// status says they are at the far end, counted once each.
 pub fn layers_done(stdout: &str) -> usize {
@@ -391,6 +428,13 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Runs docker commands. The real one is [`DockerCli`]; tests may record argv instead.
 pub trait DockerRunner: Send + Sync {
     fn run<'a>(&'a self, command: &'a DockerCommand) -> BoxFuture<'a, Result<DockerOutput, DockerError>>;
+
+    /// How long a daemon that stopped answering is waited for before the copy fails: as
+    /// long as a quick command may take (the command limit), which is also what tells a
+    /// daemon that restarts from one that is gone.
+    fn daemon_patience(&self) -> Duration {
+        Timeouts::default().command
+    }
 }
 
 /// The `docker` CLI found on PATH (or `ECRCP_DOCKER`), with docker's global options (from the
@@ -576,6 +620,10 @@ async fn tee(stderr: Option<impl AsyncRead + Unpin>, forward: bool) -> String {
 impl DockerRunner for DockerCli {
     fn run<'a>(&'a self, command: &'a DockerCommand) -> BoxFuture<'a, Result<DockerOutput, DockerError>> {
         Box::pin(self.run_command(command))
+    }
+
+    fn daemon_patience(&self) -> Duration {
+        self.timeouts.command
     }
 }
 
@@ -947,6 +995,42 @@ mod tests {
             assert_eq!(error.refuses_the_login(), refused, "{stderr}");
             assert!(!error.is_transient(), "never retried as it is: {stderr}");
         }
+    }
+
+    /// What docker's CLI printed last when the daemon went away under it (the test bed's
+    /// private dockerd, SIGTERM and SIGKILL, mid-pull and mid-push), and texts that only look
+    /// alike: a registry's cut names its request.
+    #[test]
+    fn a_daemon_gone_mid_command_is_told_from_a_registrys_cut() {
+        let cases = [
+            ("unexpected EOF", true),
+            ("EOF", true),
+            ("error during connect: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version\": read unix @->/var/run/docker.sock: read: connection reset by peer", true),
+            ("Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?", true),
+            (r#"Patch "https://h/v2/f/blobs/uploads/1": EOF"#, false),
+            ("read tcp 127.0.0.1:5->127.0.0.3:443: read: connection reset by peer", false),
+            ("received unexpected HTTP status: 503 Service Unavailable", false),
+            ("manifest unknown: manifest unknown", false),
+        ];
+        for (stderr, away) in cases {
+            let error = classify_failure("docker push x".into(), ExitStatus::from_raw(1 << 8), stderr, 0);
+            assert_eq!(error.daemon_may_be_away(), away, "{stderr}");
+        }
+        let gone = DockerError::DaemonGone {
+            waited: Duration::from_secs(120),
+            detail: "Cannot connect to the Docker daemon at unix:///x.sock".into(),
+        };
+        assert!(gone.stops_the_run(), "a daemon that stays gone stops the run");
+        assert!(!gone.daemon_may_be_away(), "it was waited for already");
+        let text = gone.to_string();
+        assert!(
+            text.starts_with("the docker daemon did not answer again within 2m ("),
+            "{text}"
+        );
+        assert!(
+            text.contains("note: is dockerd running?") && text.contains("ECRCP_COMMAND_TIMEOUT"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -105,6 +105,27 @@ impl PrivateDockerd {
         }
     }
 
+    /// Kills it and its containerd with SIGKILL, as a crash followed by systemd's cleanup
+    /// of the unit's processes would: no shutdown, its connections just close. A containerd
+    /// left running would keep its socket, and the next dockerd could not start its own.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-P", &child.id().to_string()])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again after [`PrivateDockerd::stop`] or [`PrivateDockerd::kill`], on the
+    /// same data root, and waits until it answers.
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.launch();
+        }
+    }
+
     /// Whether `/_ping` answers now.
     pub fn answers(&self) -> bool {
         Command::new("curl")

@@ -13,6 +13,7 @@ mod failures;
 mod fanout;
 mod faults_api;
 mod faults_crash;
+mod faults_daemon;
 mod faults_disk;
 mod faults_docker;
 mod faults_hang;

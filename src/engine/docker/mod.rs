@@ -5,6 +5,7 @@
 //! digest is docker's own. Several destinations of one source: one pull, then a tag and a
 //! push for each.
 
+mod daemon;
 mod local;
 mod retry;
 mod space;
@@ -15,6 +16,7 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::future::BoxFuture;
 
+use self::daemon::{Back, Daemon};
 use self::local::{ImageStore, LocalImage};
 use self::retry::{Attempts, Next};
 use super::turns::Turns;
@@ -35,6 +37,7 @@ pub struct DockerEngine<'a> {
     image_store: tokio::sync::OnceCell<ImageStore>,
     /// Turns per local image name, from pull to tag.
     local_names: Turns,
+    daemon: Daemon,
 }
 
 impl<'a> DockerEngine<'a> {
@@ -46,6 +49,7 @@ impl<'a> DockerEngine<'a> {
             daemon_platform: tokio::sync::OnceCell::new(),
             image_store: tokio::sync::OnceCell::new(),
             local_names: Turns::default(),
+            daemon: Daemon::default(),
         }
     }
 
@@ -62,10 +66,6 @@ impl<'a> DockerEngine<'a> {
             })
             .await?;
         Ok(platform.clone())
-    }
-
-    async fn docker(&self, command: &DockerCommand) -> Result<DockerOutput, DockerError> {
-        self.docker.run(command).await
     }
 
     /// One pull for every transfer (they share the source and platform), a tag and a push
@@ -143,7 +143,7 @@ impl<'a> DockerEngine<'a> {
         // Pulled as named, not by the digest just seen: docker keeps one local image per
         // `name@digest`, so pulling an index digest for a second platform would fail.
         let source = &first.job.source;
-        self.logins.docker_login(source, first.ecr).await?;
+        self.docker_login(source, first.ecr).await?;
         let pull = DockerCommand::pull(
             source,
             first.job.settings.platforms.first().map(String::as_str),
@@ -154,7 +154,7 @@ impl<'a> DockerEngine<'a> {
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
         let pulled = self
-            .docker_retrying(&pull, spent, deadline, (source, first.ecr))
+            .docker_retrying(&pull, spent, None, deadline, (source, first.ecr))
             .await;
         let pulled = match pulled {
             Err(error) if docker::is_no_space(&error) => {
@@ -228,16 +228,28 @@ impl<'a> DockerEngine<'a> {
     ) -> anyhow::Result<(String, bool, LocalImage)> {
         let destination = transfer.destination;
         transfer.repository.ensure().await?;
-        self.logins.docker_login(destination, transfer.ecr).await?;
+        self.docker_login(destination, transfer.ecr).await?;
         let pushed = self
             .docker_retrying(
                 &DockerCommand::push(destination, transfer.options.progress),
                 None,
+                Some((&transfer.job.source, destination)),
                 deadline,
                 (destination, transfer.ecr),
             )
             .await;
-        let pushed = self.out_of_space(pushed).await;
+        let pushed = match pushed {
+            // No daemon to ask what it holds: the registry's tag moved only if the push
+            // sent its manifest, and that names the complete image.
+            Err(error)
+                if error
+                    .downcast_ref::<DockerError>()
+                    .is_some_and(DockerError::stops_the_run) =>
+            {
+                return Err(error.context(format!("cannot push '{destination}'")))
+            }
+            pushed => self.out_of_space(pushed).await,
+        };
         let image = self.inspect(destination).await?;
         match pushed {
             Ok(_) => {
@@ -307,10 +319,16 @@ impl<'a> DockerEngine<'a> {
     /// When the ECR registry of `login` (the image and its ECR connection) refuses the
     /// login ecrcp gave docker (the token expired), docker logs in with a new token and the
     /// command runs again at once, as an attempt of its own; refused again, it fails.
+    ///
+    /// A command cut by the daemon going away (a restart, a crash) runs again once the
+    /// daemon answers ([`daemon`]); that attempt does not count as one without progress, as
+    /// the registry did nothing wrong, but the copy's budget holds. `tag` (the source and
+    /// the destination) is put back on the source if the daemon lost it meanwhile.
     async fn docker_retrying(
         &self,
         command: &DockerCommand,
         spent: Option<(&Pulls, u64)>,
+        tag: Option<(&Reference, &Reference)>,
         deadline: Instant,
         login: (&Reference, Option<&Ecr>),
     ) -> anyhow::Result<DockerOutput> {
@@ -344,6 +362,24 @@ impl<'a> DockerEngine<'a> {
                 renewed = true;
                 continue;
             }
+            if error.daemon_may_be_away() {
+                if let Back::After(waited) = self.wait_for_daemon(&error).await? {
+                    tracing::info!(
+                        argv = ?command.args(),
+                        %error,
+                        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                        "the docker daemon answers again; running the step again"
+                    );
+                    if let Some((source, destination)) = tag {
+                        self.restore_tag(source, destination).await?;
+                    }
+                    if let Next::GiveUp(reason) = attempts.after_the_daemon_came_back(Instant::now()) {
+                        tracing::warn!(argv = ?command.args(), %error, reason, "docker failed; not trying again");
+                        return Err(error.into());
+                    }
+                    continue;
+                }
+            }
             let attempt = attempts.attempt;
             match attempts.after(&error, Instant::now()) {
                 Next::Again { wait, progressed } => {
@@ -373,6 +409,36 @@ impl<'a> DockerEngine<'a> {
                 }
             }
         }
+    }
+}
+
+impl DockerEngine<'_> {
+    /// Logs docker in to `image`'s registry; `docker login` asks the daemon, so a daemon
+    /// that does not answer is waited for, and the login tried once more.
+    async fn docker_login(&self, image: &Reference, ecr: Option<&crate::ecr::Ecr>) -> anyhow::Result<()> {
+        let Err(error) = self.logins.docker_login(image, ecr).await else {
+            return Ok(());
+        };
+        let away = error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<DockerError>())
+            .filter(|docker| matches!(docker, DockerError::DaemonUnreachable { .. }));
+        let Some(away) = away else {
+            return Err(error);
+        };
+        let back = match self.wait_for_daemon(away).await {
+            // Never there in this run: the login's own error says it, with its context.
+            Err(DockerError::DaemonUnreachable { .. }) => return Err(error),
+            back => back?,
+        };
+        if let Back::After(waited) = back {
+            tracing::info!(
+                registry = image.registry(),
+                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                "the docker daemon answers again; logging in again"
+            );
+        }
+        self.logins.docker_login(image, ecr).await
     }
 }
 

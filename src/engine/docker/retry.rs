@@ -79,6 +79,22 @@ impl Attempts {
     }
 }
 
+impl Attempts {
+    /// Decides after an attempt that the daemon cut, once it answers again: run again at
+    /// once while the budget lasts. It is no attempt without progress (the registry did
+    /// nothing wrong), so a daemon restarted under a copy costs it no try of its four.
+    pub(super) fn after_the_daemon_came_back(&mut self, now: Instant) -> Next {
+        if now >= self.deadline {
+            return Next::GiveUp("the copy's retry budget is spent");
+        }
+        self.attempt += 1;
+        Next::Again {
+            wait: Duration::ZERO,
+            progressed: false,
+        }
+    }
+}
+
 /// The longest wait after failed attempt `attempt` (from 1): doubling from `FIRST_WAIT`.
 fn backoff(attempt: u32) -> Duration {
     FIRST_WAIT
@@ -184,6 +200,33 @@ mod tests {
         let late = start + RETRY_BUDGET.saturating_sub(Duration::from_millis(100));
         assert_eq!(
             attempts.after(&failed(RESET, 1), late),
+            Next::GiveUp("the copy's retry budget is spent")
+        );
+    }
+
+    #[test]
+    fn a_daemon_that_came_back_costs_no_attempt_but_the_budget_holds() {
+        let start = Instant::now();
+        let mut attempts = Attempts::new(start + RETRY_BUDGET);
+        for _ in 0..10 {
+            assert_eq!(
+                attempts.after_the_daemon_came_back(start),
+                Next::Again {
+                    wait: Duration::ZERO,
+                    progressed: false
+                }
+            );
+        }
+        assert_eq!(attempts.attempt, 11);
+        // The registry's own failures still have all their tries without progress.
+        for _ in 1..ATTEMPTS_WITHOUT_PROGRESS {
+            assert!(matches!(
+                attempts.after(&failed(RESET, 0), start),
+                Next::Again { .. }
+            ));
+        }
+        assert_eq!(
+            attempts.after_the_daemon_came_back(start + RETRY_BUDGET),
             Next::GiveUp("the copy's retry budget is spent")
         );
     }
