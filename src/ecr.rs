@@ -336,7 +336,7 @@ async fn cached_token(
             ),
             // Another copy met the same refusal and fetched this one already.
             Some(rejected) if found.serial != rejected => return Ok(found.clone()),
-            Some(_) => tracing::info!(
+            Some(_) => tracing::warn!(
                 region,
                 account,
                 "the registry refused the ECR authorization token; fetching a new one"

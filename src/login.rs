@@ -155,7 +155,7 @@ impl<'a> Logins<'a> {
                 return Ok(());
             }
         }
-        tracing::info!(registry = %host.host, "the registry refused docker's ECR login (the token expired); logging in with a new token");
+        tracing::warn!(registry = %host.host, "the registry refused docker's ECR login (the token expired); logging in with a new token");
         let authorization = ecr
             .renew(&host, rejected)
             .await

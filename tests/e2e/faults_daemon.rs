@@ -151,10 +151,8 @@ fn command_line_copy(
         _ => slow_pushes(&destination),
     };
     let mut command = bed.ecrcp();
-    // The waits for the daemon are logged at info.
-    command
-        .env("ECRCP_LOG", "ecrcp=info")
-        .args([format!("{upstream}:1"), format!("{ECR}/{destination}:1")]);
+    // At the command line's own level: the wait for the daemon shows without asking.
+    command.args([format!("{upstream}:1"), format!("{ECR}/{destination}:1")]);
     let child = spawn(&daemon, command);
     when_running(&bed, subcommand, "", Duration::from_secs(3));
     let dealt = Instant::now();

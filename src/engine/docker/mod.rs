@@ -364,7 +364,7 @@ impl<'a> DockerEngine<'a> {
             }
             if error.daemon_may_be_away() {
                 if let Back::After(waited) = self.wait_for_daemon(&error).await? {
-                    tracing::info!(
+                    tracing::warn!(
                         argv = ?command.args(),
                         %error,
                         waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
