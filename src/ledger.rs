@@ -13,13 +13,13 @@
 //! times; a run killed outright loses at most those few seconds of records.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::lock::{self, LockError};
+use crate::state_file::{sibling, write_atomically};
 
 /// One finished copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,32 +348,6 @@ fn merge_into(
     Ok(())
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path`, and
-/// syncs the directory, so that a crash leaves the old file or the new one, never a torn
-/// one. The caller holds the lock, so one temporary name serves every writer, and a crash
-/// leaves at most that one file, which the next save reuses; a failed write removes it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = sibling(path, "tmp");
-    let written = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written?;
-    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
-/// `copies.json.SUFFIX`, beside `path`.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(format!(".{suffix}"));
-    path.with_file_name(name)
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -549,18 +523,6 @@ mod tests {
             assert_eq!(aside, garbage);
             std::fs::remove_dir_all(&dir).unwrap();
         }
-    }
-
-    #[test]
-    fn a_failed_write_leaves_no_temporary_file_and_the_old_file_intact() {
-        let dir = scratch_dir("failed-write");
-        // A non-empty directory where the file goes: the rename over it fails.
-        let target = dir.join(FILE_NAME);
-        std::fs::create_dir_all(target.join("in-the-way")).unwrap();
-        assert!(write_atomically(&target, b"{}").is_err());
-        assert_eq!(names(&dir), [FILE_NAME]);
-        assert!(target.join("in-the-way").is_dir());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

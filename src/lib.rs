@@ -33,6 +33,7 @@ pub mod reference;
 pub mod registry;
 pub mod secret;
 pub mod settings;
+pub mod state_file;
 pub mod sync;
 pub mod tags;
 pub mod ui;

@@ -150,9 +150,7 @@ impl Listings {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                let temporary = path.with_extension("json.new");
-                std::fs::write(&temporary, bytes)?;
-                std::fs::rename(&temporary, path)
+                crate::state_file::write_atomically(path, &bytes)
             });
         if let Err(error) = result {
             tracing::warn!(file = %path.display(), %error, "cannot save the tag lists; the next run lists them anew");
@@ -188,6 +186,29 @@ mod tests {
             Listings::load(&dir, true).kept.is_empty(),
             "a broken file is an empty one"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_save_that_fails_leaves_no_temporary_file() {
+        let dir = std::env::temp_dir().join(format!("ecrcp-tags-failed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // A non-empty directory where the file goes: the save cannot replace it.
+        std::fs::create_dir_all(dir.join(FILE_NAME).join("in-the-way")).unwrap();
+        let mut listings = Listings::load(&dir, true);
+        listings.kept.insert(
+            "docker.io/library/nginx".into(),
+            Kept {
+                etag: "\"abc\"".into(),
+                tags: vec!["1.27".into()],
+            },
+        );
+        listings.save();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [FILE_NAME], "nothing beside the file");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
