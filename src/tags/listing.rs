@@ -162,11 +162,8 @@ impl Listings {
 mod tests {
     use super::*;
 
-    #[test]
-    fn kept_lists_round_trip_and_a_dry_run_writes_none() {
-        let dir = std::env::temp_dir().join(format!("ecrcp-tags-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let mut listings = Listings::load(&dir, true);
+    /// One kept list, as a run that got it with an ETag keeps it.
+    fn keep_nginx(listings: &mut Listings) {
         listings.kept.insert(
             "docker.io/library/nginx".into(),
             Kept {
@@ -174,6 +171,14 @@ mod tests {
                 tags: vec!["1.27".into()],
             },
         );
+    }
+
+    #[test]
+    fn kept_lists_round_trip_and_a_dry_run_writes_none() {
+        let dir = std::env::temp_dir().join(format!("ecrcp-tags-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut listings = Listings::load(&dir, true);
+        keep_nginx(&mut listings);
         listings.save();
         let again = Listings::load(&dir, false);
         assert_eq!(again.kept["docker.io/library/nginx"].etag, "\"abc\"");
@@ -196,13 +201,7 @@ mod tests {
         // A non-empty directory where the file goes: the save cannot replace it.
         std::fs::create_dir_all(dir.join(FILE_NAME).join("in-the-way")).unwrap();
         let mut listings = Listings::load(&dir, true);
-        listings.kept.insert(
-            "docker.io/library/nginx".into(),
-            Kept {
-                etag: "\"abc\"".into(),
-                tags: vec!["1.27".into()],
-            },
-        );
+        keep_nginx(&mut listings);
         listings.save();
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
