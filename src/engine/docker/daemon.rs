@@ -78,7 +78,7 @@ impl DockerEngine<'_> {
         if self.daemon.gone.load(Ordering::SeqCst) {
             return Err(gone(patience, &last));
         }
-        tracing::info!(
+        tracing::warn!(
             %error,
             patience_ms = millis(patience),
             "the docker daemon does not answer; waiting for it to come back"
