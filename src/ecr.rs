@@ -268,15 +268,7 @@ impl Ecr {
     /// (it expired early, or was revoked): fetched anew while that token is still the one
     /// cached, else the one that replaced it, so copies refused at once share one fetch.
     pub async fn renew(&self, host: &EcrHost, rejected: u64) -> Result<Authorization, EcrError> {
-        let client = self.client(&host.region, host.fips).await;
-        cached_token(
-            &self.tokens,
-            &client,
-            &host.region,
-            Some(&host.account),
-            Some(rejected),
-        )
-        .await
+        self.renewer(host).await.renew(rejected).await
     }
 
     /// What renews the registry `host`'s login from outside a copy (the registry client's
