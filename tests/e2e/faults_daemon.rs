@@ -14,7 +14,7 @@ use crate::support::{Bed, Faults, Run, ECR, HUB};
 
 /// The limit of quick docker commands, which also bounds the wait for a daemon to answer
 /// again: long enough for the private dockerd's restart, short enough for a test.
-const COMMAND_LIMIT: &str = "40s";
+const COMMAND_LIMIT: &str = "20s";
 
 /// How long the daemon stays down in a restart: longer than the docker engine's first
 /// wait before it tries a failed step again, as a real daemon's restart takes (it stops its
@@ -214,7 +214,8 @@ fn a_daemon_that_stays_down_fails_the_copy_in_bounded_time_with_a_clear_error() 
         started.elapsed()
     );
     assert!(
-        run.stderr.contains("did not answer again within 40s"),
+        run.stderr
+            .contains(&format!("did not answer again within {COMMAND_LIMIT}")),
         "the error says how long ecrcp waited: {}",
         run.stderr
     );
@@ -341,7 +342,8 @@ fn sync_stops_when_the_daemon_stays_down_and_says_why() {
         "{outcomes:?}"
     );
     assert!(
-        run.stderr.contains("did not answer again within 40s"),
+        run.stderr
+            .contains(&format!("did not answer again within {COMMAND_LIMIT}")),
         "{}",
         run.stderr
     );
