@@ -231,27 +231,11 @@ impl Space {
         match self.image_bytes {
             Some(bytes) => format!(
                 "{place}; the image's layers are {} compressed, and take more once unpacked",
-                show_bytes(bytes)
+                crate::progress::bytes(bytes)
             ),
             None => place,
         }
     }
-}
-
-/// A size in decimal units, as docker prints sizes.
-fn show_bytes(count: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if count < 1000 {
-        return format!("{count} B");
-    }
-    #[allow(clippy::cast_precision_loss)]
-    let mut value = count as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 impl DockerError {
@@ -271,9 +255,7 @@ impl DockerError {
     pub fn is_throttled(&self) -> bool {
         match self {
             DockerError::RateLimited { .. } => true,
-            DockerError::Failed { stderr, .. } => {
-                stderr.contains("toomanyrequests") || stderr.contains("429 Too Many Requests")
-            }
+            DockerError::Failed { stderr, .. } => THROTTLED.iter().any(|needle| stderr.contains(needle)),
             _ => false,
         }
     }
@@ -366,7 +348,7 @@ pub fn is_no_space(error: &anyhow::Error) -> bool {
 /// and a refusal (`denied`, `unauthorized`, `manifest unknown`, 4xx) are final: trying
 /// again only spends more of the allowance or fails the same way.
 fn is_passing(stderr: &str) -> bool {
-    const PASSING: [&str; 17] = [
+    const PASSING: [&str; 15] = [
         "connection reset by peer",
         "connection refused",
         "broken pipe",
@@ -382,8 +364,6 @@ fn is_passing(stderr: &str) -> bool {
         "502 Bad Gateway",
         "503 Service Unavailable",
         "504 Gateway Timeout",
-        "toomanyrequests",
-        "429 Too Many Requests",
     ];
     const FINAL: [&str; 4] = ["pull rate limit", "denied", "unauthorized", "no space left"];
     if FINAL.iter().any(|needle| stderr.contains(needle)) {
@@ -391,8 +371,16 @@ fn is_passing(stderr: &str) -> bool {
     }
     // Go's `METHOD "URL": EOF`: the registry's connection closed before it answered.
     let closed_before_the_answer = stderr.lines().any(|line| line.trim_end().ends_with("\": EOF"));
-    closed_before_the_answer || PASSING.iter().any(|needle| stderr.contains(needle))
+    closed_before_the_answer
+        || PASSING
+            .iter()
+            .chain(&THROTTLED)
+            .any(|needle| stderr.contains(needle))
 }
+
+/// docker's words for a registry that throttles requests (HTTP 429): passing, and past the
+/// retries a "later" rather than a failure.
+const THROTTLED: [&str; 2] = ["toomanyrequests", "429 Too Many Requests"];
 
 /// Whether docker's last stderr line says its connection to the daemon closed mid-command:
 /// a bare EOF (the daemon's stream of progress ended without its last message), or an error
@@ -963,9 +951,6 @@ mod tests {
             "`docker pull big` ran out of disk space in docker's data root '/var/lib/docker' (on the docker daemon's machine); \
              the image's layers are 37.8 MB compressed, and take more once unpacked: write /ecrcp-testbed.bin: no space left on device"
         );
-        assert_eq!(show_bytes(999), "999 B");
-        assert_eq!(show_bytes(1_500), "1.5 kB");
-        assert_eq!(show_bytes(2_000_000_000), "2.0 GB");
         let other = classify_failure(
             "docker pull x".into(),
             ExitStatus::from_raw(1 << 8),

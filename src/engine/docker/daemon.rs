@@ -58,6 +58,38 @@ impl DockerEngine<'_> {
         }
     }
 
+    /// Logs docker in to `image`'s registry; `docker login` asks the daemon, so a daemon
+    /// that does not answer is waited for, and the login tried once more.
+    pub(super) async fn docker_login(
+        &self,
+        image: &Reference,
+        ecr: Option<&crate::ecr::Ecr>,
+    ) -> anyhow::Result<()> {
+        let Err(error) = self.logins.docker_login(image, ecr).await else {
+            return Ok(());
+        };
+        let away = error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<DockerError>())
+            .filter(|docker| matches!(docker, DockerError::DaemonUnreachable { .. }));
+        let Some(away) = away else {
+            return Err(error);
+        };
+        let back = match self.wait_for_daemon(away).await {
+            // Never there in this run: the login's own error says it, with its context.
+            Err(DockerError::DaemonUnreachable { .. }) => return Err(error),
+            back => back?,
+        };
+        if let Back::After(waited) = back {
+            tracing::info!(
+                registry = image.registry(),
+                waited_ms = millis(waited),
+                "the docker daemon answers again; logging in again"
+            );
+        }
+        self.logins.docker_login(image, ecr).await
+    }
+
     /// After `error`, which says the daemon may be away: asks it until it answers, within
     /// the patience. `Err(DaemonGone)` when it stays away, `Err(DaemonUnreachable)` at once
     /// when it never answered in this run, or another error (a cancelled run) that ends the
@@ -145,7 +177,7 @@ fn gone(patience: Duration, last: &str) -> DockerError {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
+pub(super) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -156,14 +156,9 @@ impl<'a> DockerEngine<'a> {
         let pulled = self
             .docker_retrying(&pull, spent, None, deadline, (source, first.ecr))
             .await;
-        let pulled = match pulled {
-            Err(error) if docker::is_no_space(&error) => {
-                let error = error.downcast::<DockerError>().expect("checked above");
-                Err(self.no_space(error, first).await.into())
-            }
-            pulled => pulled,
-        };
-        pulled.with_context(|| format!("cannot pull '{}'", source.familiar()))?;
+        self.out_of_space(pulled, Some(first))
+            .await
+            .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
         for transfer in transfers {
             let tag = self
@@ -171,7 +166,7 @@ impl<'a> DockerEngine<'a> {
                 .await
                 .map_err(anyhow::Error::from);
             tagged.push(
-                self.out_of_space(tag)
+                self.out_of_space(tag, None)
                     .await
                     .map(drop)
                     .with_context(|| format!("cannot tag the image as '{}'", transfer.destination)),
@@ -180,40 +175,43 @@ impl<'a> DockerEngine<'a> {
         Ok(tagged)
     }
 
-    /// A pull that ran out of disk space, with where and how much the image needs. The
-    /// daemon removed the layers it had unpacked, and the pull tagged nothing: nothing of
-    /// this copy is left taking space.
-    async fn no_space(&self, error: DockerError, transfer: &Transfer<'_>) -> DockerError {
-        let platform = self.platform(transfer.job).await.unwrap_or_default();
-        let found = space::of_pull(
-            self.docker,
-            self.registry,
-            &transfer.job.source,
-            transfer.source_digest,
-            &platform,
-        )
-        .await;
-        tracing::debug!(
-            image = %transfer.job.source,
-            data_root = found.data_root.as_deref().unwrap_or("unknown"),
-            image_bytes = found.image_bytes.unwrap_or_default(),
-            "docker ran out of disk space; not trying again"
-        );
-        error.with_space(found)
-    }
-
-    /// A tag or push that ran out of disk space (docker writes its metadata into its data
-    /// root), with where: the image is unpacked already, so its size says nothing.
-    async fn out_of_space<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    /// A command that ran out of disk space, with where: docker's data root. After a pull
+    /// (`pulled`: its transfer), also how much the image needs; the daemon removed the
+    /// layers it had unpacked and the pull tagged nothing, so nothing of this copy is left
+    /// taking space. After a tag or push the image is unpacked already, so its size says
+    /// nothing.
+    async fn out_of_space<T>(
+        &self,
+        result: anyhow::Result<T>,
+        pulled: Option<&Transfer<'_>>,
+    ) -> anyhow::Result<T> {
         match result {
             Err(error) if docker::is_no_space(&error) => {
                 let error = error.downcast::<DockerError>().expect("checked above");
-                Err(error
-                    .with_space(docker::Space {
+                let found = match pulled {
+                    Some(transfer) => {
+                        let platform = self.platform(transfer.job).await.unwrap_or_default();
+                        space::of_pull(
+                            self.docker,
+                            self.registry,
+                            &transfer.job.source,
+                            transfer.source_digest,
+                            &platform,
+                        )
+                        .await
+                    }
+                    None => docker::Space {
                         data_root: space::data_root(self.docker).await,
                         image_bytes: None,
-                    })
-                    .into())
+                    },
+                };
+                tracing::debug!(
+                    pull = pulled.is_some(),
+                    data_root = found.data_root.as_deref().unwrap_or("unknown"),
+                    image_bytes = found.image_bytes.unwrap_or_default(),
+                    "docker ran out of disk space; not trying again"
+                );
+                Err(error.with_space(found).into())
             }
             other => other,
         }
@@ -248,7 +246,7 @@ impl<'a> DockerEngine<'a> {
             {
                 return Err(error.context(format!("cannot push '{destination}'")))
             }
-            pushed => self.out_of_space(pushed).await,
+            pushed => self.out_of_space(pushed, None).await,
         };
         let image = self.inspect(destination).await?;
         match pushed {
@@ -367,7 +365,7 @@ impl<'a> DockerEngine<'a> {
                     tracing::warn!(
                         argv = ?command.args(),
                         %error,
-                        waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+                        waited_ms = daemon::millis(waited),
                         "the docker daemon answers again; running the step again"
                     );
                     if let Some((source, destination)) = tag {
@@ -389,7 +387,7 @@ impl<'a> DockerEngine<'a> {
                         attempt,
                         layers_done = error.layers_done(),
                         progressed,
-                        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        wait_ms = daemon::millis(wait),
                         "docker failed; trying again"
                     );
                     tokio::time::sleep(wait).await;
@@ -409,36 +407,6 @@ impl<'a> DockerEngine<'a> {
                 }
             }
         }
-    }
-}
-
-impl DockerEngine<'_> {
-    /// Logs docker in to `image`'s registry; `docker login` asks the daemon, so a daemon
-    /// that does not answer is waited for, and the login tried once more.
-    async fn docker_login(&self, image: &Reference, ecr: Option<&crate::ecr::Ecr>) -> anyhow::Result<()> {
-        let Err(error) = self.logins.docker_login(image, ecr).await else {
-            return Ok(());
-        };
-        let away = error
-            .chain()
-            .find_map(|cause| cause.downcast_ref::<DockerError>())
-            .filter(|docker| matches!(docker, DockerError::DaemonUnreachable { .. }));
-        let Some(away) = away else {
-            return Err(error);
-        };
-        let back = match self.wait_for_daemon(away).await {
-            // Never there in this run: the login's own error says it, with its context.
-            Err(DockerError::DaemonUnreachable { .. }) => return Err(error),
-            back => back?,
-        };
-        if let Back::After(waited) = back {
-            tracing::info!(
-                registry = image.registry(),
-                waited_ms = u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
-                "the docker daemon answers again; logging in again"
-            );
-        }
-        self.logins.docker_login(image, ecr).await
     }
 }
 
