@@ -238,8 +238,9 @@ pub struct EngineArgs {
     #[arg(long, value_name = "OS/ARCH", action = ArgAction::Append)]
     pub platform: Vec<String>,
 
-    /// Copy the referrers too (signatures, SBOMs, attestations); registry engine only. Those
-    /// the destination refuses are skipped and named
+    /// Copy the referrers too (signatures, SBOMs, attestations, and cosign's .sig, .att and
+    /// .sbom tags), and keep those of images already there in step; registry engine only.
+    /// Those the destination refuses are skipped and named
     #[arg(long)]
     pub referrers: bool,
 

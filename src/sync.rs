@@ -67,6 +67,9 @@ pub struct Summary {
     pub deferred: usize,
     pub failed: usize,
     pub not_started: usize,
+    /// Referrers and signature tags copied beside the images (`referrers = true`), those of
+    /// unchanged images included.
+    pub referrers_added: usize,
     /// Docker Hub pulls this run spent: config comparisons and docker pulls, each counted
     /// when it ran.
     pub hub_pulls_spent: u64,
@@ -492,6 +495,9 @@ fn summarize(results: &[Finished], stopped: bool) -> Summary {
         ..Summary::default()
     };
     for finished in results {
+        if let ImageResult::Done(outcome) = &finished.result {
+            summary.referrers_added += outcome.extras().map_or(0, |extras| extras.added.len());
+        }
         match &finished.result {
             ImageResult::Done(Outcome::Copied { .. }) => summary.copied += 1,
             ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(_)) => summary.unchanged += 1,
@@ -518,6 +524,7 @@ fn log_summary(summary: &Summary, started: Instant) {
         deferred = summary.deferred,
         failed = summary.failed,
         not_started = summary.not_started,
+        referrers_added = summary.referrers_added,
         hub_pulls_spent = summary.hub_pulls_spent,
         hub_pulls_remaining = summary.hub_allowance.map(|limit| limit.remaining),
         failed_destinations = %summary.failed_destinations.join(", "),
@@ -553,7 +560,7 @@ fn log_image(
     let image = job.label.as_str();
     match result {
         ImageResult::Done(outcome) => {
-            let outcome_notes = outcome;
+            let extras = outcome.extras().cloned().unwrap_or_default();
             let (outcome, why) = match outcome {
                 Outcome::Copied { why, .. } => ("copied", why.as_str()),
                 Outcome::AlreadyThere { .. } => ("unchanged", "same digest"),
@@ -562,11 +569,10 @@ fn log_image(
                 Outcome::WouldCopy(why) => ("would copy", why.as_str()),
             };
             let engine = job.settings.engine.as_str();
-            tracing::info!(image, source_digest, %destination, outcome, why, engine, duration_ms, "image synced");
-            if let Outcome::Copied { notes, .. } = outcome_notes {
-                for note in notes {
-                    tracing::warn!(image, %destination, note = %note, "image note");
-                }
+            let referrers_added = extras.added.len();
+            tracing::info!(image, source_digest, %destination, outcome, why, engine, referrers_added, duration_ms, "image synced");
+            for note in &extras.notes {
+                tracing::warn!(image, %destination, note = %note, "image note");
             }
         }
         ImageResult::Deferred(reason) => {

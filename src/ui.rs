@@ -42,8 +42,14 @@ impl Reporter for Terminal {
                 if let Some(line) = self.line(job, destination, outcome) {
                     println!("{line}");
                 }
-                if let Outcome::Copied { notes, .. } = outcome {
-                    for note in notes {
+                if let Some(extras) = outcome.extras() {
+                    if self.verbose {
+                        let destination = destination.map(ToString::to_string).unwrap_or_default();
+                        for added in &extras.added {
+                            println!("'{}' -> '{destination}': added {added}", job.label);
+                        }
+                    }
+                    for note in &extras.notes {
                         eprintln!("ecrcp: note: '{}': {note}", job.label);
                     }
                 }

@@ -18,7 +18,7 @@ use crate::ecr::Ecr;
 use crate::engine::docker::DockerEngine;
 use crate::engine::registry::RegistryEngine;
 use crate::engine::turns::Turns;
-use crate::engine::{Delivered, Engine, Lands, Pulls, Repository, Transfer};
+use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repository, Transfer};
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
 use crate::plan::{CopyJob, CopyOptions, EngineKind};
@@ -30,20 +30,31 @@ use crate::engine::memo::Memo;
 /// How one copy ended, when it did not fail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// The destination now serves the source's image, under this manifest digest; `notes`
-    /// say what the user should hear about (referrers the destination refused, say).
+    /// The destination now serves the source's image, under this manifest digest; with
+    /// referrers asked for, `extras` says which were copied along and which were refused.
     Copied {
         digest: String,
         why: Why,
-        notes: Vec<String>,
+        extras: Extras,
     },
     /// The destination already served this very image (same digest, or a push refused by
-    /// an immutable tag that holds it).
-    AlreadyThere { digest: String },
+    /// an immutable tag that holds it); with referrers asked for, `extras` says what was
+    /// added beside it to keep them in step with the source.
+    AlreadyThere { digest: String, extras: Extras },
     /// Nothing was done, for this reason.
     Skipped(Skip),
     /// `--dry-run`: this copy would run, for this reason.
     WouldCopy(Why),
+}
+
+impl Outcome {
+    /// What was done beside the image (referrers, signature tags), when anything could be.
+    pub fn extras(&self) -> Option<&Extras> {
+        match self {
+            Outcome::Copied { extras, .. } | Outcome::AlreadyThere { extras, .. } => Some(extras),
+            Outcome::Skipped(_) | Outcome::WouldCopy(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -406,9 +417,9 @@ impl<'a> Copier<'a> {
         let why = match check.next {
             Next::Skip(skip) => return Ok(Decided::Done(Outcome::Skipped(skip))),
             Next::AlreadyThere => {
-                return Ok(Decided::Done(Outcome::AlreadyThere {
-                    digest: check.existing.clone().unwrap_or_default(),
-                }))
+                let digest = check.existing.clone().unwrap_or_default();
+                let extras = self.keep_in_step(job, destination, &digest).await;
+                return Ok(Decided::Done(Outcome::AlreadyThere { digest, extras }));
             }
             Next::Copy(why) => why,
             Next::Compare if self.options.dry_run && job.source.is_docker_hub() => {
@@ -436,6 +447,17 @@ impl<'a> Copier<'a> {
         Ok(Decided::Transfer(why))
     }
 
+    /// With referrers asked for, brings those of an image the destination holds already in
+    /// step with the source (see `Engine::keep_in_step`); nothing on a dry run.
+    async fn keep_in_step(&self, job: &CopyJob, destination: &Reference, digest: &str) -> Extras {
+        if !job.settings.referrers || self.options.dry_run || digest.is_empty() {
+            return Extras::default();
+        }
+        self.engine(job)
+            .keep_in_step(job, destination, digest, &self.pulls)
+            .await
+    }
+
     /// Records what a transfer delivered in the ledger, and says how the copy ended.
     fn delivered(&self, job: &CopyJob, destination: &Reference, why: Why, delivered: Delivered) -> Outcome {
         if let (Some(source_digest), Some(image_id)) = (&delivered.source_digest, &delivered.image_id) {
@@ -450,12 +472,19 @@ impl<'a> Copier<'a> {
         if delivered.already_there {
             Outcome::AlreadyThere {
                 digest: delivered.digest,
+                extras: Extras {
+                    added: delivered.added,
+                    notes: delivered.notes,
+                },
             }
         } else {
             Outcome::Copied {
                 digest: delivered.digest,
                 why,
-                notes: delivered.notes,
+                extras: Extras {
+                    added: delivered.added,
+                    notes: delivered.notes,
+                },
             }
         }
     }

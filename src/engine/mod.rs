@@ -51,6 +51,17 @@ pub struct Delivered {
     pub image_id: Option<String>,
     /// What the user should hear about (say, referrers the destination refused).
     pub notes: Vec<String>,
+    /// Referrers and signature tags added beside the image, one line each.
+    pub added: Vec<String>,
+}
+
+/// What bringing an image's referrers and signature tags in step did at one destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// What was added, one line each ("signature tag sha256-….sig", say).
+    pub added: Vec<String>,
+    /// What the user should hear about (a referrer the destination refused, say).
+    pub notes: Vec<String>,
 }
 
 /// One transfer, as the engine is handed it.
@@ -92,6 +103,20 @@ pub trait Engine: Send + Sync {
         &'a self,
         transfers: Vec<Transfer<'a>>,
     ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>>;
+
+    /// Brings the referrers and signature tags of `subject`, an image `destination` already
+    /// holds, in step with `job`'s source, at HEAD cost when nothing changed: a source pull
+    /// (taken from `pulls`' budget) only for what is new. Engines that cannot copy them do
+    /// nothing.
+    fn keep_in_step<'a>(
+        &'a self,
+        _job: &'a CopyJob,
+        _destination: &'a Reference,
+        _subject: &'a str,
+        _pulls: &'a Pulls,
+    ) -> BoxFuture<'a, Extras> {
+        Box::pin(async { Extras::default() })
+    }
 
     /// `transfer_many` for one destination.
     fn transfer<'a>(&'a self, transfer: Transfer<'a>) -> BoxFuture<'a, anyhow::Result<Delivered>> {

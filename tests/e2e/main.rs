@@ -30,6 +30,7 @@ mod races;
 mod references;
 mod registry;
 mod scale;
+mod signatures;
 mod support;
 mod sync;
 mod systemd;

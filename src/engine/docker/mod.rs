@@ -108,6 +108,7 @@ impl<'a> DockerEngine<'a> {
             source_digest,
             image_id,
             notes: Vec::new(),
+            added: Vec::new(),
         })
     }
 

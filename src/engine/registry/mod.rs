@@ -20,7 +20,7 @@ use self::limits::Gates;
 pub use self::limits::Limits;
 use self::tree::{Descriptor, Parsed, Selection};
 use super::memo::Memo;
-use super::{Delivered, Engine, Lands, OverBudget, Pulls, Transfer};
+use super::{Delivered, Engine, Extras, Lands, OverBudget, Pulls, Transfer};
 use crate::plan::CopyJob;
 use crate::progress::{BlobState, Board, ImageProgress};
 use crate::reference::Reference;
@@ -104,6 +104,39 @@ impl Engine for RegistryEngine<'_> {
         _source: &'a ManifestHead,
     ) -> BoxFuture<'a, bool> {
         Box::pin(async { false })
+    }
+
+    fn keep_in_step<'a>(
+        &'a self,
+        job: &'a CopyJob,
+        destination: &'a Reference,
+        subject: &'a str,
+        pulls: &'a Pulls,
+    ) -> BoxFuture<'a, Extras> {
+        Box::pin(async move {
+            let source = &job.source;
+            let progress = ImageProgress::off();
+            // Nothing was booked: every read of the source comes out of the budget.
+            let meter = Mutex::new(Meter {
+                pulls,
+                hub: source.is_docker_hub(),
+                granted: 0,
+                used: 0,
+            });
+            let children = Memo::default();
+            let copying = Copying {
+                engine: self,
+                source,
+                destination,
+                source_scopes: Scopes::pull(source.repository()),
+                destination_scopes: Scopes::push(destination.repository()),
+                progress: &progress,
+                meter: &meter,
+                children: &children,
+                platforms: &job.settings.platforms,
+            };
+            copying.copy_referrers(&[subject.to_owned()]).await
+        })
     }
 
     /// Each manifest read once, each blob read once and streamed to every destination that
@@ -440,10 +473,10 @@ impl Copying<'_> {
             tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
         }
         let already_there = self.tag(landing).await?;
-        let notes = if transfer.job.settings.referrers {
+        let extras = if transfer.job.settings.referrers {
             self.copy_referrers(&plan.subjects).await
         } else {
-            Vec::new()
+            Extras::default()
         };
         let image_id = match tree::parse(&landing.bytes, &landing.media_type) {
             Ok(Parsed::Image { config, .. }) => Some(config.digest),
@@ -457,7 +490,8 @@ impl Copying<'_> {
                 .filter(|seen| *seen == top.digest)
                 .map(str::to_owned),
             image_id,
-            notes,
+            notes: extras.notes,
+            added: extras.added,
         })
     }
 
