@@ -89,8 +89,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Directory of the ledger and the lock (default: $STATE_DIRECTORY, /var/lib/ecrcp for root,
-    /// else ~/.local/state/ecrcp)
+    /// Directory of the ledger and the lock, yours and writable by you alone (default:
+    /// $STATE_DIRECTORY, else ~/.local/state/ecrcp)
     #[arg(long, value_name = "DIR", env = "ECRCP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
