@@ -120,7 +120,8 @@ pub struct PluginScope {
     /// For the current user: $DOCKER_CONFIG/cli-plugins or ~/.docker/cli-plugins (default)
     #[arg(long, conflicts_with = "system")]
     pub user: bool,
-    /// For everyone: /usr/local/lib/docker/cli-plugins (needs root)
+    /// For everyone: /usr/local/lib/docker/cli-plugins (needs root, and a binary only root can
+    /// change)
     #[arg(long)]
     pub system: bool,
 }

@@ -180,13 +180,14 @@ fn plugin_link(command: &PluginCommand) -> anyhow::Result<Exit> {
         PluginCommand::Install(scope) => (scope, true),
         PluginCommand::Uninstall(scope) => (scope, false),
     };
-    let dir = install::plugin_dir(if scope.system {
+    let scope = if scope.system {
         install::Scope::System
     } else {
         install::Scope::User
-    })?;
+    };
+    let dir = install::plugin_dir(scope)?;
     if installing {
-        let link = install::install(&dir)?;
+        let link = install::install(&dir, scope)?;
         println!("installed '{}'; try: docker ecrcp --help", link.display());
     } else if install::uninstall(&dir)? {
         println!("removed '{}'", dir.join(plugin::PLUGIN_BINARY).display());
