@@ -14,12 +14,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// writes (`sync.lock`, `copies.json`) and make ecrcp, run as root, overwrite any file.
 #[derive(Debug, thiserror::Error)]
 pub enum StateDirError {
-    #[error("refusing the state directory '{dir}': it belongs to uid {owner}, and ecrcp runs as uid {user}\nnote: its owner could make ecrcp overwrite files that are yours; `chown {user} '{dir}'` if it should be yours, or point --state-dir (ECRCP_STATE_DIR) at a directory of your own")]
+    #[error("refusing the state directory '{dir}': it belongs to uid {owner}, and ecrcp runs as uid {user}\nnote: its owner could make ecrcp overwrite files that are yours; `chown {user} '{dir}'` if it should be yours (not if it is a service's, such as /var/lib/ecrcp: start that one's pass with `systemctl start ecrcp.service`), or point --state-dir (ECRCP_STATE_DIR) at a directory of your own")]
     NotOwned { dir: String, owner: u32, user: u32 },
-    #[error("refusing the state directory '{dir}': others can write to it (mode {mode:o})\nnote: they could make ecrcp overwrite files that are yours; `chmod go-w '{dir}'`, or point --state-dir (ECRCP_STATE_DIR) at a directory of your own")]
+    #[error("refusing the state directory '{dir}': others can write to it (mode {mode:o})\nnote: they could make ecrcp overwrite files that are yours; {}", writable_hint(dir, *mode))]
     Writable { dir: String, mode: u32 },
     #[error("cannot use the state directory '{dir}': {source}\nnote: point --state-dir (ECRCP_STATE_DIR) at a directory you can write")]
     Io { dir: String, source: std::io::Error },
+}
+
+/// What to do about a state directory others can write to: a shared one (sticky, as `/tmp`)
+/// stays shared, so the way out is a directory inside it.
+fn writable_hint(dir: &str, mode: u32) -> String {
+    if mode & 0o1000 != 0 {
+        format!(
+            "a shared directory is never a state directory: make one of your own (`mkdir -m 700 '{dir}/ecrcp'`) and point --state-dir (ECRCP_STATE_DIR) at it"
+        )
+    } else {
+        format!("`chmod go-w '{dir}'`, or point --state-dir (ECRCP_STATE_DIR) at a directory of your own")
+    }
 }
 
 /// Creates `dir` (mode 0700) if it is missing, then [`check_dir`]s it.
@@ -223,12 +235,13 @@ mod tests {
     #[test]
     fn state_directories_are_judged_by_owner_and_mode() {
         let dir = Path::new("/d");
-        let cases: [(u32, u32, u32, Option<&str>); 7] = [
+        let cases: [(u32, u32, u32, Option<&str>); 8] = [
             (0, 0o40700, 0, None),
             (0, 0o40755, 0, None),
             (1000, 0o40700, 1000, None),
             (0, 0o40775, 0, Some("others can write to it (mode 775)")),
-            (0, 0o41777, 0, Some("others can write to it (mode 1777)")),
+            (0, 0o41777, 0, Some("(mode 1777)\nnote: they could make ecrcp overwrite files that are yours; a shared directory is never")),
+            (0, 0o40757, 0, Some("(mode 757)\nnote: they could make ecrcp overwrite files that are yours; `chmod go-w '/d'`")),
             (
                 65534,
                 0o40700,

@@ -246,7 +246,7 @@ fn a_state_directory_others_could_plant_links_in_is_refused_and_nothing_is_writt
     run.assert_code(2);
     let named = format!("refusing the state directory '{}'", shared.display());
     assert!(
-        run.stderr.contains(&named) && run.stderr.contains("chmod go-w"),
+        run.stderr.contains(&named) && run.stderr.contains("mkdir -m 700"),
         "{}",
         run.stderr
     );
