@@ -81,7 +81,7 @@ pub fn show_limit(limit: Duration) -> String {
     }
 }
 
-/// Where PATH is not set, as execvp does.
+/// Where PATH is not set: the system's own directories, as execvp's default.
 const DEFAULT_PATH: &str = "/usr/bin:/bin";
 
 /// A command for `program`: a name without `/` is looked up in PATH's absolute directories
@@ -93,7 +93,7 @@ pub fn command(program: &Path) -> std::io::Result<Command> {
 /// `program` as execvp would find it, except that PATH entries that are empty or relative
 /// (`.`, `bin`, `::`) are skipped: they name the working directory, which is not the
 /// user's to trust, least of all under sudo.
-pub fn find_program(program: &Path) -> std::io::Result<PathBuf> {
+fn find_program(program: &Path) -> std::io::Result<PathBuf> {
     if program.as_os_str().as_encoded_bytes().contains(&b'/') {
         return Ok(program.to_owned());
     }
