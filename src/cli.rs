@@ -89,8 +89,8 @@ pub struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Directory of the ledger and the lock (default: $STATE_DIRECTORY, /var/lib/ecrcp for root,
-    /// else ~/.local/state/ecrcp)
+    /// Directory of the ledger and the lock, yours and writable by you alone (default:
+    /// $STATE_DIRECTORY, else ~/.local/state/ecrcp)
     #[arg(long, value_name = "DIR", env = "ECRCP_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
@@ -120,7 +120,8 @@ pub struct PluginScope {
     /// For the current user: $DOCKER_CONFIG/cli-plugins or ~/.docker/cli-plugins (default)
     #[arg(long, conflicts_with = "system")]
     pub user: bool,
-    /// For everyone: /usr/local/lib/docker/cli-plugins (needs root)
+    /// For everyone: /usr/local/lib/docker/cli-plugins (needs root, and a binary only root can
+    /// change)
     #[arg(long)]
     pub system: bool,
 }

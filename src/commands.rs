@@ -13,6 +13,7 @@ use crate::lock::LockError;
 use crate::logging::{self, Format};
 use crate::plugin::{self, install, Invocation};
 use crate::process::{self, Timeouts};
+use crate::state_file;
 use crate::sync::{self, Stop, SyncOptions};
 use crate::ui::Terminal;
 
@@ -35,6 +36,9 @@ pub fn copy(args: &CopyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     let plan = args
         .into_plan(progress_wanted())
         .map_err(|error| (Exit::Usage, error.into()))?;
+    if let Some(dir) = &plan.state_dir {
+        state_file::check_dir(dir).map_err(|error| (Exit::Usage, error.into()))?;
+    }
     let terminal = Terminal {
         verbose: args.verbose,
         dry_run: plan.options.dry_run,
@@ -122,13 +126,14 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     let state_dir = args
         .state_dir
         .clone()
-        .or_else(sync::default_state_dir)
+        .or_else(crate::ledger::Ledger::default_dir)
         .ok_or_else(|| {
             (
                 Exit::Usage,
                 anyhow!("no state directory: set --state-dir or ECRCP_STATE_DIR"),
             )
         })?;
+    state_file::check_dir(&state_dir).map_err(|error| (Exit::Usage, error.into()))?;
     let options = SyncOptions {
         dry_run: args.dry_run,
         state_dir,
@@ -175,13 +180,14 @@ fn plugin_link(command: &PluginCommand) -> anyhow::Result<Exit> {
         PluginCommand::Install(scope) => (scope, true),
         PluginCommand::Uninstall(scope) => (scope, false),
     };
-    let dir = install::plugin_dir(if scope.system {
+    let scope = if scope.system {
         install::Scope::System
     } else {
         install::Scope::User
-    })?;
+    };
+    let dir = install::plugin_dir(scope)?;
     if installing {
-        let link = install::install(&dir)?;
+        let link = install::install(&dir, scope)?;
         println!("installed '{}'; try: docker ecrcp --help", link.display());
     } else if install::uninstall(&dir)? {
         println!("removed '{}'", dir.join(plugin::PLUGIN_BINARY).display());

@@ -425,9 +425,9 @@ pub trait DockerRunner: Send + Sync {
     }
 }
 
-/// The `docker` CLI found on PATH (or `ECRCP_DOCKER`), with docker's global options (from the
-/// plugin invocation) put before every subcommand. DOCKER_HOST, DOCKER_CONFIG and
-/// DOCKER_CONTEXT reach it through the inherited environment.
+/// The `docker` CLI found in PATH's absolute directories (or `ECRCP_DOCKER`), with docker's
+/// global options (from the plugin invocation) put before every subcommand. DOCKER_HOST,
+/// DOCKER_CONFIG and DOCKER_CONTEXT reach it through the inherited environment.
 /// Clones share one cancellation.
 #[derive(Debug, Clone)]
 pub struct DockerCli {
@@ -499,7 +499,11 @@ impl DockerCli {
             return Err(DockerError::Cancelled { argv });
         }
         tracing::debug!(argv = %argv, "running docker");
-        let mut child = tokio::process::Command::new(&self.program);
+        let not_installed = |source| DockerError::NotInstalled {
+            program: self.program.display().to_string(),
+            source,
+        };
+        let mut child = process::command(&self.program).map_err(not_installed)?;
         child
             .args(&self.global_args)
             .args(command.args())
@@ -517,10 +521,6 @@ impl DockerCli {
                 child.stdout(Stdio::from(fd));
             }
         }
-        let not_installed = |source| DockerError::NotInstalled {
-            program: self.program.display().to_string(),
-            source,
-        };
         let mut running = process::spawn(&mut child).map_err(not_installed)?;
         if let (Some(secret), Some(mut stdin)) = (command.stdin(), running.child.stdin.take()) {
             // A write error shows up as docker's own failure below.

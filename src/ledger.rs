@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::lock::{self, LockError};
-use crate::state_file::{sibling, write_atomically};
+use crate::state_file::{self, sibling, write_atomically, StateDirError};
 
 /// One finished copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +97,8 @@ enum LedgerError {
     Corrupt(String),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    StateDir(#[from] StateDirError),
     #[error("cannot write it: {0}")]
     Write(#[from] std::io::Error),
 }
@@ -159,8 +161,10 @@ impl Ledger {
         }
     }
 
-    /// Where the ledger lives by default: systemd's `STATE_DIRECTORY`, else the XDG state
-    /// directory (`~/.local/state/ecrcp`).
+    /// Where the ledger (and a sync's lock) live by default: systemd's `STATE_DIRECTORY`,
+    /// else the XDG state directory (`~/.local/state/ecrcp`), for root too. Root is not sent
+    /// to the service's `/var/lib/ecrcp`: that belongs to the service's dynamic user, who
+    /// could plant links there for a root run to write through.
     pub fn default_dir() -> Option<PathBuf> {
         if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
             // systemd may pass several, colon-separated; the first is ours.
@@ -308,8 +312,7 @@ fn merge_into(
     stamps: &[(&str, Entry)],
     recorded: &BTreeMap<String, Entry>,
 ) -> Result<(), LedgerError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    state_file::prepare_dir(path.parent().unwrap_or(Path::new(".")))?;
     let _lock = lock::wait_for(&sibling(path, "lock"), LOCK_PATIENCE)?;
     let mut copies = match read(path) {
         Err(LedgerError::Corrupt(reason)) => {

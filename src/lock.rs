@@ -3,7 +3,7 @@
 //! drops a lock when the process ends, however it ends, so a crashed run never blocks the
 //! next. Locks only; what they guard is the caller's business.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,17 +23,18 @@ pub enum LockError {
     Stuck { path: String, seconds: u64 },
     #[error("cannot lock '{path}': {source}\nnote: point --state-dir (or ECRCP_STATE_DIR) at a writable directory")]
     Io { path: String, source: std::io::Error },
+    #[error("refusing to lock '{path}': it is {what}, not a plain file of its own\nnote: ecrcp writes its pid there and never through a link; remove it if you did not put it there")]
+    NotPlain { path: String, what: &'static str },
 }
 
 const RUN_LOCK: &str = "sync.lock";
 /// How often a waiting `wait_for` tries again.
 const POLL: Duration = Duration::from_millis(2);
 
-/// Takes the sync lock in `dir`, or says who holds it.
+/// Takes the sync lock in `dir` (which must exist), or says who holds it.
 pub fn acquire(dir: &Path) -> Result<Held, LockError> {
     let path = dir.join(RUN_LOCK);
     let io = |source| io_error(&path, source);
-    std::fs::create_dir_all(dir).map_err(io)?;
     let mut file = open(&path)?;
     match file.try_lock() {
         Ok(()) => {}
@@ -83,14 +84,30 @@ pub fn wait_for(path: &Path, patience: Duration) -> Result<Held, LockError> {
     }
 }
 
+/// Opens (or creates) the lock file at `path`, never through a link: a lock is truncated
+/// once held, and ecrcp may run as root. A hard link would let it write another file as
+/// well, so a file with more than one name is refused too.
 fn open(path: &Path) -> Result<File, LockError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .map_err(|source| io_error(path, source))
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::MetadataExt as _;
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let refused = |what| LockError::NotPlain {
+        path: path.display().to_string(),
+        what,
+    };
+    let file = match rustix::fs::open(path, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::LOOP) => return Err(refused("a symbolic link")),
+        Err(errno) => return Err(io_error(path, errno.into())),
+    };
+    let found = file.metadata().map_err(|source| io_error(path, source))?;
+    if !found.is_file() {
+        return Err(refused("not a regular file"));
+    }
+    if found.nlink() != 1 {
+        return Err(refused("a hard link to another file"));
+    }
+    Ok(file)
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> LockError {
@@ -122,6 +139,24 @@ mod tests {
         );
         drop(first);
         assert!(acquire(&dir).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_planted_as_a_link_is_refused_and_what_it_points_at_is_untouched() {
+        let dir = scratch_dir("planted");
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(RUN_LOCK)).unwrap();
+        let error = acquire(&dir).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        std::fs::remove_file(dir.join(RUN_LOCK)).unwrap();
+        std::fs::hard_link(&victim, dir.join(RUN_LOCK)).unwrap();
+        let error = acquire(&dir).unwrap_err();
+        assert!(error.to_string().contains("hard link"), "{error}");
+        let error = wait_for(&dir.join(RUN_LOCK), Duration::ZERO).unwrap_err();
+        assert!(matches!(error, LockError::NotPlain { .. }), "{error}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

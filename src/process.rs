@@ -2,9 +2,14 @@
 //! of its own, so that a terminal's Ctrl-C and systemd's stop reach ecrcp alone and ecrcp
 //! decides what becomes of the work under way; each one has a time limit; and all of them
 //! can be killed at once before ecrcp exits. Only `docker` and the credential helper lookup
-//! spawn processes, and both do it through here.
+//! spawn processes, and both do it through here: [`command`] finds the program, in PATH's
+//! absolute directories only, so that a `.` or an empty entry in PATH (a root shell's
+//! working directory may belong to anyone) never picks what runs.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -74,6 +79,49 @@ pub fn show_limit(limit: Duration) -> String {
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
     }
+}
+
+/// Where PATH is not set: the system's own directories, as execvp's default.
+const DEFAULT_PATH: &str = "/usr/bin:/bin";
+
+/// A command for `program`: a name without `/` is looked up in PATH's absolute directories
+/// (see [`find_program`]); a path (`ECRCP_DOCKER=/opt/docker/bin/docker`) is taken as given.
+pub fn command(program: &Path) -> std::io::Result<Command> {
+    Ok(Command::new(find_program(program)?))
+}
+
+/// `program` as execvp would find it, except that PATH entries that are empty or relative
+/// (`.`, `bin`, `::`) are skipped: they name the working directory, which is not the
+/// user's to trust, least of all under sudo.
+fn find_program(program: &Path) -> std::io::Result<PathBuf> {
+    if program.as_os_str().as_encoded_bytes().contains(&b'/') {
+        return Ok(program.to_owned());
+    }
+    let path = std::env::var_os("PATH");
+    search_path(
+        program.as_os_str(),
+        path.as_deref().unwrap_or(OsStr::new(DEFAULT_PATH)),
+    )
+    .ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!(
+                "no '{}' in the absolute directories of PATH (relative entries such as '.' are skipped)",
+                program.display()
+            ),
+        )
+    })
+}
+
+/// The first executable file `name` in the absolute directories of `path`.
+fn search_path(name: &OsStr, path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(name))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|found| found.is_file() && found.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// A child in a process group of its own. Until it has been waited for, dropping it (a run
@@ -169,6 +217,42 @@ mod tests {
             assert_eq!(show_limit(Duration::from_secs(seconds)), shown);
             assert_eq!(parse_limit(shown), Ok(Duration::from_secs(seconds)));
         }
+    }
+
+    #[test]
+    fn programs_are_found_in_absolute_path_entries_only() {
+        let dir = std::env::temp_dir().join(format!("ecrcp-path-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("plain")).unwrap();
+        let tool = dir.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("plain/tool"), "not executable").unwrap();
+        // The same directory as a relative entry, the way `.` names the working directory.
+        let cwd = std::env::current_dir().unwrap();
+        let up = "../".repeat(cwd.components().count() - 1);
+        let relative = format!("{up}{}", dir.strip_prefix("/").unwrap().display());
+        assert!(
+            Path::new(&relative).join("tool").is_file(),
+            "{relative} reaches the tool"
+        );
+        let absolute = dir.display().to_string();
+        let plain = dir.join("plain").display().to_string();
+        let cases = [
+            (format!("{relative}:{absolute}"), Some(tool.clone())),
+            (format!("{plain}:{absolute}"), Some(tool.clone())),
+            (relative.clone(), None),
+            (format!(":.:{relative}:{plain}"), None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(
+                search_path(OsStr::new("tool"), OsStr::new(&path)),
+                expected,
+                "PATH={path}"
+            );
+        }
+        assert_eq!(find_program(&tool).unwrap(), tool, "a path is taken as given");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use crate::lock;
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::state_file;
 use crate::tags;
 
 /// A request to stop, shared between whoever hears the signal and the run.
@@ -43,18 +44,6 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Where the ledger and the lock live.
     pub state_dir: PathBuf,
-}
-
-/// Where a sync keeps its ledger and lock: systemd's `STATE_DIRECTORY`; for root, the
-/// service's own `/var/lib/ecrcp`, so a manual run and the timer's share one lock; else the
-/// user's state directory.
-pub fn default_state_dir() -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let root = std::fs::metadata("/proc/self").is_ok_and(|proc| proc.uid() == 0);
-    if std::env::var_os("STATE_DIRECTORY").is_none() && root {
-        return Some(PathBuf::from("/var/lib/ecrcp"));
-    }
-    Ledger::default_dir()
 }
 
 /// What a sync did, image by image, added up.
@@ -142,8 +131,10 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     // A dry run writes nothing, so it cannot get in a real run's way, nor wait for one.
     let _lock = if options.dry_run {
+        state_file::check_dir(&options.state_dir)?;
         None
     } else {
+        state_file::prepare_dir(&options.state_dir)?;
         Some(lock::acquire(&options.state_dir)?)
     };
     let started = Instant::now();

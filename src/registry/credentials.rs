@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -197,30 +197,62 @@ impl CredentialStore {
     }
 }
 
-/// The keys docker uses for a registry in config.json: Docker Hub is stored under its old
-/// index URL.
-fn config_keys(host: &str) -> Vec<String> {
-    if host == "docker.io" {
-        return vec![
-            "https://index.docker.io/v1/".into(),
-            "index.docker.io".into(),
-            "docker.io".into(),
-            "registry-1.docker.io".into(),
-        ];
+/// The registry a config.json key is for, as docker reads its keys: scheme and path are
+/// stripped (`https://host/v1/` and `http://host` are both `host`), and Docker Hub's
+/// spellings (its old index URL above all) are `docker.io`.
+fn key_registry(key: &str) -> &str {
+    let bare = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    match bare.split('/').next().unwrap_or(bare) {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        host => host,
     }
-    vec![host.into(), format!("https://{host}"), format!("http://{host}")]
+}
+
+/// The key docker itself writes for `host`: Docker Hub's is its old index URL.
+fn docker_key(host: &str) -> &str {
+    if host == "docker.io" {
+        "https://index.docker.io/v1/"
+    } else {
+        host
+    }
+}
+
+/// `host`'s entry in one of config.json's maps, and its key: the key docker writes for it,
+/// else any key for the same registry (the first in sorted order, so the choice is the same
+/// every run).
+fn find_entry<'a, T>(map: &'a HashMap<String, T>, host: &str) -> Option<(&'a String, &'a T)> {
+    map.get_key_value(docker_key(host)).or_else(|| {
+        map.iter()
+            .filter(|(key, _)| key_registry(key) == host)
+            .min_by_key(|(key, _)| key.as_str())
+    })
 }
 
 fn helper_server(host: &str) -> String {
-    if host == "docker.io" {
-        "https://index.docker.io/v1/".into()
-    } else {
-        host.into()
-    }
+    docker_key(host).to_owned()
 }
 
-/// Finds `host` in a docker config.json text: a per-registry helper wins over an inline
-/// `auth`, which wins over the global `credsStore`, as in the docker CLI.
+/// A credential helper named `name` in config.json at `setting`, checked: ecrcp runs
+/// `docker-credential-NAME`, so a name with `/` would run a program from anywhere.
+fn helper(name: &str, setting: &str) -> Result<ConfigEntry, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || !name.chars().all(allowed) {
+        return Err(format!(
+            "{setting} names the credential helper '{name}', which is not a helper name\n\
+             note: a helper name has only letters, digits, '.', '_' and '-' (docker runs \
+             docker-credential-NAME from PATH); fix {setting} in docker's config.json"
+        ));
+    }
+    Ok(ConfigEntry::Helper(name.to_owned()))
+}
+
+/// Finds `host` in a docker config.json text as the docker CLI does: a per-registry helper
+/// (`credHelpers`), else the global `credsStore`, else an inline login in `auths`. With a
+/// `credsStore`, inline logins are never used: docker stores its logins in the helper then,
+/// and one left in `auths` from before is stale. Keys may be written as URLs.
 pub fn config_entry(text: &str, host: &str) -> Result<Option<ConfigEntry>, String> {
     #[derive(serde::Deserialize, Default)]
     struct AuthConfig {
@@ -238,33 +270,36 @@ pub fn config_entry(text: &str, host: &str) -> Result<Option<ConfigEntry>, Strin
         creds_store: Option<String>,
     }
     let config: Config = serde_json::from_str(text).map_err(|error| error.to_string())?;
-    let keys = config_keys(host);
-    if let Some(helper) = keys.iter().find_map(|key| config.cred_helpers.get(key)) {
-        return Ok(Some(ConfigEntry::Helper(helper.clone())));
+    if let Some((key, name)) = find_entry(&config.cred_helpers, host) {
+        return helper(name, &format!("credHelpers.\"{key}\"")).map(Some);
     }
-    if let Some(entry) = keys.iter().find_map(|key| config.auths.get(key)) {
-        if let Some(auth) = entry.auth.as_deref().filter(|auth| !auth.is_empty()) {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .map_err(|_| format!("the auth entry for '{host}' is not base64"))?;
-            let decoded =
-                String::from_utf8(decoded).map_err(|_| format!("the auth entry for '{host}' is not text"))?;
-            let (username, password) = decoded
-                .split_once(':')
-                .ok_or_else(|| format!("the auth entry for '{host}' has no ':'"))?;
-            return Ok(Some(ConfigEntry::Inline(Credentials {
-                username: username.to_owned(),
-                password: Secret::new(password),
-            })));
-        }
-        if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
-            return Ok(Some(ConfigEntry::Inline(Credentials {
-                username: username.clone(),
-                password: Secret::new(password.clone()),
-            })));
-        }
+    if let Some(store) = config.creds_store.as_deref().filter(|store| !store.is_empty()) {
+        return helper(store, "credsStore").map(Some);
     }
-    Ok(config.creds_store.map(ConfigEntry::Helper))
+    let Some((_, entry)) = find_entry(&config.auths, host) else {
+        return Ok(None);
+    };
+    if let Some(auth) = entry.auth.as_deref().filter(|auth| !auth.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| format!("the auth entry for '{host}' is not base64"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| format!("the auth entry for '{host}' is not text"))?;
+        let (username, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| format!("the auth entry for '{host}' has no ':'"))?;
+        return Ok(Some(ConfigEntry::Inline(Credentials {
+            username: username.to_owned(),
+            password: Secret::new(password),
+        })));
+    }
+    if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+        return Ok(Some(ConfigEntry::Inline(Credentials {
+            username: username.clone(),
+            password: Secret::new(password.clone()),
+        })));
+    }
+    Ok(None)
 }
 
 /// Runs `docker-credential-<helper> get`, the credential helper protocol: the server on
@@ -279,13 +314,15 @@ async fn run_helper(helper: &str, server: &str, limit: Duration) -> Option<Crede
         secret: String,
     }
     let program = format!("docker-credential-{helper}");
-    let spawned = process::spawn(
-        tokio::process::Command::new(&program)
-            .arg("get")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    );
+    let spawned = process::command(Path::new(&program)).and_then(|mut command| {
+        process::spawn(
+            command
+                .arg("get")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+    });
     let mut running = match spawned {
         Ok(running) => running,
         Err(error) => {
@@ -341,30 +378,97 @@ mod tests {
 
     #[test]
     fn config_entries_are_found_the_way_docker_finds_them() {
-        // base64("alice:pw") and base64("hub:hubpw")
-        let config = r#"{
+        // base64("alice:pw"), base64("hub:hubpw"), base64("url:pw"), base64("stale:old")
+        let inline_only = r#"{
             "auths": {
                 "registry.example.test": {"auth": "YWxpY2U6cHc="},
                 "https://index.docker.io/v1/": {"auth": "aHViOmh1YnB3"},
+                "https://url.example.test/v1/": {"auth": "dXJsOnB3"},
+                "http://plain.example.test:5000": {"username": "url", "password": "pw"},
                 "empty.example": {}
+            }
+        }"#;
+        let with_store = r#"{
+            "auths": {
+                "registry.example.test": {"auth": "c3RhbGU6b2xk"},
+                "https://index.docker.io/v1/": {"auth": "c3RhbGU6b2xk"}
             },
-            "credHelpers": {"123456789012.dkr.ecr.us-east-1.amazonaws.com": "ecr-login"},
+            "credHelpers": {
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com": "ecr-login",
+                "https://helped.example.test": "helped"
+            },
             "credsStore": "pass"
         }"#;
+        let hub_spellings = r#"{"credHelpers": {"index.docker.io": "hub"}, "auths": {"docker.io": {}}}"#;
         let cases = [
-            ("registry.example.test", Some(inline("alice", "pw"))),
-            ("docker.io", Some(inline("hub", "hubpw"))),
+            (inline_only, "registry.example.test", Some(inline("alice", "pw"))),
+            (inline_only, "docker.io", Some(inline("hub", "hubpw"))),
+            (inline_only, "url.example.test", Some(inline("url", "pw"))),
+            (inline_only, "plain.example.test:5000", Some(inline("url", "pw"))),
+            (inline_only, "plain.example.test", None),
+            (inline_only, "empty.example", None),
+            (inline_only, "other.example", None),
             (
+                with_store,
+                "registry.example.test",
+                Some(ConfigEntry::Helper("pass".into())),
+            ),
+            (with_store, "docker.io", Some(ConfigEntry::Helper("pass".into()))),
+            (
+                with_store,
                 "123456789012.dkr.ecr.us-east-1.amazonaws.com",
                 Some(ConfigEntry::Helper("ecr-login".into())),
             ),
-            ("empty.example", Some(ConfigEntry::Helper("pass".into()))),
-            ("other.example", Some(ConfigEntry::Helper("pass".into()))),
+            (
+                with_store,
+                "helped.example.test",
+                Some(ConfigEntry::Helper("helped".into())),
+            ),
+            (
+                with_store,
+                "other.example",
+                Some(ConfigEntry::Helper("pass".into())),
+            ),
+            (
+                hub_spellings,
+                "docker.io",
+                Some(ConfigEntry::Helper("hub".into())),
+            ),
+            ("{}", "docker.io", None),
         ];
-        for (host, expected) in cases {
-            assert_eq!(config_entry(config, host).unwrap(), expected, "{host}");
+        for (config, host, expected) in cases {
+            assert_eq!(
+                config_entry(config, host).unwrap(),
+                expected,
+                "{host} in {config}"
+            );
         }
-        assert_eq!(config_entry("{}", "docker.io").unwrap(), None);
+    }
+
+    #[test]
+    fn a_helper_name_that_is_a_path_is_refused_naming_its_setting() {
+        let cases = [
+            (r#"{"credHelpers": {"h": "../../tmp/evil"}}"#, "credHelpers.\"h\""),
+            (
+                r#"{"credHelpers": {"https://h/v1/": "a b"}}"#,
+                "credHelpers.\"https://h/v1/\"",
+            ),
+            (r#"{"credsStore": "/usr/bin/true"}"#, "credsStore"),
+        ];
+        for (config, setting) in cases {
+            let error = config_entry(config, "h").unwrap_err();
+            assert!(
+                error.contains(setting) && error.contains("note:"),
+                "{config}: {error}"
+            );
+        }
+        for name in ["desktop", "ecr-login", "secretservice", "pass_1.2"] {
+            let config = format!(r#"{{"credsStore": "{name}"}}"#);
+            assert_eq!(
+                config_entry(&config, "h").unwrap(),
+                Some(ConfigEntry::Helper(name.into()))
+            );
+        }
     }
 
     /// Hands out "AWS:same" (as the bed's moto does, whatever the fetch) with rising

@@ -148,7 +148,7 @@ impl Listings {
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
                 if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
+                    crate::state_file::prepare_dir(dir).map_err(std::io::Error::other)?;
                 }
                 crate::state_file::write_atomically(path, &bytes)
             });

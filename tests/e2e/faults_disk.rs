@@ -222,7 +222,8 @@ fn a_full_state_directory_costs_the_ledger_not_the_copy() {
     let state = bed.scratch().join("fullstate");
     std::fs::create_dir_all(&state).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        // mode=0700: a tmpfs root is 1777 by default, a state directory ecrcp refuses.
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
         .arg(&state)
         .status()
         .unwrap();

@@ -183,6 +183,39 @@ fn plugin_install_and_uninstall_manage_the_link_docker_finds() {
     assert!(again.stdout.contains("nothing to remove"), "{}", again.stdout);
 }
 
+/// `sudo ~/.cargo/bin/ecrcp plugin install --system`: docker would run a binary its user can
+/// change as root on every `docker --help`, so the link is refused, naming the file and what
+/// to do, and nothing is created.
+#[test]
+#[ignore = "needs the test bed"]
+fn a_system_install_of_a_binary_a_user_can_change_is_refused() {
+    let bed = Bed::get("plugin-system");
+    let copy = bed.scratch().join("home-bin/ecrcp");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_ecrcp"), &copy).unwrap();
+    std::os::unix::fs::chown(&copy, Some(65534), None).unwrap();
+    let link = std::path::Path::new("/usr/local/lib/docker/cli-plugins/docker-ecrcp");
+    let there_before = link.symlink_metadata().is_ok();
+    let run = Run::from(
+        std::process::Command::new(&copy)
+            .args(["plugin", "install", "--system"])
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(1);
+    let named = format!("'{}' belongs to uid 65534, not root", copy.display());
+    assert!(
+        run.stderr.contains(&named)
+            && run.stderr.contains("/usr/local/bin/ecrcp")
+            && run.stderr.contains("--user"),
+        "{}",
+        run.stderr
+    );
+    if !there_before {
+        assert!(link.symlink_metadata().is_err(), "no link was made");
+    }
+}
+
 #[test]
 #[ignore = "needs the test bed"]
 fn the_plugin_stops_when_docker_goes_away() {

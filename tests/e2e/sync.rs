@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, RestoreRateLimit, ECR, HUB};
+use crate::support::{Bed, RestoreRateLimit, Run, ECR, HUB};
 
 /// A config that mirrors `sources` into this test's own prefix in the fake ECR.
 fn config(bed: &Bed, prefix: &str, extra: &str, sources: &[&str]) -> std::path::PathBuf {
@@ -218,6 +218,55 @@ fn a_second_concurrent_sync_finds_the_lock_and_exits_at_once() {
     );
     assert!(first.wait().unwrap().success(), "the first run finishes its work");
     bed.sync(&config, &[]).assert_code(0);
+}
+
+/// A root run must not write through links that others can plant: a state directory others
+/// can write to is refused before anything runs, naming it and the fix; a lock file planted
+/// as a link in one's own is refused, and the file it points at is left as it was.
+#[test]
+#[ignore = "needs the test bed"]
+fn a_state_directory_others_could_plant_links_in_is_refused_and_nothing_is_written_through() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bed = Bed::get("sync-statedir");
+    let config = config(
+        &bed,
+        &bed.unique("statedir"),
+        "",
+        &[&format!("{HUB}/library/none:1")],
+    );
+    let shared = bed.scratch().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let run = Run::from(
+        bed.sync_command(&config)
+            .env("ECRCP_STATE_DIR", &shared)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2);
+    let named = format!("refusing the state directory '{}'", shared.display());
+    assert!(
+        run.stderr.contains(&named) && run.stderr.contains("mkdir -m 700"),
+        "{}",
+        run.stderr
+    );
+
+    let own = bed.scratch().join("own");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let victim = bed.scratch().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, own.join("sync.lock")).unwrap();
+    let run = Run::from(
+        bed.sync_command(&config)
+            .env("ECRCP_STATE_DIR", &own)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(1);
+    assert!(run.stderr.contains("refusing to lock"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(bed.docker_calls().is_empty(), "{:?}", bed.docker_calls());
 }
 
 #[test]
