@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use reqwest::{Method, StatusCode, Url};
 
 use super::{
-    error_chain, header, read_bounded, repository_url, retry_after, Limit, Outgoing, RegistryClient,
+    error_chain, header, read_bounded, repository_url, retry_after, Access, Limit, Outgoing, RegistryClient,
     RegistryError, Scopes,
 };
 use crate::net_timeouts;
@@ -159,7 +159,7 @@ impl RegistryClient {
                         })?;
                     Ok(Opened::Session(location))
                 }
-                _ => Err(answer_error(image, &format!("POST {url}"), response).await),
+                _ => Err(write_refusal(image, &format!("POST {url}"), response).await),
             }
         })
         .await
@@ -207,7 +207,7 @@ impl RegistryClient {
                 host: image.registry().to_owned(),
                 digest: digest.to_owned(),
             }),
-            _ => Err(answer_error(image, &format!("the upload of {digest}"), response).await),
+            _ => Err(write_refusal(image, &format!("the upload of {digest}"), response).await),
         }
     }
 
@@ -223,7 +223,7 @@ impl RegistryClient {
             .await?;
         match response.status() {
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(answer_error(image, "the cancelling of an upload", response).await),
+            _ => Err(write_refusal(image, "the cancelling of an upload", response).await),
         }
     }
 }
@@ -292,6 +292,7 @@ pub(crate) async fn answer_error(
         StatusCode::FORBIDDEN => RegistryError::Denied {
             host,
             repository: image.repository().to_owned(),
+            access: Access::Pull,
         },
         StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
             host,
@@ -323,6 +324,23 @@ pub(crate) async fn answer_error(
                 detail: explanation(&body),
             }
         }
+    }
+}
+
+/// [`answer_error`] for a request that writes (an upload, a manifest PUT): a 403 says the
+/// login may not push, not that it may not read.
+pub(crate) async fn write_refusal(
+    image: &Reference,
+    what: &str,
+    response: reqwest::Response,
+) -> RegistryError {
+    match answer_error(image, what, response).await {
+        RegistryError::Denied { host, repository, .. } => RegistryError::Denied {
+            host,
+            repository,
+            access: Access::Push,
+        },
+        other => other,
     }
 }
 

@@ -695,7 +695,9 @@ impl Copying<'_> {
                     .with_context(|| format!("cannot check '{destination}'"))?;
                 match held {
                     Some(held) if held.digest == landing.digest => true,
-                    Some(held) => {
+                    // Only the registry's own words tell an immutable tag from a manifest
+                    // it refused for another reason (MANIFEST_INVALID, a 405 for `subject`).
+                    Some(held) if refusal.refuses_an_immutable_tag() => {
                         return Err(TagHeld {
                             destination: destination.to_string(),
                             holds: held.digest,
@@ -704,7 +706,7 @@ impl Copying<'_> {
                         }
                         .into())
                     }
-                    None => {
+                    _ => {
                         return Err(anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'")))
                     }
                 }
