@@ -71,7 +71,16 @@ impl Copying<'_> {
             bytes
         } else {
             // No referrers API at the source: the tag schema lists them, if anything does.
+            // Asked with a HEAD first: most subjects have no such tag, and on Docker Hub a
+            // GET of one would spend a pull on every image.
             let tag = fallback_tag(subject).ok_or_else(|| anyhow!("'{subject}' is not a digest"))?;
+            let listed = self
+                .registry()
+                .head_manifest_as(self.source, &self.source_scopes, &tag)
+                .await?;
+            if listed.is_none() {
+                return Ok(());
+            }
             match self.fetch(&tag, 1).await? {
                 Some(index) => index.bytes,
                 None => return Ok(()),
