@@ -1,7 +1,7 @@
 //! Tag lists for a run: each repository listed once however many rules follow it, and kept
-//! between runs in `tags.json` in the state directory with the registry's `ETag`, so that
-//! the next run revalidates with one `If-None-Match` request instead of listing every page.
-//! A registry that sends no `ETag` is listed anew each run; its list is not kept.
+//! between runs in `tags.json` in the state directory with the registry's `ETag` when it was
+//! one page, so that the next run revalidates with one `If-None-Match` request. A list of
+//! several pages, or one without an `ETag`, is listed anew each run; it is not kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
