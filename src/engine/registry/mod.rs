@@ -464,6 +464,9 @@ impl Copying<'_> {
     /// What goes under the destination tag: the source's top manifest, or the one platform
     /// asked for, or an index rewritten to the platforms asked for.
     async fn landing(&self, top: RawManifest) -> anyhow::Result<RawManifest> {
+        if let Some(kind) = tree::unsupported(&top.bytes, &top.media_type) {
+            bail!("'{}' {}", self.source.familiar(), kind.explain());
+        }
         let parsed = tree::parse(&top.bytes, &top.media_type).map_err(|detail| {
             anyhow!(
                 "cannot read the manifest of '{}': {detail}",
@@ -592,6 +595,14 @@ impl Copying<'_> {
         depth: usize,
     ) -> BoxFuture<'s, anyhow::Result<()>> {
         Box::pin(async move {
+            if let Some(kind) = tree::unsupported(&manifest.bytes, &manifest.media_type) {
+                bail!(
+                    "manifest {} of '{}' {}",
+                    manifest.digest,
+                    self.source.familiar(),
+                    kind.explain()
+                );
+            }
             let parsed = tree::parse(&manifest.bytes, &manifest.media_type).map_err(|detail| {
                 anyhow!(
                     "cannot read manifest {} of '{}': {detail}",
