@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use reqwest::{Method, StatusCode, Url};
 
 use super::{
-    error_chain, header, read_bounded, repository_url, retry_after, Limit, Outgoing, RegistryClient,
+    error_chain, header, read_bounded, repository_url, retry_after, Access, Limit, Outgoing, RegistryClient,
     RegistryError, Scopes,
 };
 use crate::net_timeouts;
@@ -159,7 +159,7 @@ impl RegistryClient {
                         })?;
                     Ok(Opened::Session(location))
                 }
-                _ => Err(answer_error(image, &format!("POST {url}"), response).await),
+                _ => Err(write_refusal(image, &format!("POST {url}"), response).await),
             }
         })
         .await
@@ -169,7 +169,8 @@ impl RegistryClient {
     /// named `digest`. Not retried here: the body is gone once sent. A 404 says the registry
     /// lost the session ([`RegistryError::UploadUnknown`]): the caller opens another. No
     /// limit on the whole upload, so a slow but live one of a large layer goes on; it fails
-    /// once the registry takes no byte for a while, or does not answer after the last one.
+    /// once the registry takes no byte for a while, or does not answer after the last one
+    /// and does not hold the blob either (asked with a HEAD).
     pub async fn finish_upload<S>(
         &self,
         image: &Reference,
@@ -189,10 +190,20 @@ impl RegistryClient {
             .long_request(Method::PUT, url.as_str(), image.api_host())?
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(activity.watch(body)));
-        let response = tokio::select! {
-            sent = self.send_streaming(image, scopes, request) => sent?,
-            after = activity.silence(limits.idle, limits.answer) => {
+            .body(reqwest::Body::wrap_stream(activity.watch(body, size)));
+        let answered = tokio::select! {
+            sent = self.send_streaming(image, scopes, request) => Ok(sent?),
+            after = activity.silence(limits.idle, limits.answer) => Err(after),
+        };
+        let response = match answered {
+            Ok(response) => response,
+            // The whole blob went and no answer came: a registry on object storage may take
+            // minutes to commit a large blob. If it is there, it landed.
+            Err(_) if activity.ended() && self.blob_exists(image, scopes, digest).await.unwrap_or(false) => {
+                tracing::warn!(image = %image, blob = digest, "the registry did not answer the upload in time, but holds the blob");
+                return Ok(());
+            }
+            Err(after) => {
                 return Err(RegistryError::Stalled {
                     host: image.registry().to_owned(),
                     what: format!("the upload of {digest}"),
@@ -207,7 +218,7 @@ impl RegistryClient {
                 host: image.registry().to_owned(),
                 digest: digest.to_owned(),
             }),
-            _ => Err(answer_error(image, &format!("the upload of {digest}"), response).await),
+            _ => Err(write_refusal(image, &format!("the upload of {digest}"), response).await),
         }
     }
 
@@ -223,7 +234,7 @@ impl RegistryClient {
             .await?;
         match response.status() {
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(answer_error(image, "the cancelling of an upload", response).await),
+            _ => Err(write_refusal(image, "the cancelling of an upload", response).await),
         }
     }
 }
@@ -240,20 +251,31 @@ impl Default for Activity {
 }
 
 impl Activity {
-    /// `body`, noting each piece the client takes and the end.
-    fn watch<S>(&self, body: S) -> impl futures_util::Stream<Item = S::Item> + Send + 'static
+    /// `body`, noting each piece the client takes, and its end: the stream's, or its `size`th
+    /// byte, after which an HTTP client that sent a Content-Length asks for no more.
+    fn watch<S, E>(&self, body: S, size: u64) -> impl futures_util::Stream<Item = S::Item> + Send + 'static
     where
-        S: futures_util::Stream + Send + 'static,
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
     {
         let activity = self.clone();
         let mut body = Box::pin(body);
+        let mut taken = 0u64;
         futures_util::stream::poll_fn(move |cx| {
             let polled = body.as_mut().poll_next(cx);
             if let Poll::Ready(piece) = &polled {
-                *activity.0.lock().expect("upload activity poisoned") = (Instant::now(), piece.is_none());
+                if let Some(Ok(piece)) = piece {
+                    taken += piece.len() as u64;
+                }
+                let ended = piece.is_none() || taken >= size;
+                *activity.0.lock().expect("upload activity poisoned") = (Instant::now(), ended);
             }
             polled
         })
+    }
+
+    /// Whether the client took the body's end: all of it was sent.
+    fn ended(&self) -> bool {
+        self.0.lock().expect("upload activity poisoned").1
     }
 
     /// Resolves with the limit that ran out once the body takes no byte for the idle limit,
@@ -292,6 +314,7 @@ pub(crate) async fn answer_error(
         StatusCode::FORBIDDEN => RegistryError::Denied {
             host,
             repository: image.repository().to_owned(),
+            access: Access::Pull,
         },
         StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
             host,
@@ -323,6 +346,23 @@ pub(crate) async fn answer_error(
                 detail: explanation(&body),
             }
         }
+    }
+}
+
+/// [`answer_error`] for a request that writes (an upload, a manifest PUT): a 403 says the
+/// login may not push, not that it may not read.
+pub(crate) async fn write_refusal(
+    image: &Reference,
+    what: &str,
+    response: reqwest::Response,
+) -> RegistryError {
+    match answer_error(image, what, response).await {
+        RegistryError::Denied { host, repository, .. } => RegistryError::Denied {
+            host,
+            repository,
+            access: Access::Push,
+        },
+        other => other,
     }
 }
 
@@ -414,11 +454,13 @@ mod tests {
         let (idle, answer) = (Duration::from_millis(300), Duration::from_millis(600));
         let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
         let activity = Activity::default();
-        let mut body = Box::pin(
-            activity.watch(futures_util::stream::unfold(receiver, |mut r| async move {
-                r.recv().await.map(|piece| (piece, r))
-            })),
-        );
+        let mut body = Box::pin(activity.watch(
+            futures_util::stream::unfold(
+                receiver,
+                |mut r| async move { r.recv().await.map(|piece| (piece, r)) },
+            ),
+            7,
+        ));
         // A slow body that keeps moving is never silent, however long it takes in all.
         let silence = activity.silence(idle, answer);
         tokio::pin!(silence);
@@ -438,9 +480,12 @@ mod tests {
             "{:?}",
             stopped.elapsed()
         );
-        // After its end, the answer gets the longer limit.
-        drop(sender);
-        assert!(futures_util::StreamExt::next(&mut body).await.is_none());
+        // Its last byte (the 7th) ends it, though the stream has not said so: a client that
+        // sent a Content-Length asks for no more. The answer gets the longer limit.
+        assert!(!activity.ended());
+        sender.send(Ok(bytes::Bytes::from_static(b"x"))).await.unwrap();
+        assert!(futures_util::StreamExt::next(&mut body).await.is_some());
+        assert!(activity.ended());
         let ended = Instant::now();
         assert_eq!(activity.silence(idle, answer).await, answer);
         assert!(ended.elapsed() >= answer, "{:?}", ended.elapsed());

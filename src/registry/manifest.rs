@@ -14,6 +14,38 @@ application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
+/// Whether `media_type` (maybe with parameters) names a manifest or an index, of Docker's
+/// schemas or OCI's: what a registry stores a manifest under.
+pub fn is_manifest_type(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or_default().trim();
+    essence.starts_with("application/vnd.docker.distribution.manifest.")
+        || essence == OCI_MANIFEST
+        || essence == OCI_INDEX
+        || essence == "application/vnd.oci.artifact.manifest.v1+json"
+}
+
+/// The media type to store a manifest under: the `Content-Type` it was served with when that
+/// names a manifest, else the `mediaType` it names for itself. A source that serves
+/// manifests as `application/json` or `text/plain` (or with none) would have them stored, or
+/// refused, as that.
+pub fn media_type_of(content_type: Option<&str>, body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Declared {
+        media_type: Option<String>,
+    }
+    let served = content_type.map(str::trim).filter(|value| !value.is_empty());
+    if let Some(served) = served.filter(|served| is_manifest_type(served)) {
+        return Some(served.to_owned());
+    }
+    let declared = (body.len() <= super::MAX_MANIFEST_BYTES)
+        .then(|| serde_json::from_slice::<Declared>(body).ok())
+        .flatten()
+        .and_then(|declared| declared.media_type)
+        .filter(|declared| !declared.is_empty());
+    declared.or_else(|| served.map(str::to_owned))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Document {
@@ -115,6 +147,40 @@ mod tests {
                     child: child.map(str::to_owned)
                 },
                 "{platform}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_is_stored_under_a_manifest_type_whatever_it_was_served_as() {
+        let image = IMAGE.as_bytes();
+        let cases: [(Option<&str>, &[u8], Option<&str>); 9] = [
+            (Some(OCI_MANIFEST), image, Some(OCI_MANIFEST)),
+            // The header wins over the body when it names a manifest: sent back as served.
+            (Some(OCI_INDEX), image, Some(OCI_INDEX)),
+            (
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+                b"{}",
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+            ),
+            (Some("application/json"), image, Some(DOCKER_MANIFEST)),
+            (Some("text/plain; charset=utf-8"), image, Some(DOCKER_MANIFEST)),
+            (None, image, Some(DOCKER_MANIFEST)),
+            (Some(""), image, Some(DOCKER_MANIFEST)),
+            // Nothing better to go by: the header as served.
+            (
+                Some("application/json"),
+                b"{\"schemaVersion\":2}",
+                Some("application/json"),
+            ),
+            (None, b"<html>", None),
+        ];
+        for (served, body, expected) in cases {
+            assert_eq!(
+                media_type_of(served, body).as_deref(),
+                expected,
+                "{served:?} {}",
+                String::from_utf8_lossy(body)
             );
         }
     }

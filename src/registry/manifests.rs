@@ -5,18 +5,16 @@
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::blobs::answer_error;
-use super::{
-    digest, header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes,
-    MAX_MANIFEST_BYTES,
-};
+use super::blobs::{answer_error, write_refusal};
+use super::{digest, header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
 /// A manifest as a registry served it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawManifest {
     pub bytes: Vec<u8>,
-    /// The `Content-Type` it was served with, to be sent back as is.
+    /// The `Content-Type` it was served with, to be sent back as is; the `mediaType` it
+    /// names for itself when that header is not a manifest type ([`super::manifest::media_type_of`]).
     pub media_type: String,
     /// The sha256 of `bytes`.
     pub digest: String,
@@ -47,12 +45,13 @@ impl RegistryClient {
                 answered: computed,
             });
         }
-        let media_type = header(&response.headers, CONTENT_TYPE.as_str())
-            .filter(|value| !value.is_empty())
-            .or_else(|| declared_media_type(&response.body))
-            .ok_or_else(|| RegistryError::Protocol {
-                host: image.registry().to_owned(),
-                detail: format!("manifest '{reference}' of '{image}' comes without a media type"),
+        let served = header(&response.headers, CONTENT_TYPE.as_str());
+        let media_type =
+            super::manifest::media_type_of(served.as_deref(), &response.body).ok_or_else(|| {
+                RegistryError::Protocol {
+                    host: image.registry().to_owned(),
+                    detail: format!("manifest '{reference}' of '{image}' comes without a media type"),
+                }
             })?;
         Ok(Some(RawManifest {
             bytes: response.body,
@@ -85,7 +84,7 @@ impl RegistryClient {
             let response = self.send_authorized(image, scopes, request).await?;
             if !response.status().is_success() {
                 let what = format!("manifest '{reference}' of '{}'", image.familiar());
-                return Err(answer_error(image, &what, response).await);
+                return Err(write_refusal(image, &what, response).await);
             }
             Ok(Stored {
                 digest: header(response.headers(), "docker-content-digest"),
@@ -121,6 +120,20 @@ impl RegistryClient {
     }
 }
 
+impl RegistryError {
+    /// Whether this refusal of a manifest PUT says the tag is immutable, in the words
+    /// registries use: ECR's `TAG_INVALID` "... cannot be overwritten because the tag already
+    /// exists" or "... because the repository is immutable", Harbor's "configured as
+    /// immutable". Other refusals (`MANIFEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`, a 405) are not.
+    pub fn refuses_an_immutable_tag(&self) -> bool {
+        let RegistryError::Refused { detail, .. } = self else {
+            return false;
+        };
+        let detail = detail.to_ascii_lowercase();
+        detail.contains("immutable") || detail.contains("cannot be overwritten")
+    }
+}
+
 /// What a manifest PUT answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
@@ -130,15 +143,60 @@ pub struct Stored {
     pub subject_noted: bool,
 }
 
-/// The `mediaType` a manifest names for itself, for registries that serve no Content-Type.
-fn declared_media_type(bytes: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Declared {
-        media_type: Option<String>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::blobs::explanation;
+
+    #[test]
+    fn only_an_immutable_tag_s_own_words_name_it_immutable() {
+        let cases: [(StatusCode, &[u8], bool); 7] = [
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'a' repository and cannot be overwritten because the tag already exists."}]}"#,
+                true,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'a' repository and cannot be overwritten because the repository is immutable."}]}"#,
+                true,
+            ),
+            (
+                StatusCode::PRECONDITION_FAILED,
+                br#"{"errors":[{"code":"PRECONDITION","message":"the tag 1 configured as immutable, cannot be updated"}]}"#,
+                true,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#,
+                false,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
+                false,
+            ),
+            (
+                StatusCode::BAD_REQUEST,
+                br#"{"errors":[{"code":"TAG_INVALID","message":"manifest tag did not match URI"}]}"#,
+                false,
+            ),
+            (StatusCode::METHOD_NOT_ALLOWED, b"", false),
+        ];
+        for (status, body, immutable) in cases {
+            let refusal = RegistryError::Refused {
+                host: "h".into(),
+                what: "manifest '1' of 'a'".into(),
+                status,
+                detail: explanation(body),
+            };
+            assert_eq!(refusal.refuses_an_immutable_tag(), immutable, "{refusal}");
+        }
+        let denied = RegistryError::Denied {
+            host: "h".into(),
+            repository: "a".into(),
+            access: crate::registry::Access::Push,
+        };
+        assert!(!denied.refuses_an_immutable_tag());
     }
-    if bytes.len() > MAX_MANIFEST_BYTES {
-        return None;
-    }
-    serde_json::from_slice::<Declared>(bytes).ok()?.media_type
 }

@@ -83,8 +83,13 @@ pub enum RegistryError {
     /// repository that does not exist and for a private one alike.
     #[error("'{image}' does not exist or needs a login\nnote: check the name; if it is private, run `{}` as a user who may read it", login_command(.host))]
     Inaccessible { image: String, host: String },
-    #[error("registry '{host}' denied access to '{repository}'\nnote: check that your login may read it")]
-    Denied { host: String, repository: String },
+    /// A 403. `access`: what the refused request asked for, which the hint names.
+    #[error("registry '{host}' denied access to '{repository}'\nnote: {}", denied_hint(*.access))]
+    Denied {
+        host: String,
+        repository: String,
+        access: Access,
+    },
     #[error("registry '{host}' {limit}{}\nnote: wait for the window to pass, or `docker login` to an account with a higher limit", throttle_detail(*.allowance, *.retry_after))]
     RateLimited {
         host: String,
@@ -150,6 +155,13 @@ pub enum RegistryError {
         /// Why no new token could be fetched; `None`: the new one was refused too.
         fetch_failed: Option<String>,
     },
+}
+
+fn denied_hint(access: Access) -> &'static str {
+    match access {
+        Access::Pull => "check that your login may read it",
+        Access::Push => "check that your login may push to it (`ecrcp iam-policy` prints the IAM policy a copy into ECR needs)",
+    }
 }
 
 fn renewal_detail(fetch_failed: Option<&str>) -> String {
@@ -751,6 +763,11 @@ impl RegistryClient {
                         return Err(RegistryError::Denied {
                             host: host.to_owned(),
                             repository: image.repository().to_owned(),
+                            access: if scopes.pushes() {
+                                Access::Push
+                            } else {
+                                Access::Pull
+                            },
                         })
                     }
                     // Docker Hub's token server throttles on its own: no pull is spent yet.
@@ -892,9 +909,11 @@ fn check_status(
     let host = image.registry().to_owned();
     match response.status {
         status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(response),
+        // Manifest GETs and HEADs: reads, whatever the token may also do.
         StatusCode::FORBIDDEN => Err(RegistryError::Denied {
             host,
             repository: image.repository().to_owned(),
+            access: Access::Pull,
         }),
         StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
             host,
@@ -1070,6 +1089,7 @@ mod tests {
         let denied = RegistryError::Denied {
             host: "h".into(),
             repository: "r".into(),
+            access: Access::Push,
         };
         let mismatch = RegistryError::DigestMismatch {
             host: "h".into(),

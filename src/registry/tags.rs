@@ -1,8 +1,9 @@
 //! A repository's tag list (`GET /v2/NAME/tags/list`), page by page as the OCI distribution
 //! spec pages it: `n` tags at a time, the next page named by the `Link` header's
 //! `rel="next"`. Not a pull on Docker Hub (it counts manifest GETs only), so nothing here
-//! touches `hub_manifest_reads`. Revalidates with `If-None-Match` when the registry gave an
-//! `ETag` for the first page.
+//! touches `hub_manifest_reads`. Revalidates with `If-None-Match` a list that was one page
+//! with an `ETag`: a page's ETag vouches for that page alone, and Docker Hub and ECR list
+//! tags lexically, so new tags land on later pages that a 304 for the first would hide.
 
 use reqwest::header::{HeaderValue, ACCEPT, ETAG, IF_NONE_MATCH, LINK};
 use reqwest::{Method, StatusCode, Url};
@@ -20,7 +21,8 @@ const MOST_PAGES: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagList {
     pub tags: Vec<String>,
-    /// The first page's `ETag`, to revalidate with next time.
+    /// The `ETag` of a list that was one page, to revalidate with next time; `None` for a
+    /// longer list.
     pub etag: Option<String>,
     /// How many pages (requests, not counting token requests) the listing took.
     pub pages: usize,
@@ -74,7 +76,7 @@ impl RegistryClient {
         }
         Ok(Listed::Tags(TagList {
             tags,
-            etag: first_etag,
+            etag: first_etag.filter(|_| pages == 1),
             pages,
         }))
     }

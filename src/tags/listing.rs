@@ -1,7 +1,7 @@
 //! Tag lists for a run: each repository listed once however many rules follow it, and kept
-//! between runs in `tags.json` in the state directory with the registry's `ETag`, so that
-//! the next run revalidates with one `If-None-Match` request instead of listing every page.
-//! A registry that sends no `ETag` is listed anew each run; its list is not kept.
+//! between runs in `tags.json` in the state directory with the registry's `ETag` when it was
+//! one page, so that the next run revalidates with one `If-None-Match` request. A list of
+//! several pages, or one without an `ETag`, is listed anew each run; it is not kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,7 +14,9 @@ use crate::registry::tags::{Listed, TagList};
 use crate::registry::{RegistryClient, RegistryError};
 
 const FILE_NAME: &str = "tags.json";
-const VERSION: u32 = 1;
+/// 2: only lists of one page are kept. Version 1 kept the first page's ETag of longer lists
+/// too, and a 304 for that page hid the tags on later ones: its files are not trusted.
+const VERSION: u32 = 2;
 
 /// A repository's tags, and how this run came by them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,6 +188,13 @@ mod tests {
         std::fs::remove_file(dir.join(FILE_NAME)).unwrap();
         again.save();
         assert!(!dir.join(FILE_NAME).exists(), "a read-only load saves nothing");
+        let first_version =
+            r#"{"version":1,"lists":{"docker.io/library/nginx":{"etag":"\"abc\"","tags":["1.27"]}}}"#;
+        std::fs::write(dir.join(FILE_NAME), first_version).unwrap();
+        assert!(
+            Listings::load(&dir, true).kept.is_empty(),
+            "a version 1 file may hold a longer list's first-page ETag: listed anew"
+        );
         std::fs::write(dir.join(FILE_NAME), "{not json").unwrap();
         assert!(
             Listings::load(&dir, true).kept.is_empty(),

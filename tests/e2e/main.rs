@@ -35,3 +35,4 @@ mod support;
 mod sync;
 mod systemd;
 mod tag_rules;
+mod wire;

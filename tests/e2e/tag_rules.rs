@@ -339,3 +339,48 @@ fn a_list_that_came_with_an_etag_is_revalidated_next_run_in_one_request() {
     assert_eq!(rule(&third)["revalidated"], false, "a changed list is sent again");
     assert_eq!(third.outcomes()[&format!("{upstream}:3.0.0")], "copied");
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_tag_list_of_several_pages_is_listed_anew_each_run_not_trusted_by_its_first_page() {
+    let bed = Bed::get("rules-etag-pages");
+    let upstream = bed.unique("e2e/rules-etag-pages");
+    push_tags(&bed, &upstream, &["1.0.0", "2.0.0", "3.0.0"]);
+    // ETags of each page, and pages of two tags: the list spans two pages, and a new
+    // release sorts onto the last, leaving the first page (and its ETag) as it was.
+    let status = std::process::Command::new("curl")
+        .args(["-sSf", "-o", "/dev/null", "-X", "POST", "--data"])
+        .arg(serde_json::json!({ "repository": upstream, "page": 2 }).to_string())
+        .arg(format!("https://{HUB}/_testbed/etags"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let config = bed.sync_config(&format!(
+        "version = 1\n[[image]]\nsource = \"{upstream}\"\ntag_newest = 1\nengine = \"registry\"\ndestination = \"{ECR}/{}/\"\n",
+        bed.unique("etag-pages")
+    ));
+    let rule = |run: &Run| run.events("tag rule").pop().unwrap();
+
+    let first = bed.sync(&config, &[]);
+    first.assert_code(0);
+    let event = rule(&first);
+    assert_eq!(event["list_requests"], 2, "{event}");
+    assert_eq!(event["selected"], "3.0.0", "{event}");
+
+    push_tags(&bed, &upstream, &["4.0.0"]);
+    let second = bed.sync(&config, &[]);
+    second.assert_code(0);
+    let event = rule(&second);
+    assert_eq!(event["revalidated"], false, "{event}");
+    assert_eq!(
+        event["selected"], "4.0.0",
+        "the release on the second page: {event}"
+    );
+    assert_eq!(second.outcomes()[&format!("{upstream}:4.0.0")], "copied");
+    let answers: Vec<_> = front_requests(HUB, &upstream, "GET", "/tags/list")
+        .iter()
+        .map(|entry| entry["status"].as_u64().unwrap())
+        .filter(|status| *status != 401)
+        .collect();
+    assert_eq!(answers, [200; 4], "each run listed both pages anew");
+}

@@ -202,7 +202,7 @@ def main():
     server.label = LABEL
     server.faults = ApiFaults()
     server.stats = front.Stats()
-    server.etags = set()
+    server.etags = {}
     log(LABEL, f"front on {args.listen} -> {args.upstream}")
     try:
         server.serve_forever()

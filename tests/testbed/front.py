@@ -28,12 +28,19 @@
 #   "every": N        fire on every Nth matching request only (the Nth, the 2Nth, ...;
 #                     counted after "skip"; "times" counts the firings): a deterministic
 #                     "one request in N" that a failing test replays exactly
-#   "delay": SECONDS  wait before going on (alone, or before the action below)
+#   "delay": SECONDS  wait before going on (alone, or before the action below); with
+#                     "on": "response", forward the request at once, let the registry act
+#                     on it, and hold its answer that long: a registry slow to answer
+#                     (committing a large blob) after it did the work
+#   "content_type": T answer with Content-Type T instead of the registry's (alone, or with
+#                     an action that forwards): a source serving a manifest as T
 #   "rate": BYTES     stream the body at most BYTES per second (alone, or with an action)
 # and at most one action:
 #   "status": CODE    answer CODE (e.g. 500, 502, 503, 408, 429) with a registry error
 #                     body instead of forwarding, after reading the request body;
-#                     "retry_after": "2" adds a Retry-After header
+#                     "retry_after": "2" adds a Retry-After header; "code" and "message"
+#                     choose the error's code and message (ECR's immutable tag: 400,
+#                     "TAG_INVALID", "... cannot be overwritten because the tag already exists")
 #   "drop": true      reset the connection (TCP RST) before answering anything
 #   "lose_answer": true  forward the request, let the registry act on it, then reset the
 #                     connection instead of relaying its answer: the client cannot know
@@ -64,10 +71,12 @@
 # `last`, with a `Link: <...?n=N&last=T>; rel="next"` header while more remain. Without
 # either parameter the registry's own answer passes through. No ETag is added (the bed's
 # registries offer none) but for repositories named to a knob, whose paged answers then
-# carry an ETag of the whole list and answer a matching If-None-Match with 304:
+# carry an ETag of the page (its tags and its next link, as a registry hashes the answer
+# it sends) and answer a matching If-None-Match with 304; "page": K makes their pages
+# hold at most K tags whatever n asks (a registry may answer fewer than n):
 #
-#   POST /_testbed/etags    {"repository": "team/app"}
-#   GET  /_testbed/etags    the repositories that get ETags
+#   POST /_testbed/etags    {"repository": "team/app"[, "page": 2]}
+#   GET  /_testbed/etags    the repositories that get ETags, with their page sizes
 #
 # Counters, per repository and in total (requests, body bytes in and out, by
 # method and status, and the last requests of each repository: method, path,
@@ -146,7 +155,7 @@ class Aborted(Exception):
 
 RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
              "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount",
-             "expire_token"}
+             "expire_token", "code", "message", "content_type"}
 ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token")
 # ECR's answer to a request with an expired authorization token.
 EXPIRED_TOKEN = "Your authorization token has expired. Reauthenticate and try again."
@@ -176,12 +185,13 @@ class Rule:
         actions = [a for a in ACTIONS if doc.get(a) not in (None, False)]
         if len(actions) > 1:
             raise ValueError(f"one action per rule, not {actions}")
-        if not actions and not doc.get("delay") and not doc.get("rate"):
-            raise ValueError(f"rule {doc} does nothing: give an action, a delay or a rate")
+        if not actions and not doc.get("delay") and not doc.get("rate") and not doc.get("content_type"):
+            raise ValueError(f"rule {doc} does nothing: give an action, a delay, a rate or a content_type")
         if doc.get("on") not in (None, "request", "response"):
             raise ValueError(f"'on' is 'request' or 'response', not {doc['on']!r}")
         self.doc = doc
-        self.kind = actions[0] if actions else ("delay" if doc.get("delay") else "rate")
+        self.kind = actions[0] if actions else ("delay" if doc.get("delay") else
+                                                 "rate" if doc.get("rate") else "content_type")
         method = doc.get("method")
         self.methods = None if method is None else {m.upper() for m in ([method] if isinstance(method, str) else method)}
         self.path = re.compile(doc["path"]) if doc.get("path") else None
@@ -196,6 +206,14 @@ class Rule:
         self.rate = float(doc.get("rate") or 0)
         self.status = None if doc.get("status") is None else int(doc["status"])
         self.retry_after = None if doc.get("retry_after") is None else str(doc["retry_after"])
+        self.code = doc.get("code")
+        self.message = doc.get("message")
+        self.content_type = doc.get("content_type")
+        # The delay comes before the request is forwarded, or, "on": "response", before the
+        # registry's answer is relayed.
+        self.delay_answer = self.delay if doc.get("on") == "response" else 0
+        if self.delay_answer:
+            self.delay = 0
         self.drop = bool(doc.get("drop"))
         self.lose_answer = bool(doc.get("lose_answer"))
         self.reset_after = None if doc.get("reset_after") is None else int(doc["reset_after"])
@@ -363,10 +381,14 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         if url.path == "/_testbed/etags":
             if self.command == "POST":
                 try:
-                    self.server.etags.add(self.read_json()["repository"])
+                    doc = self.read_json()
+                    page = doc.get("page")
+                    if page is not None and not 1 <= int(page) <= MOST_TAGS:
+                        raise ValueError(f"page is 1 to {MOST_TAGS}, not {page}")
+                    self.server.etags[doc["repository"]] = None if page is None else int(page)
                 except (ValueError, TypeError, KeyError) as e:
                     return self.send_small(400, {"error": repr(e)})
-            return self.send_small(200, {"etags": sorted(self.server.etags)})
+            return self.send_small(200, {"etags": self.server.etags})
         if url.path == "/_testbed/stats" and self.command == "GET":
             return self.send_small(200, self.server.stats.report(repository))
         if not self.testbed_extra(url):
@@ -460,8 +482,9 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
 
     def answer_fault(self, rule, entry: dict):
         extra = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
-        code = ERROR_CODES.get(rule.status, "UNAVAILABLE" if rule.status >= 500 else "UNKNOWN")
-        self.send_small(rule.status, {"errors": [{"code": code, "message": "injected by the test bed",
+        code = rule.code or ERROR_CODES.get(rule.status, "UNAVAILABLE" if rule.status >= 500 else "UNKNOWN")
+        message = rule.message or "injected by the test bed"
+        self.send_small(rule.status, {"errors": [{"code": code, "message": message,
                                                   "detail": {"status": rule.status}}]}, extra, entry)
 
     def answer_expired(self, entry: dict):
@@ -577,8 +600,17 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         status, reason = resp.status, resp.reason
         if resp.status == 200:
             tags = sorted(json.loads(data).get("tags") or [])
+            last = query.get("last", [None])[0]
+            if last is not None:
+                tags = [tag for tag in tags if tag > last]
+            # A repository given a page size gets pages no longer, whatever n asks.
+            n = min(n, self.server.etags.get(found.group(1)) or n)
+            page = tags[:n]
+            if len(tags) > n:
+                extra["Link"] = f'<{url.path}?n={n}&last={urllib.parse.quote(page[-1])}>; rel="next"'
+            data = json.dumps({"name": found.group(1), "tags": page}).encode()
             if found.group(1) in self.server.etags:
-                extra["ETag"] = '"%s"' % hashlib.sha256(json.dumps(tags).encode()).hexdigest()
+                extra["ETag"] = '"%s"' % hashlib.sha256(data + extra.get("Link", "").encode()).hexdigest()
                 if self.headers.get("If-None-Match") == extra["ETag"]:
                     self.send_response_only(304, "Not Modified")
                     self.log_request(304)
@@ -587,13 +619,6 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
                     self.end_headers()
                     entry["status"] = 304
                     return True
-            last = query.get("last", [None])[0]
-            if last is not None:
-                tags = [tag for tag in tags if tag > last]
-            page = tags[:n]
-            if len(tags) > n:
-                extra["Link"] = f'<{url.path}?n={n}&last={urllib.parse.quote(page[-1])}>; rel="next"'
-            data = json.dumps({"name": found.group(1), "tags": page}).encode()
         else:
             extra = {k: v for k, v in resp.getheaders() if k.lower() == "www-authenticate"}
         self.send_response_only(status, reason)
@@ -616,11 +641,16 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             self.reset(entry)
         if resp.getheader("Location"):
             entry["location"] = resp.getheader("Location")
+        if rule is not None and rule.delay_answer:
+            time.sleep(rule.delay_answer)
         self.send_response_only(resp.status, resp.reason)
         self.log_request(resp.status)
+        retyped = rule is not None and rule.content_type is not None
         for k, v in resp.getheaders():
-            if k.lower() not in HOP_BY_HOP:
+            if k.lower() not in HOP_BY_HOP and not (retyped and k.lower() == "content-type"):
                 self.send_header(k, v)
+        if retyped:
+            self.send_header("Content-Type", rule.content_type)
         for k, v in self.extra_headers(resp.status).items():
             self.send_header(k, v)
         no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
@@ -759,7 +789,7 @@ def front_server(listen: str, handler, cert: str, key: str, upstream: str, label
     server.label = label
     server.faults = Faults()
     server.stats = Stats()
-    server.etags = set()
+    server.etags = {}
     return server
 
 

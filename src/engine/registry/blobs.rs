@@ -151,15 +151,7 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
     let mut hosts = vec![first.source.api_host()];
     hosts.extend(copyings.iter().map(|copying| copying.destination.api_host()));
     let _permits = first.engine.gates.enter(&hosts).await;
-    let placed = futures_util::future::join_all(copyings.iter().map(|copying| copying.place(blob))).await;
-    let mut results: Vec<Option<Result<Moved, BlobError>>> = placed
-        .into_iter()
-        .map(|placed| match placed {
-            Ok(Some(moved)) => Some(Ok(moved)),
-            Ok(None) => None,
-            Err(error) => Some(Err(error)),
-        })
-        .collect();
+    let (mut results, mut sessions) = place_all(copyings, blob).await;
     let mut persistence = Persistence::blob();
     let mut landed_before = first.engine.landed();
     let mut furthest = 0;
@@ -171,7 +163,8 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
             break;
         }
         let targets: Vec<&Copying> = pending.iter().map(|&index| copyings[index]).collect();
-        let uploaded = upload(&targets, blob).await;
+        let opened: Vec<Option<Url>> = pending.iter().map(|&index| sessions[index].take()).collect();
+        let uploaded = upload(&targets, blob, opened).await;
         let mut failed = Vec::new();
         let mut progress = false;
         for (index, uploaded) in pending.into_iter().zip(uploaded) {
@@ -236,11 +229,40 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
     results
 }
 
-/// One try at sending the blob to each of `copyings`: a session each, and one source read
-/// streamed into all their PUTs.
-async fn upload(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<u64, BlobError>> {
+/// Where `blob` stands at each of `copyings`: a result for those that hold it (or failed),
+/// `None` for those it must be sent to; beside it, the session a refused mount opened, which
+/// takes the first upload.
+async fn place_all(
+    copyings: &[&Copying<'_>],
+    blob: &Descriptor,
+) -> (Vec<Option<Result<Moved, BlobError>>>, Vec<Option<Url>>) {
+    let placed = futures_util::future::join_all(copyings.iter().map(|copying| copying.place(blob))).await;
+    placed
+        .into_iter()
+        .map(|placed| match placed {
+            Ok(Placed::Done(moved)) => (Some(Ok(moved)), None),
+            Ok(Placed::Send(opened)) => (None, opened),
+            Err(error) => (Some(Err(error)), None),
+        })
+        .unzip()
+}
+
+/// One try at sending the blob to each of `copyings`: a session each (the one in `opened`,
+/// else a new one), and one source read streamed into all their PUTs.
+async fn upload(
+    copyings: &[&Copying<'_>],
+    blob: &Descriptor,
+    opened: Vec<Option<Url>>,
+) -> Vec<Result<u64, BlobError>> {
     let first = copyings[0];
-    let opened = futures_util::future::join_all(copyings.iter().map(|copying| copying.open(blob))).await;
+    let opened =
+        futures_util::future::join_all(copyings.iter().zip(opened).map(|(copying, session)| async move {
+            match session {
+                Some(session) => Ok(session),
+                None => copying.open(blob).await,
+            }
+        }))
+        .await;
     let mut senders = Vec::new();
     let mut writes = Vec::new();
     for (copying, opened) in copyings.iter().zip(&opened) {
@@ -322,10 +344,18 @@ async fn upload(copyings: &[&Copying<'_>], blob: &Descriptor) -> Vec<Result<u64,
     results
 }
 
+/// Where a blob stands at a destination before any of it is sent.
+enum Placed {
+    /// There already, or mounted: nothing to send.
+    Done(Moved),
+    /// To be sent; into this session when a refused mount opened one.
+    Send(Option<Url>),
+}
+
 impl Copying<'_> {
     /// Whether the destination holds `blob` already, or can mount it from a repository of
-    /// its registry: `None` when it must be sent.
-    async fn place(&self, blob: &Descriptor) -> Result<Option<Moved>, BlobError> {
+    /// its registry; else it must be sent.
+    async fn place(&self, blob: &Descriptor) -> Result<Placed, BlobError> {
         let digest = blob.digest.as_str();
         let destination = self.destination;
         let to_destination = |error| BlobError::Destination {
@@ -340,7 +370,7 @@ impl Copying<'_> {
             .map_err(to_destination)?
         {
             self.engine.holds(destination, digest);
-            return Ok(Some(Moved::Present));
+            return Ok(Placed::Done(Moved::Present));
         }
         // On one registry the source repository holds every blob of the image; else another
         // repository this run copied the blob into may.
@@ -362,16 +392,17 @@ impl Copying<'_> {
             {
                 Opened::Mounted => {
                     self.engine.holds(destination, digest);
-                    return Ok(Some(Moved::Mounted));
+                    return Ok(Placed::Done(Moved::Mounted));
                 }
-                // Refused (ECR without blob mounting): the session it opened is given up.
+                // Refused (ECR without blob mounting): the blob goes into the session the
+                // registry opened instead, which saves cancelling it and opening another.
                 Opened::Session(session) => {
                     tracing::debug!(image = %destination, blob = digest, from = %from, "mount refused; uploading");
-                    self.cancel(&scopes, &session).await;
+                    return Ok(Placed::Send(Some(session)));
                 }
             }
         }
-        Ok(None)
+        Ok(Placed::Send(None))
     }
 
     /// Whether a blob whose upload got no answer is at the destination after all (the

@@ -498,6 +498,9 @@ impl Copying<'_> {
     /// What goes under the destination tag: the source's top manifest, or the one platform
     /// asked for, or an index rewritten to the platforms asked for.
     async fn landing(&self, top: RawManifest) -> anyhow::Result<RawManifest> {
+        if let Some(kind) = tree::unsupported(&top.bytes, &top.media_type) {
+            bail!("'{}' {}", self.source.familiar(), kind.explain());
+        }
         let parsed = tree::parse(&top.bytes, &top.media_type).map_err(|detail| {
             anyhow!(
                 "cannot read the manifest of '{}': {detail}",
@@ -626,6 +629,14 @@ impl Copying<'_> {
         depth: usize,
     ) -> BoxFuture<'s, anyhow::Result<()>> {
         Box::pin(async move {
+            if let Some(kind) = tree::unsupported(&manifest.bytes, &manifest.media_type) {
+                bail!(
+                    "manifest {} of '{}' {}",
+                    manifest.digest,
+                    self.source.familiar(),
+                    kind.explain()
+                );
+            }
             let parsed = tree::parse(&manifest.bytes, &manifest.media_type).map_err(|detail| {
                 anyhow!(
                     "cannot read manifest {} of '{}': {detail}",
@@ -729,7 +740,9 @@ impl Copying<'_> {
                     .with_context(|| format!("cannot check '{destination}'"))?;
                 match held {
                     Some(held) if held.digest == landing.digest => true,
-                    Some(held) => {
+                    // Only the registry's own words tell an immutable tag from a manifest
+                    // it refused for another reason (MANIFEST_INVALID, a 405 for `subject`).
+                    Some(held) if refusal.refuses_an_immutable_tag() => {
                         return Err(TagHeld {
                             destination: destination.to_string(),
                             holds: held.digest,
@@ -738,7 +751,7 @@ impl Copying<'_> {
                         }
                         .into())
                     }
-                    None => {
+                    _ => {
                         return Err(anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'")))
                     }
                 }

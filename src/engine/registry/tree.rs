@@ -53,6 +53,7 @@ pub enum Parsed {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Document {
+    schema_version: Option<u64>,
     media_type: Option<String>,
     manifests: Option<Vec<Descriptor>>,
     config: Option<Descriptor>,
@@ -63,6 +64,50 @@ struct Document {
     blobs: Vec<Descriptor>,
 }
 
+/// The artifact manifest of the OCI drafts before 1.1, which 1.1 dropped for image manifests
+/// with an `artifactType`.
+pub const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
+
+/// A kind of manifest the registry engine does not copy, with the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// Docker's schema 1 (`application/vnd.docker.distribution.manifest.v1+prettyjws`):
+    /// its layers come without sizes, and current registries and Docker refuse it.
+    Schema1,
+    /// [`OCI_ARTIFACT_MANIFEST`]: ECR and most registries never stored it.
+    ArtifactManifest,
+}
+
+impl Unsupported {
+    /// Why it is refused, and what to do instead: said after the image's name.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Unsupported::Schema1 => "is a schema 1 manifest; schema 1 manifests are not supported by the registry engine (their layers come without sizes)\nnote: convert the image to schema 2 where it is (`skopeo copy --format v2s2`), or copy it with `--engine docker` where the docker daemon still pulls schema 1 (recent Docker releases refuse it)",
+            Unsupported::ArtifactManifest => "is an OCI artifact manifest (application/vnd.oci.artifact.manifest.v1+json, dropped from OCI 1.1); such manifests are not supported by the registry engine, and ECR and most registries do not store them\nnote: push the artifact again as an OCI 1.1 image manifest with an `artifactType`, as `oras push` 1.0 and later do",
+        }
+    }
+}
+
+/// Whether a manifest served as `media_type` is of a kind the registry engine refuses.
+pub fn unsupported(bytes: &[u8], media_type: &str) -> Option<Unsupported> {
+    let essence = |media_type: &str| media_type.split(';').next().unwrap_or_default().trim().to_owned();
+    let document: Option<Document> = serde_json::from_slice(bytes).ok();
+    let declared = document.as_ref().and_then(|document| document.media_type.clone());
+    let types = [Some(essence(media_type)), declared.as_deref().map(essence)];
+    if document.as_ref().and_then(|document| document.schema_version) == Some(1)
+        || types
+            .iter()
+            .flatten()
+            .any(|kind| kind.starts_with("application/vnd.docker.distribution.manifest.v1"))
+    {
+        Some(Unsupported::Schema1)
+    } else if types.iter().flatten().any(|kind| kind == OCI_ARTIFACT_MANIFEST) {
+        Some(Unsupported::ArtifactManifest)
+    } else {
+        None
+    }
+}
+
 /// Whether `media_type` names an index.
 pub fn is_index(media_type: &str) -> bool {
     let essence = media_type.split(';').next().unwrap_or_default().trim();
@@ -71,6 +116,9 @@ pub fn is_index(media_type: &str) -> bool {
 
 /// Reads a manifest served as `media_type`.
 pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
+    if let Some(kind) = unsupported(bytes, media_type) {
+        return Err(format!("it {}", kind.explain()));
+    }
     let document: Document =
         serde_json::from_slice(bytes).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
     let declared = document.media_type.as_deref().unwrap_or(media_type);
@@ -271,6 +319,49 @@ mod tests {
         ));
         assert!(parse(b"{}", "application/vnd.oci.image.manifest.v1+json").is_err());
         assert!(parse(b"<html>", OCI_INDEX).is_err());
+    }
+
+    #[test]
+    fn schema_1_and_pre_1_1_artifact_manifests_are_refused_by_name_not_as_configless() {
+        let schema1 = br#"{"schemaVersion":1,"name":"library/old","tag":"1","architecture":"amd64",
+          "fsLayers":[{"blobSum":"sha256:l1"}],"history":[{"v1Compatibility":"{}"}],"signatures":[]}"#;
+        let artifact = br#"{"mediaType":"application/vnd.oci.artifact.manifest.v1+json","artifactType":"a",
+          "blobs":[{"mediaType":"s","digest":"sha256:sig","size":3}],
+          "subject":{"mediaType":"m","digest":"sha256:amd","size":10}}"#;
+        let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+          "config":{"mediaType":"c","digest":"sha256:cfg","size":5},"layers":[]}"#;
+        let cases: [(&[u8], &str, Option<Unsupported>); 7] = [
+            (
+                schema1,
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                Some(Unsupported::Schema1),
+            ),
+            (
+                schema1,
+                "application/vnd.docker.distribution.manifest.v1+json",
+                Some(Unsupported::Schema1),
+            ),
+            // Served as plain JSON: its schemaVersion tells.
+            (schema1, "application/json", Some(Unsupported::Schema1)),
+            (
+                artifact,
+                OCI_ARTIFACT_MANIFEST,
+                Some(Unsupported::ArtifactManifest),
+            ),
+            (artifact, "application/json", Some(Unsupported::ArtifactManifest)),
+            (image, "application/vnd.oci.image.manifest.v1+json", None),
+            (INDEX.as_bytes(), OCI_INDEX, None),
+        ];
+        for (bytes, served, expected) in cases {
+            assert_eq!(unsupported(bytes, served), expected, "{served}");
+            if let Some(kind) = expected {
+                let refused = parse(bytes, served).unwrap_err();
+                assert_eq!(refused, format!("it {}", kind.explain()));
+                assert!(!refused.contains("names no config"), "{refused}");
+                assert!(refused.contains("are not supported by"), "{refused}");
+                assert!(refused.contains("\nnote: "), "the way out: {refused}");
+            }
+        }
     }
 
     type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], &'a str>);
