@@ -15,13 +15,13 @@ use ecrcp::engine::turns::Turns;
 use ecrcp::engine::{Delivered, Engine as _, Pulls, Repository, Transfer};
 use ecrcp::plan::{CopyJob, CopyOptions, JobSettings};
 use ecrcp::reference::{Destination, Reference};
-use ecrcp::registry::blobs::Opened;
 use ecrcp::registry::credentials::{CredentialStore, Credentials};
 use ecrcp::registry::digest::sha256;
 use ecrcp::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
 use ecrcp::registry::{RegistryClient, Scopes};
 use ecrcp::secret::Secret;
 
+use crate::signatures::put_with_blobs;
 use crate::support::{write_executable, Bed, Run, ECR, ECR_PASSWORD, HUB, HUB_ADMIN, PLAIN};
 
 /// The engine and what a transfer is handed, for one test.
@@ -974,29 +974,17 @@ impl Rig {
         })
         .to_string()
         .into_bytes();
+        let tag = subject_digest.replace(':', "-");
         self.runtime.block_on(async {
-            for blob in [&empty, &signature] {
-                let Opened::Session(session) = self.client.open_upload(&image, &scopes, None).await.unwrap()
-                else {
-                    panic!("a session");
-                };
-                let body =
-                    futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(blob.clone()))]);
-                let size = u64::try_from(blob.len()).unwrap();
-                self.client
-                    .finish_upload(&image, &scopes, &session, &sha256(blob), size, body)
-                    .await
-                    .unwrap();
-            }
-            self.client
-                .put_manifest(&image, &scopes, &digest, OCI_MANIFEST, &artifact)
-                .await
-                .unwrap();
-            let tag = subject_digest.replace(':', "-");
-            self.client
-                .put_manifest(&image, &scopes, &tag, OCI_INDEX, &list)
-                .await
-                .unwrap();
+            put_with_blobs(
+                &self.client,
+                &image,
+                &scopes,
+                (&digest, OCI_MANIFEST, &artifact),
+                &[&empty, &signature],
+            )
+            .await;
+            put_with_blobs(&self.client, &image, &scopes, (&tag, OCI_INDEX, &list), &[]).await;
         });
         digest
     }

@@ -43,25 +43,13 @@ impl Signer {
     fn put(&self, reference: &str, media_type: &str, blobs: &[&[u8]], manifest: &[u8]) {
         let image = Reference::parse(&format!("docker.io/{}:x", self.repo)).unwrap();
         let scopes = Scopes::push(&self.repo);
-        self.runtime.block_on(async {
-            for blob in blobs {
-                let Opened::Session(session) = self.client.open_upload(&image, &scopes, None).await.unwrap()
-                else {
-                    panic!("an upload session");
-                };
-                let body =
-                    futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(blob.to_vec()))]);
-                let size = u64::try_from(blob.len()).unwrap();
-                self.client
-                    .finish_upload(&image, &scopes, &session, &sha256(blob), size, body)
-                    .await
-                    .unwrap();
-            }
-            self.client
-                .put_manifest(&image, &scopes, reference, media_type, manifest)
-                .await
-                .unwrap();
-        });
+        self.runtime.block_on(put_with_blobs(
+            &self.client,
+            &image,
+            &scopes,
+            (reference, media_type, manifest),
+            blobs,
+        ));
     }
 
     /// An artifact manifest whose one layer is `payload`, of `kind`, maybe with a subject;
@@ -112,6 +100,32 @@ impl Signer {
         self.put(&subject.replace(':', "-"), OCI_INDEX, &[], &list);
         sha256(&bytes)
     }
+}
+
+/// Uploads `blobs` into `image`'s repository through ecrcp's own client, then puts the
+/// manifest (`reference`, media type, bytes) that names them.
+pub async fn put_with_blobs(
+    client: &RegistryClient,
+    image: &Reference,
+    scopes: &Scopes,
+    (reference, media_type, manifest): (&str, &str, &[u8]),
+    blobs: &[&[u8]],
+) {
+    for blob in blobs {
+        let Opened::Session(session) = client.open_upload(image, scopes, None).await.unwrap() else {
+            panic!("an upload session");
+        };
+        let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(blob.to_vec()))]);
+        let size = u64::try_from(blob.len()).unwrap();
+        client
+            .finish_upload(image, scopes, &session, &sha256(blob), size, body)
+            .await
+            .unwrap();
+    }
+    client
+        .put_manifest(image, scopes, reference, media_type, manifest)
+        .await
+        .unwrap();
 }
 
 /// Manifest GETs at the fake Docker Hub (pulls, on its count) in `repo`.
