@@ -108,7 +108,7 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Vec<u8>, RegistryError> {
         let body = self.read_blob(image, scopes, digest, 0).await?;
-        let url = body.response.url().to_string();
+        let url = super::redact::redact(body.response.url().as_str()).into_owned();
         let bytes = read_bounded(body.response, image.api_host(), &url).await?;
         let answered = super::digest::sha256(&bytes);
         if answered != digest {
@@ -286,7 +286,7 @@ pub(crate) async fn answer_error(
 ) -> RegistryError {
     let status = response.status();
     let headers: HeaderMap = response.headers().clone();
-    let url = response.url().to_string();
+    let url = super::redact::redact(response.url().as_str()).into_owned();
     let host = image.registry().to_owned();
     match status {
         StatusCode::FORBIDDEN => RegistryError::Denied {

@@ -10,6 +10,7 @@ pub mod digest;
 pub mod manifest;
 pub mod manifests;
 pub mod prefetch;
+pub mod redact;
 pub mod retry;
 pub mod scope;
 pub mod tags;
@@ -441,12 +442,13 @@ impl RegistryClient {
                 .next_backoff(false)
                 .and_then(|backoff| error.pause(backoff + jitter(backoff)))
             else {
+                let what = redact::redact(what);
                 if persistence.tries() > 1 {
-                    tracing::info!(request = what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
+                    tracing::info!(request = %what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
                 }
                 return result;
             };
-            tracing::warn!(request = what, error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
+            tracing::warn!(request = %redact::redact(what), error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
             tokio::time::sleep(pause).await;
         }
     }
@@ -634,7 +636,7 @@ impl RegistryClient {
             builder = builder.body(body.clone());
         }
         self.refuse_if_silent(host)?;
-        let what = || format!("{} {}", request.method, request.url);
+        let what = || format!("{} {}", request.method, redact::redact(&request.url));
         let sent = match tokio::time::timeout(limit, builder.send()).await {
             Ok(sent) => sent.map_err(|error| send_error(host, &what(), &error)),
             Err(_) => Err(RegistryError::Stalled {
@@ -732,7 +734,7 @@ impl RegistryClient {
                 let url = scope::token_url(&realm, service.as_deref(), scopes).ok_or_else(|| {
                     RegistryError::Protocol {
                         host: host.to_owned(),
-                        detail: format!("bad token realm '{realm}'"),
+                        detail: format!("bad token realm '{}'", redact::redact(&realm)),
                     }
                 })?;
                 let token_host = url.host_str().unwrap_or(host).to_owned();
@@ -766,7 +768,7 @@ impl RegistryClient {
                         return Err(RegistryError::Server {
                             host: host.to_owned(),
                             status,
-                            url: realm,
+                            url: redact::redact(&realm).into_owned(),
                             retry_after: retry_after(&response.headers),
                         })
                     }
@@ -905,7 +907,7 @@ fn check_status(
         status => Err(RegistryError::Server {
             host,
             status,
-            url: url.to_owned(),
+            url: redact::redact(url).into_owned(),
             retry_after: retry_after(&response.headers),
         }),
     }
@@ -944,7 +946,7 @@ async fn read_bounded(
 ) -> Result<Vec<u8>, RegistryError> {
     let too_large = || RegistryError::TooLarge {
         host: host.to_owned(),
-        url: url.to_owned(),
+        url: redact::redact(url).into_owned(),
     };
     if response
         .content_length()
@@ -972,13 +974,27 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// `https://HOST`, except for loopback registries, which docker also reaches over plain HTTP.
 pub(crate) fn base_url(host: &str) -> String {
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
-    if loopback {
+    if is_loopback(host) {
         format!("http://{host}")
     } else {
         format!("https://{host}")
     }
+}
+
+/// Whether `host` (`NAME[:PORT]`, an IPv6 address in brackets) is this machine: the exact
+/// name `localhost` or a loopback address. A name is never read by its look: `127.example.com`
+/// is anyone's host, and plain HTTP would hand it the credentials in clear text.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once(']')
+            .map_or(bracketed, |(address, _)| address),
+        None => host.split_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 fn basic(username: &str, password: &str) -> String {
@@ -1012,6 +1028,8 @@ pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
     })
 }
 
+/// `error` and its causes, one after the other, with the queries of the URLs they name left
+/// out (reqwest names the URL it sent to, after redirects: maybe a presigned one).
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -1020,7 +1038,7 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    redact::redact(&text).into_owned()
 }
 
 /// Up to a quarter of `delay`, so that retries from many images do not march in step.
@@ -1211,11 +1229,49 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_failed_request_names_where_it_went_but_not_the_query() {
+        let url = "http://127.0.0.1:1/bucket/blob?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA";
+        let error = reqwest::Client::new().get(url).send().await.unwrap_err();
+        let failed = send_error("r.example", "GET", &error);
+        for text in [error_chain(&error), failed.to_string(), format!("{failed:?}")] {
+            assert!(
+                text.contains("http://127.0.0.1:1/bucket/blob?[redacted]"),
+                "{text}"
+            );
+            assert!(!text.contains("s3cr3t") && !text.contains("AKIA"), "{text}");
+        }
+        let server = check_status(
+            &"r.example/a:1".parse().unwrap(),
+            Limit::Requests,
+            url,
+            Response {
+                status: StatusCode::BAD_GATEWAY,
+                headers: HeaderMap::new(),
+                body: Vec::new(),
+            },
+        )
+        .err()
+        .expect("a 502 is an error");
+        assert!(!server.to_string().contains("s3cr3t"), "{server}");
+    }
+
     #[test]
-    fn loopback_registries_are_reached_over_http_others_over_https() {
+    fn loopback_registries_are_reached_over_http_others_over_https_whatever_their_name_looks_like() {
         for (host, url) in [
             ("localhost:5000", "http://localhost:5000"),
+            ("localhost", "http://localhost"),
             ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+            ("127.1.2.3", "http://127.1.2.3"),
+            ("[::1]:5000", "http://[::1]:5000"),
+            ("[::1]", "http://[::1]"),
+            // Names that only look local belong to whoever registered them.
+            ("127.example.com", "https://127.example.com"),
+            ("127.0.0.1.nip.io:5000", "https://127.0.0.1.nip.io:5000"),
+            ("localhost.example.com", "https://localhost.example.com"),
+            ("127.evil", "https://127.evil"),
+            ("[::2]:5000", "https://[::2]:5000"),
+            ("10.0.0.1:5000", "https://10.0.0.1:5000"),
             ("registry-1.docker.io", "https://registry-1.docker.io"),
             (
                 "123456789012.dkr.ecr.us-east-1.amazonaws.com",

@@ -149,7 +149,8 @@ fn follow(image: &Reference, page: &Url, link: &str) -> Result<Url, RegistryErro
     let next = page.join(link).map_err(|_| RegistryError::Protocol {
         host: image.registry().to_owned(),
         detail: format!(
-            "bad next-page link '{link}' in the tag list of '{}'",
+            "bad next-page link '{}' in the tag list of '{}'",
+            super::redact::redact(link),
             image.familiar()
         ),
     })?;
@@ -157,8 +158,9 @@ fn follow(image: &Reference, page: &Url, link: &str) -> Result<Url, RegistryErro
         return Err(RegistryError::Protocol {
             host: image.registry().to_owned(),
             detail: format!(
-                "the tag list of '{}' links its next page on another host ('{next}'); ecrcp does not send its token there",
-                image.familiar()
+                "the tag list of '{}' links its next page on another host ('{}'); ecrcp does not send its token there",
+                image.familiar(),
+                super::redact::redact(next.as_str())
             ),
         });
     }

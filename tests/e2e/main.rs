@@ -34,3 +34,4 @@ mod support;
 mod sync;
 mod systemd;
 mod tag_rules;
+mod wire_security;
