@@ -80,6 +80,13 @@ pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 pub enum RegistryError {
     #[error("registry '{host}' wants credentials for '{repository}'\nnote: run `docker login {host}`")]
     Unauthorized { host: String, repository: String },
+    /// The registry named a token realm that its credentials must not go to.
+    #[error("registry '{host}' asks ecrcp to fetch its tokens from '{realm}', {reason}\nnote: ecrcp does not send the credentials of '{host}' there; if the registry is yours, set its token realm to an https address of its own")]
+    RealmRefused {
+        host: String,
+        realm: String,
+        reason: &'static str,
+    },
     /// A token was handed out, yet the registry refused it: Docker Hub's answer for a
     /// repository that does not exist and for a private one alike.
     #[error("'{image}' does not exist or needs a login\nnote: check the name; if it is private, run `{}` as a user who may read it", login_command(.host))]
@@ -737,6 +744,13 @@ impl RegistryClient {
                         detail: format!("bad token realm '{}'", redact::redact(&realm)),
                     }
                 })?;
+                if let Some(reason) = auth::realm_refusal(image.api_host(), &url) {
+                    return Err(RegistryError::RealmRefused {
+                        host: host.to_owned(),
+                        realm: redact::redact(&realm).into_owned(),
+                        reason,
+                    });
+                }
                 let token_host = url.host_str().unwrap_or(host).to_owned();
                 let mut request = Outgoing::new(Method::GET, url.as_str());
                 if let Some(credentials) = &credentials {
@@ -984,17 +998,22 @@ pub(crate) fn base_url(host: &str) -> String {
 /// Whether `host` (`NAME[:PORT]`, an IPv6 address in brackets) is this machine: the exact
 /// name `localhost` or a loopback address. A name is never read by its look: `127.example.com`
 /// is anyone's host, and plain HTTP would hand it the credentials in clear text.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(bracketed) => bracketed
-            .split_once(']')
-            .map_or(bracketed, |(address, _)| address),
-        None => host.split_once(':').map_or(host, |(name, _)| name),
-    };
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let name = host_name(host);
     name.eq_ignore_ascii_case("localhost")
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|address| address.is_loopback())
+}
+
+/// The name or address of `host` (`NAME[:PORT]`, `[IPV6][:PORT]`), without port or brackets.
+pub(crate) fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once(']')
+            .map_or(bracketed, |(address, _)| address),
+        None => host.split_once(':').map_or(host, |(name, _)| name),
+    }
 }
 
 fn basic(username: &str, password: &str) -> String {
@@ -1254,6 +1273,40 @@ mod tests {
         .err()
         .expect("a 502 is an error");
         assert!(!server.to_string().contains("s3cr3t"), "{server}");
+    }
+
+    #[tokio::test]
+    async fn a_token_realm_the_credentials_must_not_reach_is_never_asked() {
+        let client = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
+        client.credentials().insert(
+            "registry.example.test",
+            credentials::Credentials {
+                username: "alice".into(),
+                password: crate::secret::Secret::new("alice-secret"),
+            },
+        );
+        let image: Reference = "registry.example.test/team/app:1".parse().unwrap();
+        // Both would be refused connections, were they asked.
+        for realm in ["http://127.0.0.2:1/token", "https://127.0.0.2:1/token"] {
+            let challenge = Challenge::Bearer {
+                realm: realm.into(),
+                service: None,
+                scope: None,
+            };
+            let error = client
+                .authorize(&image, &Scopes::pull("team/app"), challenge)
+                .await
+                .err()
+                .expect("a refused realm");
+            let text = error.to_string();
+            assert!(matches!(error, RegistryError::RealmRefused { .. }), "{text}");
+            assert!(
+                text.starts_with(&format!(
+                    "registry 'registry.example.test' asks ecrcp to fetch its tokens from '{realm}', "
+                )),
+                "{text}"
+            );
+        }
     }
 
     #[test]
