@@ -9,8 +9,8 @@ pub mod credentials;
 pub mod digest;
 pub mod manifest;
 pub mod manifests;
+pub mod origin;
 pub mod prefetch;
-pub mod redact;
 pub mod retry;
 pub mod scope;
 pub mod tags;
@@ -30,6 +30,7 @@ use self::credentials::{CredentialStore, RenewalFailed};
 pub use self::scope::{Access, Scopes};
 use self::tokens::{Authorization, TokenCache};
 use crate::net_timeouts;
+use crate::redact;
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -87,6 +88,13 @@ pub enum RegistryError {
         realm: String,
         reason: &'static str,
     },
+    /// Another origin the registry sent ecrcp to (an upload session elsewhere) asked for
+    /// credentials: the registry's own go nowhere but to the registry.
+    #[error("'{origin}', where registry '{host}' sent ecrcp, asks for credentials\nnote: ecrcp sends the credentials of '{host}' to no other scheme, host or port; check the address the registry hands out for uploads (its external URL, or a proxy in front of it)")]
+    ForeignChallenge { host: String, origin: String },
+    /// An HTTPS registry handed out an upload address over plain HTTP on another host.
+    #[error("registry '{host}' hands out an upload address over plain HTTP on another host: '{location}'\nnote: ecrcp does not send images from an https registry over plain HTTP; check the address the registry hands out for uploads (its external URL, or a proxy in front of it)")]
+    PlainLocation { host: String, location: String },
     /// A token was handed out, yet the registry refused it: Docker Hub's answer for a
     /// repository that does not exist and for a private one alike.
     #[error("'{image}' does not exist or needs a login\nnote: check the name; if it is private, run `{}` as a user who may read it", login_command(.host))]
@@ -510,10 +518,21 @@ impl RegistryClient {
         request: Outgoing,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
+        let own = self.own_origin(image, &request.url);
+        if !own {
+            // Another origin (an upload session on a storage host): none of the registry's
+            // credentials go there, and its challenges are none of the registry's.
+            let response = self.send(&request, host, None).await?;
+            return self.foreign_answer(image, response);
+        }
         let authorization = self.authorization(image, scopes).await?;
         let response = self.send(&request, host, authorization.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
+        }
+        if !self.own_origin(image, response.url().as_str()) {
+            // A redirect led elsewhere, and that origin asks for credentials.
+            return self.foreign_answer(image, response);
         }
         // Nothing was known, or what was known no longer serves (a token for many
         // repositories that left this one out, say): answer this very challenge.
@@ -684,15 +703,28 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
         self.refuse_if_silent(host)?;
-        let mut request = request;
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(|error| send_error(host, "an upload", &error))?;
+        let own = self.own_origin(image, request.url().as_str());
         let serial = self.credentials.serial(image.registry());
-        if let Some(authorization) = self.authorization(image, scopes).await? {
-            request = request.header(AUTHORIZATION, &*authorization);
+        if own {
+            if let Some(authorization) = self.authorization(image, scopes).await? {
+                let mut value =
+                    HeaderValue::from_str(&authorization).map_err(|_| RegistryError::Unauthorized {
+                        host: image.registry().to_owned(),
+                        repository: image.repository().to_owned(),
+                    })?;
+                value.set_sensitive(true);
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
         }
-        let response = request
-            .send()
+        let response = client
+            .execute(request)
             .await
             .map_err(|error| send_error(host, "an upload", &error))?;
+        if !own || !self.own_origin(image, response.url().as_str()) {
+            return self.foreign_answer(image, response);
+        }
         if response.status() == StatusCode::UNAUTHORIZED {
             self.forget_token(image, scopes);
             if let Some(serial) = serial {
@@ -704,6 +736,41 @@ impl RegistryClient {
             });
         }
         Ok(response)
+    }
+
+    /// Whether `url` is on the origin of `image`'s registry, where its credentials may go.
+    fn own_origin(&self, image: &Reference, url: &str) -> bool {
+        match (
+            origin::registry_origin(image.api_host()),
+            reqwest::Url::parse(url),
+        ) {
+            (Some(registry), Ok(url)) => origin::same_origin(&registry, &url),
+            _ => false,
+        }
+    }
+
+    /// The answer of an origin other than the registry's, which gets no credentials: a 401
+    /// there is its own, not a challenge for the registry's login.
+    fn foreign_answer(
+        &self,
+        image: &Reference,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, RegistryError> {
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        let url = response.url();
+        Err(RegistryError::ForeignChallenge {
+            host: image.registry().to_owned(),
+            origin: format!(
+                "{}://{}",
+                url.scheme(),
+                url.host_str().map_or_else(String::new, |name| match url.port() {
+                    Some(port) => format!("{name}:{port}"),
+                    None => name.to_owned(),
+                })
+            ),
+        })
     }
 
     /// A request builder on the long-transfer client for `host`.

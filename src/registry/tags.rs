@@ -150,7 +150,7 @@ fn follow(image: &Reference, page: &Url, link: &str) -> Result<Url, RegistryErro
         host: image.registry().to_owned(),
         detail: format!(
             "bad next-page link '{}' in the tag list of '{}'",
-            super::redact::redact(link),
+            crate::redact::redact(link),
             image.familiar()
         ),
     })?;
@@ -160,7 +160,7 @@ fn follow(image: &Reference, page: &Url, link: &str) -> Result<Url, RegistryErro
             detail: format!(
                 "the tag list of '{}' links its next page on another host ('{}'); ecrcp does not send its token there",
                 image.familiar(),
-                super::redact::redact(next.as_str())
+                crate::redact::redact(next.as_str())
             ),
         });
     }

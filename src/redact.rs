@@ -1,7 +1,8 @@
 //! Capability URLs kept out of errors and logs: a presigned storage URL (`X-Amz-Signature`),
-//! a signed CDN URL or an upload session's state carry their secret in the query, and
-//! reqwest names the URL it was sending to (after redirects) in its errors. Every text that
-//! may hold a URL passes through [`redact`] before it becomes an error or an event. Pure.
+//! a signed CDN URL or an upload session's state carry their secret in the query, and both
+//! reqwest and docker name the URL they were sending to (after redirects) in their errors.
+//! Every text that may hold a URL passes through [`redact`] before it becomes an error or an
+//! event. Pure.
 
 use std::borrow::Cow;
 
