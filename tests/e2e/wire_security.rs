@@ -3,7 +3,13 @@
 
 use std::path::Path;
 
-use crate::support::{Bed, Faults, Run, HUB};
+use crate::support::{front_requests, front_stats, Bed, Faults, Run, ECR, HUB, PLAIN};
+
+/// Where the bed serves the fake ECR's front (`ECR` on :443) and its registry behind it.
+const ECR_IP: &str = "127.0.0.3";
+const ECR_BACKEND: &str = "127.0.0.3:5000";
+/// Where `PLAIN` (`registry.example.test`, in the bed's certificate) is.
+const PLAIN_IP: &str = "127.0.0.5";
 
 /// Every file under `dir`, read as text (lossily), with its path.
 fn files_under(dir: &Path) -> Vec<(String, String)> {
@@ -44,7 +50,7 @@ fn a_presigned_blob_url_stays_out_of_errors_and_logs() {
             {"method": "GET", "path": "X-Amz-Signature", "status": 500, "retry_after": "3600"},
         ]),
     );
-    let destination = format!("{}/{}:1", crate::support::ECR, bed.unique("wiresec/presigned"));
+    let destination = format!("{ECR}/{}:1", bed.unique("wiresec/presigned"));
     let run = Run::from(
         bed.ecrcp()
             .env("ECRCP_LOG", "ecrcp=debug")
@@ -69,4 +75,180 @@ fn a_presigned_blob_url_stays_out_of_errors_and_logs() {
     for (path, text) in files_under(&bed.scratch().join("state")) {
         assert!(!text.contains(SIGNATURE), "the signature in {path}:\n{text}");
     }
+}
+
+/// A plain-HTTP listener at `address` that answers every request 400 and keeps the head of
+/// each (request line and headers), to show what reached it.
+struct Recorder {
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    fn listen(address: &str) -> Recorder {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind(address).expect("the recorder's address is free");
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&heads);
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+                    head.push(byte[0]);
+                }
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).into_owned());
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        Recorder { heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_http_upload_location_from_an_https_registry_goes_over_https() {
+    let bed = Bed::get("offload");
+    let upstream = bed.unique("wiresec/offload");
+    let digest = bed.push_upstream(&upstream, "1", "offload");
+    let dest = bed.unique("wiresec/offload");
+    // Behind TLS offload the registry believes it is on plain HTTP, and says so in its
+    // upload Locations; nothing of ecrcp's may reach port 80 (where this listener is).
+    let plain = Recorder::listen(&format!("{}:80", ECR_IP));
+    let faults = Faults::set(
+        ECR,
+        &dest,
+        &serde_json::json!([{"method": "POST", "path": "/blobs/uploads/", "relocate": format!("http://{ECR}")}]),
+    );
+    let run = Run::from(
+        bed.ecrcp()
+            .args([
+                "--engine",
+                "registry",
+                &format!("{upstream}:1"),
+                &format!("{ECR}/{dest}:1"),
+            ])
+            .output()
+            .expect("ecrcp runs"),
+    );
+    assert_eq!(plain.heads(), Vec::<String>::new(), "requests over plain HTTP");
+    run.assert_code(0);
+    assert!(
+        faults.fired()[0] >= 1,
+        "no upload was relocated: {:?}",
+        faults.fired()
+    );
+    assert_eq!(bed.digest(ECR, &dest, "1").as_deref(), Some(digest.as_str()));
+    let finished = front_requests(ECR, &dest, "PUT", "/blobs/uploads/");
+    assert!(
+        !finished.is_empty() && finished.iter().all(|entry| entry["authorized"] == true),
+        "the uploads were finished at the registry's https origin: {finished:#?}"
+    );
+}
+
+/// A second TLS front (front.py, the bed's certificate) on `registry.example.test:PORT`,
+/// before the fake ECR's own registry: an origin other than the registry's that can finish
+/// its uploads, and that counts whether each request carried an Authorization header.
+struct OtherOrigin {
+    child: std::process::Child,
+    origin: String,
+}
+
+impl OtherOrigin {
+    fn start(bed: &Bed) -> OtherOrigin {
+        let port = std::net::TcpListener::bind(format!("{}:0", PLAIN_IP))
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let root = std::path::PathBuf::from(std::env::var_os("ECRCP_TESTBED").expect("in the bed"));
+        let tls = root.join("tls");
+        let child = std::process::Command::new(std::env::var_os("ECRCP_TESTBED_PYTHON").expect("in the bed"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/front.py"))
+            .args(["--listen", &format!("{}:{port}", PLAIN_IP)])
+            .args(["--upstream", ECR_BACKEND, "--label", "other-origin"])
+            .arg("--cert")
+            .arg(tls.join("server.crt"))
+            .arg("--key")
+            .arg(tls.join("server.key"))
+            .stderr(std::fs::File::create(bed.scratch().join("other-origin.log")).unwrap())
+            .spawn()
+            .expect("front.py starts");
+        let address = format!("{}:{port}", PLAIN_IP);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "front.py did not come up on {address}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        OtherOrigin {
+            child,
+            origin: format!("https://{}:{port}", PLAIN),
+        }
+    }
+}
+
+impl Drop for OtherOrigin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_upload_session_on_another_origin_gets_none_of_the_registry_s_credentials() {
+    let bed = Bed::get("elsewhere");
+    let upstream = bed.unique("wiresec/elsewhere");
+    bed.push_upstream(&upstream, "1", "elsewhere");
+    let dest = bed.unique("wiresec/elsewhere");
+    let other = OtherOrigin::start(&bed);
+    let _faults = Faults::set(
+        ECR,
+        &dest,
+        &serde_json::json!([{"method": "POST", "path": "/blobs/uploads/", "relocate": other.origin}]),
+    );
+    let run = Run::from(
+        bed.ecrcp()
+            .args([
+                "--engine",
+                "registry",
+                &format!("{upstream}:1"),
+                &format!("{ECR}/{dest}:1"),
+            ])
+            .output()
+            .expect("ecrcp runs"),
+    );
+    let seen = front_stats(&other.origin["https://".len()..], &dest);
+    let log = seen["log"].as_array().cloned().unwrap_or_default();
+    assert!(
+        log.iter().any(|entry| entry["method"] == "PUT"),
+        "the upload went to the other origin: {seen:#}"
+    );
+    assert!(
+        log.iter().all(|entry| entry["authorized"] == false),
+        "the registry's credentials reached another origin: {log:#?}"
+    );
+    assert_ne!(
+        run.code,
+        Some(0),
+        "the other origin wants credentials:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "'{}', where registry '{ECR}' sent ecrcp, asks for credentials",
+            other.origin
+        )),
+        "{}",
+        run.stderr
+    );
 }
