@@ -429,7 +429,14 @@ impl RegistryClient {
                 })?;
             match parsed {
                 manifest::Parsed::Image { config } => return Ok(Some(config)),
-                manifest::Parsed::Index { child: Some(child) } => reference = child,
+                manifest::Parsed::Index { child: Some(child) } => {
+                    // It goes into the next request's path.
+                    digest::checked("child", &child).map_err(|detail| RegistryError::Protocol {
+                        host: image.registry().to_owned(),
+                        detail: format!("the index of '{image}' is refused: {detail}"),
+                    })?;
+                    reference = child;
+                }
                 manifest::Parsed::Index { child: None } => return Ok(None),
             }
         }

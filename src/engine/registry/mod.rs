@@ -464,7 +464,7 @@ impl Copying<'_> {
     /// What goes under the destination tag: the source's top manifest, or the one platform
     /// asked for, or an index rewritten to the platforms asked for.
     async fn landing(&self, top: RawManifest) -> anyhow::Result<RawManifest> {
-        let parsed = tree::parse(&top.bytes, &top.media_type).map_err(|detail| {
+        let parsed = tree::parse_checked(&top.bytes, &top.media_type).map_err(|detail| {
             anyhow!(
                 "cannot read the manifest of '{}': {detail}",
                 self.source.familiar()
@@ -592,7 +592,7 @@ impl Copying<'_> {
         depth: usize,
     ) -> BoxFuture<'s, anyhow::Result<()>> {
         Box::pin(async move {
-            let parsed = tree::parse(&manifest.bytes, &manifest.media_type).map_err(|detail| {
+            let parsed = tree::parse_checked(&manifest.bytes, &manifest.media_type).map_err(|detail| {
                 anyhow!(
                     "cannot read manifest {} of '{}': {detail}",
                     manifest.digest,
