@@ -252,3 +252,66 @@ fn an_upload_session_on_another_origin_gets_none_of_the_registry_s_credentials()
         run.stderr
     );
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_index_naming_digests_ecrcp_cannot_check_is_refused_before_any_request_for_them() {
+    let bed = Bed::get("hostile-index");
+    let upstream = bed.unique("wiresec/hostile");
+    bed.push_upstream(&upstream, "1", "hostile");
+    let dest = bed.unique("wiresec/hostile");
+    // No registry takes such an index, so the source's front serves it in the registry's
+    // place.
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": "md5:d41d8cd98f00b204e9800998ecf8427e", "size": 10,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "digest": "sha256:../../../wiresec/elsewhere/manifests/latest", "size": 10,
+             "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    });
+    let served = Faults::set(
+        HUB,
+        &upstream,
+        &serde_json::json!([{
+            "method": ["GET", "HEAD"],
+            "path": "/manifests/1$",
+            "serve": {"content_type": "application/vnd.oci.image.index.v1+json", "body": index.to_string()},
+        }]),
+    );
+    let run = Run::from(
+        bed.ecrcp()
+            .args([
+                "--engine",
+                "registry",
+                &format!("{upstream}:1"),
+                &format!("{ECR}/{dest}:1"),
+            ])
+            .output()
+            .expect("ecrcp runs"),
+    );
+    assert!(served.fired()[0] >= 1, "the hostile index was served");
+    let asked: Vec<String> = [(HUB, &upstream), (ECR, &dest)]
+        .into_iter()
+        .flat_map(|(registry, repository)| {
+            front_stats(registry, repository)["log"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|entry| entry["path"].as_str().map(str::to_owned))
+        .filter(|path| path.contains("md5") || path.contains(".."))
+        .collect();
+    assert_eq!(asked, Vec::<String>::new(), "requests for the hostile digests");
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("its child 'md5:d41d8cd98f00b204e9800998ecf8427e' is not a digest ecrcp can check"),
+        "{}",
+        run.stderr
+    );
+}

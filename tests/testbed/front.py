@@ -59,6 +59,9 @@
 #                     new token cannot be told from the expired one by its text)
 #   "redirect": URL   answer 307 with `Location: URL` instead of forwarding, as a registry
 #                     that serves blobs from storage answers with a presigned URL
+#   "serve": {"content_type": TYPE, "body": TEXT}  answer 200 with TEXT as TYPE (and its
+#                     Docker-Content-Digest) instead of forwarding: a manifest the registry
+#                     would never take, as a hostile registry serves it
 #   "relocate": ORIGIN  forward, then rewrite the answer's Location to ORIGIN (`scheme://
 #                     host[:port]`) keeping its path and query: an upload session handed out
 #                     on another origin, or as `http://` by a registry behind TLS offload
@@ -152,9 +155,9 @@ class Aborted(Exception):
 
 RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
              "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount",
-             "expire_token", "redirect", "relocate"}
+             "expire_token", "redirect", "relocate", "serve"}
 ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token",
-           "redirect", "relocate")
+           "redirect", "relocate", "serve")
 # ECR's answer to a request with an expired authorization token.
 EXPIRED_TOKEN = "Your authorization token has expired. Reauthenticate and try again."
 # The query parameters of a cross-repository mount (distribution spec, "Mount Blob").
@@ -213,6 +216,9 @@ class Rule:
         self.expire_token = bool(doc.get("expire_token"))
         self.redirect = doc.get("redirect")
         self.relocate = doc.get("relocate")
+        self.serve = doc.get("serve")
+        if self.serve is not None and not isinstance(self.serve, dict):
+            raise ValueError(f"'serve' is {{\"content_type\": .., \"body\": ..}}, not {self.serve!r}")
         self.fired = 0
 
     def matches(self, method: str, path: str, body, authorized: bool) -> bool:
@@ -479,6 +485,19 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         self.send_small(401, {"errors": [{"code": "DENIED", "message": EXPIRED_TOKEN}]},
                         {"WWW-Authenticate": challenge}, entry)
 
+    def answer_served(self, serve: dict, entry: dict):
+        data = str(serve.get("body", "")).encode()
+        self.send_response_only(200, "OK")
+        self.log_request(200)
+        self.send_header("Content-Type", serve.get("content_type", "application/octet-stream"))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(data).hexdigest())
+        self.end_headers()
+        entry["status"] = 200
+        if self.command != "HEAD":
+            self.wfile.write(data)
+            entry["bytes_out"] += len(data)
+
     def handle_one_request(self):
         try:
             super().handle_one_request()
@@ -535,6 +554,10 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
                 pass
             entry["location"] = rule.redirect
             return self.send_small(307, {}, {"Location": rule.redirect}, entry)
+        if rule is not None and rule.serve:
+            for _ in body or ():
+                pass
+            return self.answer_served(rule.serve, entry)
         if self.answered_here(entry) or self.paged_tags(entry):
             for _ in body or ():
                 pass
