@@ -315,3 +315,75 @@ fn an_index_naming_digests_ecrcp_cannot_check_is_refused_before_any_request_for_
         run.stderr
     );
 }
+
+/// The most requests of `log` (a front's log entries) that were under way at one moment.
+fn most_at_once(log: &[serde_json::Value]) -> usize {
+    let mut edges: Vec<(f64, i32)> = Vec::new();
+    for entry in log {
+        let start = entry["at"].as_f64().unwrap_or_default();
+        let end = start + entry["ms"].as_f64().unwrap_or_default() / 1000.0;
+        edges.push((start, 1));
+        edges.push((end, -1));
+    }
+    // An end before a start at the same moment: touching is not overlapping.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_children_of_an_index_are_asked_about_a_few_at_a_time() {
+    let bed = Bed::get("fanout-bound");
+    let upstream = bed.unique("wiresec/wide");
+    let platforms = [
+        "linux/amd64",
+        "linux/amd64/v2",
+        "linux/amd64/v3",
+        "linux/arm64/v8",
+        "linux/arm/v5",
+        "linux/arm/v6",
+        "linux/arm/v7",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+        "linux/riscv64",
+        "linux/mips64le",
+    ];
+    let digest = bed.push_upstream_with(&upstream, "1", "wide", &["--platforms", &platforms.join(",")]);
+    let dest = bed.unique("wiresec/wide");
+    // Each HEAD of a child at the destination takes a while, so that all would overlap if
+    // they were sent at once.
+    let _slow = Faults::set(
+        ECR,
+        &dest,
+        &serde_json::json!([{"method": "HEAD", "path": "/manifests/sha256:", "delay": 0.4}]),
+    );
+    let run = Run::from(
+        bed.ecrcp()
+            .args([
+                "--engine",
+                "registry",
+                &format!("{upstream}:1"),
+                &format!("{ECR}/{dest}:1"),
+            ])
+            .output()
+            .expect("ecrcp runs"),
+    );
+    run.assert_code(0);
+    assert_eq!(bed.digest(ECR, &dest, "1").as_deref(), Some(digest.as_str()));
+    let heads = front_requests(ECR, &dest, "HEAD", "/manifests/sha256:");
+    assert!(
+        heads.len() >= platforms.len(),
+        "every child was asked about: {heads:#?}"
+    );
+    let most = most_at_once(&heads);
+    assert!(
+        (2..=8).contains(&most),
+        "children asked about at once: {most} (8 at most, and side by side)"
+    );
+}
