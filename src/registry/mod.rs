@@ -525,21 +525,21 @@ impl RegistryClient {
         request: Outgoing,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
-        let own = self.own_origin(image, &request.url);
+        let own = own_origin(image, &request.url);
         if !own {
             // Another origin (an upload session on a storage host): none of the registry's
             // credentials go there, and its challenges are none of the registry's.
             let response = self.send(&request, host, None).await?;
-            return self.foreign_answer(image, response);
+            return foreign_answer(image, response);
         }
         let authorization = self.authorization(image, scopes).await?;
         let response = self.send(&request, host, authorization.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        if !self.own_origin(image, response.url().as_str()) {
+        if !own_origin(image, response.url().as_str()) {
             // A redirect led elsewhere, and that origin asks for credentials.
-            return self.foreign_answer(image, response);
+            return foreign_answer(image, response);
         }
         // Nothing was known, or what was known no longer serves (a token for many
         // repositories that left this one out, say): answer this very challenge.
@@ -712,7 +712,7 @@ impl RegistryClient {
         self.refuse_if_silent(host)?;
         let (client, request) = request.build_split();
         let mut request = request.map_err(|error| send_error(host, "an upload", &error))?;
-        let own = self.own_origin(image, request.url().as_str());
+        let own = own_origin(image, request.url().as_str());
         let serial = self.credentials.serial(image.registry());
         if own {
             if let Some(authorization) = self.authorization(image, scopes).await? {
@@ -729,8 +729,8 @@ impl RegistryClient {
             .execute(request)
             .await
             .map_err(|error| send_error(host, "an upload", &error))?;
-        if !own || !self.own_origin(image, response.url().as_str()) {
-            return self.foreign_answer(image, response);
+        if !own || !own_origin(image, response.url().as_str()) {
+            return foreign_answer(image, response);
         }
         if response.status() == StatusCode::UNAUTHORIZED {
             self.forget_token(image, scopes);
@@ -743,41 +743,6 @@ impl RegistryClient {
             });
         }
         Ok(response)
-    }
-
-    /// Whether `url` is on the origin of `image`'s registry, where its credentials may go.
-    fn own_origin(&self, image: &Reference, url: &str) -> bool {
-        match (
-            origin::registry_origin(image.api_host()),
-            reqwest::Url::parse(url),
-        ) {
-            (Some(registry), Ok(url)) => origin::same_origin(&registry, &url),
-            _ => false,
-        }
-    }
-
-    /// The answer of an origin other than the registry's, which gets no credentials: a 401
-    /// there is its own, not a challenge for the registry's login.
-    fn foreign_answer(
-        &self,
-        image: &Reference,
-        response: reqwest::Response,
-    ) -> Result<reqwest::Response, RegistryError> {
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        let url = response.url();
-        Err(RegistryError::ForeignChallenge {
-            host: image.registry().to_owned(),
-            origin: format!(
-                "{}://{}",
-                url.scheme(),
-                url.host_str().map_or_else(String::new, |name| match url.port() {
-                    Some(port) => format!("{name}:{port}"),
-                    None => name.to_owned(),
-                })
-            ),
-        })
     }
 
     /// A request builder on the long-transfer client for `host`.
@@ -874,6 +839,40 @@ impl RegistryClient {
             }
         }
     }
+}
+
+/// Whether `url` is on the origin of `image`'s registry, where its credentials may go.
+fn own_origin(image: &Reference, url: &str) -> bool {
+    match (
+        origin::registry_origin(image.api_host()),
+        reqwest::Url::parse(url),
+    ) {
+        (Some(registry), Ok(url)) => origin::same_origin(&registry, &url),
+        _ => false,
+    }
+}
+
+/// The answer of an origin other than the registry's, which gets no credentials: a 401
+/// there is its own, not a challenge for the registry's login.
+fn foreign_answer(
+    image: &Reference,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, RegistryError> {
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    let url = response.url();
+    Err(RegistryError::ForeignChallenge {
+        host: image.registry().to_owned(),
+        origin: format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().map_or_else(String::new, |name| match url.port() {
+                Some(port) => format!("{name}:{port}"),
+                None => name.to_owned(),
+            })
+        ),
+    })
 }
 
 /// `BASE/v2/REPOSITORY/TAIL` for `image`'s repository.
@@ -1370,8 +1369,7 @@ mod tests {
             let error = client
                 .authorize(&image, &Scopes::pull("team/app"), challenge)
                 .await
-                .err()
-                .expect("a refused realm");
+                .unwrap_err();
             let text = error.to_string();
             assert!(matches!(error, RegistryError::RealmRefused { .. }), "{text}");
             assert!(

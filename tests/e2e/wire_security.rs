@@ -121,7 +121,7 @@ fn an_http_upload_location_from_an_https_registry_goes_over_https() {
     let dest = bed.unique("wiresec/offload");
     // Behind TLS offload the registry believes it is on plain HTTP, and says so in its
     // upload Locations; nothing of ecrcp's may reach port 80 (where this listener is).
-    let plain = Recorder::listen(&format!("{}:80", ECR_IP));
+    let plain = Recorder::listen(&format!("{ECR_IP}:80"));
     let faults = Faults::set(
         ECR,
         &dest,
@@ -163,7 +163,7 @@ struct OtherOrigin {
 
 impl OtherOrigin {
     fn start(bed: &Bed) -> OtherOrigin {
-        let port = std::net::TcpListener::bind(format!("{}:0", PLAIN_IP))
+        let port = std::net::TcpListener::bind(format!("{PLAIN_IP}:0"))
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
@@ -171,7 +171,7 @@ impl OtherOrigin {
         let tls = root.join("tls");
         let child = std::process::Command::new(std::env::var_os("ECRCP_TESTBED_PYTHON").expect("in the bed"))
             .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/testbed/front.py"))
-            .args(["--listen", &format!("{}:{port}", PLAIN_IP)])
+            .args(["--listen", &format!("{PLAIN_IP}:{port}")])
             .args(["--upstream", ECR_BACKEND, "--label", "other-origin"])
             .arg("--cert")
             .arg(tls.join("server.crt"))
@@ -180,7 +180,7 @@ impl OtherOrigin {
             .stderr(std::fs::File::create(bed.scratch().join("other-origin.log")).unwrap())
             .spawn()
             .expect("front.py starts");
-        let address = format!("{}:{port}", PLAIN_IP);
+        let address = format!("{PLAIN_IP}:{port}");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while std::net::TcpStream::connect(&address).is_err() {
             assert!(
@@ -191,7 +191,7 @@ impl OtherOrigin {
         }
         OtherOrigin {
             child,
-            origin: format!("https://{}:{port}", PLAIN),
+            origin: format!("https://{PLAIN}:{port}"),
         }
     }
 }
