@@ -651,7 +651,9 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str, layers_done:
     let stderr = if stderr.is_empty() {
         "(no output)".to_owned()
     } else {
-        without_upload_state(last_line(stderr))
+        // Go quotes the URL of a failed request (`Patch "https://h/v2/r/blobs/uploads/ID?_state=...":
+        // EOF`): its query holds the registry's session state, or a presigned URL's signature.
+        crate::redact::redact(last_line(stderr)).into_owned()
     };
     DockerError::Failed {
         argv,
@@ -659,25 +661,6 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str, layers_done:
         stderr,
         layers_done,
     }
-}
-
-/// Go quotes the URL of a failed request (`Patch "https://h/v2/r/blobs/uploads/ID?_state=...":
-/// EOF`); an upload's query holds the registry's opaque session state, hundreds of characters
-/// that say nothing to a reader. The query goes; the path (the repository, the upload)
-/// stays.
-fn without_upload_state(line: &str) -> String {
-    let mut shown = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(start) = rest.find("\"https://") {
-        let (before, quoted) = rest.split_at(start + 1);
-        shown.push_str(before);
-        let end = quoted.find('"').unwrap_or(quoted.len());
-        let url = &quoted[..end];
-        shown.push_str(url.split_once('?').map_or(url, |(path, _)| path));
-        rest = &quoted[end..];
-    }
-    shown.push_str(rest);
-    shown
 }
 
 /// docker prints context before the line that says what went wrong; that line is the one
@@ -1028,7 +1011,7 @@ mod tests {
         );
         assert_eq!(
             error.to_string(),
-            r#"`docker push x` failed (exit status 1): Patch "https://h/v2/f/blobs/uploads/39fc": read tcp 127.0.0.1:6->127.0.0.3:443: read: connection reset by peer"#
+            r#"`docker push x` failed (exit status 1): Patch "https://h/v2/f/blobs/uploads/39fc?[redacted]": read tcp 127.0.0.1:6->127.0.0.3:443: read: connection reset by peer"#
         );
         assert!(error.is_transient());
         let eof = classify_failure(
@@ -1039,7 +1022,7 @@ mod tests {
         );
         assert!(
             eof.to_string()
-                .ends_with(r#"Put "https://h/v2/f/blobs/uploads/1": EOF"#),
+                .ends_with(r#"Put "https://h/v2/f/blobs/uploads/1?[redacted]": EOF"#),
             "{eof}"
         );
         assert!(eof.is_transient());

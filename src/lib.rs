@@ -29,6 +29,7 @@ pub mod plan;
 pub mod plugin;
 pub mod process;
 pub mod progress;
+pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod secret;

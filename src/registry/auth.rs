@@ -1,7 +1,11 @@
-//! Registry authentication challenges (`WWW-Authenticate`) and token responses; pure parsing.
+//! Registry authentication challenges (`WWW-Authenticate`), where a token realm may be, and
+//! token responses; pure.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
+
+use reqwest::Url;
 
 /// What a registry asked for in its 401 answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +35,68 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
         })
     } else {
         None
+    }
+}
+
+/// Why ecrcp does not ask the token realm `realm` that the registry `registry` (`NAME[:PORT]`)
+/// named, or `None` when it may. The registry's credentials go there, and the request comes
+/// from inside this machine's network: a plain-HTTP realm of an HTTPS registry would carry
+/// them in clear text, and a private, loopback or link-local address (a cloud's metadata
+/// service at 169.254.169.254) would let a registry out there reach in. Such addresses serve
+/// only a registry that is itself at one of them (a link-local one only that very address);
+/// names are not resolved here.
+pub fn realm_refusal(registry: &str, realm: &Url) -> Option<&'static str> {
+    let registry_is_local = super::is_loopback(registry);
+    match realm.scheme() {
+        "https" => {}
+        "http" if registry_is_local => {}
+        "http" => {
+            return Some("a plain-HTTP address, where the registry's credentials would cross in clear text")
+        }
+        _ => return Some("not an HTTP address"),
+    }
+    // The URL parser writes every IPv4 spelling (`0xa9fea9fe`) in dotted form.
+    let address = match super::host_name(realm.host_str()?).parse::<IpAddr>().ok()? {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 @ IpAddr::V4(_) => v4,
+    };
+    let registry_address = super::host_name(registry).parse::<IpAddr>().ok();
+    if registry_address == Some(address) {
+        return None;
+    }
+    match reach(address) {
+        Reach::Public => None,
+        Reach::LinkLocal => {
+            Some("a link-local address (such as a cloud's metadata service) that is not the registry's")
+        }
+        Reach::Internal
+            if registry_is_local || registry_address.is_some_and(|own| reach(own) == Reach::Internal) =>
+        {
+            None
+        }
+        Reach::Internal => {
+            Some("a private or loopback address, inside this network, while the registry is outside it")
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Public,
+    /// Loopback, private, unique-local or unspecified: this machine or its network.
+    Internal,
+    LinkLocal,
+}
+
+fn reach(address: IpAddr) -> Reach {
+    match address {
+        IpAddr::V4(v4) if v4.is_link_local() => Reach::LinkLocal,
+        IpAddr::V4(v4) if v4.is_loopback() || v4.is_private() || v4.is_unspecified() => Reach::Internal,
+        IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Reach::LinkLocal,
+        IpAddr::V6(v6) if v6.is_loopback() || v6.is_unspecified() || v6.segments()[0] & 0xfe00 == 0xfc00 => {
+            Reach::Internal
+        }
+        _ => Reach::Public,
     }
 }
 
@@ -124,6 +190,51 @@ mod tests {
         ];
         for (header, expected) in cases {
             assert_eq!(parse_challenge(header), expected, "{header}");
+        }
+    }
+
+    #[test]
+    fn a_realm_must_not_downgrade_the_registry_nor_reach_into_the_network() {
+        let cases = [
+            ("registry-1.docker.io", "https://auth.docker.io/token", true),
+            ("ghcr.io", "https://ghcr.io/token", true),
+            ("registry.example.test", "https://8.8.8.8/token", true),
+            ("registry.example.test", "http://auth.example.test/token", false),
+            ("registry.example.test", "ftp://auth.example.test/token", false),
+            // A loopback registry is spoken to over plain HTTP; its realm may be too.
+            ("localhost:5000", "http://localhost:5001/token", true),
+            ("127.0.0.1:5000", "http://127.0.0.1:5001/token", true),
+            ("127.0.0.1:5000", "http://10.0.0.2/token", true),
+            ("127.0.0.1:5000", "http://169.254.169.254/latest/meta-data", false),
+            // An outside registry may not send ecrcp into this machine or its network.
+            (
+                "registry.example.test",
+                "https://169.254.169.254/latest/meta-data",
+                false,
+            ),
+            ("registry.example.test", "https://127.0.0.1/token", false),
+            ("registry.example.test", "https://10.1.2.3/token", false),
+            ("registry.example.test", "https://192.168.1.1/token", false),
+            ("registry.example.test", "https://[::1]/token", false),
+            ("registry.example.test", "https://[fd00::1]/token", false),
+            ("registry.example.test", "https://[fe80::1]/token", false),
+            (
+                "registry.example.test",
+                "https://[::ffff:169.254.169.254]/token",
+                false,
+            ),
+            ("registry.example.test", "https://0.0.0.0/token", false),
+            ("registry.example.test", "https://0xa9fea9fe/token", false),
+            // Unless the registry is itself there.
+            ("10.1.2.3:5000", "https://10.1.2.3/token", true),
+            ("10.1.2.3", "https://10.9.9.9/token", true),
+            ("[fd00::1]:443", "https://[fd00::1]:8443/token", true),
+            ("10.1.2.3", "https://169.254.169.254/token", false),
+            ("169.254.1.1", "https://169.254.1.1/token", true),
+        ];
+        for (registry, realm, allowed) in cases {
+            let refusal = realm_refusal(registry, &Url::parse(realm).unwrap());
+            assert_eq!(refusal.is_none(), allowed, "{registry} {realm}: {refusal:?}");
         }
     }
 

@@ -108,7 +108,7 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Vec<u8>, RegistryError> {
         let body = self.read_blob(image, scopes, digest, 0).await?;
-        let url = body.response.url().to_string();
+        let url = crate::redact::redact(body.response.url().as_str()).into_owned();
         let bytes = read_bounded(body.response, image.api_host(), &url).await?;
         let answered = super::digest::sha256(&bytes);
         if answered != digest {
@@ -157,7 +157,7 @@ impl RegistryClient {
                             host: image.registry().to_owned(),
                             detail: format!("no usable Location in the answer to POST {url}"),
                         })?;
-                    Ok(Opened::Session(location))
+                    Ok(Opened::Session(upload_target(image, location)?))
                 }
                 _ => Err(write_refusal(image, &format!("POST {url}"), response).await),
             }
@@ -308,7 +308,7 @@ pub(crate) async fn answer_error(
 ) -> RegistryError {
     let status = response.status();
     let headers: HeaderMap = response.headers().clone();
-    let url = response.url().to_string();
+    let url = crate::redact::redact(response.url().as_str()).into_owned();
     let host = image.registry().to_owned();
     match status {
         StatusCode::FORBIDDEN => RegistryError::Denied {
@@ -396,6 +396,19 @@ pub fn explanation(body: &[u8]) -> String {
     match text.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text.to_owned(),
+    }
+}
+
+/// Where an upload session is finished: never over plain HTTP from an HTTPS registry
+/// ([`super::origin::upload_target`]).
+fn upload_target(image: &Reference, location: Url) -> Result<Url, RegistryError> {
+    let refused = |location: Url| RegistryError::PlainLocation {
+        host: image.registry().to_owned(),
+        location: crate::redact::redact(location.as_str()).into_owned(),
+    };
+    match super::origin::registry_origin(image.api_host()) {
+        Some(registry) => super::origin::upload_target(&registry, location).map_err(refused),
+        None => Err(refused(location)),
     }
 }
 

@@ -19,6 +19,21 @@ pub fn verifiable(digest: &str) -> bool {
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Refuses a digest that a manifest names unless ecrcp can check it: whatever goes into a
+/// request path or a fetch must be `sha256:` and 64 hex digits, never a path
+/// (`sha256:../../x`) nor an algorithm ecrcp does not compute (`md5:...`). `what` names the
+/// descriptor ("child", "layer").
+pub fn checked(what: &str, digest: &str) -> Result<(), String> {
+    if verifiable(digest) {
+        return Ok(());
+    }
+    // Shown escaped and cut: it comes from a manifest anyone may have written.
+    let shown: String = digest.escape_debug().take(100).collect();
+    Err(format!(
+        "its {what} '{shown}' is not a digest ecrcp can check (sha256: and 64 hex digits)"
+    ))
+}
+
 /// A sha256 over bytes fed in pieces.
 #[derive(Default, Clone)]
 pub struct Hasher(Sha256);
@@ -78,6 +93,11 @@ mod tests {
         ];
         for (digest, expected) in cases {
             assert_eq!(verifiable(digest), expected, "{digest}");
+            assert_eq!(checked("layer", digest).is_ok(), expected, "{digest}");
         }
+        assert_eq!(
+            checked("child", "sha256:../../x\n\u{1b}[2J").unwrap_err(),
+            "its child 'sha256:../../x\\n\\u{1b}[2J' is not a digest ecrcp can check (sha256: and 64 hex digits)"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod digest;
 pub mod manifest;
 pub mod manifests;
+pub mod origin;
 pub mod prefetch;
 pub mod retry;
 pub mod scope;
@@ -29,6 +30,7 @@ use self::credentials::{CredentialStore, RenewalFailed};
 pub use self::scope::{Access, Scopes};
 use self::tokens::{Authorization, TokenCache};
 use crate::net_timeouts;
+use crate::redact;
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -79,6 +81,20 @@ pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 pub enum RegistryError {
     #[error("registry '{host}' wants credentials for '{repository}'\nnote: run `docker login {host}`")]
     Unauthorized { host: String, repository: String },
+    /// The registry named a token realm that its credentials must not go to.
+    #[error("registry '{host}' asks ecrcp to fetch its tokens from '{realm}', {reason}\nnote: ecrcp does not send the credentials of '{host}' there; if the registry is yours, set its token realm to an https address of its own")]
+    RealmRefused {
+        host: String,
+        realm: String,
+        reason: &'static str,
+    },
+    /// Another origin the registry sent ecrcp to (an upload session elsewhere) asked for
+    /// credentials: the registry's own go nowhere but to the registry.
+    #[error("'{origin}', where registry '{host}' sent ecrcp, asks for credentials\nnote: ecrcp sends the credentials of '{host}' to no other scheme, host or port; check the address the registry hands out for uploads (its external URL, or a proxy in front of it)")]
+    ForeignChallenge { host: String, origin: String },
+    /// An HTTPS registry handed out an upload address over plain HTTP on another host.
+    #[error("registry '{host}' hands out an upload address over plain HTTP on another host: '{location}'\nnote: ecrcp does not send images from an https registry over plain HTTP; check the address the registry hands out for uploads (its external URL, or a proxy in front of it)")]
+    PlainLocation { host: String, location: String },
     /// A token was handed out, yet the registry refused it: Docker Hub's answer for a
     /// repository that does not exist and for a private one alike.
     #[error("'{image}' does not exist or needs a login\nnote: check the name; if it is private, run `{}` as a user who may read it", login_command(.host))]
@@ -425,7 +441,14 @@ impl RegistryClient {
                 })?;
             match parsed {
                 manifest::Parsed::Image { config } => return Ok(Some(config)),
-                manifest::Parsed::Index { child: Some(child) } => reference = child,
+                manifest::Parsed::Index { child: Some(child) } => {
+                    // It goes into the next request's path.
+                    digest::checked("child", &child).map_err(|detail| RegistryError::Protocol {
+                        host: image.registry().to_owned(),
+                        detail: format!("the index of '{image}' is refused: {detail}"),
+                    })?;
+                    reference = child;
+                }
                 manifest::Parsed::Index { child: None } => return Ok(None),
             }
         }
@@ -453,12 +476,13 @@ impl RegistryClient {
                 .next_backoff(false)
                 .and_then(|backoff| error.pause(backoff + jitter(backoff)))
             else {
+                let what = redact::redact(what);
                 if persistence.tries() > 1 {
-                    tracing::info!(request = what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
+                    tracing::info!(request = %what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
                 }
                 return result;
             };
-            tracing::warn!(request = what, error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
+            tracing::warn!(request = %redact::redact(what), error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
             tokio::time::sleep(pause).await;
         }
     }
@@ -513,10 +537,21 @@ impl RegistryClient {
         request: Outgoing,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
+        let own = own_origin(image, &request.url);
+        if !own {
+            // Another origin (an upload session on a storage host): none of the registry's
+            // credentials go there, and its challenges are none of the registry's.
+            let response = self.send(&request, host, None).await?;
+            return foreign_answer(image, response);
+        }
         let authorization = self.authorization(image, scopes).await?;
         let response = self.send(&request, host, authorization.as_deref()).await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
+        }
+        if !own_origin(image, response.url().as_str()) {
+            // A redirect led elsewhere, and that origin asks for credentials.
+            return foreign_answer(image, response);
         }
         // Nothing was known, or what was known no longer serves (a token for many
         // repositories that left this one out, say): answer this very challenge.
@@ -646,7 +681,7 @@ impl RegistryClient {
             builder = builder.body(body.clone());
         }
         self.refuse_if_silent(host)?;
-        let what = || format!("{} {}", request.method, request.url);
+        let what = || format!("{} {}", request.method, redact::redact(&request.url));
         let sent = match tokio::time::timeout(limit, builder.send()).await {
             Ok(sent) => sent.map_err(|error| send_error(host, &what(), &error)),
             Err(_) => Err(RegistryError::Stalled {
@@ -687,15 +722,28 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
         self.refuse_if_silent(host)?;
-        let mut request = request;
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(|error| send_error(host, "an upload", &error))?;
+        let own = own_origin(image, request.url().as_str());
         let serial = self.credentials.serial(image.registry());
-        if let Some(authorization) = self.authorization(image, scopes).await? {
-            request = request.header(AUTHORIZATION, &*authorization);
+        if own {
+            if let Some(authorization) = self.authorization(image, scopes).await? {
+                let mut value =
+                    HeaderValue::from_str(&authorization).map_err(|_| RegistryError::Unauthorized {
+                        host: image.registry().to_owned(),
+                        repository: image.repository().to_owned(),
+                    })?;
+                value.set_sensitive(true);
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
         }
-        let response = request
-            .send()
+        let response = client
+            .execute(request)
             .await
             .map_err(|error| send_error(host, "an upload", &error))?;
+        if !own || !own_origin(image, response.url().as_str()) {
+            return foreign_answer(image, response);
+        }
         if response.status() == StatusCode::UNAUTHORIZED {
             self.forget_token(image, scopes);
             if let Some(serial) = serial {
@@ -744,9 +792,16 @@ impl RegistryClient {
                 let url = scope::token_url(&realm, service.as_deref(), scopes).ok_or_else(|| {
                     RegistryError::Protocol {
                         host: host.to_owned(),
-                        detail: format!("bad token realm '{realm}'"),
+                        detail: format!("bad token realm '{}'", redact::redact(&realm)),
                     }
                 })?;
+                if let Some(reason) = auth::realm_refusal(image.api_host(), &url) {
+                    return Err(RegistryError::RealmRefused {
+                        host: host.to_owned(),
+                        realm: redact::redact(&realm).into_owned(),
+                        reason,
+                    });
+                }
                 let token_host = url.host_str().unwrap_or(host).to_owned();
                 let mut request = Outgoing::new(Method::GET, url.as_str());
                 if let Some(credentials) = &credentials {
@@ -783,7 +838,7 @@ impl RegistryClient {
                         return Err(RegistryError::Server {
                             host: host.to_owned(),
                             status,
-                            url: realm,
+                            url: redact::redact(&realm).into_owned(),
                             retry_after: retry_after(&response.headers),
                         })
                     }
@@ -801,6 +856,40 @@ impl RegistryClient {
             }
         }
     }
+}
+
+/// Whether `url` is on the origin of `image`'s registry, where its credentials may go.
+fn own_origin(image: &Reference, url: &str) -> bool {
+    match (
+        origin::registry_origin(image.api_host()),
+        reqwest::Url::parse(url),
+    ) {
+        (Some(registry), Ok(url)) => origin::same_origin(&registry, &url),
+        _ => false,
+    }
+}
+
+/// The answer of an origin other than the registry's, which gets no credentials: a 401
+/// there is its own, not a challenge for the registry's login.
+fn foreign_answer(
+    image: &Reference,
+    response: reqwest::Response,
+) -> Result<reqwest::Response, RegistryError> {
+    if response.status() != StatusCode::UNAUTHORIZED {
+        return Ok(response);
+    }
+    let url = response.url();
+    Err(RegistryError::ForeignChallenge {
+        host: image.registry().to_owned(),
+        origin: format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().map_or_else(String::new, |name| match url.port() {
+                Some(port) => format!("{name}:{port}"),
+                None => name.to_owned(),
+            })
+        ),
+    })
 }
 
 /// `BASE/v2/REPOSITORY/TAIL` for `image`'s repository.
@@ -924,7 +1013,7 @@ fn check_status(
         status => Err(RegistryError::Server {
             host,
             status,
-            url: url.to_owned(),
+            url: redact::redact(url).into_owned(),
             retry_after: retry_after(&response.headers),
         }),
     }
@@ -963,7 +1052,7 @@ async fn read_bounded(
 ) -> Result<Vec<u8>, RegistryError> {
     let too_large = || RegistryError::TooLarge {
         host: host.to_owned(),
-        url: url.to_owned(),
+        url: redact::redact(url).into_owned(),
     };
     if response
         .content_length()
@@ -991,12 +1080,31 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// `https://HOST`, except for loopback registries, which docker also reaches over plain HTTP.
 pub(crate) fn base_url(host: &str) -> String {
-    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    let loopback = name == "localhost" || name.starts_with("127.") || name == "[::1]";
-    if loopback {
+    if is_loopback(host) {
         format!("http://{host}")
     } else {
         format!("https://{host}")
+    }
+}
+
+/// Whether `host` (`NAME[:PORT]`, an IPv6 address in brackets) is this machine: the exact
+/// name `localhost` or a loopback address. A name is never read by its look: `127.example.com`
+/// is anyone's host, and plain HTTP would hand it the credentials in clear text.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let name = host_name(host);
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// The name or address of `host` (`NAME[:PORT]`, `[IPV6][:PORT]`), without port or brackets.
+pub(crate) fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(bracketed) => bracketed
+            .split_once(']')
+            .map_or(bracketed, |(address, _)| address),
+        None => host.split_once(':').map_or(host, |(name, _)| name),
     }
 }
 
@@ -1031,6 +1139,8 @@ pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
     })
 }
 
+/// `error` and its causes, one after the other, with the queries of the URLs they name left
+/// out (reqwest names the URL it sent to, after redirects: maybe a presigned one).
 pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
@@ -1039,7 +1149,7 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    redact::redact(&text).into_owned()
 }
 
 /// Up to a quarter of `delay`, so that retries from many images do not march in step.
@@ -1231,11 +1341,82 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn a_failed_request_names_where_it_went_but_not_the_query() {
+        let url = "http://127.0.0.1:1/bucket/blob?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA";
+        let error = reqwest::Client::new().get(url).send().await.unwrap_err();
+        let failed = send_error("r.example", "GET", &error);
+        for text in [error_chain(&error), failed.to_string(), format!("{failed:?}")] {
+            assert!(
+                text.contains("http://127.0.0.1:1/bucket/blob?[redacted]"),
+                "{text}"
+            );
+            assert!(!text.contains("s3cr3t") && !text.contains("AKIA"), "{text}");
+        }
+        let server = check_status(
+            &"r.example/a:1".parse().unwrap(),
+            Limit::Requests,
+            url,
+            Response {
+                status: StatusCode::BAD_GATEWAY,
+                headers: HeaderMap::new(),
+                body: Vec::new(),
+            },
+        )
+        .err()
+        .expect("a 502 is an error");
+        assert!(!server.to_string().contains("s3cr3t"), "{server}");
+    }
+
+    #[tokio::test]
+    async fn a_token_realm_the_credentials_must_not_reach_is_never_asked() {
+        let client = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
+        client.credentials().insert(
+            "registry.example.test",
+            credentials::Credentials {
+                username: "alice".into(),
+                password: crate::secret::Secret::new("alice-secret"),
+            },
+        );
+        let image: Reference = "registry.example.test/team/app:1".parse().unwrap();
+        // Both would be refused connections, were they asked.
+        for realm in ["http://127.0.0.2:1/token", "https://127.0.0.2:1/token"] {
+            let challenge = Challenge::Bearer {
+                realm: realm.into(),
+                service: None,
+                scope: None,
+            };
+            let error = client
+                .authorize(&image, &Scopes::pull("team/app"), challenge)
+                .await
+                .unwrap_err();
+            let text = error.to_string();
+            assert!(matches!(error, RegistryError::RealmRefused { .. }), "{text}");
+            assert!(
+                text.starts_with(&format!(
+                    "registry 'registry.example.test' asks ecrcp to fetch its tokens from '{realm}', "
+                )),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
-    fn loopback_registries_are_reached_over_http_others_over_https() {
+    fn loopback_registries_are_reached_over_http_others_over_https_whatever_their_name_looks_like() {
         for (host, url) in [
             ("localhost:5000", "http://localhost:5000"),
+            ("localhost", "http://localhost"),
             ("127.0.0.1:5000", "http://127.0.0.1:5000"),
+            ("127.1.2.3", "http://127.1.2.3"),
+            ("[::1]:5000", "http://[::1]:5000"),
+            ("[::1]", "http://[::1]"),
+            // Names that only look local belong to whoever registered them.
+            ("127.example.com", "https://127.example.com"),
+            ("127.0.0.1.nip.io:5000", "https://127.0.0.1.nip.io:5000"),
+            ("localhost.example.com", "https://localhost.example.com"),
+            ("127.evil", "https://127.evil"),
+            ("[::2]:5000", "https://[::2]:5000"),
+            ("10.0.0.1:5000", "https://10.0.0.1:5000"),
             ("registry-1.docker.io", "https://registry-1.docker.io"),
             (
                 "123456789012.dkr.ecr.us-east-1.amazonaws.com",

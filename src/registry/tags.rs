@@ -16,6 +16,9 @@ use crate::reference::Reference;
 pub const PAGE_SIZE: usize = 1000;
 /// Pages followed at most, so that a registry that links in a circle cannot keep a run.
 const MOST_PAGES: usize = 1000;
+/// Tags one listing keeps at most: far beyond a busy repository's nightly builds, far below
+/// what 1000 pages of 4 MiB could hold.
+pub const MOST_TAGS: usize = 100_000;
 
 /// A repository's tags as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +70,7 @@ impl RegistryClient {
             if pages == 1 {
                 first_etag = page.etag;
             }
-            tags.extend(page.tags);
+            keep(image, &mut tags, page.tags)?;
             next = page
                 .next
                 .map(|link| follow(image, &url, &link))
@@ -151,7 +154,8 @@ fn follow(image: &Reference, page: &Url, link: &str) -> Result<Url, RegistryErro
     let next = page.join(link).map_err(|_| RegistryError::Protocol {
         host: image.registry().to_owned(),
         detail: format!(
-            "bad next-page link '{link}' in the tag list of '{}'",
+            "bad next-page link '{}' in the tag list of '{}'",
+            crate::redact::redact(link),
             image.familiar()
         ),
     })?;
@@ -159,12 +163,28 @@ fn follow(image: &Reference, page: &Url, link: &str) -> Result<Url, RegistryErro
         return Err(RegistryError::Protocol {
             host: image.registry().to_owned(),
             detail: format!(
-                "the tag list of '{}' links its next page on another host ('{next}'); ecrcp does not send its token there",
-                image.familiar()
+                "the tag list of '{}' links its next page on another host ('{}'); ecrcp does not send its token there",
+                image.familiar(),
+                crate::redact::redact(next.as_str())
             ),
         });
     }
     Ok(next)
+}
+
+/// Adds a page's tags to those listed, up to [`MOST_TAGS`].
+fn keep(image: &Reference, tags: &mut Vec<String>, page: Vec<String>) -> Result<(), RegistryError> {
+    if tags.len() + page.len() > MOST_TAGS {
+        return Err(RegistryError::Protocol {
+            host: image.registry().to_owned(),
+            detail: format!(
+                "the tag list of '{}' holds more than {MOST_TAGS} tags, the most ecrcp lists",
+                image.familiar()
+            ),
+        });
+    }
+    tags.extend(page);
+    Ok(())
 }
 
 /// The target of a `Link` header value's `rel="next"` entry: `<URL>; rel="next"`, maybe
@@ -243,6 +263,23 @@ mod tests {
         );
         let elsewhere = follow(&image, &page, "https://evil.example/v2/a/tags/list").unwrap_err();
         assert!(elsewhere.to_string().contains("another host"), "{elsewhere}");
+    }
+
+    #[test]
+    fn a_listing_keeps_at_most_its_cap_of_tags() {
+        let image: Reference = "registry.example.test/a".parse().unwrap();
+        let page = |count: usize| (0..count).map(|n| n.to_string()).collect::<Vec<_>>();
+        let mut tags = Vec::new();
+        keep(&image, &mut tags, page(MOST_TAGS - 1)).unwrap();
+        keep(&image, &mut tags, page(1)).unwrap();
+        assert_eq!(tags.len(), MOST_TAGS);
+        let over = keep(&image, &mut tags, page(1)).unwrap_err();
+        assert!(
+            over.to_string()
+                .contains("the tag list of 'registry.example.test/a:latest' holds more than 100000 tags"),
+            "{over}"
+        );
+        assert_eq!(tags.len(), MOST_TAGS);
     }
 
     #[test]

@@ -36,3 +36,4 @@ mod sync;
 mod systemd;
 mod tag_rules;
 mod wire;
+mod wire_security;

@@ -64,6 +64,14 @@
 #                     first K authorized requests through; "times": N is how many are
 #                     refused: the bed's moto hands out the same token on every fetch, so a
 #                     new token cannot be told from the expired one by its text)
+#   "redirect": URL   answer 307 with `Location: URL` instead of forwarding, as a registry
+#                     that serves blobs from storage answers with a presigned URL
+#   "serve": {"content_type": TYPE, "body": TEXT}  answer 200 with TEXT as TYPE (and its
+#                     Docker-Content-Digest) instead of forwarding: a manifest the registry
+#                     would never take, as a hostile registry serves it
+#   "relocate": ORIGIN  forward, then rewrite the answer's Location to ORIGIN (`scheme://
+#                     host[:port]`) keeping its path and query: an upload session handed out
+#                     on another origin, or as `http://` by a registry behind TLS offload
 #
 # Tag lists are paged as Docker Hub and ECR page them (the registry behind, distribution
 # 2.8, ignores `n` and `last`): a GET of /v2/NAME/tags/list with `n` or `last` answers at
@@ -81,7 +89,8 @@
 # Counters, per repository and in total (requests, body bytes in and out, by
 # method and status, and the last requests of each repository: method, path,
 # status or "reset", body bytes, the fault that fired, the answer's Location when it
-# had one (an upload session), start time "at" in Unix seconds and duration "ms"):
+# had one (an upload session), start time "at" in Unix seconds, duration "ms", and
+# "authorized": whether it carried an Authorization header):
 #
 #   GET  /_testbed/stats               totals, plus each repository's totals
 #   GET  /_testbed/stats?repo=NAME     that repository: totals and its request log
@@ -155,8 +164,9 @@ class Aborted(Exception):
 
 RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
              "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount",
-             "expire_token", "code", "message", "content_type"}
-ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token")
+             "expire_token", "code", "message", "content_type", "redirect", "relocate", "serve"}
+ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token",
+           "redirect", "relocate", "serve")
 # ECR's answer to a request with an expired authorization token.
 EXPIRED_TOKEN = "Your authorization token has expired. Reauthenticate and try again."
 # The query parameters of a cross-repository mount (distribution spec, "Mount Blob").
@@ -222,6 +232,11 @@ class Rule:
         self.corrupt_at = None if doc.get("corrupt_at") is None else int(doc["corrupt_at"])
         self.refuse_mount = bool(doc.get("refuse_mount"))
         self.expire_token = bool(doc.get("expire_token"))
+        self.redirect = doc.get("redirect")
+        self.relocate = doc.get("relocate")
+        self.serve = doc.get("serve")
+        if self.serve is not None and not isinstance(self.serve, dict):
+            raise ValueError(f"'serve' is {{\"content_type\": .., \"body\": ..}}, not {self.serve!r}")
         self.fired = 0
 
     def matches(self, method: str, path: str, body, authorized: bool) -> bool:
@@ -493,6 +508,19 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
         self.send_small(401, {"errors": [{"code": "DENIED", "message": EXPIRED_TOKEN}]},
                         {"WWW-Authenticate": challenge}, entry)
 
+    def answer_served(self, serve: dict, entry: dict):
+        data = str(serve.get("body", "")).encode()
+        self.send_response_only(200, "OK")
+        self.log_request(200)
+        self.send_header("Content-Type", serve.get("content_type", "application/octet-stream"))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Docker-Content-Digest", "sha256:" + hashlib.sha256(data).hexdigest())
+        self.end_headers()
+        entry["status"] = 200
+        if self.command != "HEAD":
+            self.wfile.write(data)
+            entry["bytes_out"] += len(data)
+
     def handle_one_request(self):
         try:
             super().handle_one_request()
@@ -507,7 +535,8 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             return self.testbed(url)
         repository = repository_of(self.path)
         entry = {"method": self.command, "path": self.path, "status": 0,
-                 "bytes_in": 0, "bytes_out": 0, "fault": None, "at": round(time.time(), 3)}
+                 "bytes_in": 0, "bytes_out": 0, "fault": None, "at": round(time.time(), 3),
+                 "authorized": self.headers.get("Authorization") is not None}
         started = time.monotonic()
         try:
             self.serve(repository, entry)
@@ -543,6 +572,15 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             for _ in body or ():
                 pass
             return self.answer_expired(entry)
+        if rule is not None and rule.redirect:
+            for _ in body or ():
+                pass
+            entry["location"] = rule.redirect
+            return self.send_small(307, {}, {"Location": rule.redirect}, entry)
+        if rule is not None and rule.serve:
+            for _ in body or ():
+                pass
+            return self.answer_served(rule.serve, entry)
         if self.answered_here(entry) or self.paged_tags(entry):
             for _ in body or ():
                 pass
@@ -639,15 +677,22 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             resp.read()  # the registry has acted; its answer never reaches the client
             entry["status"] = f"lost {resp.status}"
             self.reset(entry)
-        if resp.getheader("Location"):
-            entry["location"] = resp.getheader("Location")
+        location = resp.getheader("Location")
+        if location and rule is not None and rule.relocate:
+            moved = urllib.parse.urlsplit(location)
+            origin = urllib.parse.urlsplit(rule.relocate)
+            location = urllib.parse.urlunsplit(moved._replace(scheme=origin.scheme, netloc=origin.netloc))
+        if location:
+            entry["location"] = location
         if rule is not None and rule.delay_answer:
             time.sleep(rule.delay_answer)
         self.send_response_only(resp.status, resp.reason)
         self.log_request(resp.status)
         retyped = rule is not None and rule.content_type is not None
         for k, v in resp.getheaders():
-            if k.lower() not in HOP_BY_HOP and not (retyped and k.lower() == "content-type"):
+            if k.lower() == "location":
+                self.send_header(k, location)
+            elif k.lower() not in HOP_BY_HOP and not (retyped and k.lower() == "content-type"):
                 self.send_header(k, v)
         if retyped:
             self.send_header("Content-Type", rule.content_type)

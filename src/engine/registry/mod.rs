@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context as _};
 use futures_util::future::BoxFuture;
-use futures_util::StreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use self::limits::Gates;
 pub use self::limits::Limits;
@@ -30,6 +30,12 @@ use crate::registry::{Access, ManifestHead, RegistryClient, RegistryError, Scope
 
 /// How deep indexes may nest: deeper is a loop or an attack, not an image.
 const MAX_DEPTH: usize = 4;
+/// The most bytes of manifests one copy reads and holds (each is at most 4 MiB): a nested
+/// index of a few dozen platforms is well under 1 MiB, so only a hostile source comes near.
+const MAX_MANIFEST_BYTES_PER_COPY: usize = 64 << 20;
+/// Requests about an index's children (HEADs at the destination, reads at the source) under
+/// way at once, per index walked.
+const CHILD_REQUESTS: usize = 8;
 
 pub struct RegistryEngine<'a> {
     registry: &'a RegistryClient,
@@ -412,9 +418,18 @@ struct Plan {
     subjects: Vec<String>,
     /// The config digest of the first image manifest met.
     image_id: Option<String>,
+    /// Bytes of the manifests walked so far ([`MAX_MANIFEST_BYTES_PER_COPY`]).
+    manifest_bytes: usize,
 }
 
 impl Plan {
+    /// Counts a manifest of `bytes` walked; `false` once the copy's manifests pass
+    /// [`MAX_MANIFEST_BYTES_PER_COPY`].
+    fn read(&mut self, bytes: usize) -> bool {
+        self.manifest_bytes = self.manifest_bytes.saturating_add(bytes);
+        self.manifest_bytes <= MAX_MANIFEST_BYTES_PER_COPY
+    }
+
     fn blob(&mut self, blob: Descriptor) {
         if !self.blobs.iter().any(|known| known.digest == blob.digest) {
             self.blobs.push(blob);
@@ -501,7 +516,7 @@ impl Copying<'_> {
         if let Some(kind) = tree::unsupported(&top.bytes, &top.media_type) {
             bail!("'{}' {}", self.source.familiar(), kind.explain());
         }
-        let parsed = tree::parse(&top.bytes, &top.media_type).map_err(|detail| {
+        let parsed = tree::parse_checked(&top.bytes, &top.media_type).map_err(|detail| {
             anyhow!(
                 "cannot read the manifest of '{}': {detail}",
                 self.source.familiar()
@@ -619,6 +634,33 @@ impl Copying<'_> {
         })
     }
 
+    /// What `manifest` names, once it is known to be a kind ecrcp copies, within the copy's
+    /// budget of manifest bytes, and naming only digests ecrcp can check.
+    fn parse_within(&self, manifest: &RawManifest, plan: &mut Plan) -> anyhow::Result<Parsed> {
+        if let Some(kind) = tree::unsupported(&manifest.bytes, &manifest.media_type) {
+            bail!(
+                "manifest {} of '{}' {}",
+                manifest.digest,
+                self.source.familiar(),
+                kind.explain()
+            );
+        }
+        if !plan.read(manifest.bytes.len()) {
+            bail!(
+                "'{}' is made of more than {} MiB of manifests\nnote: ecrcp reads at most that much for one copy, so that a source cannot make it hold without bound; no real image comes near",
+                self.source.familiar(),
+                MAX_MANIFEST_BYTES_PER_COPY >> 20
+            );
+        }
+        tree::parse_checked(&manifest.bytes, &manifest.media_type).map_err(|detail| {
+            anyhow!(
+                "cannot read manifest {} of '{}': {detail}",
+                manifest.digest,
+                self.source.familiar()
+            )
+        })
+    }
+
     /// Collects the blobs and child manifests of `manifest`. Children the destination holds
     /// already are complete there (a registry takes a manifest only once it has what it
     /// names), so they are neither read nor sent: a rerun spends no pulls on them.
@@ -629,21 +671,7 @@ impl Copying<'_> {
         depth: usize,
     ) -> BoxFuture<'s, anyhow::Result<()>> {
         Box::pin(async move {
-            if let Some(kind) = tree::unsupported(&manifest.bytes, &manifest.media_type) {
-                bail!(
-                    "manifest {} of '{}' {}",
-                    manifest.digest,
-                    self.source.familiar(),
-                    kind.explain()
-                );
-            }
-            let parsed = tree::parse(&manifest.bytes, &manifest.media_type).map_err(|detail| {
-                anyhow!(
-                    "cannot read manifest {} of '{}': {detail}",
-                    manifest.digest,
-                    self.source.familiar()
-                )
-            })?;
+            let parsed = self.parse_within(manifest, plan)?;
             let children = match parsed {
                 Parsed::Image { config, layers } => {
                     plan.image_id.get_or_insert_with(|| config.digest.clone());
@@ -672,14 +700,23 @@ impl Copying<'_> {
                 .collect();
             plan.subjects
                 .extend(children.iter().map(|child| child.digest.clone()));
-            // The children are asked about, and read, side by side: each is a round trip.
-            let present = futures_util::future::try_join_all(children.iter().map(|child| async move {
-                self.registry()
-                    .head_manifest_as(self.destination, &self.destination_scopes, &child.digest)
-                    .await
-                    .with_context(|| format!("cannot check '{}'", self.destination.familiar()))
-            }))
-            .await?;
+            // The children are asked about, and read, side by side (each is a round trip),
+            // a few at a time: an index may name hundreds.
+            let heads: Vec<BoxFuture<'_, anyhow::Result<Option<ManifestHead>>>> = children
+                .iter()
+                .map(|child| {
+                    Box::pin(async move {
+                        self.registry()
+                            .head_manifest_as(self.destination, &self.destination_scopes, &child.digest)
+                            .await
+                            .with_context(|| format!("cannot check '{}'", self.destination.familiar()))
+                    }) as BoxFuture<'_, _>
+                })
+                .collect();
+            let present: Vec<Option<ManifestHead>> = futures_util::stream::iter(heads)
+                .buffered(CHILD_REQUESTS)
+                .try_collect()
+                .await?;
             let missing: Vec<&Descriptor> = children
                 .iter()
                 .zip(present)
@@ -694,19 +731,27 @@ impl Copying<'_> {
                 .lock()
                 .expect("pull meter poisoned")
                 .reserve(unread as u64)?;
-            let read = futures_util::future::try_join_all(missing.iter().map(|child| {
-                self.children
-                    .get_or_try(child.digest.clone(), move || async move {
-                        self.fetch(&child.digest, 0).await?.ok_or_else(|| {
-                            anyhow!(
-                                "'{}' names a manifest {} it does not serve",
-                                self.source.familiar(),
-                                child.digest
-                            )
-                        })
-                    })
-            }))
-            .await?;
+            let reads: Vec<BoxFuture<'_, anyhow::Result<RawManifest>>> = missing
+                .iter()
+                .map(|child| {
+                    Box::pin(
+                        self.children
+                            .get_or_try(child.digest.clone(), move || async move {
+                                self.fetch(&child.digest, 0).await?.ok_or_else(|| {
+                                    anyhow!(
+                                        "'{}' names a manifest {} it does not serve",
+                                        self.source.familiar(),
+                                        child.digest
+                                    )
+                                })
+                            }),
+                    ) as BoxFuture<'_, _>
+                })
+                .collect();
+            let read: Vec<RawManifest> = futures_util::stream::iter(reads)
+                .buffered(CHILD_REQUESTS)
+                .try_collect()
+                .await?;
             for raw in read {
                 self.walk(&raw, plan, depth + 1).await?;
                 plan.manifests.push(raw);
@@ -790,6 +835,15 @@ pub struct TagHeld {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_reads_manifests_up_to_its_budget() {
+        let mut plan = Plan::default();
+        assert!(plan.read(MAX_MANIFEST_BYTES_PER_COPY - 1));
+        assert!(plan.read(1));
+        assert!(!plan.read(1));
+        assert!(!plan.read(usize::MAX));
+    }
 
     #[test]
     fn reads_beyond_the_booking_are_taken_from_the_budget_before_they_run() {

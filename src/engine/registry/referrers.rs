@@ -167,8 +167,10 @@ impl Copying<'_> {
                 .ok_or_else(|| anyhow!("the source lists its referrers but does not serve the list"))?;
             (raw.bytes.clone(), Some((raw, source.held)))
         };
-        let Ok(Parsed::Index { children: referrers }) = tree::parse(&listed, OCI_INDEX) else {
-            return Err(anyhow!("the source's referrers list is not an index"));
+        let referrers = match tree::parse_checked(&listed, OCI_INDEX) {
+            Ok(Parsed::Index { children }) => children,
+            Ok(Parsed::Image { .. }) => return Err(anyhow!("the source's referrers list is not an index")),
+            Err(detail) => return Err(anyhow!("the source's referrers list is refused: {detail}")),
         };
         let mut copied = Vec::new();
         let mut indexed = true;

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
+use crate::registry::digest;
 use crate::registry::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 
 /// A content descriptor, as manifests hold them.
@@ -136,6 +137,38 @@ pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
     let mut layers = document.layers;
     layers.extend(document.blobs);
     Ok(Parsed::Image { config, layers })
+}
+
+/// The most children ecrcp reads of one index: every one is a request at the destination and
+/// maybe a manifest read, and a 4 MiB index could name tens of thousands. Real indexes name a
+/// few dozen (each platform and its attestation).
+pub const MAX_CHILDREN: usize = 500;
+
+/// Reads a manifest served as `media_type`, as [`parse`], and refuses it when a digest it
+/// names is not one ecrcp can check (each of them goes into request paths and fetches) or
+/// when it is an index of more than [`MAX_CHILDREN`] children.
+pub fn parse_checked(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
+    let parsed = parse(bytes, media_type)?;
+    match &parsed {
+        Parsed::Index { children } if children.len() > MAX_CHILDREN => {
+            return Err(format!(
+                "it names {} children, more than the {MAX_CHILDREN} ecrcp reads of one index",
+                children.len()
+            ));
+        }
+        Parsed::Index { children } => {
+            for child in children {
+                digest::checked("child", &child.digest)?;
+            }
+        }
+        Parsed::Image { config, layers } => {
+            digest::checked("config", &config.digest)?;
+            for layer in layers {
+                digest::checked("layer", &layer.digest)?;
+            }
+        }
+    }
+    Ok(parsed)
 }
 
 /// Whether a layer lives outside registries (Windows base layers): registries accept
@@ -360,6 +393,65 @@ mod tests {
                 assert!(!refused.contains("names no config"), "{refused}");
                 assert!(refused.contains("are not supported by"), "{refused}");
                 assert!(refused.contains("\nnote: "), "the way out: {refused}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_manifest_naming_a_digest_ecrcp_cannot_check_or_too_many_children_is_refused_whole() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        let index = |child: &str| {
+            format!(
+                r#"{{"mediaType":"{OCI_INDEX}","manifests":[{{"digest":"{good}","size":1}},{{"digest":"{child}","size":1}}]}}"#
+            )
+        };
+        let many = |count: usize| {
+            let children: Vec<String> = (0..count)
+                .map(|n| format!(r#"{{"digest":"sha256:{n:064x}","size":1}}"#))
+                .collect();
+            format!(
+                r#"{{"mediaType":"{OCI_INDEX}","manifests":[{}]}}"#,
+                children.join(",")
+            )
+        };
+        let image = |config: &str, layer: &str| {
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"digest":"{config}"}},"layers":[{{"digest":"{layer}"}}],"blobs":[]}}"#
+            )
+        };
+        let cases = [
+            (index(&good), None),
+            (
+                index("sha256:../../other/manifests/latest"),
+                Some("its child 'sha256:../../other/manifests/latest'"),
+            ),
+            (
+                index("md5:d41d8cd98f00b204e9800998ecf8427e"),
+                Some("its child 'md5:"),
+            ),
+            (
+                index(&format!("sha512:{}", "b".repeat(128))),
+                Some("its child 'sha512:"),
+            ),
+            (image(&good, &good), None),
+            (image("sha256:../x", &good), Some("its config 'sha256:../x'")),
+            (image(&good, "sha256:abc"), Some("its layer 'sha256:abc'")),
+            (many(MAX_CHILDREN), None),
+            (
+                many(MAX_CHILDREN + 1),
+                Some("it names 501 children, more than the 500 ecrcp reads of one index"),
+            ),
+        ];
+        for (manifest, refusal) in cases {
+            // Each says what it is.
+            let parsed = parse_checked(manifest.as_bytes(), "application/octet-stream");
+            match refusal {
+                None => assert!(parsed.is_ok(), "{manifest}: {parsed:?}"),
+                Some(start) => {
+                    let shown = &manifest[..manifest.len().min(200)];
+                    let error = parsed.err().unwrap_or_else(|| panic!("accepted: {shown}"));
+                    assert!(error.starts_with(start), "{manifest}: {error}");
+                }
             }
         }
     }
