@@ -1,6 +1,6 @@
 //! The docker engine: pulls the source with the docker CLI (taking turns per local image
-//! name), tags it as the destination, pushes it (taking turns per repository, from its
-//! creation to a rollback), verifies what the registry then serves, and removes the
+//! name), tags it as the destination, pushes it (copies into one repository side by side;
+//! they take turns only to create it), verifies what the registry then serves, and removes the
 //! temporary tag. One platform per copy; docker re-compresses layers, so the destination's
 //! digest is docker's own. Several destinations of one source: one pull, then a tag and a
 //! push for each.
