@@ -89,9 +89,8 @@ impl Platform {
             ("x86_64" | "x86-64" | "amd64", Some(variant)) => ("amd64".to_owned(), Some(variant.to_owned())),
             ("aarch64" | "arm64", Some("8" | "v8" | "v8.0") | None) => ("arm64".to_owned(), None),
             ("aarch64" | "arm64", Some(variant)) => ("arm64".to_owned(), Some(variant.to_owned())),
-            ("armhf", _) => ("arm".to_owned(), Some("v7".to_owned())),
+            ("armhf", _) | ("arm", None | Some("7")) => ("arm".to_owned(), Some("v7".to_owned())),
             ("armel", _) => ("arm".to_owned(), Some("v6".to_owned())),
-            ("arm", None | Some("7")) => ("arm".to_owned(), Some("v7".to_owned())),
             ("arm", Some(variant @ ("5" | "6" | "8"))) => ("arm".to_owned(), Some(format!("v{variant}"))),
             (architecture, variant) => (architecture.to_owned(), variant.map(str::to_owned)),
         };

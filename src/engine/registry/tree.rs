@@ -34,6 +34,7 @@ pub use crate::platform::Platform;
 
 /// What a manifest is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per manifest read, moved once
 pub enum Parsed {
     /// An index (or Docker manifest list): its children.
     Index { children: Vec<Descriptor> },
