@@ -25,7 +25,7 @@ pub struct CopyJob {
 pub struct JobSettings {
     /// Which engine moves the bytes.
     pub engine: EngineKind,
-    /// `os/arch[/variant]` platforms to copy. Empty: the docker daemon's own platform with
+    /// `os/arch[/variant][:osversion]` platforms to copy (`crate::platform`). Empty: the docker daemon's own platform with
     /// the docker engine, every platform with the registry engine. The docker engine takes
     /// one at most.
     pub platforms: Vec<String>,
