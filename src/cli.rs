@@ -233,7 +233,7 @@ pub struct EngineArgs {
     )]
     pub engine: EngineArg,
 
-    /// Platform to copy, as os/arch[/variant] (default: the docker daemon's with the docker
+    /// Platform to copy, as os/arch[/variant][:osversion] (default: the docker daemon's with the docker
     /// engine, every platform with the registry engine). Repeatable with the registry engine:
     /// a subset of an index is written as a new index, so its digest differs from the source's
     #[arg(long, value_name = "OS/ARCH", action = ArgAction::Append)]

@@ -26,6 +26,7 @@ pub mod logging;
 pub mod login;
 pub mod net_timeouts;
 pub mod plan;
+pub mod platform;
 pub mod plugin;
 pub mod process;
 pub mod progress;

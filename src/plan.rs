@@ -25,9 +25,9 @@ pub struct CopyJob {
 pub struct JobSettings {
     /// Which engine moves the bytes.
     pub engine: EngineKind,
-    /// `os/arch[/variant]` platforms to copy. Empty: the docker daemon's own platform with
-    /// the docker engine, every platform with the registry engine. The docker engine takes
-    /// one at most.
+    /// `os/arch[/variant][:osversion]` platforms to copy (`crate::platform`), as written.
+    /// Empty: the docker daemon's own platform with the docker engine, every platform with
+    /// the registry engine. The docker engine takes one at most.
     pub platforms: Vec<String>,
     /// Copy the referrers (signatures, SBOMs, attestations) along; registry engine only.
     pub referrers: bool,

@@ -8,8 +8,8 @@ use crate::plan::{Encryption, RepositorySettings};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SettingsError {
-    #[error("invalid platform '{0}': expected os/arch or os/arch/variant, like linux/amd64 or linux/arm/v7")]
-    Platform(String),
+    #[error(transparent)]
+    Platform(#[from] crate::platform::PlatformError),
     #[error("invalid repository tag '{0}': expected KEY=VALUE with a non-empty key")]
     RepositoryTag(String),
     #[error("a KMS key needs kms encryption, not aes256")]
@@ -37,18 +37,11 @@ pub struct RepositoryInput<'a> {
     pub tags: Vec<(String, String)>,
 }
 
-/// `os/arch` or `os/arch/variant`.
+/// `os/arch[/variant][:osversion]` (`crate::platform`), kept as written: the ledger knows
+/// copies by it, and every comparison normalises it.
 pub fn platform(text: &str) -> Result<String, SettingsError> {
-    let parts: Vec<&str> = text.split('/').collect();
-    let well_formed = (2..=3).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-    if well_formed {
-        Ok(text.to_owned())
-    } else {
-        Err(SettingsError::Platform(text.to_owned()))
-    }
+    crate::platform::Platform::parse(text)?;
+    Ok(text.to_owned())
 }
 
 /// `KEY=VALUE`, as given to `--repository-tag`.
@@ -98,13 +91,28 @@ mod tests {
 
     #[test]
     fn platforms() {
-        for good in ["linux/amd64", "linux/arm/v7", "windows/amd64"] {
+        for good in [
+            "linux/amd64",
+            "linux/arm/v7",
+            "windows/amd64",
+            "linux/x86_64",
+            "windows/amd64:10.0.20348",
+        ] {
             assert_eq!(platform(good), Ok(good.to_owned()));
         }
-        for bad in ["linux", "linux/", "/amd64", "linux/arm/v7/x", "linux amd64"] {
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/arm/v7/x",
+            "linux amd64",
+            "windows/amd64:x",
+        ] {
             assert_eq!(
                 platform(bad),
-                Err(SettingsError::Platform(bad.to_owned())),
+                Err(SettingsError::Platform(crate::platform::PlatformError(
+                    bad.to_owned()
+                ))),
                 "{bad}"
             );
         }

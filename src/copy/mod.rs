@@ -1,7 +1,7 @@
 //! One copy, in two steps. `check` asks the registries with HEAD requests only: does the
 //! source exist, what does the destination hold, is a copy needed. `finish` acts on that:
 //! compares or asks where needed, then hands the transfer to the job's engine (`engine`),
-//! rolls back a repository a failed transfer created, and records the result in the
+//! removes again a repository the run created that no copy landed in, and records the result in the
 //! ledger. The decision is the same for every engine; only the moving of bytes differs.
 //! `finish_group` does the same for several destinations of one source, the engine reading
 //! the source once for all that need a copy. Emits events; never prints.
@@ -17,8 +17,7 @@ use crate::docker::{DockerError, DockerRunner};
 use crate::ecr::Ecr;
 use crate::engine::docker::DockerEngine;
 use crate::engine::registry::RegistryEngine;
-use crate::engine::turns::Turns;
-use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repository, Transfer};
+use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repositories, Repository, Transfer};
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
 use crate::plan::{CopyJob, CopyOptions, EngineKind};
@@ -135,8 +134,9 @@ pub struct Copier<'a> {
     logins: Arc<Logins<'a>>,
     docker_engine: DockerEngine<'a>,
     registry_engine: RegistryEngine<'a>,
-    /// Turns per destination repository, from its creation to a rollback.
-    repositories: Turns,
+    /// What the run knows of each destination repository: made once, removed again only
+    /// when no copy landed there.
+    repositories: Repositories,
     /// Docker Hub pulls spent so far, and the budget's room beyond each copy's booking.
     pulls: Pulls,
     /// What each source's HEAD said this run: one HEAD however many destinations.
@@ -176,7 +176,7 @@ impl<'a> Copier<'a> {
             docker_engine: DockerEngine::new(docker, registry, Arc::clone(&logins)),
             registry_engine: RegistryEngine::new(registry, options.transfers),
             logins,
-            repositories: Turns::default(),
+            repositories: Repositories::default(),
             pulls: Pulls::default(),
             source_heads: Memo::default(),
             source_configs: Memo::default(),
@@ -350,8 +350,8 @@ impl<'a> Copier<'a> {
                     .map(|delivered| self.delivered(job, destination, *why, delivered)),
             );
         } else if let Some((first, _)) = moving.first() {
-            // Destinations in one repository (two tags, say) share its turn: a turn per
-            // destination would have the second wait for the first to end, inside one transfer.
+            // Destinations in one repository (two tags, say) share one handle: it ends once,
+            // landed when any of them landed.
             let mut keys: Vec<String> = Vec::new();
             let mut repositories: Vec<Repository> = Vec::new();
             let mut shared: Vec<usize> = Vec::with_capacity(moving.len());
@@ -385,16 +385,12 @@ impl<'a> Copier<'a> {
             let job = members[*first].job;
             tracing::debug!(image = %job.source, destinations = moving.len(), engine = self.engine(job).name(), "one read into several destinations");
             let delivered = self.engine(job).transfer_many(transfers).await;
-            // A repository is removed again only when no copy landed in it.
             for (repository_index, repository) in repositories.iter().enumerate() {
-                let all_failed = shared
+                let landed = shared
                     .iter()
                     .zip(&delivered)
-                    .filter(|(shared, _)| **shared == repository_index)
-                    .all(|(_, delivered)| delivered.is_err());
-                if all_failed {
-                    repository.roll_back().await;
-                }
+                    .any(|(shared, delivered)| *shared == repository_index && delivered.is_ok());
+                repository.end(landed).await;
             }
             for ((index, why), delivered) in moving.iter().zip(delivered) {
                 let member = &members[*index];
@@ -503,8 +499,8 @@ impl<'a> Copier<'a> {
         }
     }
 
-    /// Hands the copy to its engine; removes the repository again if the engine created it
-    /// and the copy failed.
+    /// Hands the copy to its engine; removes the repository again if the run created it and
+    /// no copy landed there.
     async fn transfer(
         &self,
         job: &CopyJob,
@@ -521,9 +517,7 @@ impl<'a> Copier<'a> {
         };
         let transfer = self.transfer_of(&member, &repository);
         let delivered = self.engine(job).transfer(transfer).await;
-        if delivered.is_err() {
-            repository.roll_back().await;
-        }
+        repository.end(delivered.is_ok()).await;
         delivered.map_err(|error| with_renewal(error, check))
     }
 

@@ -202,17 +202,57 @@ impl Pulls {
     }
 }
 
-/// The destination's repository during one transfer: created (in ECR) on first `ensure`,
-/// and removed again by the copier if the transfer that created it fails. Transfers into
-/// one repository take turns from `ensure` until the repository is dropped, so that a
-/// rollback never deletes a repository another copy of the run is writing into.
+/// What the copies of one run know of a destination repository, read and changed under its
+/// turn. The turn is held only while the repository is made or removed: copies into one
+/// repository write side by side, and a failed copy removes a repository the run created
+/// only when it is the last copy in it and none landed there.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Shared {
+    /// It is known to exist: later copies need not ask ECR again.
+    exists: bool,
+    /// This run created it.
+    created: bool,
+    /// Copies that made sure of it and have not ended yet.
+    writing: usize,
+    /// A copy ended well in it.
+    landed: bool,
+}
+
+impl Shared {
+    /// A copy that made sure the repository exists (`created`: by this very call) starts
+    /// writing into it.
+    fn join(&mut self, created: bool) {
+        self.exists = true;
+        self.created |= created;
+        self.writing += 1;
+    }
+
+    /// A copy that joined ended (`landed`: well); whether the repository is to be removed
+    /// now. Then the run forgets it: a later copy makes it anew.
+    fn leave(&mut self, landed: bool) -> bool {
+        self.writing = self.writing.saturating_sub(1);
+        self.landed |= landed;
+        let remove = self.created && !self.landed && self.writing == 0;
+        if remove {
+            *self = Shared::default();
+        }
+        remove
+    }
+}
+
+/// The destination repositories of one run, each with its turn.
+pub type Repositories = Turns<Shared>;
+
+/// The destination's repository during one transfer (or several into one repository):
+/// created (in ECR) on first `ensure`, and removed again by `end` if the run created it and
+/// no copy landed there.
 pub struct Repository<'a> {
     destination: &'a Reference,
     ecr: Option<&'a Ecr>,
     settings: &'a crate::plan::RepositorySettings,
-    turns: &'a Turns,
-    turn: tokio::sync::Mutex<Option<tokio::sync::OwnedMutexGuard<()>>>,
-    created: Mutex<bool>,
+    repositories: &'a Repositories,
+    /// Whether this handle counts among the repository's writers.
+    joined: tokio::sync::Mutex<bool>,
 }
 
 impl<'a> Repository<'a> {
@@ -220,53 +260,127 @@ impl<'a> Repository<'a> {
         destination: &'a Reference,
         ecr: Option<&'a Ecr>,
         settings: &'a crate::plan::RepositorySettings,
-        turns: &'a Turns,
+        repositories: &'a Repositories,
     ) -> Self {
         Repository {
             destination,
             ecr,
             settings,
-            turns,
-            turn: tokio::sync::Mutex::new(None),
-            created: Mutex::new(false),
+            repositories,
+            joined: tokio::sync::Mutex::new(false),
         }
     }
 
-    /// Takes this repository's turn, and makes sure it exists: ECR repositories are created
-    /// with the job's settings; other registries create them on the first write.
+    fn ecr(&self) -> Option<(EcrHost, &'a Ecr)> {
+        EcrHost::parse(self.destination.registry()).zip(self.ecr)
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.destination.registry(),
+            self.destination.repository()
+        )
+    }
+
+    /// Makes sure the repository exists: ECR repositories are created with the job's
+    /// settings; other registries create them on the first write, and nothing of theirs is
+    /// removed, so copies into them need no turn at all.
     pub async fn ensure(&self) -> anyhow::Result<()> {
-        {
-            let mut turn = self.turn.lock().await;
-            if turn.is_none() {
-                let key = format!(
-                    "{}/{}",
-                    self.destination.registry(),
-                    self.destination.repository()
-                );
-                *turn = Some(self.turns.take(&key).await);
-            }
-        }
-        let Some((host, ecr)) = EcrHost::parse(self.destination.registry()).zip(self.ecr) else {
+        let Some((host, ecr)) = self.ecr() else {
             return Ok(());
         };
-        let created = ecr
-            .ensure_repository(&host, self.destination.repository(), self.settings)
-            .await
-            .with_context(|| format!("cannot create repository '{}'", self.destination.repository()))?;
-        if created {
-            *self.created.lock().expect("repository flag poisoned") = true;
+        let mut joined = self.joined.lock().await;
+        if *joined {
+            return Ok(());
         }
+        let mut shared = self.repositories.take(&self.key()).await;
+        let created = if shared.exists {
+            false
+        } else {
+            ecr.ensure_repository(&host, self.destination.repository(), self.settings)
+                .await
+                .with_context(|| format!("cannot create repository '{}'", self.destination.repository()))?
+        };
+        shared.join(created);
+        *joined = true;
         Ok(())
     }
 
-    /// Removes the repository if `ensure` created it (and it is still empty).
-    pub async fn roll_back(&self) {
-        let created = *self.created.lock().expect("repository flag poisoned");
-        if let (true, Some((host, ecr))) =
-            (created, EcrHost::parse(self.destination.registry()).zip(self.ecr))
-        {
+    /// Says how the copies through this handle ended (`landed`: at least one well). The last
+    /// copy to end in a repository the run created removes it again (if it is still empty)
+    /// when none landed there.
+    pub async fn end(&self, landed: bool) {
+        let mut joined = self.joined.lock().await;
+        if !std::mem::take(&mut *joined) {
+            return;
+        }
+        let Some((host, ecr)) = self.ecr() else {
+            return;
+        };
+        let mut shared = self.repositories.take(&self.key()).await;
+        if shared.leave(landed) {
             ecr.delete_empty_repository(&host, self.destination.repository())
                 .await;
+        } else if !landed {
+            tracing::debug!(
+                repository = self.destination.repository(),
+                writing = shared.writing,
+                landed = shared.landed,
+                "a failed copy leaves the repository to the others"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shared;
+
+    #[test]
+    fn a_created_repository_is_removed_by_the_last_copy_to_end_when_none_landed() {
+        // Copies joining (true: created it) and leaving (true: landed); whether each leave
+        // removes the repository.
+        enum Step {
+            Join(bool),
+            Leave(bool, bool),
+        }
+        use Step::{Join, Leave};
+        let cases: &[(&str, &[Step])] = &[
+            ("the creator fails alone", &[Join(true), Leave(false, true)]),
+            ("the creator lands", &[Join(true), Leave(true, false)]),
+            ("not created by the run", &[Join(false), Leave(false, false)]),
+            (
+                "the creator fails while another writes, which then lands",
+                &[Join(true), Join(false), Leave(false, false), Leave(true, false)],
+            ),
+            (
+                "the creator fails after another landed",
+                &[Join(true), Join(false), Leave(true, false), Leave(false, false)],
+            ),
+            (
+                "both fail: the last one out removes it",
+                &[Join(true), Join(false), Leave(false, false), Leave(false, true)],
+            ),
+            (
+                "removed, then made anew by a later copy that fails",
+                &[Join(true), Leave(false, true), Join(true), Leave(false, true)],
+            ),
+            (
+                "removed, then found by a later copy that did not make it",
+                &[Join(true), Leave(false, true), Join(false), Leave(false, false)],
+            ),
+        ];
+        for (name, steps) in cases {
+            let mut shared = Shared::default();
+            for (index, step) in steps.iter().enumerate() {
+                match *step {
+                    Join(created) => shared.join(created),
+                    Leave(landed, removes) => {
+                        assert_eq!(shared.leave(landed), removes, "{name}: step {index}");
+                    }
+                }
+            }
         }
     }
 }

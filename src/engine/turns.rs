@@ -1,16 +1,22 @@
 //! Turns: one async mutex per key, so that jobs of one run that touch the same thing (a
 //! local image name, a destination repository) wait for each other while the rest run on.
+//! The mutex may guard what the run knows of that thing (`T`), read and changed in turn.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// One async mutex per key, made on first use, so that the jobs of a run that touch the
 /// same thing take turns while the others run on.
-#[derive(Default)]
-pub struct Turns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+pub struct Turns<T = ()>(Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>);
 
-impl Turns {
-    pub async fn take(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+impl<T> Default for Turns<T> {
+    fn default() -> Self {
+        Turns(Mutex::default())
+    }
+}
+
+impl<T: Default> Turns<T> {
+    pub async fn take(&self, key: &str) -> tokio::sync::OwnedMutexGuard<T> {
         let turn = Arc::clone(
             self.0
                 .lock()

@@ -240,19 +240,36 @@ impl RegistryClient {
 }
 
 /// When an upload's body last moved: the HTTP client takes a piece only once it has room to
-/// send it, so a registry that stops reading stops the pieces too.
+/// send it, so a registry that stops reading stops the pieces too. While the client asks for
+/// a piece that is not there yet (the source, or another destination fed by the same read,
+/// holds it up), the registry is not the one silent: its clock does not run.
 #[derive(Clone)]
-struct Activity(Arc<Mutex<(Instant, bool)>>);
+struct Activity(Arc<Mutex<Moved>>);
+
+/// What an upload's body did last.
+#[derive(Clone, Copy)]
+struct Moved {
+    at: Instant,
+    /// The body ended: the answer is awaited.
+    done: bool,
+    /// The client asked for the next piece, and it is not there yet.
+    waiting: bool,
+}
 
 impl Default for Activity {
     fn default() -> Self {
-        Activity(Arc::new(Mutex::new((Instant::now(), false))))
+        Activity(Arc::new(Mutex::new(Moved {
+            at: Instant::now(),
+            done: false,
+            waiting: false,
+        })))
     }
 }
 
 impl Activity {
-    /// `body`, noting each piece the client takes, and its end: the stream's, or its `size`th
-    /// byte, after which an HTTP client that sent a Content-Length asks for no more.
+    /// `body`, noting each piece the client takes, each it asks for in vain, and its end: the
+    /// stream's, or its `size`th byte, after which an HTTP client that sent a Content-Length
+    /// asks for no more.
     fn watch<S, E>(&self, body: S, size: u64) -> impl futures_util::Stream<Item = S::Item> + Send + 'static
     where
         S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
@@ -262,12 +279,14 @@ impl Activity {
         let mut taken = 0u64;
         futures_util::stream::poll_fn(move |cx| {
             let polled = body.as_mut().poll_next(cx);
+            let mut moved = activity.0.lock().expect("upload activity poisoned");
+            moved.at = Instant::now();
+            moved.waiting = polled.is_pending();
             if let Poll::Ready(piece) = &polled {
                 if let Some(Ok(piece)) = piece {
                     taken += piece.len() as u64;
                 }
-                let ended = piece.is_none() || taken >= size;
-                *activity.0.lock().expect("upload activity poisoned") = (Instant::now(), ended);
+                moved.done = piece.is_none() || taken >= size;
             }
             polled
         })
@@ -275,16 +294,21 @@ impl Activity {
 
     /// Whether the client took the body's end: all of it was sent.
     fn ended(&self) -> bool {
-        self.0.lock().expect("upload activity poisoned").1
+        self.0.lock().expect("upload activity poisoned").done
     }
 
-    /// Resolves with the limit that ran out once the body takes no byte for the idle limit,
-    /// or, after its last byte, no answer comes within the answer limit.
+    /// Resolves with the limit that ran out once the body takes no byte for the idle limit
+    /// while one is there to take, or, after its last byte, no answer comes within the
+    /// answer limit.
     async fn silence(&self, idle: Duration, answer: Duration) -> Duration {
         loop {
-            let (last, done) = *self.0.lock().expect("upload activity poisoned");
-            let limit = if done { answer } else { idle };
-            let deadline = last + limit;
+            let moved = *self.0.lock().expect("upload activity poisoned");
+            let limit = if moved.done { answer } else { idle };
+            if moved.waiting {
+                tokio::time::sleep(limit).await;
+                continue;
+            }
+            let deadline = moved.at + limit;
             if Instant::now() >= deadline {
                 return limit;
             }
@@ -502,6 +526,39 @@ mod tests {
         let ended = Instant::now();
         assert_eq!(activity.silence(idle, answer).await, answer);
         assert!(ended.elapsed() >= answer, "{:?}", ended.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_upload_waiting_for_its_next_piece_is_not_silent() {
+        let (idle, answer) = (Duration::from_millis(200), Duration::from_millis(400));
+        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+        let activity = Activity::default();
+        let mut body = Box::pin(activity.watch(
+            futures_util::stream::unfold(
+                receiver,
+                |mut r| async move { r.recv().await.map(|piece| (piece, r)) },
+            ),
+            2,
+        ));
+        // The client asks for a piece that comes three idle limits later (the source, or a
+        // stalled destination beside it, holds the read up): the registry was not silent.
+        // The clock runs in a task of its own, as it does beside the HTTP client's.
+        let watcher = activity.clone();
+        let silence = tokio::spawn(async move { watcher.silence(idle, answer).await });
+        let late = async {
+            tokio::time::sleep(idle * 3).await;
+            sender.send(Ok(bytes::Bytes::from_static(b"x"))).await.unwrap();
+        };
+        let (piece, ()) = tokio::join!(futures_util::StreamExt::next(&mut body), late);
+        assert!(piece.is_some());
+        assert!(
+            !silence.is_finished(),
+            "an upload waiting for its next piece was called silent"
+        );
+        // Once it has its piece and asks for no other, its clock runs again.
+        let taken = Instant::now();
+        assert_eq!(silence.await.unwrap(), idle);
+        assert!(taken.elapsed() >= idle / 2, "{:?}", taken.elapsed());
     }
 
     #[test]

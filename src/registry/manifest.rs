@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::platform::Platform;
+
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -60,13 +62,6 @@ struct Descriptor {
     platform: Option<Platform>,
 }
 
-#[derive(Debug, Deserialize)]
-struct Platform {
-    os: String,
-    architecture: String,
-    variant: Option<String>,
-}
-
 /// What a manifest body says about the image it describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
@@ -76,7 +71,8 @@ pub enum Parsed {
     Index { child: Option<String> },
 }
 
-/// Reads a manifest body. `platform` is `os/arch[/variant]` and picks the child of an index.
+/// Reads a manifest body. `platform` is `os/arch[/variant][:osversion]` and picks the child
+/// of an index that serves it best (`crate::platform`), as the registry engine picks it.
 pub fn parse(body: &[u8], content_type: Option<&str>, platform: &str) -> Result<Parsed, String> {
     let document: Document =
         serde_json::from_slice(body).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
@@ -88,17 +84,11 @@ pub fn parse(body: &[u8], content_type: Option<&str>, platform: &str) -> Result<
         || media_type.starts_with(DOCKER_MANIFEST_LIST)
         || (document.manifests.is_some() && document.config.is_none());
     if is_index {
-        let child = document
-            .manifests
-            .unwrap_or_default()
-            .into_iter()
-            .find(|descriptor| {
-                descriptor
-                    .platform
-                    .as_ref()
-                    .is_some_and(|candidate| platform_matches(candidate, platform))
-            })
-            .map(|descriptor| descriptor.digest);
+        let wanted = Platform::parse(platform).map_err(|error| error.to_string())?;
+        let children = document.manifests.unwrap_or_default();
+        let child = wanted
+            .best(&children, |descriptor| descriptor.platform.as_ref())
+            .map(|descriptor| descriptor.digest.clone());
         return Ok(Parsed::Index { child });
     }
     match document.config {
@@ -109,16 +99,6 @@ pub fn parse(body: &[u8], content_type: Option<&str>, platform: &str) -> Result<
     }
 }
 
-fn platform_matches(candidate: &Platform, wanted: &str) -> bool {
-    let mut parts = wanted.split('/');
-    let os = parts.next().unwrap_or_default();
-    let architecture = parts.next().unwrap_or_default();
-    let variant = parts.next();
-    candidate.os == os
-        && candidate.architecture == architecture
-        && (variant.is_none() || candidate.variant.as_deref() == variant)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,8 +106,11 @@ mod tests {
     const INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json",
         "manifests":[
           {"digest":"sha256:amd","platform":{"os":"linux","architecture":"amd64"}},
+          {"digest":"sha256:armv6","platform":{"os":"linux","architecture":"arm","variant":"v6"}},
           {"digest":"sha256:armv7","platform":{"os":"linux","architecture":"arm","variant":"v7"}},
-          {"digest":"sha256:arm64","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}"#;
+          {"digest":"sha256:arm64","platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+          {"digest":"sha256:ltsc2019","platform":{"os":"windows","architecture":"amd64","os.version":"10.0.17763.5576"}},
+          {"digest":"sha256:ltsc2022","platform":{"os":"windows","architecture":"amd64","os.version":"10.0.20348.2113"}}]}"#;
     const IMAGE: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
         "config":{"digest":"sha256:cfg"},"layers":[]}"#;
 
@@ -138,7 +121,12 @@ mod tests {
             ("linux/arm/v7", Some("sha256:armv7")),
             ("linux/arm64", Some("sha256:arm64")),
             ("linux/arm64/v8", Some("sha256:arm64")),
-            ("windows/amd64", None),
+            ("linux/aarch64", Some("sha256:arm64")),
+            ("linux/arm", Some("sha256:armv7")),
+            ("linux/x86_64", Some("sha256:amd")),
+            ("windows/amd64:10.0.20348", Some("sha256:ltsc2022")),
+            ("windows/amd64", Some("sha256:ltsc2019")),
+            ("linux/s390x", None),
         ];
         for (platform, child) in cases {
             assert_eq!(

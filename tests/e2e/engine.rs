@@ -633,6 +633,74 @@ fn registry_engine_narrows_to_repeated_platform_options() {
     assert_eq!(children(&bed.manifest(ECR, &repo, "two")), source_children[..2]);
 }
 
+/// `--platform` is read as containerd reads it: a Windows build picks that build's child,
+/// not the first Windows one; a bare `arm` is arm/v7, not the first arm child; `aarch64` is
+/// arm64. A later `-u` compares configs with the same choice, so nothing is copied again.
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_picks_the_child_containerd_would() {
+    let bed = Bed::get("engine-containerd-platforms");
+    let repo = bed.unique("e2e/engine-containerd-platforms");
+    bed.push_index(
+        HUB,
+        HUB_ADMIN,
+        &repo,
+        "1",
+        "1",
+        "windows/amd64:10.0.17763.5576,windows/amd64:10.0.20348.2113,linux/arm/v6,linux/arm/v7,linux/arm64/v8",
+        "oci",
+        0,
+    );
+    let source_children = children(&bed.manifest(HUB, &repo, "1"));
+    let cases = [
+        ("windows/amd64:10.0.20348", "ltsc2022", 1),
+        ("linux/arm", "arm", 3),
+        ("linux/aarch64", "aarch64", 4),
+    ];
+    for (platform, tag, child) in cases {
+        let run = without_docker(
+            &bed,
+            &[
+                "--engine",
+                "registry",
+                "--platform",
+                platform,
+                &format!("{repo}:1"),
+                &format!("{ECR}/{repo}:{tag}"),
+            ],
+        );
+        run.assert_code(0);
+        assert_eq!(
+            bed.digest(ECR, &repo, tag).as_deref(),
+            Some(source_children[child].as_str()),
+            "{platform} lands as the child containerd picks\n{}",
+            run.stderr
+        );
+    }
+    // The ledger lost, `-u` compares the configs the same way: nothing to copy.
+    std::fs::remove_dir_all(bed.scratch().join("state")).ok();
+    let run = without_docker(
+        &bed,
+        &[
+            "--engine",
+            "registry",
+            "-u",
+            "-v",
+            "--platform",
+            "linux/arm",
+            &format!("{repo}:1"),
+            &format!("{ECR}/{repo}:arm"),
+        ],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("(unchanged)"),
+        "the configs compare equal:\n{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
 #[test]
 #[ignore = "needs the test bed"]
 fn registry_engine_sync_without_a_state_directory_sends_only_heads_the_second_time() {

@@ -237,3 +237,57 @@ fn a_destination_that_refuses_the_blobs_fails_alone_with_either_engine() {
         drop(faults);
     }
 }
+
+/// A destination whose connection stays open but takes no byte of an upload (a hung load
+/// balancer, a flow-control stall) is dropped alone: the other destination, fed by the same
+/// source read, gets the blob before its own silence limit runs out. The network limits are
+/// scaled down (60 s of silence become 3 s) to keep it short. Here the kernel also ends the
+/// stalled connection (TCP_USER_TIMEOUT, half the idle limit); a stall TCP cannot see (an
+/// HTTP/2 stream's flow control) is covered by the unit tests of `hand_over` and the
+/// upload's silence clock.
+#[test]
+#[ignore = "needs the test bed"]
+fn a_destination_that_stops_reading_an_upload_is_dropped_alone() {
+    let bed = Bed::get("fanout-stall");
+    let repo = bed.unique("e2e/fanout-stall");
+    let prefix = bed.unique("fan");
+    // Larger than the socket buffers take, so the upload stops mid-body.
+    bed.push_upstream_sized(&repo, "1", "fanout-stall", 16 << 20);
+    let layer = bed.manifest(HUB, &repo, "1")["layers"][0]["digest"]
+        .as_str()
+        .expect("a layer")
+        .to_owned();
+    let stalled = format!("{prefix}/east/{repo}");
+    let healthy = format!("{prefix}/other/{repo}");
+    let faults = Faults::set(
+        ECR,
+        &stalled,
+        &serde_json::json!([{
+            "method": "PUT",
+            "path": format!("digest=sha256(%3A|:){}", layer.trim_start_matches("sha256:")),
+            "stall": 30,
+            "times": 1,
+        }]),
+    );
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\nengine = \"registry\"\n\
+         [[image]]\nsource = \"{repo}:1\"\ndestination = [\"{ECR}/{prefix}/east/\", \"{ECR2}/{prefix}/other/\"]\n"
+    ));
+
+    let run = bed
+        .sync_command(&config)
+        .env("ECRCP_NET_TIMEOUT_SCALE", "0.05")
+        .output()
+        .map(Run::from)
+        .expect("ecrcp runs");
+
+    assert_eq!(faults.fired(), [1], "the front stalled the upload");
+    let outcomes = outcomes(&run);
+    assert_eq!(
+        outcomes.get(&format!("{ECR2}/{healthy}:1")).map(String::as_str),
+        Some("copied"),
+        "the healthy destination is not held back by the stalled one: {outcomes:?}\n{}",
+        run.stderr
+    );
+    assert!(bed.digest(ECR2, &healthy, "1").is_some());
+}

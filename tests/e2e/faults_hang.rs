@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{Bed, Faults, Run, ECR};
+use crate::support::{Bed, Faults, Run, ECR, HUB};
 
 /// The scale the tests run at: ecrcp's 60 s limits become 3 s, the 120 s answer wait 6 s,
 /// an ECR API operation 9 s.
@@ -114,6 +114,51 @@ fn registry_engine_an_upload_never_answered_fails_within_the_bound() {
     assert!(took < Duration::from_secs(45), "took {took:?}");
     assert!(!faults.fired().is_empty(), "the front held an upload");
     assert_eq!(bed.digest(ECR, &dest, "1"), None, "no tag without its blobs");
+}
+
+/// The source stops sending a blob mid-way for longer than the idle limit: its read is
+/// resumed with `Range`, and the upload it feeds waits meanwhile. The upload's silence clock
+/// counts only the time the destination had bytes to take and took none; it used to run
+/// out at the same moment as the source's, and the destination was blamed for the source.
+#[test]
+#[ignore = "needs the test bed"]
+fn registry_engine_an_upload_waiting_on_a_paused_source_is_not_called_silent() {
+    let bed = Bed::get("hang-paused-source");
+    let upstream = bed.unique("hang/pausedsrc");
+    bed.push_upstream_with(&upstream, "1", "hang-paused", &["--layer-size", "1M"]);
+    let layer = bed.manifest(HUB, &upstream, "1")["layers"][0]["digest"]
+        .as_str()
+        .expect("a layer")
+        .to_owned();
+    // The front sends the first 256 KiB at once, then nothing for about six seconds.
+    let faults = Faults::set(
+        HUB,
+        &upstream,
+        &serde_json::json!([{"method": "GET", "path": format!("/blobs/{layer}"), "rate": 40_000, "times": 1}]),
+    );
+    let dest = bed.unique("hang/pauseddst");
+
+    let mut command = bed.ecrcp();
+    command.args([
+        "--engine",
+        "registry",
+        &format!("{upstream}:1"),
+        &format!("{ECR}/{dest}:1"),
+    ]);
+    let (run, _) = run_bounded(command, Duration::from_secs(60));
+
+    assert_eq!(faults.fired(), [1], "the front paused the source");
+    assert_eq!(
+        run.code,
+        Some(0),
+        "the copy survives a paused source; stderr:\n{}",
+        run.stderr
+    );
+    let resumed = crate::support::front_requests(HUB, &upstream, "GET", &layer)
+        .iter()
+        .any(|request| request["status"] == 206);
+    assert!(resumed, "the read resumed with Range");
+    assert!(bed.digest(ECR, &dest, "1").is_some());
 }
 
 /// In sync, a destination repository whose uploads go unanswered costs its own image only:

@@ -1,6 +1,6 @@
 //! Concurrent jobs in one run: shared sources, shared repositories, the pull budget.
 
-use crate::support::{Bed, RestoreRateLimit, ECR, HUB};
+use crate::support::{front_requests, Bed, Faults, RestoreRateLimit, ECR, HUB};
 
 /// The config digest `registry` serves for `repo:reference` on `architecture`, following an
 /// index to its child.
@@ -89,6 +89,117 @@ fn a_failed_copy_does_not_remove_the_repository_another_tag_was_pushed_into() {
     );
     assert!(
         bed.repository(&repository).is_some(),
+        "the repository the other tag was pushed into stays:\n{}",
+        run.stderr
+    );
+}
+
+/// Whether two of the front's logged requests were under way at the same moment.
+fn overlapped(first: &serde_json::Value, second: &serde_json::Value) -> bool {
+    let span = |entry: &serde_json::Value| {
+        let at = entry["at"].as_f64().expect("a start time");
+        (at, at + entry["ms"].as_f64().expect("a duration") / 1000.0)
+    };
+    let ((start, end), (other_start, other_end)) = (span(first), span(second));
+    start < other_end && other_start < end
+}
+
+/// Syncs three tags of one source repository into one new ECR repository with `jobs = 3`,
+/// each tag's manifest PUT held a second by the front, and asserts the copies overlapped.
+fn copies_into_one_repository_overlap(engine: &str) {
+    let bed = Bed::get(&format!("race-side-{engine}"));
+    let upstream = bed.unique("e2e/side");
+    let prefix = bed.unique("side");
+    let tags = ["1", "2", "3"];
+    for tag in tags {
+        bed.push_upstream(&upstream, tag, tag);
+    }
+    let images = tags.iter().fold(String::new(), |text, tag| {
+        text + &format!("[[image]]\nsource = \"{upstream}:{tag}\"\n")
+    });
+    let config = bed.sync_config(&format!(
+        "version = 1\n[sync]\njobs = 3\n[defaults]\nengine = \"{engine}\"\ndestination = \"{ECR}/{prefix}/\"\n{images}"
+    ));
+    let destination = format!("{prefix}/{upstream}");
+    let _slow = Faults::set(
+        ECR,
+        &destination,
+        &serde_json::json!([{"method": "PUT", "path": "/manifests/", "delay": 1}]),
+    );
+
+    let run = bed.sync(&config, &[]);
+    run.assert_code(0);
+    assert_eq!(run.summary()["copied"], 3, "{}", run.stderr);
+    let puts = front_requests(ECR, &destination, "PUT", "/manifests/");
+    assert_eq!(puts.len(), 3, "one manifest PUT per tag: {puts:?}");
+    let pairs = (0..puts.len())
+        .flat_map(|first| (first + 1..puts.len()).map(move |second| (first, second)))
+        .filter(|&(first, second)| overlapped(&puts[first], &puts[second]))
+        .count();
+    assert!(
+        pairs > 0,
+        "the {engine} engine copied the tags of one repository one at a time: {puts:?}\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn tags_of_one_repository_are_copied_side_by_side_by_the_registry_engine() {
+    copies_into_one_repository_overlap("registry");
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn tags_of_one_repository_are_copied_side_by_side_by_the_docker_engine() {
+    copies_into_one_repository_overlap("docker");
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_creator_that_fails_while_another_tag_is_pushed_leaves_the_repository_to_it() {
+    let bed = Bed::get("race-creator");
+    let upstream = bed.unique("e2e/creator");
+    let prefix = bed.unique("creator");
+    for tag in ["a", "b"] {
+        bed.push_upstream(&upstream, tag, tag);
+    }
+    let config = bed.sync_config(&format!(
+        "version = 1\n[sync]\njobs = 2\n[defaults]\nengine = \"registry\"\ndestination = \"{ECR}/{prefix}/\"\n\
+         [[image]]\nsource = \"{upstream}:a\"\n[[image]]\nsource = \"{upstream}:b\"\n"
+    ));
+    let destination = format!("{prefix}/{upstream}");
+    // `:b` reads its source a second late, so `:a` creates the repository; `:a`'s manifest
+    // is refused while `:b`'s is still on its way.
+    let _late = Faults::set(
+        HUB,
+        &upstream,
+        &serde_json::json!([{"method": "GET", "path": "/manifests/b$", "delay": 1}]),
+    );
+    let _refused = Faults::set(
+        ECR,
+        &destination,
+        &serde_json::json!([
+            {"method": "PUT", "path": "/manifests/a$", "delay": 2, "status": 403},
+            {"method": "PUT", "path": "/manifests/b$", "delay": 3},
+        ]),
+    );
+
+    let run = bed.sync(&config, &[]);
+    run.assert_code(1);
+    let summary = run.summary();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        bed.digest(ECR, &destination, "b").is_some(),
+        "the other tag landed"
+    );
+    assert!(
+        bed.repository(&destination).is_some(),
         "the repository the other tag was pushed into stays:\n{}",
         run.stderr
     );

@@ -56,6 +56,10 @@
 #                     mount (mount=): forwards it without its mount and from parameters,
 #                     so the registry opens an upload session and answers 202 with its
 #                     Location, as ECR does for an account without BLOB_MOUNTING
+#   "stall": SECONDS  take the request's headers, then read nothing of its body for
+#                     SECONDS (the connection stays open: a hung load balancer, a
+#                     flow-control stall), then reset the connection; the registry never
+#                     sees the request
 #   "expire_token": true  matches only a request that carries an Authorization header (a
 #                     login that worked so far): answers, as ECR does once its 12-hour
 #                     token expired, 401 with `WWW-Authenticate: Basic realm="https://HOST/",
@@ -164,9 +168,9 @@ class Aborted(Exception):
 
 RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
              "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount",
-             "expire_token", "code", "message", "content_type", "redirect", "relocate", "serve"}
+             "expire_token", "code", "message", "content_type", "redirect", "relocate", "serve", "stall"}
 ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token",
-           "redirect", "relocate", "serve")
+           "redirect", "relocate", "serve", "stall")
 # ECR's answer to a request with an expired authorization token.
 EXPIRED_TOKEN = "Your authorization token has expired. Reauthenticate and try again."
 # The query parameters of a cross-repository mount (distribution spec, "Mount Blob").
@@ -237,6 +241,7 @@ class Rule:
         self.serve = doc.get("serve")
         if self.serve is not None and not isinstance(self.serve, dict):
             raise ValueError(f"'serve' is {{\"content_type\": .., \"body\": ..}}, not {self.serve!r}")
+        self.stall = float(doc.get("stall") or 0)
         self.fired = 0
 
     def matches(self, method: str, path: str, body, authorized: bool) -> bool:
@@ -562,6 +567,9 @@ class FrontHandler(http.server.BaseHTTPRequestHandler):
             if rule.delay:
                 time.sleep(rule.delay)
             if rule.drop:
+                self.reset(entry)
+            if rule.stall:
+                time.sleep(rule.stall)
                 self.reset(entry)
         body = self.request_body(entry, rule, peeked)
         if rule is not None and rule.status is not None:

@@ -184,12 +184,15 @@ def image_layers(repo: str, platform: str, seed: str, layers: int, layer_size: i
 
 
 def parse_platform(text: str) -> dict:
-    parts = text.strip().split("/")
+    path, _, os_version = text.strip().partition(":")
+    parts = path.split("/")
     if len(parts) not in (2, 3) or not all(parts):
-        raise SystemExit(f"image.py: bad platform {text!r} (want os/arch[/variant])")
+        raise SystemExit(f"image.py: bad platform {text!r} (want os/arch[/variant][:osversion])")
     plat = {"os": parts[0], "architecture": parts[1]}
     if len(parts) == 3:
         plat["variant"] = parts[2]
+    if os_version:
+        plat["os.version"] = os_version
     return plat
 
 
@@ -213,8 +216,9 @@ def build_image(repo: str, platform: str, seed: str, fmt: str, layer_size: int,
            for i in range(1, len(made))],
         "rootfs": {"type": "layers", "diff_ids": [diff_id for diff_id, _ in made]},
     }
-    if "variant" in plat:
-        config["variant"] = plat["variant"]
+    for key in ("variant", "os.version"):
+        if key in plat:
+            config[key] = plat[key]
     config_bytes = canonical_json(config)
     manifest = {
         "schemaVersion": 2,
@@ -436,7 +440,7 @@ def main(argv=None):
     common(p)
     p.add_argument("--tag", action="append", required=True, help="tag to push (repeatable)")
     p.add_argument("--seed", default="1", help="changes the image content (and so the digest)")
-    p.add_argument("--platforms", default="linux/amd64", help="comma list of os/arch[/variant]")
+    p.add_argument("--platforms", default="linux/amd64", help="comma list of os/arch[/variant][:osversion]")
     p.add_argument("--index", action="store_true", help="push an index even for one platform")
     p.add_argument("--format", choices=["docker", "oci"], default="docker", help="media types to use")
     p.add_argument("--layer-size", type=size_arg, default=0,

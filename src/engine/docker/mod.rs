@@ -1,6 +1,6 @@
 //! The docker engine: pulls the source with the docker CLI (taking turns per local image
-//! name), tags it as the destination, pushes it (taking turns per repository, from its
-//! creation to a rollback), verifies what the registry then serves, and removes the
+//! name), tags it as the destination, pushes it (copies into one repository side by side;
+//! they take turns only to create it), verifies what the registry then serves, and removes the
 //! temporary tag. One platform per copy; docker re-compresses layers, so the destination's
 //! digest is docker's own. Several destinations of one source: one pull, then a tag and a
 //! push for each.
@@ -145,11 +145,12 @@ impl<'a> DockerEngine<'a> {
         // `name@digest`, so pulling an index digest for a second platform would fail.
         let source = &first.job.source;
         self.docker_login(source, first.ecr).await?;
-        let pull = DockerCommand::pull(
-            source,
-            first.job.settings.platforms.first().map(String::as_str),
-            first.options.progress,
-        );
+        // docker takes no OS build in `--platform`: a Windows daemon picks its own.
+        let platform = first.job.settings.platforms.first().map(|platform| {
+            crate::platform::Platform::parse(platform)
+                .map_or_else(|_| platform.clone(), |platform| platform.without_os_version())
+        });
+        let pull = DockerCommand::pull(source, platform.as_deref(), first.options.progress);
         let _turn = self.local_names.take(&docker::local_name(source)).await;
         let spent = source
             .is_docker_hub()

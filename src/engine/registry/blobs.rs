@@ -504,7 +504,7 @@ impl Copying<'_> {
                     self.progress
                         .set(digest, BlobState::Sending { done: offset, since });
                     if let Some(previous) = held.replace(piece) {
-                        hand_over(senders, stalled, &previous).await?;
+                        hand_over(senders, stalled, &previous, net().idle).await?;
                     }
                     continue;
                 }
@@ -547,7 +547,7 @@ impl Copying<'_> {
             }));
         }
         if let Some(last) = held {
-            hand_over(senders, stalled, &last).await?;
+            hand_over(senders, stalled, &last, net().idle).await?;
         }
         Ok(offset)
     }
@@ -574,23 +574,30 @@ impl Copying<'_> {
     }
 }
 
-/// Hands a piece to every upload still going, one after the other, so that the slowest sets
-/// the pace. An upload that went away is dropped (its own error says why); one that takes
-/// nothing for a while is as good as gone: dropped, and marked in `stalled`. `Err(None)`: no
+/// Hands a piece to every upload still going, all at once, so that the slowest sets the
+/// pace. An upload that went away is dropped (its own error says why); one that takes
+/// nothing for `patience` is as good as gone: dropped, and marked in `stalled`. The others
+/// wait for it at most that long once, whatever the number of stalled ones; their own
+/// silence clocks do not run while they wait for a piece (`finish_upload`). `Err(None)`: no
 /// upload is left.
 async fn hand_over(
     senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
     stalled: &mut [bool],
     piece: &Bytes,
+    patience: Duration,
 ) -> Result<(), Option<BlobError>> {
-    for (sender, stalled) in senders.iter_mut().zip(stalled.iter_mut()) {
-        let Some(live) = sender else {
-            continue;
-        };
-        match tokio::time::timeout(net().idle, live.send(Ok(piece.clone()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => *sender = None,
-            Err(_) => {
+    let sent = futures_util::future::join_all(senders.iter().map(|sender| async move {
+        match sender {
+            Some(live) => Some(tokio::time::timeout(patience, live.send(Ok(piece.clone()))).await),
+            None => None,
+        }
+    }))
+    .await;
+    for ((sender, stalled), sent) in senders.iter_mut().zip(stalled.iter_mut()).zip(sent) {
+        match sent {
+            None | Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(_))) => *sender = None,
+            Some(Err(_)) => {
                 *stalled = true;
                 *sender = None;
             }
@@ -600,4 +607,52 @@ async fn hand_over(
         return Err(None);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_piece_reaches_the_live_uploads_while_stalled_ones_are_waited_for_once() {
+        let patience = Duration::from_millis(300);
+        let mut senders = Vec::new();
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            let (sender, receiver) = mpsc::channel(1);
+            senders.push(Some(sender));
+            receivers.push(receiver);
+        }
+        // The first and last uploads take nothing: their one place is taken already.
+        for index in [0, 2] {
+            senders[index]
+                .as_ref()
+                .unwrap()
+                .try_send(Ok(Bytes::from_static(b"earlier")))
+                .unwrap();
+        }
+        let mut healthy = receivers.remove(1);
+        let mut stalled = vec![false; 3];
+        let piece = Bytes::from_static(b"piece");
+        let started = Instant::now();
+        let (handed, received) =
+            tokio::join!(hand_over(&mut senders, &mut stalled, &piece, patience), async {
+                let received = healthy.recv().await;
+                (received, started.elapsed())
+            });
+        assert!(handed.is_ok(), "the live upload is left");
+        let (received, waited) = received;
+        assert_eq!(received.unwrap().unwrap(), piece);
+        assert!(
+            waited < patience,
+            "the live upload got the piece at once: {waited:?}"
+        );
+        assert!(
+            started.elapsed() < patience * 2,
+            "two stalled uploads are waited for side by side: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(stalled, [true, false, true]);
+        assert!(senders[1].is_some() && senders[0].is_none() && senders[2].is_none());
+    }
 }

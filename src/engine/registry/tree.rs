@@ -31,16 +31,11 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    #[serde(default)]
-    pub variant: Option<String>,
-}
+pub use crate::platform::Platform;
 
 /// What a manifest is made of.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // one per manifest read, moved once
 pub enum Parsed {
     /// An index (or Docker manifest list): its children.
     Index { children: Vec<Descriptor> },
@@ -180,25 +175,10 @@ pub fn is_foreign(layer: &Descriptor) -> bool {
         })
 }
 
-/// Whether `candidate` is the platform `wanted` (`os/arch[/variant]`). A wanted platform
-/// without a variant takes any variant; arm64 without one is v8, as docker reads it.
+/// Whether `candidate` is the platform `wanted` (`os/arch[/variant][:osversion]`), by
+/// containerd's rules (`crate::platform`).
 pub fn platform_matches(candidate: &Platform, wanted: &str) -> bool {
-    let mut parts = wanted.split('/');
-    let (os, architecture, variant) = (
-        parts.next().unwrap_or_default(),
-        parts.next().unwrap_or_default(),
-        parts.next(),
-    );
-    let normal = |architecture: &str, variant: Option<&str>| -> Option<String> {
-        match (architecture, variant) {
-            ("arm64", None) => Some("v8".to_owned()),
-            (_, variant) => variant.map(str::to_owned),
-        }
-    };
-    candidate.os == os
-        && candidate.architecture == architecture
-        && (variant.is_none()
-            || normal(&candidate.architecture, candidate.variant.as_deref()) == normal(architecture, variant))
+    Platform::parse(wanted).is_ok_and(|wanted| wanted.matches(candidate))
 }
 
 /// The annotation buildx puts on an attestation manifest: the image it describes.
@@ -213,18 +193,14 @@ pub enum Selection {
     Several(Vec<Descriptor>),
 }
 
-/// The children of an index that `platforms` keep, or the first platform none serves.
+/// The children of an index that `platforms` keep (for each, the child that serves it best),
+/// or the first platform none serves.
 pub fn select(children: &[Descriptor], platforms: &[String]) -> Result<Selection, String> {
     let mut kept: Vec<&Descriptor> = Vec::new();
     for wanted in platforms {
-        let found = children
-            .iter()
-            .find(|child| {
-                child
-                    .platform
-                    .as_ref()
-                    .is_some_and(|platform| platform_matches(platform, wanted))
-            })
+        let found = Platform::parse(wanted)
+            .ok()
+            .and_then(|platform| platform.best(children, |child| child.platform.as_ref()))
             .ok_or_else(|| wanted.clone())?;
         if !kept.iter().any(|child| child.digest == found.digest) {
             kept.push(found);
@@ -519,12 +495,14 @@ mod tests {
             os: os.into(),
             architecture: architecture.into(),
             variant: variant.map(str::to_owned),
+            os_version: None,
         };
         let cases = [
             (platform("linux", "arm64", None), "linux/arm64/v8", true),
             (platform("linux", "arm64", Some("v8")), "linux/arm64", true),
-            (platform("linux", "arm", Some("v6")), "linux/arm/v7", false),
+            (platform("linux", "arm", Some("v7")), "linux/arm/v6", false),
             (platform("linux", "arm", Some("v6")), "linux/arm", true),
+            (platform("linux", "arm64", Some("v8")), "linux/aarch64", true),
             (platform("linux", "amd64", None), "linux/amd64/v2", false),
             (platform("windows", "amd64", None), "linux/amd64", false),
         ];
