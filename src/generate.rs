@@ -137,7 +137,12 @@ fn write_man_page(page: &mut Vec<u8>) -> std::io::Result<()> {
         ),
         (
             "/etc/default/ecrcp",
-            "The environment of ecrcp.service: AWS settings, time limits.",
+            "The environment of ecrcp.service: AWS settings, time limits. Root-only (0600).",
+        ),
+        (
+            "/etc/ecrcp/aws-credentials, /etc/ecrcp/aws-config",
+            "The AWS files of the services, root-only (0600): systemd hands each run a copy \
+             (LoadCredential=). Either may be absent.",
         ),
     ] {
         roff.control("TP", []).text([bold(file)]).text([roman(what)]);

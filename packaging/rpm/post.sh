@@ -4,7 +4,17 @@
 # started; an upgrade restarts only the timers that run, so a sync under way goes on.
 
 # The admin writes images.toml here (cargo-generate-rpm 0.21.1 fails on directory assets).
+# 0755, not 0750: the services' dynamic user reads images.toml; the AWS files beside it
+# stay root-only, as systemd reads them for it.
 mkdir -p /etc/ecrcp
+# /etc/default/ecrcp may hold a proxy's password. Earlier packages shipped it 0644, and an
+# edited %config(noreplace) file keeps its mode: make it 0600 when root owns it and every
+# user may read it (an admin's 0640 for a group of theirs stays).
+if [ -f /etc/default/ecrcp ] && [ "$(stat -c %u /etc/default/ecrcp)" = 0 ]; then
+    case "$(stat -c %a /etc/default/ecrcp)" in
+    *[4567]) chmod go-rwx /etc/default/ecrcp ;;
+    esac
+fi
 # cargo-generate-rpm has no symlink asset: the docker CLI plugin link is made here.
 mkdir -p /usr/libexec/docker/cli-plugins
 ln -sfn ../../../bin/ecrcp /usr/libexec/docker/cli-plugins/docker-ecrcp

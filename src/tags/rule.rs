@@ -70,9 +70,10 @@ impl TagRule {
         Ok(self)
     }
 
-    /// Keeps only versions in `range` (`>=1.25, <2`).
+    /// Keeps only versions in `range` (`>=1.25, <2`), its numbers read as tags read (`>=22.04`
+    /// is `>=22.4`, as the tag `22.04` is 22.4.0).
     pub fn range(mut self, range: &str) -> Result<Self, RuleError> {
-        let parsed = VersionReq::parse(range).map_err(|error| RuleError::Range {
+        let parsed = VersionReq::parse(&without_leading_zeros(range)).map_err(|error| RuleError::Range {
             value: range.to_owned(),
             detail: error.to_string(),
         })?;
@@ -246,6 +247,27 @@ pub fn version_of(tag: &str) -> Option<Version> {
         version.pre = Prerelease::new(pre).ok().filter(|pre| !pre.is_empty())?;
     }
     Some(version)
+}
+
+/// `range` with the leading zeros of its version numbers dropped (`>=22.04` becomes `>=22.4`):
+/// semver refuses them, but `version_of` reads the tag `22.04` as 22.4.0, and a range must be
+/// writable as the tags are. Pre-release and build text (after `-` or `+`) stays as written,
+/// as `version_of` refuses a leading zero there too.
+fn without_leading_zeros(range: &str) -> String {
+    let comparators = range.split(',').map(|comparator| {
+        let (core, rest) = comparator.split_at(comparator.find(['-', '+']).unwrap_or(comparator.len()));
+        let mut kept = String::with_capacity(comparator.len());
+        let mut chars = core.chars().peekable();
+        while let Some(char) = chars.next() {
+            let in_number = kept.chars().last().is_some_and(|last| last.is_ascii_digit());
+            let digit_follows = chars.peek().is_some_and(char::is_ascii_digit);
+            if char != '0' || in_number || !digit_follows {
+                kept.push(char);
+            }
+        }
+        kept + rest
+    });
+    comparators.collect::<Vec<_>>().join(",")
 }
 
 /// What a rule made of a tag list.
@@ -425,6 +447,47 @@ mod tests {
                 "every tag is selected or left out: {rule}"
             );
         }
+    }
+
+    #[test]
+    fn ranges_read_leading_zeros_as_tags_do() {
+        let tags = ["20.04", "22.04", "22.10", "24.04", "jammy", "007"];
+        let cases: &[(&str, &[&str])] = &[
+            (">=22.04", &["24.04", "22.10", "22.04"]),
+            (">=22.04, <24.04", &["22.10", "22.04"]),
+            ("~22.04", &["22.04"]),
+            ("=22.04.0", &["22.04"]),
+            ("<=07", &["007"]),
+            ("<1", &[]),
+            (">=0.0", &["24.04", "22.10", "22.04", "20.04", "007"]),
+            (">= 20.010", &["24.04", "22.10", "22.04"]),
+        ];
+        for &(range, expected) in cases {
+            let rule = rule(|r| r.range(range));
+            assert_eq!(rule.select(tags).selected, expected, "{range}");
+            assert_eq!(
+                rule.to_string(),
+                format!("tag_semver = '{range}'"),
+                "kept as written"
+            );
+        }
+        assert_eq!(without_leading_zeros(">=1.0.0-rc.01, <02"), ">=1.0.0-rc.01, <2");
+        assert!(
+            TagRule::default().range(">=1.0.0-rc.01").is_err(),
+            "as version_of refuses it"
+        );
+    }
+
+    #[test]
+    fn floating_tags_rank_as_their_zero_patch() {
+        // The README and debian/images.toml say so: `1.27` is 1.27.0, below 1.27.3, so "newest
+        // N" drops it; a tag_include of floating tags alone keeps the newest of those.
+        let tags = ["1", "1.26", "1.26.5", "1.27", "1.27.2", "1.27.3"];
+        assert_eq!(rule(|r| r.newest(2)).select(tags).selected, ["1.27.3", "1.27.2"]);
+        assert_eq!(
+            rule(|r| r.include(r"\d+\.\d+")?.newest(2)).select(tags).selected,
+            ["1.27", "1.26"]
+        );
     }
 
     #[test]

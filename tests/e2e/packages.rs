@@ -258,6 +258,10 @@ fn the_installed_timer_runs_the_service_which_copies_the_image_and_logs_fields_t
     container.configure(&format!(
         "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n[[image]]\nsource = \"alpine:3.20\"\n"
     ));
+    // Keys in the environment, as an instance role's would be, and no AWS file: the unit's
+    // credentials of them (LoadCredential=) must not fail it.
+    let etc = container.exec(&["ls", "-A", "/etc/ecrcp"]);
+    assert_eq!(etc.stdout, "images.toml\n", "no /etc/ecrcp/aws-*: {etc:?}");
 
     container.fire_the_timer_now("ecrcp.timer");
     container.wait_for_the_run(RUN_TIMEOUT);
@@ -288,6 +292,116 @@ fn the_installed_timer_runs_the_service_which_copies_the_image_and_logs_fields_t
         event["DESTINATION"],
         format!("{ECR}/{prefix}/alpine:3.20").as_str(),
         "{event:#}"
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_services_read_root_only_aws_files_through_systemd_and_secrets_stay_root_only() {
+    let bed = Bed::get("packages-secrets");
+    let prefix = bed.unique("secrets");
+    let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
+    container.add_the_repository();
+    container.apt(&["install", "ecrcp"]).assert_code(0);
+    let modes = ["/etc/default/ecrcp", "/etc/ecrcp"];
+    assert_eq!(
+        container.modes(&modes),
+        "600 root root /etc/default/ecrcp\n755 root root /etc/ecrcp\n",
+        "a proxy's password in /etc/default/ecrcp is root's alone; images.toml is the services'"
+    );
+    for unit in ["ecrcp.service", "ecrcp-registry.service"] {
+        assert_eq!(
+            container.properties(unit, &["LimitCORE"]),
+            "LimitCORE=0",
+            "{unit} dumps no core with credentials in it"
+        );
+    }
+
+    // The README's setup: the keys in a root-only /etc/ecrcp/aws-credentials, the rest of
+    // the bed's AWS settings (moto) in /etc/default/ecrcp, no key in any environment. The
+    // bed's moto checks no signature: a secret of this test's own can be looked for in logs.
+    let (key, secret) = (env_or("AWS_ACCESS_KEY_ID", "testing"), format!("{prefix}-secret"));
+    container.write(
+        "/etc/ecrcp/aws-credentials",
+        &format!("[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+    );
+    container
+        .exec(&["chmod", "0600", "/etc/ecrcp/aws-credentials"])
+        .assert_code(0);
+    let mut settings = container.read(&["/etc/default/ecrcp"]);
+    for name in ["AWS_ENDPOINT_URL", "AWS_REGION", "AWS_EC2_METADATA_DISABLED"] {
+        writeln!(settings, "{name}={}", env_or(name, "")).unwrap();
+    }
+    container.write("/etc/default/ecrcp", &settings);
+    let direct = container.exec(&[
+        "systemd-run",
+        "--quiet",
+        "--pipe",
+        "--wait",
+        "--collect",
+        "-p",
+        "DynamicUser=yes",
+        "-p",
+        "User=ecrcp",
+        "cat",
+        "/etc/ecrcp/aws-credentials",
+    ]);
+    assert!(
+        direct.code != Some(0)
+            && direct.stderr.contains("Permission denied")
+            && !direct.stdout.contains(&secret),
+        "the services' user cannot read the file itself: {direct:?}"
+    );
+
+    // Each service copies (a destination of its own: a real copy, an ECR login of its own).
+    for (unit, destination) in [
+        ("ecrcp-registry.service", "registry"),
+        ("ecrcp.service", "docker"),
+    ] {
+        container.write(
+            "/etc/ecrcp/images.toml",
+            &format!(
+                "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}-{destination}/\"\n[[image]]\nsource = \"alpine:3.20\"\n"
+            ),
+        );
+        let start = container.exec(&["systemctl", "start", unit]);
+        assert_eq!(start.code, Some(0), "{start:?}\n{}", container.diagnostics());
+        assert_eq!(
+            container.properties(unit, &["ExecMainStatus", "Result"]),
+            "ExecMainStatus=0\nResult=success",
+            "{unit} read the keys systemd handed it\n{}",
+            container.diagnostics()
+        );
+        assert!(
+            bed.digest(ECR, &format!("{prefix}-{destination}/alpine"), "3.20")
+                .is_some(),
+            "{unit} copied alpine:3.20\n{}",
+            container.diagnostics()
+        );
+    }
+    let journal = container.exec(&["journalctl", "-o", "cat", "--no-pager"]);
+    assert!(!journal.stdout.contains(&secret), "the secret key is in no log");
+
+    // An earlier package's edited /etc/default/ecrcp, world-readable: dpkg keeps the
+    // admin's text and mode, postinst takes every user's read away.
+    container
+        .exec(&["chmod", "0644", "/etc/default/ecrcp"])
+        .assert_code(0);
+    let newer = container.newer_package();
+    container.apt(&["install", &newer]).assert_code(0);
+    assert_eq!(
+        container.modes(&modes),
+        "600 root root /etc/default/ecrcp\n755 root root /etc/ecrcp\n",
+        "the upgrade made the edited file root's alone"
+    );
+    assert_eq!(
+        container.read(&["/etc/default/ecrcp"]),
+        settings,
+        "and kept its text"
+    );
+    assert_eq!(
+        container.modes(&["/etc/ecrcp/aws-credentials"]),
+        "600 root root /etc/ecrcp/aws-credentials\n"
     );
 }
 
@@ -456,6 +570,15 @@ impl Container {
         self.exec(&command)
     }
 
+    /// `stat`'s octal mode, owner, group and name of each of `paths`, a line each.
+    fn modes(&self, paths: &[&str]) -> String {
+        let mut args = vec!["stat", "-c", "%a %U %G %n"];
+        args.extend_from_slice(paths);
+        let run = self.exec(&args);
+        assert_eq!(run.code, Some(0), "{run:?}");
+        run.stdout
+    }
+
     /// What the install section tells a user to do: the key and `ecrcp.sources` from the
     /// repository in place, `apt-get update` without a warning. Returns the sources file.
     fn add_the_repository(&self) -> String {
@@ -608,6 +731,11 @@ impl Container {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// The bed's value of the variable `name`, or `default`.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 /// The keyring path of a deb822 sources file's `Signed-By:` field.
