@@ -345,6 +345,14 @@ fn a_sync_longer_than_its_token_refreshes_it_and_logs_docker_in_again() {
         "version = 1\n[sync]\njobs = 1\n[defaults]\nengine = \"docker\"\ndestination = \"{ECR}/{prefix}/\"\n{images}"
     ));
     let api = ApiFront::start(&bed, 301);
+    // Tokens are refreshed 300 s before they expire: 1 s after this front hands them out.
+    // The second image's push is held that long, so that the third copy certainly outlives
+    // the first token however fast the others go.
+    let _slow = Faults::set(
+        ECR,
+        &format!("{prefix}/{}", sources[1]),
+        &serde_json::json!([{"method": "PUT", "path": "/manifests/", "delay": 1.5}]),
+    );
 
     let run = Run::from(
         bed.sync_command(&config)

@@ -127,17 +127,12 @@ fn an_http_upload_location_from_an_https_registry_goes_over_https() {
         &dest,
         &serde_json::json!([{"method": "POST", "path": "/blobs/uploads/", "relocate": format!("http://{ECR}")}]),
     );
-    let run = Run::from(
-        bed.ecrcp()
-            .args([
-                "--engine",
-                "registry",
-                &format!("{upstream}:1"),
-                &format!("{ECR}/{dest}:1"),
-            ])
-            .output()
-            .expect("ecrcp runs"),
-    );
+    let run = bed.run(&[
+        "--engine",
+        "registry",
+        &format!("{upstream}:1"),
+        &format!("{ECR}/{dest}:1"),
+    ]);
     assert_eq!(plain.heads(), Vec::<String>::new(), "requests over plain HTTP");
     run.assert_code(0);
     assert!(
@@ -216,17 +211,12 @@ fn an_upload_session_on_another_origin_gets_none_of_the_registry_s_credentials()
         &dest,
         &serde_json::json!([{"method": "POST", "path": "/blobs/uploads/", "relocate": other.origin}]),
     );
-    let run = Run::from(
-        bed.ecrcp()
-            .args([
-                "--engine",
-                "registry",
-                &format!("{upstream}:1"),
-                &format!("{ECR}/{dest}:1"),
-            ])
-            .output()
-            .expect("ecrcp runs"),
-    );
+    let run = bed.run(&[
+        "--engine",
+        "registry",
+        &format!("{upstream}:1"),
+        &format!("{ECR}/{dest}:1"),
+    ]);
     let seen = front_stats(&other.origin["https://".len()..], &dest);
     let log = seen["log"].as_array().cloned().unwrap_or_default();
     assert!(
@@ -283,17 +273,12 @@ fn an_index_naming_digests_ecrcp_cannot_check_is_refused_before_any_request_for_
             "serve": {"content_type": "application/vnd.oci.image.index.v1+json", "body": index.to_string()},
         }]),
     );
-    let run = Run::from(
-        bed.ecrcp()
-            .args([
-                "--engine",
-                "registry",
-                &format!("{upstream}:1"),
-                &format!("{ECR}/{dest}:1"),
-            ])
-            .output()
-            .expect("ecrcp runs"),
-    );
+    let run = bed.run(&[
+        "--engine",
+        "registry",
+        &format!("{upstream}:1"),
+        &format!("{ECR}/{dest}:1"),
+    ]);
     assert!(served.fired()[0] >= 1, "the hostile index was served");
     let asked: Vec<String> = [(HUB, &upstream), (ECR, &dest)]
         .into_iter()
@@ -363,17 +348,12 @@ fn the_children_of_an_index_are_asked_about_a_few_at_a_time() {
         &dest,
         &serde_json::json!([{"method": "HEAD", "path": "/manifests/sha256:", "delay": 0.4}]),
     );
-    let run = Run::from(
-        bed.ecrcp()
-            .args([
-                "--engine",
-                "registry",
-                &format!("{upstream}:1"),
-                &format!("{ECR}/{dest}:1"),
-            ])
-            .output()
-            .expect("ecrcp runs"),
-    );
+    let run = bed.run(&[
+        "--engine",
+        "registry",
+        &format!("{upstream}:1"),
+        &format!("{ECR}/{dest}:1"),
+    ]);
     run.assert_code(0);
     assert_eq!(bed.digest(ECR, &dest, "1").as_deref(), Some(digest.as_str()));
     let heads = front_requests(ECR, &dest, "HEAD", "/manifests/sha256:");
