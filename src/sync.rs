@@ -550,9 +550,8 @@ fn log_image(
     let duration_ms = u64::try_from(duration).unwrap_or(u64::MAX);
     let image = job.label.as_str();
     match result {
-        ImageResult::Done(outcome) => {
-            let extras = outcome.extras().cloned().unwrap_or_default();
-            let (outcome, why) = match outcome {
+        ImageResult::Done(done) => {
+            let (outcome, why) = match done {
                 Outcome::Copied { why, .. } => ("copied", why.as_str()),
                 Outcome::AlreadyThere { .. } => ("unchanged", "same digest"),
                 Outcome::Skipped(Skip::Unchanged) => ("unchanged", "same image"),
@@ -560,9 +559,8 @@ fn log_image(
                 Outcome::WouldCopy(why) => ("would copy", why.as_str()),
             };
             let engine = job.settings.engine.as_str();
-            let referrers_added = extras.added.len();
-            tracing::info!(image, source_digest, %destination, outcome, why, engine, referrers_added, duration_ms, "image synced");
-            for note in &extras.notes {
+            tracing::info!(image, source_digest, %destination, outcome, why, engine, duration_ms, "image synced");
+            for note in done.extras().map_or(&[][..], |extras| extras.notes.as_slice()) {
                 tracing::warn!(image, %destination, note = %note, "image note");
             }
         }
