@@ -37,7 +37,7 @@ pub fn copy(args: &CopyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         .into_plan(progress_wanted())
         .map_err(|error| (Exit::Usage, error.into()))?;
     if let Some(dir) = &plan.state_dir {
-        state_file::check_dir(dir).map_err(|error| (Exit::Usage, error.into()))?;
+        state_file::check_dir(dir).map_err(|error| (Exit::Config, error.into()))?;
     }
     let terminal = Terminal {
         verbose: args.verbose,
@@ -133,7 +133,7 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
                 anyhow!("no state directory: set --state-dir or ECRCP_STATE_DIR"),
             )
         })?;
-    state_file::check_dir(&state_dir).map_err(|error| (Exit::Usage, error.into()))?;
+    state_file::check_dir(&state_dir).map_err(|error| (Exit::Config, error.into()))?;
     let options = SyncOptions {
         dry_run: args.dry_run,
         state_dir,

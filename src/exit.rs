@@ -9,7 +9,8 @@ pub enum Exit {
     CopyFailed,
     /// The command line was wrong; nothing was copied.
     Usage,
-    /// The sync config was wrong; nothing was copied.
+    /// The sync config, or the state directory a run keeps its files in, was wrong;
+    /// nothing was copied.
     Config,
     /// Copies were put off for a reason that passes (the Docker Hub pull allowance, another
     /// run holding the lock); the next run picks them up.
