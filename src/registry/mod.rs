@@ -608,7 +608,10 @@ impl RegistryClient {
     /// The `Authorization` value for `scopes` on `image`'s host, when one is known without
     /// asking the registry first: a cached token, or the answer to the challenge the host
     /// gave before (for another repository), which saves the round trip that would only
-    /// fetch the same 401.
+    /// fetch the same 401. A host ecrcp fetched an ECR token for is presumed to ask for
+    /// Basic (ECR checks its token as Basic credentials on every request), so even its
+    /// first request goes with them; a registry that wants otherwise answers 401 with its
+    /// challenge, which is then answered as any other.
     pub(crate) async fn authorization(
         &self,
         image: &Reference,
@@ -624,7 +627,12 @@ impl RegistryClient {
             .lock()
             .expect("challenge cache poisoned")
             .get(host)
-            .cloned();
+            .cloned()
+            .or_else(|| {
+                self.credentials
+                    .serial(image.registry())
+                    .map(|_| Challenge::Basic)
+            });
         match known {
             Some(challenge) => {
                 let fresh = self.authorize(image, scopes, challenge).await?;
