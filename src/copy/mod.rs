@@ -221,14 +221,19 @@ impl<'a> Copier<'a> {
         destination: &Reference,
         ecr: Option<&Ecr>,
     ) -> anyhow::Result<Check> {
-        tokio::try_join!(
-            self.logins.registry_credentials(&job.source, ecr),
-            self.logins.registry_credentials(destination, ecr),
-        )?;
         // Both asked before anything is pulled (side by side: each is a round trip), so a
-        // destination that cannot take the copy costs no pull from the source's quota.
-        let (source, existing) =
-            tokio::try_join!(self.source_head(job), self.destination_digest(destination))?;
+        // destination that cannot take the copy costs no pull from the source's quota. Each
+        // side waits only for its own login: the source's HEAD needs no ECR token of the
+        // destination's, and fetching one is a round trip of its own.
+        let source = async {
+            self.logins.registry_credentials(&job.source, ecr).await?;
+            self.source_head(job).await
+        };
+        let existing = async {
+            self.logins.registry_credentials(destination, ecr).await?;
+            self.destination_digest(destination).await
+        };
+        let (source, existing) = tokio::try_join!(source, existing)?;
         let source_digest = source.as_ref().map(|head| head.digest.clone());
         let next = self.next_step(job, destination, source_digest.as_deref(), existing.as_deref());
         let copies = matches!(next, Next::Compare | Next::Copy(_)) && !self.options.dry_run;

@@ -608,7 +608,10 @@ impl RegistryClient {
     /// The `Authorization` value for `scopes` on `image`'s host, when one is known without
     /// asking the registry first: a cached token, or the answer to the challenge the host
     /// gave before (for another repository), which saves the round trip that would only
-    /// fetch the same 401.
+    /// fetch the same 401. A host ecrcp fetched an ECR token for is presumed to ask for
+    /// Basic (ECR checks its token as Basic credentials on every request), so even its
+    /// first request goes with them; a registry that wants otherwise answers 401 with its
+    /// challenge, which is then answered as any other.
     pub(crate) async fn authorization(
         &self,
         image: &Reference,
@@ -624,7 +627,12 @@ impl RegistryClient {
             .lock()
             .expect("challenge cache poisoned")
             .get(host)
-            .cloned();
+            .cloned()
+            .or_else(|| {
+                self.credentials
+                    .serial(image.registry())
+                    .map(|_| Challenge::Basic)
+            });
         match known {
             Some(challenge) => {
                 let fresh = self.authorize(image, scopes, challenge).await?;
@@ -1366,6 +1374,52 @@ mod tests {
         .err()
         .expect("a 502 is an error");
         assert!(!server.to_string().contains("s3cr3t"), "{server}");
+    }
+
+    /// Renews nothing: the test's ECR token is never refused.
+    struct NoRenewal;
+
+    impl credentials::Renew for NoRenewal {
+        fn renew(
+            &self,
+            _rejected: u64,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<credentials::Issued, String>> + Send + '_>,
+        > {
+            Box::pin(async { Err("not in this test".to_owned()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ecr_token_goes_with_the_first_request_and_another_login_waits_for_the_challenge() {
+        let client = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
+        let ecr: Reference = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"
+            .parse()
+            .unwrap();
+        let other: Reference = "registry.example.test/team/app:1".parse().unwrap();
+        let login = |username: &str, password: &str| credentials::Credentials {
+            username: username.into(),
+            password: crate::secret::Secret::new(password),
+        };
+        client.credentials().insert_renewable(
+            ecr.registry(),
+            credentials::Issued {
+                credentials: login("AWS", "ecr-token"),
+                serial: 1,
+            },
+            Arc::new(NoRenewal),
+        );
+        // A login of docker's or the user's: the registry may want a token for it.
+        client
+            .credentials()
+            .insert(other.registry(), login("alice", "alice-secret"));
+        let first = client.authorization(&ecr, &Scopes::push("app")).await.unwrap();
+        assert_eq!(first.as_deref(), Some(basic("AWS", "ecr-token").as_str()));
+        let first = client
+            .authorization(&other, &Scopes::pull("team/app"))
+            .await
+            .unwrap();
+        assert_eq!(first, None);
     }
 
     #[tokio::test]

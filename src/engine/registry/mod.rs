@@ -1,7 +1,7 @@
 //! The registry engine: copies an image from registry to registry over the OCI distribution
 //! API, every platform and byte for byte unless narrowed, without docker. The order holds a
 //! failed copy harmless: blobs first, then child manifests by digest, the tag last, checked
-//! by a HEAD. Emits events (and draws progress when asked); never prints otherwise.
+//! by the PUT's answer or else a HEAD. Emits events (and draws progress when asked); never prints otherwise.
 
 mod blobs;
 mod limits;
@@ -240,7 +240,12 @@ impl RegistryEngine<'_> {
 async fn run(copyings: &[Copying<'_>], transfers: &[Transfer<'_>]) -> Vec<anyhow::Result<Delivered>> {
     let first = &copyings[0];
     let source = first.source;
-    let landing = async {
+    // Each repository is made while the source's manifests are read and walked: all are
+    // round trips, and nothing is written into a repository before the blobs. A copy that
+    // fails after its repository was made has it removed again (`Repository::end`).
+    let ensured =
+        futures_util::future::join_all(transfers.iter().map(|transfer| transfer.repository.ensure()));
+    let read = async {
         let top = first
             .fetch(source.manifest_reference(), 1)
             .await?
@@ -252,18 +257,8 @@ async fn run(copyings: &[Copying<'_>], transfers: &[Transfer<'_>]) -> Vec<anyhow
             })?;
         tracing::debug!(image = %source, digest = %top.digest, "source manifest read");
         let landing = first.landing(top.clone()).await?;
-        Ok::<_, anyhow::Error>((top, landing))
-    };
-    let (top, landing) = match landing.await {
-        Ok(read) => read,
-        Err(error) => return super::for_each_destination(error, copyings.len()),
-    };
-    // Each repository is made while the manifests are walked: both are round trips, and
-    // nothing is written into a repository before the blobs. The walks go one after the
-    // other, so that a child manifest missing at several destinations is read once.
-    let ensured =
-        futures_util::future::join_all(transfers.iter().map(|transfer| transfer.repository.ensure()));
-    let walked = async {
+        // The walks go one after the other, so that a child manifest missing at several
+        // destinations is read once.
         let mut plans = Vec::with_capacity(copyings.len());
         for copying in copyings {
             let mut plan = Plan::default();
@@ -271,9 +266,13 @@ async fn run(copyings: &[Copying<'_>], transfers: &[Transfer<'_>]) -> Vec<anyhow
             plan.subjects.push(landing.digest.clone());
             plans.push(walked.map(|()| plan));
         }
-        plans
+        Ok::<_, anyhow::Error>((top, landing, plans))
     };
-    let (ensured, plans) = tokio::join!(ensured, walked);
+    let (ensured, read) = tokio::join!(ensured, read);
+    let (top, landing, plans) = match read {
+        Ok(read) => read,
+        Err(error) => return super::for_each_destination(error, copyings.len()),
+    };
     let (mut failed, plans): (Vec<Option<anyhow::Error>>, Vec<Plan>) = ensured
         .into_iter()
         .zip(plans)
@@ -760,7 +759,9 @@ impl Copying<'_> {
         })
     }
 
-    /// Puts the landing manifest under the destination tag, then checks the tag serves it.
+    /// Puts the landing manifest under the destination tag, then checks the tag serves it:
+    /// by the digest the PUT's answer names, or by a HEAD when the answer names none (or
+    /// another).
     /// Returns whether the tag held it already (an immutable tag refusing the same image).
     async fn tag(&self, landing: &RawManifest) -> anyhow::Result<bool> {
         let destination = self.destination;
@@ -776,6 +777,9 @@ impl Copying<'_> {
             )
             .await;
         let already_there = match put {
+            // The registry names what it stored under the tag: the answer vouches for the
+            // tag as a HEAD would, one round trip sooner.
+            Ok(stored) if stored.digest.as_deref() == Some(landing.digest.as_str()) => return Ok(false),
             Ok(_) => false,
             Err(refusal @ RegistryError::Refused { .. }) => {
                 let held = self
