@@ -1,7 +1,8 @@
 //! The registry engine: copies an image from registry to registry over the OCI distribution
 //! API, every platform and byte for byte unless narrowed, without docker. The order holds a
 //! failed copy harmless: blobs first, then child manifests by digest, the tag last, checked
-//! by the PUT's answer or else a HEAD. Emits events (and draws progress when asked); never prints otherwise.
+//! by the PUT's answer or else a HEAD. Emits events (and draws progress when asked); never
+//! prints otherwise.
 
 mod blobs;
 mod limits;
