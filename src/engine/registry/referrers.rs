@@ -14,6 +14,7 @@ use super::{Copying, Plan};
 use crate::engine::Extras;
 use crate::registry::digest;
 use crate::registry::manifest::OCI_INDEX;
+use crate::registry::manifests::RawManifest;
 
 /// The tags cosign keeps beside a subject: signatures, attestations, SBOMs.
 const COSIGN_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
@@ -175,15 +176,8 @@ impl Copying<'_> {
         let mut copied = Vec::new();
         let mut indexed = true;
         let mut refused = false;
+        // parse_checked refused the whole list if any digest in it could not be checked.
         for referrer in referrers {
-            if !digest::verifiable(&referrer.digest) {
-                refused = true;
-                extras.notes.push(format!(
-                    "{} of {subject} skipped: not a sha256 digest",
-                    describe(&referrer)
-                ));
-                continue;
-            }
             if self.held_as(&referrer.digest).await?.is_some() {
                 continue;
             }
@@ -267,12 +261,7 @@ impl Copying<'_> {
             .fetch(&source.digest, 1)
             .await?
             .ok_or_else(|| anyhow!("the source names it but does not serve it"))?;
-        let mut plan = Plan::default();
-        self.walk(&raw, &mut plan, 0).await?;
-        self.copy_blobs(&plan.blobs).await?;
-        for manifest in &plan.manifests {
-            self.store(manifest).await?;
-        }
+        self.copy_named(&raw).await?;
         self.put_tag(tag, &raw.media_type, &raw.bytes).await?;
         extras.added.push(format!("tag {tag}"));
         Ok(())
@@ -291,17 +280,22 @@ impl Copying<'_> {
         let Some(raw) = self.fetch(&referrer.digest, 1).await? else {
             return Err(anyhow!("the source lists it but does not serve it"));
         };
+        self.copy_named(&raw).await?;
+        let stored = self.store(&raw).await?;
+        tracing::debug!(image = %self.destination, digest = %raw.digest, outcome = "copied", "referrer copied");
+        Ok(stored.subject_noted)
+    }
+
+    /// Copies what `manifest` names (its blobs, and child manifests by digest) to this
+    /// destination, so that the manifest itself can be put there next.
+    async fn copy_named(&self, manifest: &RawManifest) -> anyhow::Result<()> {
         let mut plan = Plan::default();
-        self.walk(&raw, &mut plan, 0).await?;
+        self.walk(manifest, &mut plan, 0).await?;
         self.copy_blobs(&plan.blobs).await?;
-        for manifest in plan.manifests.iter().chain(std::iter::once(&raw)) {
-            let stored = self.store(manifest).await?;
-            if manifest.digest == raw.digest {
-                tracing::debug!(image = %self.destination, digest = %raw.digest, outcome = "copied", "referrer copied");
-                return Ok(stored.subject_noted);
-            }
+        for child in &plan.manifests {
+            self.store(child).await?;
         }
-        unreachable!("the referrer itself is stored last")
+        Ok(())
     }
 
     /// Adds `referrers` to the destination's fallback tag list `tag`.
