@@ -486,18 +486,32 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_upload_is_silent_once_its_body_stops_or_its_answer_does_not_come() {
-        let (idle, answer) = (Duration::from_millis(300), Duration::from_millis(600));
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
+    type Piece = Result<bytes::Bytes, std::io::Error>;
+
+    /// An upload body of `size` bytes under watch, fed piece by piece through the sender.
+    fn watched(
+        size: u64,
+    ) -> (
+        Activity,
+        tokio::sync::mpsc::Sender<Piece>,
+        std::pin::Pin<Box<impl futures_util::Stream<Item = Piece>>>,
+    ) {
+        let (sender, receiver) = tokio::sync::mpsc::channel(1);
         let activity = Activity::default();
-        let mut body = Box::pin(activity.watch(
+        let body = Box::pin(activity.watch(
             futures_util::stream::unfold(
                 receiver,
                 |mut r| async move { r.recv().await.map(|piece| (piece, r)) },
             ),
-            7,
+            size,
         ));
+        (activity, sender, body)
+    }
+
+    #[tokio::test]
+    async fn an_upload_is_silent_once_its_body_stops_or_its_answer_does_not_come() {
+        let (idle, answer) = (Duration::from_millis(300), Duration::from_millis(600));
+        let (activity, sender, mut body) = watched(7);
         // A slow body that keeps moving is never silent, however long it takes in all.
         let silence = activity.silence(idle, answer);
         tokio::pin!(silence);
@@ -531,15 +545,7 @@ mod tests {
     #[tokio::test]
     async fn an_upload_waiting_for_its_next_piece_is_not_silent() {
         let (idle, answer) = (Duration::from_millis(200), Duration::from_millis(400));
-        let (sender, receiver) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(1);
-        let activity = Activity::default();
-        let mut body = Box::pin(activity.watch(
-            futures_util::stream::unfold(
-                receiver,
-                |mut r| async move { r.recv().await.map(|piece| (piece, r)) },
-            ),
-            2,
-        ));
+        let (activity, sender, mut body) = watched(2);
         // The client asks for a piece that comes three idle limits later (the source, or a
         // stalled destination beside it, holds the read up): the registry was not silent.
         // The clock runs in a task of its own, as it does beside the HTTP client's.
