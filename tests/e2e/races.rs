@@ -76,22 +76,7 @@ fn a_failed_copy_does_not_remove_the_repository_another_tag_was_pushed_into() {
         .map(crate::support::Run::from)
         .expect("ecrcp runs");
     run.assert_code(1);
-    let summary = run.summary();
-    assert_eq!(
-        (summary["copied"].as_u64(), summary["failed"].as_u64()),
-        (Some(1), Some(1)),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        bed.digest(ECR, &repository, "b").is_some(),
-        "the other tag landed"
-    );
-    assert!(
-        bed.repository(&repository).is_some(),
-        "the repository the other tag was pushed into stays:\n{}",
-        run.stderr
-    );
+    tag_b_landed_and_the_repository_stays(&bed, &run, &repository);
 }
 
 /// Whether two of the front's logged requests were under way at the same moment.
@@ -187,22 +172,7 @@ fn a_creator_that_fails_while_another_tag_is_pushed_leaves_the_repository_to_it(
 
     let run = bed.sync(&config, &[]);
     run.assert_code(1);
-    let summary = run.summary();
-    assert_eq!(
-        (summary["copied"].as_u64(), summary["failed"].as_u64()),
-        (Some(1), Some(1)),
-        "{}",
-        run.stderr
-    );
-    assert!(
-        bed.digest(ECR, &destination, "b").is_some(),
-        "the other tag landed"
-    );
-    assert!(
-        bed.repository(&destination).is_some(),
-        "the repository the other tag was pushed into stays:\n{}",
-        run.stderr
-    );
+    tag_b_landed_and_the_repository_stays(&bed, &run, &destination);
 }
 
 #[test]
@@ -277,6 +247,25 @@ fn a_copy_that_fails_after_a_comparison_reports_both_pulls_it_spent() {
         run.summary()["hub_pulls_spent"].as_u64(),
         Some(spent as u64),
         "{}",
+        run.stderr
+    );
+}
+
+/// A sync in which `:a` failed and `:b` landed in `repository`, which the run must not have
+/// removed.
+#[track_caller]
+fn tag_b_landed_and_the_repository_stays(bed: &Bed, run: &crate::support::Run, repository: &str) {
+    let summary = run.summary();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{}",
+        run.stderr
+    );
+    assert!(bed.digest(ECR, repository, "b").is_some(), "the other tag landed");
+    assert!(
+        bed.repository(repository).is_some(),
+        "the repository the other tag was pushed into stays:\n{}",
         run.stderr
     );
 }
