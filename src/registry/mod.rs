@@ -12,6 +12,7 @@ pub mod manifests;
 pub mod origin;
 pub mod prefetch;
 pub mod retry;
+mod roots;
 pub mod scope;
 pub mod tags;
 pub mod tokens;
@@ -295,7 +296,7 @@ pub struct RegistryClient {
     /// Trusts the system's CAs (and `SSL_CERT_FILE`).
     http: reqwest::Client,
     /// For hosts with CAs of their own in docker's certs.d, clients that trust those too.
-    with_docker_cas: Mutex<HashMap<String, reqwest::Client>>,
+    with_docker_cas: Mutex<DockerCaClients>,
     credentials: CredentialStore,
     /// `Authorization` values by API host and scopes, until they expire.
     tokens: TokenCache,
@@ -306,6 +307,15 @@ pub struct RegistryClient {
     hub_manifest_reads: AtomicU64,
     /// Hosts that stopped answering, and when ([`RegistryError::StillSilent`]).
     silent: Mutex<HashMap<String, Instant>>,
+}
+
+/// The clients for hosts with CAs in docker's certs.d: one per set of CAs, shared by the
+/// hosts that name the same set (a private CA often signs several registries).
+#[derive(Default)]
+struct DockerCaClients {
+    by_host: HashMap<String, reqwest::Client>,
+    /// Keyed by the CA files' contents.
+    by_cas: HashMap<Vec<u8>, reqwest::Client>,
 }
 
 struct Response {
@@ -341,7 +351,7 @@ impl RegistryClient {
     pub fn new(credentials: CredentialStore) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
             http: http_client("(none)", &[])?,
-            with_docker_cas: Mutex::new(HashMap::new()),
+            with_docker_cas: Mutex::default(),
             credentials,
             tokens: TokenCache::default(),
             challenges: Mutex::new(HashMap::new()),
@@ -365,16 +375,20 @@ impl RegistryClient {
     /// reaches too.
     fn http_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
         let mut known = self.with_docker_cas.lock().expect("client cache poisoned");
-        if let Some(found) = known.get(host) {
+        if let Some(found) = known.by_host.get(host) {
             return Ok(found.clone());
         }
-        let cas = docker_cas(&Path::new(DOCKER_CERTS_DIR).join(host));
+        let (pems, cas) = docker_cas(&Path::new(DOCKER_CERTS_DIR).join(host));
         let found = if cas.is_empty() {
             self.http.clone()
+        } else if let Some(shared) = known.by_cas.get(&pems) {
+            shared.clone()
         } else {
-            http_client(host, &cas)?
+            let client = http_client(host, &cas)?;
+            known.by_cas.insert(pems, client.clone());
+            client
         };
-        known.insert(host.to_owned(), found.clone());
+        known.by_host.insert(host.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -959,42 +973,64 @@ fn send_error(host: &str, what: &str, error: &reqwest::Error) -> RegistryError {
 /// adds its own (see [`RegistryClient::send`] and the blob readers and writers).
 fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
     let limits = net_timeouts::net();
-    reqwest::Client::builder()
-        .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(limits.connect)
-        .tcp_user_timeout(limits.unacknowledged)
-        .tcp_keepalive(limits.keepalive)
-        .tcp_keepalive_interval(limits.keepalive)
-        .tls_certs_merge(extra_cas.to_vec())
-        .build()
-        .map_err(|error| RegistryError::Connect {
-            host: host.to_owned(),
-            detail: error_chain(&error),
+    let builder = || {
+        reqwest::Client::builder()
+            .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(limits.connect)
+            .tcp_user_timeout(limits.unacknowledged)
+            .tcp_keepalive(limits.keepalive)
+            .tcp_keepalive_interval(limits.keepalive)
+    };
+    let system = roots::system();
+    // The system's CAs as read once for the process; where they cannot be (none read, or
+    // one rustls refuses), reqwest's platform verifier reads them itself, as before.
+    let read_once = (!system.is_empty())
+        .then(|| {
+            builder()
+                .tls_certs_only(system.iter().chain(extra_cas).cloned())
+                .build()
+                .ok()
         })
+        .flatten();
+    match read_once {
+        Some(client) => Ok(client),
+        None => builder().tls_certs_merge(extra_cas.to_vec()).build(),
+    }
+    .map_err(|error| RegistryError::Connect {
+        host: host.to_owned(),
+        detail: error_chain(&error),
+    })
 }
 
-/// The CA certificates (`*.crt`, as docker reads them) in a certs.d directory. An unreadable
-/// one is logged and left out: the system's CAs may still do.
-fn docker_cas(dir: &Path) -> Vec<reqwest::Certificate> {
+/// The CA certificates (`*.crt`, as docker reads them) in a certs.d directory, and the
+/// contents of the files they came from, in name order. An unreadable one is logged and left
+/// out: the system's CAs may still do.
+fn docker_cas(dir: &Path) -> (Vec<u8>, Vec<reqwest::Certificate>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    let mut cas = Vec::new();
-    for path in entries.flatten().map(|entry| entry.path()) {
-        if path.extension().is_none_or(|extension| extension != "crt") {
-            continue;
-        }
-        match std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string()))
-        {
-            Ok(found) => cas.extend(found),
+    let mut paths: Vec<_> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "crt"))
+        .collect();
+    paths.sort();
+    let (mut pems, mut cas) = (Vec::new(), Vec::new());
+    for path in paths {
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|pem| {
+            let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())?;
+            Ok((pem, found))
+        }) {
+            Ok((pem, found)) => {
+                pems.extend(pem);
+                cas.extend(found);
+            }
             Err(error) => {
                 tracing::warn!(file = %path.display(), %error, "cannot read a registry CA certificate");
             }
         }
     }
-    cas
+    (pems, cas)
 }
 
 fn check_status(

@@ -310,14 +310,7 @@ async fn run(copyings: &[Copying<'_>], transfers: &[Transfer<'_>]) -> Vec<anyhow
 /// through; each blob is read once for all destinations that lack it. A destination that
 /// fails gets its error in `failed` and is left out of the blobs after.
 async fn copy_blobs(copyings: &[&Copying<'_>], plans: &[Plan], failed: &mut [Option<anyhow::Error>]) {
-    let mut blobs: Vec<&Descriptor> = Vec::new();
-    for plan in plans {
-        for blob in &plan.blobs {
-            if !blobs.iter().any(|known| known.digest == blob.digest) {
-                blobs.push(blob);
-            }
-        }
-    }
+    let blobs = largest_first(plans.iter().flat_map(|plan| &plan.blobs));
     let progress = copyings[0].progress;
     for blob in &blobs {
         progress.blob(&blob.digest, blob.size);
@@ -376,6 +369,21 @@ async fn copy_blobs(copyings: &[&Copying<'_>], plans: &[Plan], failed: &mut [Opt
     for (index, error) in errors.into_inner().expect("errors poisoned") {
         failed[index].get_or_insert(error);
     }
+}
+
+/// Each blob once, the largest first: the copy ends when its last blob does, so a small
+/// one (a config, a short layer) started first would hold a place a large one then waits
+/// for, and one started last ends soon after the large ones.
+fn largest_first<'a>(blobs: impl IntoIterator<Item = &'a Descriptor>) -> Vec<&'a Descriptor> {
+    let mut unique: Vec<&Descriptor> = Vec::new();
+    for blob in blobs {
+        if !unique.iter().any(|known| known.digest == blob.digest) {
+            unique.push(blob);
+        }
+    }
+    // Stable: blobs of one size keep the order the manifests list them in.
+    unique.sort_by_key(|blob| std::cmp::Reverse(blob.size));
+    unique
 }
 
 /// Docker Hub pulls during one copy: counted as manifests are read (the registry client
@@ -840,6 +848,26 @@ pub struct TagHeld {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blobs_go_largest_first_each_once_and_equal_sizes_keep_their_order() {
+        let blob = |digest: &str, size: u64| -> Descriptor {
+            serde_json::from_value(serde_json::json!({ "digest": digest, "size": size }))
+                .expect("a descriptor")
+        };
+        let config = blob("sha256:c", 1_200);
+        let layers = [
+            blob("sha256:a", 30 << 20),
+            blob("sha256:b", 2 << 20),
+            blob("sha256:d", 30 << 20),
+        ];
+        let listed = [&config, &layers[0], &layers[1], &layers[2], &layers[0]];
+        let order: Vec<&str> = largest_first(listed)
+            .iter()
+            .map(|blob| blob.digest.as_str())
+            .collect();
+        assert_eq!(order, ["sha256:a", "sha256:d", "sha256:b", "sha256:c"]);
+    }
 
     #[test]
     fn a_copy_reads_manifests_up_to_its_budget() {
