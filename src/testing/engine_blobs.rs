@@ -1,0 +1,1 @@
+//! The registry engine's blob paths against the fake registry.
