@@ -43,6 +43,12 @@ impl Answer {
         self
     }
 
+    /// No answer at all: the request is read whole, then the connection dropped, as when a
+    /// registry or the network between fails after the last byte of an upload.
+    pub fn hang_up() -> Self {
+        Answer::status(0)
+    }
+
     /// Sends the first `bytes` of the body only, then drops the connection.
     #[must_use]
     pub fn cut_after(mut self, bytes: usize) -> Self {
@@ -246,6 +252,10 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) -> std::io::Result<()> {
         script.requests.push(recorded.clone());
         answer
     };
+    let mut stream = stream;
+    if answer.status == 0 {
+        return stream.shutdown(Shutdown::Both);
+    }
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nConnection: close\r\nContent-Length: {}\r\n",
         answer.status,
@@ -256,7 +266,6 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) -> std::io::Result<()> {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    let mut stream = stream;
     stream.write_all(head.as_bytes())?;
     if recorded.method != "HEAD" {
         let end = answer.cut.unwrap_or(answer.body.len()).min(answer.body.len());
