@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Url;
 
-use super::fake_registry::{Answer, FakeRegistry};
+use super::fake_registry::{Answer, FakeRegistry, Recorded};
 use super::{anonymous_client, client_for, reference};
 use crate::registry::blobs::Opened;
 use crate::registry::digest::sha256;
@@ -254,7 +254,7 @@ async fn a_bearer_challenge_is_answered_with_a_token_fetched_with_the_login_and_
     }
 
     let requests = fake.requests();
-    let lines: Vec<String> = requests.iter().map(|request| request.line()).collect();
+    let lines: Vec<String> = requests.iter().map(Recorded::line).collect();
     assert_eq!(
         lines,
         [

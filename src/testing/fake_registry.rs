@@ -263,7 +263,7 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) -> std::io::Result<()> {
         answer.body.len()
     );
     for (name, value) in &answer.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+        head = head + name + ": " + value + "\r\n";
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
