@@ -2,10 +2,11 @@
 //! caller asks for one: each blob the destination lacks sent in one PUT and the tag last, a
 //! cross-repository mount taken or refused (the refused one's session takes the upload), a
 //! dropped source read resumed with `Range`, an upload retried after a server error, a lost
-//! session or a lost answer, and not after a refusal; and an immutable tag.
+//! session or a lost answer, and not after a refusal, nor with a token that expired under
+//! it; and an immutable tag.
 
 use super::fake_registry::{Answer, FakeRegistry, Recorded};
-use super::{anonymous_client, copy, Image};
+use super::{anonymous_client, client_for, copy, Image};
 use crate::registry::manifest::OCI_MANIFEST;
 
 /// Scripts `fake` (after the routes a test put first) as a destination that holds nothing of `repository` and takes uploads:
@@ -385,4 +386,65 @@ async fn an_immutable_tag_holding_the_image_is_taken_and_one_holding_another_ref
         source.matching("GET", "/v2/src/app/blobs/*").is_empty(),
         "every blob was there"
     );
+}
+
+#[tokio::test]
+async fn an_upload_whose_token_expired_under_it_goes_again_with_a_new_one() {
+    let image = Image::new(20_000);
+    let source = FakeRegistry::start();
+    image.serve(&source, "src/app", true);
+    let destination = FakeRegistry::start();
+    let challenge = format!(r#"Bearer realm="{}/token",service="fake""#, destination.origin());
+    destination.route(
+        "HEAD",
+        &format!("/v2/dst/app/blobs/{}", image.config_digest),
+        [Answer::status(200)],
+    );
+    destination.route(
+        "HEAD",
+        &format!("/v2/dst/app/blobs/{}", image.layer_digest),
+        [
+            Answer::status(401).header("WWW-Authenticate", challenge),
+            Answer::status(404),
+        ],
+    );
+    destination.route(
+        "GET",
+        "/token?*",
+        ["first", "second"].map(|token| Answer::status(200).body(format!(r#"{{"token":"{token}"}}"#))),
+    );
+    // The registry takes the session's first request, then refuses the token for the body.
+    destination.route("PUT", "/upload/*", [Answer::status(401), Answer::status(201)]);
+    take_uploads(&destination, "dst/app", &image.manifest_digest);
+    let client = client_for(&destination.host(), "someone", "secret");
+
+    copy(
+        &client,
+        &format!("{}/src/app:1", source.host()),
+        &format!("{}/dst/app:1", destination.host()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        destination.matching("GET", "/token?*").len(),
+        2,
+        "{:?}",
+        destination.lines()
+    );
+    let uploads = uploads_of(&destination, &image.layer_digest);
+    let sent: Vec<(&str, Option<&str>)> = uploads
+        .iter()
+        .map(|put| (put.path(), put.header("authorization")))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("/upload/s1", Some("Bearer first")),
+            ("/upload/s2", Some("Bearer second"))
+        ]
+    );
+    assert_eq!(uploads[1].body, image.layer);
+    let tag = destination.matching("PUT", "/v2/dst/app/manifests/1");
+    assert_eq!(tag[0].header("authorization"), Some("Bearer second"));
 }

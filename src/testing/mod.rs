@@ -125,7 +125,7 @@ impl Image {
 }
 
 /// Copies `source` to `destination` with the registry engine, as a copy job with default
-/// settings does.
+/// settings does, one blob at a time: the requests come in an order a test can assert.
 pub(crate) async fn copy(
     client: &RegistryClient,
     source: &str,
@@ -141,7 +141,7 @@ pub(crate) async fn copy(
     let turns = Turns::default();
     let repository = Repository::new(&destination, None, &job.settings.repository, &turns);
     let pulls = Pulls::default();
-    let engine = RegistryEngine::new(client, 2);
+    let engine = RegistryEngine::new(client, 1);
     engine
         .transfer(Transfer {
             job: &job,
