@@ -394,3 +394,63 @@ async fn the_registrys_login_goes_with_every_request_once_it_asked_for_it() {
     let basic = Some("Basic c29tZW9uZTpzZWNyZXQ=".to_owned());
     assert_eq!(authorization, [None, basic.clone(), basic]);
 }
+
+#[tokio::test]
+async fn a_manifest_answered_under_another_digest_is_refused_at_once() {
+    let fake = FakeRegistry::start();
+    let (asked, answered) = (
+        format!("sha256:{}", "a".repeat(64)),
+        format!("sha256:{}", "b".repeat(64)),
+    );
+    fake.route(
+        "HEAD",
+        "/v2/team/app/manifests/*",
+        [Answer::status(200)
+            .header("Docker-Content-Digest", answered.clone())
+            .header("Content-Type", crate::registry::manifest::OCI_MANIFEST)],
+    );
+    let client = anonymous_client();
+    let image = reference(&format!("{}/team/app@{asked}", fake.host()));
+    let error = client.head_manifest(&image).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("answered '{answered}' when asked for")),
+        "{error}"
+    );
+    assert_eq!(fake.requests().len(), 1, "not asked again");
+}
+
+#[tokio::test]
+async fn a_manifest_over_4_mib_is_refused_whether_its_length_is_said_or_not() {
+    let fake = FakeRegistry::start();
+    let big = vec![b' '; (4 << 20) + 1];
+    fake.route(
+        "GET",
+        "/v2/team/app/manifests/said",
+        [Answer::status(200)
+            .header("Content-Type", crate::registry::manifest::OCI_MANIFEST)
+            .body(big.clone())],
+    );
+    fake.route(
+        "GET",
+        "/v2/team/app/manifests/unsaid",
+        [Answer::status(200)
+            .header("Content-Type", crate::registry::manifest::OCI_MANIFEST)
+            .body(big)
+            .close_delimited()],
+    );
+    let client = anonymous_client();
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+    for tag in ["said", "unsaid"] {
+        let error = client
+            .get_manifest(&image, &Scopes::pull("team/app"), tag)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, RegistryError::TooLarge { .. }),
+            "{tag}: {error:?}"
+        );
+    }
+    assert_eq!(fake.requests().len(), 2, "neither asked again");
+}

@@ -448,3 +448,47 @@ async fn an_upload_whose_token_expired_under_it_goes_again_with_a_new_one() {
     let tag = destination.matching("PUT", "/v2/dst/app/manifests/1");
     assert_eq!(tag[0].header("authorization"), Some("Bearer second"));
 }
+
+#[tokio::test]
+async fn a_source_that_cannot_resume_a_read_has_the_blob_start_over() {
+    let (source, destination) = (FakeRegistry::start(), FakeRegistry::start());
+    let image = Image::new(1_000_000);
+    image.serve(&source, "src/app", false);
+    // The answer to the read with Range ignores it: the whole blob from its start.
+    source.route(
+        "GET",
+        &format!("/v2/src/app/blobs/{}", image.layer_digest),
+        [
+            Answer::status(200).body(image.layer.clone()).cut_after(400_000),
+            Answer::status(200).body(image.layer.clone()),
+        ],
+    );
+    take_uploads(&destination, "dst/app", &image.manifest_digest);
+    let client = anonymous_client();
+
+    copy(
+        &client,
+        &format!("{}/src/app:1", source.host()),
+        &format!("{}/dst/app:1", destination.host()),
+    )
+    .await
+    .unwrap();
+
+    let reads = source.matching("GET", &format!("/v2/src/app/blobs/{}", image.layer_digest));
+    let ranges: Vec<Option<&str>> = reads.iter().map(|read| read.header("range")).collect();
+    assert_eq!(ranges, [None, Some("bytes=400000-"), None]);
+    let uploads = uploads_of(&destination, &image.layer_digest);
+    let sent: Vec<(&str, bool)> = uploads.iter().map(|put| (put.path(), put.complete)).collect();
+    // The config went first, into s1.
+    assert_eq!(
+        sent,
+        [("/upload/s2", false), ("/upload/s3", true)],
+        "the first upload broke off"
+    );
+    assert_eq!(uploads[1].body, image.layer);
+    assert_eq!(
+        destination.matching("DELETE", "/upload/s2").len(),
+        1,
+        "its session given up"
+    );
+}

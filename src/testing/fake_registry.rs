@@ -19,6 +19,8 @@ pub struct Answer {
     /// Send only this many bytes of `body` (under its full Content-Length), then drop the
     /// connection: a read that breaks off midway.
     pub cut: Option<usize>,
+    /// No Content-Length: the body ends with the connection.
+    pub close_delimited: bool,
 }
 
 impl Answer {
@@ -28,6 +30,7 @@ impl Answer {
             headers: Vec::new(),
             body: Vec::new(),
             cut: None,
+            close_delimited: false,
         }
     }
 
@@ -49,6 +52,13 @@ impl Answer {
         Answer::status(0)
     }
 
+    /// Sends the body without a Content-Length, ending it with the connection.
+    #[must_use]
+    pub fn close_delimited(mut self) -> Self {
+        self.close_delimited = true;
+        self
+    }
+
     /// Sends the first `bytes` of the body only, then drops the connection.
     #[must_use]
     pub fn cut_after(mut self, bytes: usize) -> Self {
@@ -65,7 +75,10 @@ pub struct Recorded {
     pub target: String,
     /// Names lowercased, in the order sent.
     pub headers: Vec<(String, String)>,
+    /// As much of the body as came.
     pub body: Vec<u8>,
+    /// Whether the body came whole; a request whose body broke off gets no answer.
+    pub complete: bool,
 }
 
 impl Recorded {
@@ -214,22 +227,26 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) -> std::io::Result<()> {
             .find(|(known, _)| known == name)
             .map(|(_, value)| value.clone())
     };
-    let body = if named("transfer-encoding").is_some_and(|value| value.eq_ignore_ascii_case("chunked")) {
-        read_chunked(&mut reader)?
+    let mut body = Vec::new();
+    let read = if named("transfer-encoding").is_some_and(|value| value.eq_ignore_ascii_case("chunked")) {
+        read_chunked(&mut reader, &mut body)
     } else {
         let length = named("content-length")
             .and_then(|value| value.parse().ok())
             .unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
-        body
+        read_sized(&mut reader, length, &mut body)
     };
     let recorded = Recorded {
         method,
         target,
         headers,
         body,
+        complete: read.is_ok(),
     };
+    if let Err(error) = read {
+        script.lock().expect("script poisoned").requests.push(recorded);
+        return Err(error);
+    }
     let answer = {
         let mut script = script.lock().expect("script poisoned");
         let answer = script
@@ -257,11 +274,13 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) -> std::io::Result<()> {
         return stream.shutdown(Shutdown::Both);
     }
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "HTTP/1.1 {} {}\r\nConnection: close\r\n",
         answer.status,
-        reason(answer.status),
-        answer.body.len()
+        reason(answer.status)
     );
+    if !answer.close_delimited {
+        head = head + "Content-Length: " + &answer.body.len().to_string() + "\r\n";
+    }
     for (name, value) in &answer.headers {
         head = head + name + ": " + value + "\r\n";
     }
@@ -276,24 +295,30 @@ fn serve(stream: TcpStream, script: &Mutex<Script>) -> std::io::Result<()> {
     stream.shutdown(Shutdown::Both)
 }
 
-fn read_chunked(reader: &mut impl std::io::BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
+/// Reads `length` bytes of body into `body`, keeping what came when the connection breaks.
+fn read_sized(reader: &mut impl std::io::Read, length: usize, body: &mut Vec<u8>) -> std::io::Result<()> {
+    let got = reader.take(length as u64).read_to_end(body)?;
+    if got < length {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+fn read_chunked(reader: &mut impl std::io::BufRead, body: &mut Vec<u8>) -> std::io::Result<()> {
     loop {
         let mut size = String::new();
         reader.read_line(&mut size)?;
         let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
             .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))?;
         if size == 0 {
-            // The trailer section: empty lines up to the last.
+            // The trailer section: lines up to an empty one.
             let mut trailer = String::new();
             while reader.read_line(&mut trailer)? > 2 {
                 trailer.clear();
             }
-            return Ok(body);
+            return Ok(());
         }
-        let start = body.len();
-        body.resize(start + size, 0);
-        reader.read_exact(&mut body[start..])?;
+        read_sized(reader, size, body)?;
         let mut end = String::new();
         reader.read_line(&mut end)?;
     }
