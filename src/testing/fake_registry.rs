@@ -3,7 +3,8 @@
 //! route is a method and a path pattern with a queue of answers (the last one repeats), so a
 //! test says "503, then 201" and then asserts on the requests as they arrived: their order,
 //! their headers, the bytes of their bodies. One connection per request (`Connection:
-//! close`), served on its own thread, so it works from any runtime, paused or not.
+//! close`), served on a thread of its own, outside the test's async runtime, so a test that
+//! blocks or sleeps holds up no answer.
 
 use std::collections::VecDeque;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 /// One scripted answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// 0: no answer at all ([`Answer::hang_up`]).
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
