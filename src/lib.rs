@@ -38,4 +38,6 @@ pub mod settings;
 pub mod state_file;
 pub mod sync;
 pub mod tags;
+#[cfg(test)]
+mod testing;
 pub mod ui;
