@@ -598,7 +598,7 @@ where
                 };
             }
             let hint = if code.contains("AccessDenied") || code == "UnrecognizedClientException" {
-                format!("\nnote: the IAM policy must allow ecr:{operation} (README: IAM policy)")
+                format!("\nnote: the IAM policy must allow ecr:{operation} (docs/iam.md)")
             } else if code == "LimitExceededException" {
                 "\nnote: a service quota of the account is reached (Service Quotas, Amazon ECR); ask for a higher one or remove what is no longer used".to_owned()
             } else {

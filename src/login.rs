@@ -33,7 +33,7 @@ pub struct HelperLoginFailed {
 /// An ECR registry refused docker's login with the token ecrcp had just fetched anew
 /// because it refused the one before: a new token is not what is missing.
 #[derive(Debug, thiserror::Error)]
-#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new ECR authorization token\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (README: IAM policy), and that '{host}' is the registry meant")]
+#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new ECR authorization token\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (docs/iam.md), and that '{host}' is the registry meant")]
 pub struct LoginRefusedAgain {
     pub host: String,
 }

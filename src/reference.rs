@@ -1309,7 +1309,7 @@ mod tests {
         }
     }
 
-    /// Where ecrcp knowingly differs from docker's reference library; README lists why.
+    /// Where ecrcp knowingly differs from docker's reference library; docs/usage.md lists why.
     #[test]
     fn deviations_from_docker_are_the_listed_ones() {
         // Docker accepts these; ecrcp refuses them.

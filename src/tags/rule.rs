@@ -480,7 +480,7 @@ mod tests {
 
     #[test]
     fn floating_tags_rank_as_their_zero_patch() {
-        // The README and debian/images.toml say so: `1.27` is 1.27.0, below 1.27.3, so "newest
+        // docs/sync.md and debian/images.toml say so: `1.27` is 1.27.0, below 1.27.3, so "newest
         // N" drops it; a tag_include of floating tags alone keeps the newest of those.
         let tags = ["1", "1.26", "1.26.5", "1.27", "1.27.2", "1.27.3"];
         assert_eq!(rule(|r| r.newest(2)).select(tags).selected, ["1.27.3", "1.27.2"]);

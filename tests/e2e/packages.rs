@@ -317,7 +317,7 @@ fn the_services_read_root_only_aws_files_through_systemd_and_secrets_stay_root_o
         );
     }
 
-    // The README's setup: the keys in a root-only /etc/ecrcp/aws-credentials, the rest of
+    // docs/service.md's setup: the keys in a root-only /etc/ecrcp/aws-credentials, the rest of
     // the bed's AWS settings (moto) in /etc/default/ecrcp, no key in any environment. The
     // bed's moto checks no signature: a secret of this test's own can be looked for in logs.
     let (key, secret) = (env_or("AWS_ACCESS_KEY_ID", "testing"), format!("{prefix}-secret"));

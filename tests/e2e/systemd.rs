@@ -148,7 +148,7 @@ fn the_service_uses_a_docker_hub_login_made_the_documented_way() {
     let container = Container::boot(&bed, Path::new(env!("CARGO_BIN_EXE_ecrcp")), None);
     container.wait_for_the_run(RUN_TIMEOUT);
 
-    // The README's command, as an administrator types it: `docker login` as the service's
+    // docs/service.md's command, as an administrator types it: `docker login` as the service's
     // own dynamic user, into the service's own DOCKER_CONFIG, the token on stdin.
     let (user, password) = HUB_ADMIN.split_once(':').unwrap();
     let login = container.exec(&[
