@@ -341,7 +341,83 @@ impl<'a> Repository<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::Shared;
+    use futures_util::future::BoxFuture;
+
+    use super::{Repositories, Repository, Shared};
+    use crate::plan::JobSettings;
+    use crate::provider::Provider;
+    use crate::reference::Reference;
+
+    /// A provider that records what the repository handles ask of it.
+    struct Recording {
+        makes: bool,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Provider for Recording {
+        fn registry(&self, _host: &str) -> Option<String> {
+            None
+        }
+
+        fn makes_repositories(&self) -> bool {
+            self.makes
+        }
+
+        fn ensure_repository<'a>(
+            &'a self,
+            host: &'a str,
+            name: &'a str,
+            _settings: &'a JobSettings,
+        ) -> BoxFuture<'a, anyhow::Result<bool>> {
+            self.calls.lock().unwrap().push(format!("ensure {host}/{name}"));
+            Box::pin(async { Ok(true) })
+        }
+
+        fn remove_empty_repository<'a>(
+            &'a self,
+            host: &'a str,
+            name: &'a str,
+            _settings: &'a JobSettings,
+        ) -> BoxFuture<'a, ()> {
+            self.calls.lock().unwrap().push(format!("remove {host}/{name}"));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn the_destination_s_provider_makes_its_repository_once_and_removes_it_when_no_copy_landed() {
+        // Whether the provider makes repositories, how two copies into one repository
+        // ended, and what the provider was asked.
+        let cases: [(bool, [bool; 2], &[&str]); 4] = [
+            (
+                true,
+                [false, false],
+                &[
+                    "ensure registry.example/team/app",
+                    "remove registry.example/team/app",
+                ],
+            ),
+            (true, [false, true], &["ensure registry.example/team/app"]),
+            (true, [true, true], &["ensure registry.example/team/app"]),
+            (false, [false, false], &[]),
+        ];
+        let destination = Reference::parse("registry.example/team/app:1").unwrap();
+        let settings = JobSettings::default();
+        for (makes, landed, expected) in cases {
+            let provider = Recording {
+                makes,
+                calls: std::sync::Mutex::default(),
+            };
+            let repositories = Repositories::default();
+            let first = Repository::new(&destination, &provider, &settings, &repositories);
+            let second = Repository::new(&destination, &provider, &settings, &repositories);
+            first.ensure().await.unwrap();
+            second.ensure().await.unwrap();
+            first.end(landed[0]).await;
+            second.end(landed[1]).await;
+            assert_eq!(*provider.calls.lock().unwrap(), expected, "{makes} {landed:?}");
+        }
+    }
 
     #[test]
     fn a_created_repository_is_removed_by_the_last_copy_to_end_when_none_landed() {

@@ -127,3 +127,44 @@ impl Providers {
             .find_map(|provider| provider.own_registry(settings))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Provider, Providers};
+
+    /// A kind (named first) whose registries are the hosts under one domain (second).
+    struct Under(&'static str, &'static str);
+
+    impl Provider for Under {
+        fn registry(&self, host: &str) -> Option<String> {
+            let host = host.to_ascii_lowercase();
+            host.ends_with(self.1).then(|| format!("{}: {host}", self.0))
+        }
+    }
+
+    #[test]
+    fn a_host_goes_to_the_first_kind_that_claims_it_else_to_plain_oci() {
+        let providers = Providers {
+            connected: vec![
+                Box::new(Under("one", ".one.example")),
+                Box::new(Under("any", ".example")),
+            ],
+        };
+        let cases = [
+            ("r.one.example", Some("one: r.one.example")),
+            ("R.One.Example", Some("one: r.one.example")),
+            ("r.two.example", Some("any: r.two.example")),
+            ("docker.io", None),
+        ];
+        for (host, expected) in cases {
+            assert_eq!(
+                providers.for_host(host).registry(host).as_deref(),
+                expected,
+                "{host}"
+            );
+        }
+        assert!(!Providers::default()
+            .for_host("r.one.example")
+            .makes_repositories());
+    }
+}
