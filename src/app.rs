@@ -2,15 +2,13 @@
 //! destinations, runs each copy in turn as `cp` does, reports each result as it comes, and
 //! turns the results into an exit status.
 
-use crate::copy::{Confirm, Copier, Outcome};
+use crate::copy::{Confirm, Outcome};
 use crate::docker::{DockerCli, DockerError};
-use crate::ecr::{EcrError, EcrSessions};
 use crate::exit::Exit;
-use crate::ledger::Ledger;
 use crate::plan::{CopyJob, Plan};
-use crate::reference::{Reference, ReferenceError};
-use crate::registry::credentials::CredentialStore;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::provider::ecr::EcrError;
+use crate::reference::Reference;
+use crate::setup::Setup;
 
 /// Hears about each finished copy. The terminal implementation lives in `ui`.
 pub trait Reporter: Confirm {
@@ -21,22 +19,14 @@ pub trait Reporter: Confirm {
 
 /// Runs `plan` with the real docker CLI, registries and ECR.
 pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> anyhow::Result<Exit> {
-    let sessions = EcrSessions::connect(&plan.jobs).await?;
-    let registry = registry_client(docker)?;
-    let ledger = match plan.state_dir.as_deref() {
-        None => Ledger::in_memory(),
-        Some(dir) if plan.options.dry_run => Ledger::load_read_only(dir),
-        Some(dir) => Ledger::load(dir),
-    };
-    let copier = Copier::new(docker, &registry, plan.options, reporter, ledger);
+    let setup = Setup::new(&plan.jobs, docker).await?;
+    let copier = setup.copier(docker, plan.options, reporter, plan.state_dir.as_deref());
 
     let mut failed = false;
     for (index, job) in plan.jobs.iter().enumerate() {
-        let (destination, result) = match resolve(job, &sessions) {
+        let (destination, result) = match setup.resolve(job) {
             Ok(destination) => {
-                let result = copier
-                    .copy(job, &destination, sessions.ecr(&job.settings.aws))
-                    .await;
+                let result = copier.copy(job, &destination).await;
                 (Some(destination), result)
             }
             Err(error) => (None, Err(error.into())),
@@ -52,20 +42,6 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
         }
     }
     Ok(if failed { Exit::CopyFailed } else { Exit::Success })
-}
-
-/// ecrcp's own registry client for a run: the logins docker would use, from its config
-/// directory, with credential helpers held to docker's command time limit.
-pub fn registry_client(docker: &DockerCli) -> Result<RegistryClient, RegistryError> {
-    RegistryClient::new(
-        CredentialStore::with_config_dir(docker.config_dir()).with_helper_timeout(docker.timeouts().command),
-    )
-}
-
-/// The job's destination as a full reference, the own registry filled in.
-pub fn resolve(job: &CopyJob, sessions: &EcrSessions) -> Result<Reference, ReferenceError> {
-    job.destination
-        .resolve(&job.source, sessions.own_registry(&job.settings.aws))
 }
 
 fn log_result(job: &CopyJob, destination: Option<&Reference>, result: &anyhow::Result<Outcome>) {

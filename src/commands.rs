@@ -298,12 +298,12 @@ async fn own_registry(aws: &crate::plan::AwsOptions) -> (crate::iam::Registry, O
             Some(format!("cannot ask which account your own registry is in: {why}")),
         )
     };
-    let ecr = match crate::ecr::Ecr::connect(aws).await {
+    let ecr = match crate::provider::ecr::Ecr::connect(aws).await {
         Ok(ecr) => ecr,
         Err(error) => return unknown(configured, first_line(&error)),
     };
     let Some(region) = ecr.default_region().map(str::to_owned) else {
-        return unknown(None, first_line(&crate::ecr::EcrError::NoRegion));
+        return unknown(None, first_line(&crate::provider::ecr::EcrError::NoRegion));
     };
     match ecr.own_registry(&region).await {
         Ok(host) => match crate::reference::EcrHost::parse(&host) {

@@ -5,7 +5,7 @@
 //!
 //! Where each action comes from (AWS's names; the registry API calls are authorized as the
 //! ECR actions AWS documents for them):
-//! - `GetAuthorizationToken`: the registry login (`src/ecr.rs`), on `*` (it names no resource).
+//! - `GetAuthorizationToken`: the registry login (`src/provider/ecr.rs`), on `*` (it names no resource).
 //! - `DescribeRepositories`: every copy into ECR first asks whether its repository exists.
 //! - `BatchGetImage`: manifest HEADs and GETs (the checks, the verification, referrers).
 //! - `BatchCheckLayerAvailability`: blob HEADs; `InitiateLayerUpload`: the upload POST;

@@ -2,7 +2,8 @@
 //!
 //! The layers, from the outside in: `cli` (and `config`, for `sync`) turn arguments into a
 //! `plan`; `commands` wires each subcommand; `app` runs a copy plan and `sync` a sync pass,
-//! with the boundaries (`docker`, `ecr`, `registry`), reporting through `ui` or `tracing`
+//! both set up by `setup`, with the boundaries (`docker`, `registry`, and `provider`: what
+//! a kind of registry such as ECR adds to plain OCI), reporting through `ui` or `tracing`
 //! events (`logging` picks the sink); `copy` holds the steps of one copy and `decide` the
 //! pure choice of whether to copy at all; `engine` the ways of moving the bytes (docker,
 //! registry to registry); `login` the registry logins of a run; `process`
@@ -15,7 +16,6 @@ pub mod config;
 pub mod copy;
 pub mod decide;
 pub mod docker;
-pub mod ecr;
 pub mod engine;
 pub mod exit;
 pub mod generate;
@@ -30,11 +30,13 @@ pub mod platform;
 pub mod plugin;
 pub mod process;
 pub mod progress;
+pub mod provider;
 pub mod redact;
 pub mod reference;
 pub mod registry;
 pub mod secret;
 pub mod settings;
+pub mod setup;
 pub mod state_file;
 pub mod sync;
 pub mod tags;

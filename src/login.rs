@@ -1,23 +1,22 @@
-//! Registry logins for one run, for ECR registries (sources and destinations): hands ECR
-//! tokens to ecrcp's own registry client (for HEAD requests), and makes sure the docker CLI
-//! can pull and push. docker keeps the user's own way in when its config has one that the
-//! registry accepts (amazon-ecr-credential-helper, or a stored login); only otherwise is it
-//! `docker login`-ed, so a user's login is never replaced with a 12-hour token without need.
-//! Decides once per registry and run. When an ECR registry refuses the token that worked
-//! (it expired), both get one new token, and docker one new login. Emits events; never
+//! Registry logins for one run, for registries whose provider hands out logins of its own
+//! (ECR's tokens, for sources and destinations): hands them to ecrcp's own registry client
+//! (for HEAD requests), and makes sure the docker CLI can pull and push. docker keeps the
+//! user's own way in when its config has one that the registry accepts
+//! (amazon-ecr-credential-helper, or a stored login); only otherwise is it `docker
+//! login`-ed, so a user's login is never replaced with a 12-hour token without need. Decides
+//! once per registry and run. When a registry refuses the login that worked (it expired),
+//! both get one new login from the provider, and docker one new login. Emits events; never
 //! prints.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 
-use anyhow::{anyhow, Context as _};
+use anyhow::Context as _;
 
 use crate::docker::{DockerCommand, DockerError, DockerRunner};
-use crate::ecr::{Authorization, Ecr, TokenRenewer};
-use crate::reference::{EcrHost, Reference};
-use crate::registry::credentials::{CredentialStore, Credentials, Issued, Renew};
+use crate::plan::JobSettings;
+use crate::provider::{Login, Provider, Providers};
+use crate::reference::Reference;
+use crate::registry::credentials::{CredentialStore, Issued};
 use crate::registry::RegistryClient;
 
 /// `docker login` failed for a registry that docker's config hands to a credential helper,
@@ -46,90 +45,83 @@ enum DockerAccess {
     LoggedIn(u64),
 }
 
-impl Renew for TokenRenewer {
-    fn renew(&self, rejected: u64) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>> {
-        Box::pin(async move {
-            TokenRenewer::renew(self, rejected)
-                .await
-                .map(issued)
-                .map_err(|error| error.to_string())
-        })
-    }
-}
-
-fn issued(authorization: Authorization) -> Issued {
-    Issued {
-        credentials: Credentials {
-            username: authorization.username,
-            password: authorization.password,
-        },
-        serial: authorization.serial,
-    }
-}
-
 /// The logins of one run. Safe to share between concurrent copies.
 pub struct Logins<'a> {
     docker: &'a dyn DockerRunner,
     registry: &'a RegistryClient,
+    providers: &'a Providers,
     docker_access: tokio::sync::Mutex<HashMap<String, DockerAccess>>,
 }
 
 impl<'a> Logins<'a> {
-    pub fn new(docker: &'a dyn DockerRunner, registry: &'a RegistryClient) -> Self {
+    pub fn new(docker: &'a dyn DockerRunner, registry: &'a RegistryClient, providers: &'a Providers) -> Self {
         Logins {
             docker,
             registry,
+            providers,
             docker_access: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// Hands the ECR token for `image`'s registry to the registry client, for HEAD requests.
-    /// Nothing to do for other registries.
-    pub async fn registry_credentials(&self, image: &Reference, ecr: Option<&Ecr>) -> anyhow::Result<()> {
-        let Some(host) = EcrHost::parse(image.registry()) else {
+    /// `image`'s registry as its provider names it, when the provider hands out logins of
+    /// its own.
+    fn provider(&self, image: &Reference) -> Option<(String, &'a dyn Provider)> {
+        let provider = self.providers.for_host(image.registry());
+        provider.registry(image.registry()).map(|host| (host, provider))
+    }
+
+    /// Hands the provider's login for `image`'s registry to the registry client, for HEAD
+    /// requests. Nothing to do for registries without logins of their own.
+    pub async fn registry_credentials(
+        &self,
+        image: &Reference,
+        settings: &JobSettings,
+    ) -> anyhow::Result<()> {
+        let Some((host, provider)) = self.provider(image) else {
             return Ok(());
         };
-        let ecr = ecr_for(&host, ecr)?;
-        let authorization = ecr
-            .authorization(&host)
+        let login = provider
+            .login(&host, settings, None)
             .await
-            .with_context(|| format!("cannot log in to '{}'", host.host))?;
-        self.registry.credentials().insert_renewable(
-            &host.host,
-            issued(authorization),
-            Arc::new(ecr.renewer(&host).await),
-        );
+            .with_context(|| format!("cannot log in to '{host}'"))?;
+        if let Some(Login { issued, renewer }) = login {
+            self.registry
+                .credentials()
+                .insert_renewable(&host, issued, renewer);
+        }
         Ok(())
     }
 
-    /// Makes sure docker may pull or push `image`, when it is in an ECR registry: with
+    /// Makes sure docker may pull or push `image`, when its provider hands out logins: with
     /// docker's own login if the registry accepts it, else by `docker login` (once per run,
-    /// and again only when ECR handed out a new token).
-    pub async fn docker_login(&self, image: &Reference, ecr: Option<&Ecr>) -> anyhow::Result<()> {
-        let Some(host) = EcrHost::parse(image.registry()) else {
+    /// and again only when the provider handed out a new login).
+    pub async fn docker_login(&self, image: &Reference, settings: &JobSettings) -> anyhow::Result<()> {
+        let Some((host, provider)) = self.provider(image) else {
             return Ok(());
         };
-        let authorization = ecr_for(&host, ecr)?.authorization(&host).await?;
+        let Some(Login { issued, .. }) = provider.login(&host, settings, None).await? else {
+            return Ok(());
+        };
         let mut access = self.docker_access.lock().await;
-        match access.get(&host.host) {
+        match access.get(&host) {
             Some(DockerAccess::Own) => return Ok(()),
-            Some(DockerAccess::LoggedIn(serial)) if *serial == authorization.serial => return Ok(()),
+            Some(DockerAccess::LoggedIn(serial)) if *serial == issued.serial => return Ok(()),
             None if self.docker_has_login(image).await => {
-                tracing::info!(registry = %host.host, "docker's own login for the registry works; not logging in");
-                access.insert(host.host, DockerAccess::Own);
+                tracing::info!(registry = %host, "docker's own login for the registry works; not logging in");
+                access.insert(host, DockerAccess::Own);
                 return Ok(());
             }
-            // A new token, or no login of docker's own that works.
+            // A new login, or no login of docker's own that works.
             Some(DockerAccess::LoggedIn(_)) | None => {}
         }
-        self.log_docker_in(&host, &authorization, &mut access).await
+        self.log_docker_in(&host, &issued, &mut access).await
     }
 
     /// Which login docker holds for `image`'s registry from ecrcp: the serial of its token,
-    /// `None` when it is docker's own (or the registry is no ECR registry).
+    /// `None` when it is docker's own (or the registry's provider has no logins).
     pub async fn docker_login_serial(&self, image: &Reference) -> Option<u64> {
-        let host = EcrHost::parse(image.registry())?;
-        match self.docker_access.lock().await.get(&host.host)? {
+        let (host, _) = self.provider(image)?;
+        match self.docker_access.lock().await.get(&host)? {
             DockerAccess::LoggedIn(serial) => Some(*serial),
             DockerAccess::Own => None,
         }
@@ -142,52 +134,54 @@ impl<'a> Logins<'a> {
     pub async fn renew_docker_login(
         &self,
         image: &Reference,
-        ecr: Option<&Ecr>,
+        settings: &JobSettings,
         rejected: u64,
     ) -> anyhow::Result<()> {
-        let Some(host) = EcrHost::parse(image.registry()) else {
+        let Some((host, provider)) = self.provider(image) else {
             return Ok(());
         };
-        let ecr = ecr_for(&host, ecr)?;
         let mut access = self.docker_access.lock().await;
-        if let Some(DockerAccess::LoggedIn(serial)) = access.get(&host.host) {
+        if let Some(DockerAccess::LoggedIn(serial)) = access.get(&host) {
             if *serial != rejected {
                 return Ok(());
             }
         }
-        tracing::warn!(registry = %host.host, "the registry refused docker's ECR login (the token expired); logging in with a new token");
-        let authorization = ecr
-            .renew(&host, rejected)
+        tracing::warn!(registry = %host, "the registry refused docker's login (the token expired); logging in with a new token");
+        let login = provider
+            .login(&host, settings, Some(rejected))
             .await
-            .with_context(|| format!("cannot log in to '{}' again", host.host))?;
-        self.log_docker_in(&host, &authorization, &mut access).await
+            .with_context(|| format!("cannot log in to '{host}' again"))?;
+        let Some(Login { issued, .. }) = login else {
+            return Ok(());
+        };
+        self.log_docker_in(&host, &issued, &mut access).await
     }
 
-    /// `docker login` with `authorization`, remembered in `access`.
+    /// `docker login` with `issued`, remembered in `access`.
     async fn log_docker_in(
         &self,
-        host: &EcrHost,
-        authorization: &Authorization,
+        host: &str,
+        issued: &Issued,
         access: &mut HashMap<String, DockerAccess>,
     ) -> anyhow::Result<()> {
         let login = DockerCommand::login(
-            &host.host,
-            &authorization.username,
-            authorization.password.clone(),
+            host,
+            &issued.credentials.username,
+            issued.credentials.password.clone(),
         );
         if let Err(docker) = self.docker.run(&login).await {
-            let error = match self.registry.credentials().docker_helper(&host.host) {
+            let error = match self.registry.credentials().docker_helper(host) {
                 Some(helper) => anyhow::Error::new(HelperLoginFailed {
                     docker,
-                    host: host.host.clone(),
+                    host: host.to_owned(),
                     helper,
                 }),
                 None => anyhow::Error::new(docker),
             };
-            return Err(error.context(format!("cannot log docker in to '{}'", host.host)));
+            return Err(error.context(format!("cannot log docker in to '{host}'")));
         }
-        tracing::info!(registry = %host.host, "docker logged in");
-        access.insert(host.host.clone(), DockerAccess::LoggedIn(authorization.serial));
+        tracing::info!(registry = %host, "docker logged in");
+        access.insert(host.to_owned(), DockerAccess::LoggedIn(issued.serial));
         Ok(())
     }
 
@@ -210,8 +204,4 @@ impl<'a> Logins<'a> {
             }
         }
     }
-}
-
-fn ecr_for<'e>(host: &EcrHost, ecr: Option<&'e Ecr>) -> anyhow::Result<&'e Ecr> {
-    ecr.ok_or_else(|| anyhow!("'{}' is an ECR registry, but ECR is not set up", host.host))
 }

@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt as _};
 
-use crate::app::{registry_client, resolve, stops_the_run};
+use crate::app::stops_the_run;
 use crate::config::SyncConfig;
 use crate::copy::{group, Check, Confirm, Copier, Member, Outcome, Skip};
 use crate::docker::{DockerCli, DockerError};
-use crate::ecr::EcrSessions;
 use crate::engine::{OverBudget, SourceFailed};
 use crate::exit::Exit;
 use crate::ledger::Ledger;
@@ -22,6 +21,7 @@ use crate::lock;
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::setup::Setup;
 use crate::state_file;
 use crate::tags;
 
@@ -115,7 +115,7 @@ struct Finished<'j> {
 /// The parts of a run that every image uses.
 struct Runner<'a> {
     copier: &'a Copier<'a>,
-    sessions: &'a EcrSessions,
+    setup: &'a Setup,
     stop: &'a Stop,
     /// Set by errors that every further image would hit too (no docker, no credentials).
     halt: Stop,
@@ -138,9 +138,9 @@ pub async fn run(
         Some(lock::acquire(&options.state_dir)?)
     };
     let started = Instant::now();
-    let sessions = EcrSessions::connect(&tags::with_templates(&config.jobs, &config.rules)).await?;
-    let registry = registry_client(docker)?;
-    let expanded = expand_rules(config, options, &registry, &sessions).await;
+    let setup = Setup::new(&tags::with_templates(&config.jobs, &config.rules), docker).await?;
+    let registry = &setup.registry;
+    let expanded = expand_rules(config, options, &setup).await;
     let jobs = &*expanded.jobs(&config.jobs);
     let copy_options = CopyOptions {
         overwrite: Overwrite {
@@ -151,26 +151,16 @@ pub async fn run(
         progress: false,
         transfers: config.transfers,
     };
-    let copier = Copier::new(
-        docker,
-        &registry,
-        copy_options,
-        &Unattended,
-        if options.dry_run {
-            Ledger::load_read_only(&options.state_dir)
-        } else {
-            Ledger::load(&options.state_dir)
-        },
-    );
+    let copier = setup.copier(docker, copy_options, &Unattended, Some(&options.state_dir));
     let runner = Runner {
         copier: &copier,
-        sessions: &sessions,
+        setup: &setup,
         stop,
         halt: Stop::default(),
         concurrency: config.concurrency,
     };
 
-    let checks = runner.check_all(jobs, &registry).await;
+    let checks = runner.check_all(jobs).await;
     let allowance = checks
         .iter()
         .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
@@ -183,7 +173,7 @@ pub async fn run(
     summary.hub_pulls_spent = copier.hub_pulls_spent();
     summary.hub_allowance = allowance;
     if summary.hub_pulls_spent > 0 {
-        summary.hub_allowance = refreshed_allowance(&registry, &results).await.or(allowance);
+        summary.hub_allowance = refreshed_allowance(registry, &results).await.or(allowance);
     }
     log_summary(&summary, started);
     Ok(summary)
@@ -272,12 +262,7 @@ fn book(
 /// The config's tag rules as jobs: each source repository listed once, tag lists kept in
 /// the state directory (but for a dry run), rule entries that cannot be listed logged as
 /// failed images, and earlier copies that left a rule named.
-async fn expand_rules(
-    config: &SyncConfig,
-    options: &SyncOptions,
-    registry: &RegistryClient,
-    sessions: &EcrSessions,
-) -> tags::Expanded {
+async fn expand_rules(config: &SyncConfig, options: &SyncOptions, setup: &Setup) -> tags::Expanded {
     if config.rules.is_empty() {
         return tags::Expanded::default();
     }
@@ -285,7 +270,7 @@ async fn expand_rules(
     let expanded = tags::expand(
         &config.jobs,
         &config.rules,
-        registry,
+        &setup.registry,
         &mut listings,
         config.concurrency,
     )
@@ -298,7 +283,7 @@ async fn expand_rules(
         &Ledger::load_read_only(&options.state_dir),
         &config.rules,
         &expanded.jobs(&config.jobs),
-        |job| resolve(job, sessions).ok(),
+        |job| setup.resolve(job).ok(),
     );
     expanded
 }
@@ -311,19 +296,19 @@ impl Runner<'_> {
     /// HEAD checks for every image, in parallel; nothing is pulled. Each comes with the time
     /// it took. Their tokens are asked for first, many repositories per request, where the
     /// checks would ask one per image.
-    async fn check_all(&self, jobs: &[CopyJob], registry: &RegistryClient) -> Vec<(Checked, Duration)> {
-        registry.prepare_reads(&checked_images(jobs, self.sessions)).await;
+    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<(Checked, Duration)> {
+        self.setup
+            .registry
+            .prepare_reads(&checked_images(jobs, self.setup))
+            .await;
         bounded(jobs.iter(), checks_at_once(self.concurrency), |job| async move {
             let started = Instant::now();
             if self.stopping() {
                 return (Err(ImageResult::NotStarted), started.elapsed());
             }
             let checked = async {
-                let destination = resolve(job, self.sessions)?;
-                let check = self
-                    .copier
-                    .check(job, &destination, self.sessions.ecr(&job.settings.aws))
-                    .await?;
+                let destination = self.setup.resolve(job)?;
+                let check = self.copier.check(job, &destination).await?;
                 Ok::<_, anyhow::Error>((destination, check))
             }
             .await;
@@ -366,7 +351,6 @@ impl Runner<'_> {
                     .map(|(index, destination, check, _)| Member {
                         job: &jobs[*index],
                         destination,
-                        ecr: self.sessions.ecr(&jobs[*index].settings.aws),
                         check,
                     })
                     .collect();
@@ -454,9 +438,9 @@ fn checks_at_once(jobs: usize) -> usize {
 }
 
 /// The images the checks HEAD: every source, and every destination that resolves.
-fn checked_images(jobs: &[CopyJob], sessions: &EcrSessions) -> Vec<Reference> {
+fn checked_images(jobs: &[CopyJob], setup: &Setup) -> Vec<Reference> {
     jobs.iter()
-        .flat_map(|job| [Some(job.source.clone()), resolve(job, sessions).ok()])
+        .flat_map(|job| [Some(job.source.clone()), setup.resolve(job).ok()])
         .flatten()
         .collect()
 }

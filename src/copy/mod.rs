@@ -14,13 +14,13 @@ use anyhow::{bail, Context as _};
 
 use crate::decide::{self, Facts, Verdict, Why};
 use crate::docker::{DockerError, DockerRunner};
-use crate::ecr::Ecr;
 use crate::engine::docker::DockerEngine;
 use crate::engine::registry::RegistryEngine;
 use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repositories, Repository, Transfer};
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
 use crate::plan::{CopyJob, CopyOptions, EngineKind};
+use crate::provider::Providers;
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
 
@@ -128,6 +128,8 @@ pub trait Confirm: Send + Sync {
 /// the engines). Safe to share between concurrent copies.
 pub struct Copier<'a> {
     registry: &'a RegistryClient,
+    /// The run's registry kinds: who makes a destination's repository, and logs in.
+    providers: &'a Providers,
     options: CopyOptions,
     confirm: &'a dyn Confirm,
     ledger: Mutex<Ledger>,
@@ -149,7 +151,6 @@ pub struct Copier<'a> {
 pub struct Member<'m> {
     pub job: &'m CopyJob,
     pub destination: &'m Reference,
-    pub ecr: Option<&'m Ecr>,
     pub check: &'m Check,
 }
 
@@ -163,13 +164,15 @@ impl<'a> Copier<'a> {
     pub fn new(
         docker: &'a dyn DockerRunner,
         registry: &'a RegistryClient,
+        providers: &'a Providers,
         options: CopyOptions,
         confirm: &'a dyn Confirm,
         ledger: Ledger,
     ) -> Self {
-        let logins = Arc::new(Logins::new(docker, registry));
+        let logins = Arc::new(Logins::new(docker, registry, providers));
         Copier {
             registry,
+            providers,
             options,
             confirm,
             ledger: Mutex::new(ledger),
@@ -203,34 +206,28 @@ impl<'a> Copier<'a> {
         }
     }
 
-    /// Checks and finishes one copy. `ecr` serves ECR destinations.
-    pub async fn copy(
-        &self,
-        job: &CopyJob,
-        destination: &Reference,
-        ecr: Option<&Ecr>,
-    ) -> anyhow::Result<Outcome> {
-        let check = self.check(job, destination, ecr).await?;
-        self.finish(job, destination, ecr, &check).await
+    /// Checks and finishes one copy.
+    pub async fn copy(&self, job: &CopyJob, destination: &Reference) -> anyhow::Result<Outcome> {
+        let check = self.check(job, destination).await?;
+        self.finish(job, destination, &check).await
     }
 
     /// Everything that HEAD requests can tell about this copy. Costs no pull anywhere.
-    pub async fn check(
-        &self,
-        job: &CopyJob,
-        destination: &Reference,
-        ecr: Option<&Ecr>,
-    ) -> anyhow::Result<Check> {
+    pub async fn check(&self, job: &CopyJob, destination: &Reference) -> anyhow::Result<Check> {
         // Both asked before anything is pulled (side by side: each is a round trip), so a
         // destination that cannot take the copy costs no pull from the source's quota. Each
-        // side waits only for its own login: the source's HEAD needs no ECR token of the
+        // side waits only for its own login: the source's HEAD needs no token of the
         // destination's, and fetching one is a round trip of its own.
         let source = async {
-            self.logins.registry_credentials(&job.source, ecr).await?;
+            self.logins
+                .registry_credentials(&job.source, &job.settings)
+                .await?;
             self.source_head(job).await
         };
         let existing = async {
-            self.logins.registry_credentials(destination, ecr).await?;
+            self.logins
+                .registry_credentials(destination, &job.settings)
+                .await?;
             self.destination_digest(destination).await
         };
         let (source, existing) = tokio::try_join!(source, existing)?;
@@ -308,14 +305,13 @@ impl<'a> Copier<'a> {
         &self,
         job: &CopyJob,
         destination: &Reference,
-        ecr: Option<&Ecr>,
         check: &Check,
     ) -> anyhow::Result<Outcome> {
         let why = match self.decide(job, destination, check).await? {
             Decided::Done(outcome) => return Ok(outcome),
             Decided::Transfer(why) => why,
         };
-        let delivered = self.transfer(job, destination, ecr, check).await?;
+        let delivered = self.transfer(job, destination, check).await?;
         Ok(self.delivered(job, destination, why, delivered))
     }
 
@@ -346,11 +342,10 @@ impl<'a> Copier<'a> {
             let Member {
                 job,
                 destination,
-                ecr,
                 check,
             } = members[*index];
             results[*index] = Some(
-                self.transfer(job, destination, ecr, check)
+                self.transfer(job, destination, check)
                     .await
                     .map(|delivered| self.delivered(job, destination, *why, delivered)),
             );
@@ -372,12 +367,7 @@ impl<'a> Copier<'a> {
                 } else {
                     shared.push(repositories.len());
                     keys.push(key);
-                    repositories.push(Repository::new(
-                        member.destination,
-                        member.ecr,
-                        &member.job.settings.repository,
-                        &self.repositories,
-                    ));
+                    repositories.push(self.repository(member.job, member.destination));
                 }
             }
             let transfers = moving
@@ -495,7 +485,6 @@ impl<'a> Copier<'a> {
         Transfer {
             job: member.job,
             destination: member.destination,
-            ecr: member.ecr,
             source_digest: member.check.source_digest.as_deref(),
             options: self.options,
             repository,
@@ -510,20 +499,28 @@ impl<'a> Copier<'a> {
         &self,
         job: &CopyJob,
         destination: &Reference,
-        ecr: Option<&Ecr>,
         check: &Check,
     ) -> anyhow::Result<Delivered> {
-        let repository = Repository::new(destination, ecr, &job.settings.repository, &self.repositories);
+        let repository = self.repository(job, destination);
         let member = Member {
             job,
             destination,
-            ecr,
             check,
         };
         let transfer = self.transfer_of(&member, &repository);
         let delivered = self.engine(job).transfer(transfer).await;
         repository.end(delivered.is_ok()).await;
         delivered.map_err(|error| with_renewal(error, check))
+    }
+
+    /// The handle on `destination`'s repository for copies of `job`.
+    fn repository<'r>(&'r self, job: &'r CopyJob, destination: &'r Reference) -> Repository<'r> {
+        Repository::new(
+            destination,
+            self.providers.for_host(destination.registry()),
+            &job.settings,
+            &self.repositories,
+        )
     }
 
     /// The digest the destination tag holds now, or `None` when it is missing. With `-n`,

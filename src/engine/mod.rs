@@ -15,9 +15,9 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 
-use crate::ecr::Ecr;
-use crate::plan::{CopyJob, CopyOptions};
-use crate::reference::{EcrHost, Reference};
+use crate::plan::{CopyJob, CopyOptions, JobSettings};
+use crate::provider::Provider;
+use crate::reference::Reference;
 use crate::registry::ManifestHead;
 
 use self::turns::Turns;
@@ -68,7 +68,6 @@ pub struct Extras {
 pub struct Transfer<'a> {
     pub job: &'a CopyJob,
     pub destination: &'a Reference,
-    pub ecr: Option<&'a Ecr>,
     /// The digest the source's HEAD named during the check, if it answered.
     pub source_digest: Option<&'a str>,
     pub options: CopyOptions,
@@ -208,7 +207,7 @@ impl Pulls {
 /// only when it is the last copy in it and none landed there.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Shared {
-    /// It is known to exist: later copies need not ask ECR again.
+    /// It is known to exist: later copies need not ask its provider again.
     exists: bool,
     /// This run created it.
     created: bool,
@@ -244,35 +243,32 @@ impl Shared {
 pub type Repositories = Turns<Shared>;
 
 /// The destination's repository during one transfer (or several into one repository):
-/// created (in ECR) on first `ensure`, and removed again by `end` if the run created it and
-/// no copy landed there.
+/// made through its provider's API (ECR's) on first `ensure`, and removed again by `end` if
+/// the run made it and no copy landed there.
 pub struct Repository<'a> {
     destination: &'a Reference,
-    ecr: Option<&'a Ecr>,
-    settings: &'a crate::plan::RepositorySettings,
+    provider: &'a dyn Provider,
+    settings: &'a JobSettings,
     repositories: &'a Repositories,
     /// Whether this handle counts among the repository's writers.
     joined: tokio::sync::Mutex<bool>,
 }
 
 impl<'a> Repository<'a> {
+    /// `provider` is the destination's; `settings` the job's.
     pub fn new(
         destination: &'a Reference,
-        ecr: Option<&'a Ecr>,
-        settings: &'a crate::plan::RepositorySettings,
+        provider: &'a dyn Provider,
+        settings: &'a JobSettings,
         repositories: &'a Repositories,
     ) -> Self {
         Repository {
             destination,
-            ecr,
+            provider,
             settings,
             repositories,
             joined: tokio::sync::Mutex::new(false),
         }
-    }
-
-    fn ecr(&self) -> Option<(EcrHost, &'a Ecr)> {
-        EcrHost::parse(self.destination.registry()).zip(self.ecr)
     }
 
     fn key(&self) -> String {
@@ -283,13 +279,13 @@ impl<'a> Repository<'a> {
         )
     }
 
-    /// Makes sure the repository exists: ECR repositories are created with the job's
-    /// settings; other registries create them on the first write, and nothing of theirs is
-    /// removed, so copies into them need no turn at all.
+    /// Makes sure the repository exists: a provider that makes repositories (ECR) creates it
+    /// with the job's settings; plain registries create them on the first write, and nothing
+    /// of theirs is removed, so copies into them need no turn at all.
     pub async fn ensure(&self) -> anyhow::Result<()> {
-        let Some((host, ecr)) = self.ecr() else {
+        if !self.provider.makes_repositories() {
             return Ok(());
-        };
+        }
         let mut joined = self.joined.lock().await;
         if *joined {
             return Ok(());
@@ -298,7 +294,12 @@ impl<'a> Repository<'a> {
         let created = if shared.exists {
             false
         } else {
-            ecr.ensure_repository(&host, self.destination.repository(), self.settings)
+            self.provider
+                .ensure_repository(
+                    self.destination.registry(),
+                    self.destination.repository(),
+                    self.settings,
+                )
                 .await
                 .with_context(|| format!("cannot create repository '{}'", self.destination.repository()))?
         };
@@ -315,12 +316,17 @@ impl<'a> Repository<'a> {
         if !std::mem::take(&mut *joined) {
             return;
         }
-        let Some((host, ecr)) = self.ecr() else {
+        if !self.provider.makes_repositories() {
             return;
-        };
+        }
         let mut shared = self.repositories.take(&self.key()).await;
         if shared.leave(landed) {
-            ecr.delete_empty_repository(&host, self.destination.repository())
+            self.provider
+                .remove_empty_repository(
+                    self.destination.registry(),
+                    self.destination.repository(),
+                    self.settings,
+                )
                 .await;
         } else if !landed {
             tracing::debug!(
@@ -335,7 +341,83 @@ impl<'a> Repository<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::Shared;
+    use futures_util::future::BoxFuture;
+
+    use super::{Repositories, Repository, Shared};
+    use crate::plan::JobSettings;
+    use crate::provider::Provider;
+    use crate::reference::Reference;
+
+    /// A provider that records what the repository handles ask of it.
+    struct Recording {
+        makes: bool,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Provider for Recording {
+        fn registry(&self, _host: &str) -> Option<String> {
+            None
+        }
+
+        fn makes_repositories(&self) -> bool {
+            self.makes
+        }
+
+        fn ensure_repository<'a>(
+            &'a self,
+            host: &'a str,
+            name: &'a str,
+            _settings: &'a JobSettings,
+        ) -> BoxFuture<'a, anyhow::Result<bool>> {
+            self.calls.lock().unwrap().push(format!("ensure {host}/{name}"));
+            Box::pin(async { Ok(true) })
+        }
+
+        fn remove_empty_repository<'a>(
+            &'a self,
+            host: &'a str,
+            name: &'a str,
+            _settings: &'a JobSettings,
+        ) -> BoxFuture<'a, ()> {
+            self.calls.lock().unwrap().push(format!("remove {host}/{name}"));
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn the_destination_s_provider_makes_its_repository_once_and_removes_it_when_no_copy_landed() {
+        // Whether the provider makes repositories, how two copies into one repository
+        // ended, and what the provider was asked.
+        let cases: [(bool, [bool; 2], &[&str]); 4] = [
+            (
+                true,
+                [false, false],
+                &[
+                    "ensure registry.example/team/app",
+                    "remove registry.example/team/app",
+                ],
+            ),
+            (true, [false, true], &["ensure registry.example/team/app"]),
+            (true, [true, true], &["ensure registry.example/team/app"]),
+            (false, [false, false], &[]),
+        ];
+        let destination = Reference::parse("registry.example/team/app:1").unwrap();
+        let settings = JobSettings::default();
+        for (makes, landed, expected) in cases {
+            let provider = Recording {
+                makes,
+                calls: std::sync::Mutex::default(),
+            };
+            let repositories = Repositories::default();
+            let first = Repository::new(&destination, &provider, &settings, &repositories);
+            let second = Repository::new(&destination, &provider, &settings, &repositories);
+            first.ensure().await.unwrap();
+            second.ensure().await.unwrap();
+            first.end(landed[0]).await;
+            second.end(landed[1]).await;
+            assert_eq!(*provider.calls.lock().unwrap(), expected, "{makes} {landed:?}");
+        }
+    }
 
     #[test]
     fn a_created_repository_is_removed_by_the_last_copy_to_end_when_none_landed() {

@@ -12,6 +12,7 @@ use ecrcp::engine::registry::{Limits, RegistryEngine};
 use ecrcp::engine::turns::Turns;
 use ecrcp::engine::{Delivered, Engine as _, Pulls, Repository, Transfer};
 use ecrcp::plan::{CopyJob, CopyOptions, JobSettings};
+use ecrcp::provider::Plain;
 use ecrcp::reference::{Destination, Reference};
 use ecrcp::registry::credentials::{CredentialStore, Credentials};
 use ecrcp::registry::digest::sha256;
@@ -97,7 +98,7 @@ impl Rig {
         };
         let destination = Reference::parse(&ask.destination).unwrap();
         let turns = Turns::default();
-        let repository = Repository::new(&destination, None, &job.settings.repository, &turns);
+        let repository = Repository::new(&destination, &Plain, &job.settings, &turns);
         let pulls = Pulls::default();
         pulls.limit_extra(ask.extra_pulls);
         let before = self.client.hub_manifest_reads();
@@ -105,7 +106,6 @@ impl Rig {
         let transfer = Transfer {
             job: &job,
             destination: &destination,
-            ecr: None,
             source_digest: ask.source_digest.as_deref(),
             options: CopyOptions::default(),
             repository: &repository,

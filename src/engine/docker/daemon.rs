@@ -63,9 +63,9 @@ impl DockerEngine<'_> {
     pub(super) async fn docker_login(
         &self,
         image: &Reference,
-        ecr: Option<&crate::ecr::Ecr>,
+        settings: &crate::plan::JobSettings,
     ) -> anyhow::Result<()> {
-        let Err(error) = self.logins.docker_login(image, ecr).await else {
+        let Err(error) = self.logins.docker_login(image, settings).await else {
             return Ok(());
         };
         let away = error
@@ -87,7 +87,7 @@ impl DockerEngine<'_> {
                 "the docker daemon answers again; logging in again"
             );
         }
-        self.logins.docker_login(image, ecr).await
+        self.logins.docker_login(image, settings).await
     }
 
     /// After `error`, which says the daemon may be away: asks it until it answers, within
@@ -191,6 +191,8 @@ mod tests {
     use super::*;
     use crate::docker::DockerRunner;
     use crate::login::Logins;
+    use crate::plan::JobSettings;
+    use crate::provider::Providers;
     use crate::registry::credentials::CredentialStore;
     use crate::registry::RegistryClient;
 
@@ -265,10 +267,11 @@ mod tests {
 
     async fn with_engine<T>(docker: &ScriptedDocker, test: impl AsyncFnOnce(&DockerEngine<'_>) -> T) -> T {
         let registry = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
+        let providers = Providers::default();
         let engine = DockerEngine::new(
             docker,
             &registry,
-            std::sync::Arc::new(Logins::new(docker, &registry)),
+            std::sync::Arc::new(Logins::new(docker, &registry, &providers)),
         );
         test(&engine).await
     }
@@ -361,7 +364,7 @@ mod tests {
                     None,
                     Some((&source, &destination)),
                     deadline,
-                    (&destination, None),
+                    (&destination, &JobSettings::default()),
                 )
                 .await
         })
@@ -387,7 +390,7 @@ mod tests {
                     None,
                     None,
                     Instant::now() + Duration::from_secs(60),
-                    (&reference("b:1"), None),
+                    (&reference("b:1"), &JobSettings::default()),
                 )
                 .await
         })

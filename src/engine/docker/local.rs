@@ -87,6 +87,7 @@ mod tests {
     use super::*;
     use crate::docker::{DockerOutput, DockerRunner};
     use crate::login::Logins;
+    use crate::provider::Providers;
     use crate::registry::credentials::CredentialStore;
     use crate::registry::RegistryClient;
 
@@ -119,10 +120,11 @@ mod tests {
 
     async fn inspected(docker: &FakeDocker) -> LocalImage {
         let registry = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
+        let providers = Providers::default();
         let engine = DockerEngine::new(
             docker,
             &registry,
-            std::sync::Arc::new(Logins::new(docker, &registry)),
+            std::sync::Arc::new(Logins::new(docker, &registry, &providers)),
         );
         let destination =
             Reference::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx:latest").unwrap();

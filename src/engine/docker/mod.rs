@@ -22,9 +22,8 @@ use self::retry::{Attempts, Next};
 use super::turns::Turns;
 use super::{Delivered, Engine, Lands, Pulls, Transfer};
 use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
-use crate::ecr::Ecr;
 use crate::login::{LoginRefusedAgain, Logins};
-use crate::plan::CopyJob;
+use crate::plan::{CopyJob, JobSettings};
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RegistryClient};
 
@@ -144,7 +143,7 @@ impl<'a> DockerEngine<'a> {
         // Pulled as named, not by the digest just seen: docker keeps one local image per
         // `name@digest`, so pulling an index digest for a second platform would fail.
         let source = &first.job.source;
-        self.docker_login(source, first.ecr).await?;
+        self.docker_login(source, &first.job.settings).await?;
         // docker takes no OS build in `--platform`: a Windows daemon picks its own.
         let platform = first.job.settings.platforms.first().map(|platform| {
             crate::platform::Platform::parse(platform)
@@ -156,7 +155,7 @@ impl<'a> DockerEngine<'a> {
             .is_docker_hub()
             .then_some((first.pulls, first.booked_pulls));
         let pulled = self
-            .docker_retrying(&pull, spent, None, deadline, (source, first.ecr))
+            .docker_retrying(&pull, spent, None, deadline, (source, &first.job.settings))
             .await;
         self.out_of_space(pulled, Some(first))
             .await
@@ -228,14 +227,14 @@ impl<'a> DockerEngine<'a> {
     ) -> anyhow::Result<(String, bool, LocalImage)> {
         let destination = transfer.destination;
         transfer.repository.ensure().await?;
-        self.docker_login(destination, transfer.ecr).await?;
+        self.docker_login(destination, &transfer.job.settings).await?;
         let pushed = self
             .docker_retrying(
                 &DockerCommand::push(destination, transfer.options.progress),
                 None,
                 Some((&transfer.job.source, destination)),
                 deadline,
-                (destination, transfer.ecr),
+                (destination, &transfer.job.settings),
             )
             .await;
         let pushed = match pushed {
@@ -316,8 +315,8 @@ impl<'a> DockerEngine<'a> {
     /// tag, only after every layer is at the registry, and the registry refuses a manifest
     /// whose blobs it does not hold; `publish` then checks what the tag serves.
     ///
-    /// When the ECR registry of `login` (the image and its ECR connection) refuses the
-    /// login ecrcp gave docker (the token expired), docker logs in with a new token and the
+    /// When the registry of `login` (the image, and its job's settings) refuses the login
+    /// ecrcp gave docker (the token expired), docker logs in with a new token and the
     /// command runs again at once, as an attempt of its own; refused again, it fails.
     ///
     /// A command cut by the daemon going away (a restart, a crash) runs again once the
@@ -330,7 +329,7 @@ impl<'a> DockerEngine<'a> {
         spent: Option<(&Pulls, u64)>,
         tag: Option<(&Reference, &Reference)>,
         deadline: Instant,
-        login: (&Reference, Option<&Ecr>),
+        login: (&Reference, &JobSettings),
     ) -> anyhow::Result<DockerOutput> {
         let mut attempts = Attempts::new(deadline);
         let mut renewed = false;

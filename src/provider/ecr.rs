@@ -1,7 +1,8 @@
-//! The ECR API boundary (aws-sdk-ecr): credentials, authorization tokens, and creating (or,
-//! after a failed first push, removing) repositories. Every call names the registry it is
-//! for (account, region, FIPS), so a destination in another account is never confused with
-//! the caller's own. Nothing else talks to the AWS API. How calls are retried: `retry`.
+//! ECR as a provider, and the ECR API boundary (aws-sdk-ecr): credentials, authorization
+//! tokens (registry logins), and creating (or, after a failed first push, removing)
+//! repositories. Every call names the registry it is for (account, region, FIPS), so a
+//! destination in another account is never confused with the caller's own. Nothing else
+//! talks to the AWS API. How calls are retried: `retry`.
 
 mod retry;
 
@@ -22,11 +23,14 @@ use aws_sdk_ecr::types::{
 use aws_sdk_ecr::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use base64::Engine as _;
+use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
+use super::{Login, Provider};
 use crate::net_timeouts;
-use crate::plan::{AwsOptions, Encryption, RepositorySettings};
+use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::EcrHost;
+use crate::registry::credentials::{Credentials, Issued, Renew};
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,14 +116,110 @@ impl EcrSessions {
         Ok(sessions)
     }
 
-    /// The ECR connection for a job's AWS settings, if it needs one.
-    pub fn ecr(&self, aws: &AwsOptions) -> Option<&Ecr> {
-        self.sessions.get(aws).map(|(ecr, _)| ecr)
+    /// The registry `host` names, and the ECR connection for a job's `settings`.
+    fn session(&self, host: &str, settings: &JobSettings) -> anyhow::Result<(EcrHost, &Ecr)> {
+        let host = EcrHost::parse(host).ok_or_else(|| anyhow::anyhow!("'{host}' is no ECR registry"))?;
+        match self.sessions.get(&settings.aws) {
+            Some((ecr, _)) => Ok((host, ecr)),
+            None => anyhow::bail!("'{}' is an ECR registry, but ECR is not set up", host.host),
+        }
+    }
+}
+
+/// Connects ECR for the jobs that reach an ECR registry: a source or destination there, or
+/// a destination that names no host (the caller's own registry).
+pub fn connect(jobs: &[CopyJob]) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn Provider>>>> {
+    Box::pin(async move {
+        let sessions = EcrSessions::connect(jobs).await?;
+        if sessions.sessions.is_empty() {
+            return Ok(None);
+        }
+        let connected: Box<dyn Provider> = Box::new(sessions);
+        Ok(Some(connected))
+    })
+}
+
+impl Provider for EcrSessions {
+    fn registry(&self, host: &str) -> Option<String> {
+        EcrHost::parse(host).map(|host| host.host)
     }
 
-    /// The caller's own ECR registry host under these AWS settings.
-    pub fn own_registry(&self, aws: &AwsOptions) -> Option<&str> {
-        self.sessions.get(aws).and_then(|(_, own)| own.as_deref())
+    fn own_registry(&self, settings: &JobSettings) -> Option<&str> {
+        self.sessions
+            .get(&settings.aws)
+            .and_then(|(_, own)| own.as_deref())
+    }
+
+    fn makes_repositories(&self) -> bool {
+        true
+    }
+
+    fn ensure_repository<'a>(
+        &'a self,
+        host: &'a str,
+        name: &'a str,
+        settings: &'a JobSettings,
+    ) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let (host, ecr) = self.session(host, settings)?;
+            Ok(ecr.ensure_repository(&host, name, &settings.repository).await?)
+        })
+    }
+
+    fn remove_empty_repository<'a>(
+        &'a self,
+        host: &'a str,
+        name: &'a str,
+        settings: &'a JobSettings,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match self.session(host, settings) {
+                Ok((host, ecr)) => ecr.delete_empty_repository(&host, name).await,
+                Err(error) => {
+                    tracing::warn!(repository = name, %error, "cannot remove the repository created for a failed copy");
+                }
+            }
+        })
+    }
+
+    fn login<'a>(
+        &'a self,
+        host: &'a str,
+        settings: &'a JobSettings,
+        refused: Option<u64>,
+    ) -> BoxFuture<'a, anyhow::Result<Option<Login>>> {
+        Box::pin(async move {
+            let (host, ecr) = self.session(host, settings)?;
+            let authorization = match refused {
+                None => ecr.authorization(&host).await?,
+                Some(rejected) => ecr.renew(&host, rejected).await?,
+            };
+            Ok(Some(Login {
+                issued: issued(authorization),
+                renewer: Arc::new(ecr.renewer(&host).await),
+            }))
+        })
+    }
+}
+
+impl Renew for TokenRenewer {
+    fn renew(&self, rejected: u64) -> BoxFuture<'_, Result<Issued, String>> {
+        Box::pin(async move {
+            TokenRenewer::renew(self, rejected)
+                .await
+                .map(issued)
+                .map_err(|error| error.to_string())
+        })
+    }
+}
+
+fn issued(authorization: Authorization) -> Issued {
+    Issued {
+        credentials: Credentials {
+            username: authorization.username,
+            password: authorization.password,
+        },
+        serial: authorization.serial,
     }
 }
 
