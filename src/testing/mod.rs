@@ -15,6 +15,7 @@ use crate::engine::registry::RegistryEngine;
 use crate::engine::turns::Turns;
 use crate::engine::{Delivered, Engine as _, Pulls, Repository, Transfer};
 use crate::plan::{CopyJob, CopyOptions, JobSettings};
+use crate::provider::Plain;
 use crate::reference::{Destination, Reference};
 use crate::registry::credentials::{CredentialStore, Credentials};
 use crate::registry::digest::sha256;
@@ -139,14 +140,13 @@ pub(crate) async fn copy(
     };
     let destination = reference(destination);
     let turns = Turns::default();
-    let repository = Repository::new(&destination, None, &job.settings.repository, &turns);
+    let repository = Repository::new(&destination, &Plain, &job.settings, &turns);
     let pulls = Pulls::default();
     let engine = RegistryEngine::new(client, 1);
     engine
         .transfer(Transfer {
             job: &job,
             destination: &destination,
-            ecr: None,
             source_digest: None,
             options: CopyOptions::default(),
             repository: &repository,
