@@ -6,7 +6,7 @@ use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
 use super::blobs::{answer_error, write_refusal};
-use super::{digest, header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
+use super::{header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
 /// A manifest as a registry served it.
@@ -16,7 +16,8 @@ pub struct RawManifest {
     /// The `Content-Type` it was served with, to be sent back as is; the `mediaType` it
     /// names for itself when that header is not a manifest type ([`super::manifest::media_type_of`]).
     pub media_type: String,
-    /// The sha256 of `bytes`.
+    /// The digest registries name it by: the sha256 of `bytes`, or of the signed part of a
+    /// signed schema 1 manifest ([`super::manifest::digest_of`]).
     pub digest: String,
 }
 
@@ -36,15 +37,6 @@ impl RegistryClient {
         if response.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let computed = digest::sha256(&response.body);
-        if reference.starts_with("sha256:") && computed != reference {
-            return Err(RegistryError::DigestMismatch {
-                host: image.registry().to_owned(),
-                image: image.familiar(),
-                requested: reference.to_owned(),
-                answered: computed,
-            });
-        }
         let served = header(&response.headers, CONTENT_TYPE.as_str());
         let media_type =
             super::manifest::media_type_of(served.as_deref(), &response.body).ok_or_else(|| {
@@ -53,6 +45,15 @@ impl RegistryClient {
                     detail: format!("manifest '{reference}' of '{image}' comes without a media type"),
                 }
             })?;
+        let computed = super::manifest::digest_of(&media_type, &response.body);
+        if reference.starts_with("sha256:") && computed != reference {
+            return Err(RegistryError::DigestMismatch {
+                host: image.registry().to_owned(),
+                image: image.familiar(),
+                requested: reference.to_owned(),
+                answered: computed,
+            });
+        }
         Ok(Some(RawManifest {
             bytes: response.body,
             media_type,
@@ -82,6 +83,9 @@ impl RegistryClient {
             request.headers.insert(CONTENT_TYPE, content_type.clone());
             request.body = Some(body.clone());
             let response = self.send_authorized(image, scopes, request).await?;
+            if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                return Err(server_refusal(image, reference, &url, response).await);
+            }
             if !response.status().is_success() {
                 let what = format!("manifest '{reference}' of '{}'", image.familiar());
                 return Err(write_refusal(image, &what, response).await);
@@ -117,6 +121,41 @@ impl RegistryClient {
             }
         })
         .await
+    }
+}
+
+/// How distribution 2.7 and 2.8 refuse a schema 1 manifest: a 500 (`UNKNOWN`) with this
+/// detail, when their `compatibility.schema1.enabled` is off (the default).
+const SCHEMA1_REFUSED: &str = "manifest schema v1 unsupported";
+
+/// A 500 to a manifest PUT: the server failing, to be asked again, unless its body says the
+/// registry refuses the manifest's kind ([`SCHEMA1_REFUSED`]), which no retry changes.
+async fn server_refusal(
+    image: &Reference,
+    reference: &str,
+    url: &str,
+    response: reqwest::Response,
+) -> RegistryError {
+    let status = response.status();
+    let retry_after = super::retry_after(response.headers());
+    let host = image.registry().to_owned();
+    let body = match read_bounded(response, image.api_host(), url).await {
+        Ok(body) => body,
+        Err(error) => return error,
+    };
+    if String::from_utf8_lossy(&body).contains(SCHEMA1_REFUSED) {
+        return RegistryError::Refused {
+            host,
+            what: format!("manifest '{reference}' of '{}'", image.familiar()),
+            status,
+            detail: SCHEMA1_REFUSED.to_owned(),
+        };
+    }
+    RegistryError::Server {
+        host,
+        status,
+        url: crate::redact::redact(url).into_owned(),
+        retry_after,
     }
 }
 
