@@ -39,6 +39,12 @@ pub fn is_manifest_type(media_type: &str) -> bool {
         || essence == OCI_ARTIFACT_MANIFEST
 }
 
+/// Whether `media_type` names Docker's schema 1, signed or bare.
+pub fn is_schema1(media_type: &str) -> bool {
+    let essence = media_type.split(';').next().unwrap_or_default().trim();
+    essence == DOCKER_SCHEMA1_SIGNED || essence == DOCKER_SCHEMA1
+}
+
 /// The digest a registry names a manifest served as `media_type` by: the sha256 of its
 /// bytes, but for a signed schema 1 manifest the sha256 of its signed part
 /// ([`schema1_payload`]), as docker and distribution digest it (the signatures are left

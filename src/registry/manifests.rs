@@ -5,7 +5,7 @@
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::blobs::{answer_error, write_refusal};
+use super::blobs::{answer_error, explanation, write_refusal};
 use super::{header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
@@ -83,8 +83,10 @@ impl RegistryClient {
             request.headers.insert(CONTENT_TYPE, content_type.clone());
             request.body = Some(body.clone());
             let response = self.send_authorized(image, scopes, request).await?;
-            if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
-                return Err(server_refusal(image, reference, &url, response).await);
+            if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+                && super::manifest::is_schema1(media_type)
+            {
+                return Err(schema1_refusal(image, reference, &url, response).await);
             }
             if !response.status().is_success() {
                 let what = format!("manifest '{reference}' of '{}'", image.familiar());
@@ -124,13 +126,11 @@ impl RegistryClient {
     }
 }
 
-/// How distribution 2.7 and 2.8 refuse a schema 1 manifest: a 500 (`UNKNOWN`) with this
-/// detail, when their `compatibility.schema1.enabled` is off (the default).
-const SCHEMA1_REFUSED: &str = "manifest schema v1 unsupported";
-
-/// A 500 to a manifest PUT: the server failing, to be asked again, unless its body says the
-/// registry refuses the manifest's kind ([`SCHEMA1_REFUSED`]), which no retry changes.
-async fn server_refusal(
+/// A 500 to the PUT of a schema 1 manifest. Distribution 2.7 and 2.8 refuse schema 1 so
+/// when they do not store it (`compatibility.schema1.enabled` off, their default), as
+/// `UNKNOWN` ("unknown error": the detail, "manifest schema v1 unsupported", is lost on the
+/// way): no retry changes that, so it is a refusal. Any other 500 is the server failing.
+async fn schema1_refusal(
     image: &Reference,
     reference: &str,
     url: &str,
@@ -139,16 +139,16 @@ async fn server_refusal(
     let status = response.status();
     let retry_after = super::retry_after(response.headers());
     let host = image.registry().to_owned();
-    let body = match read_bounded(response, image.api_host(), url).await {
-        Ok(body) => body,
+    let detail = match read_bounded(response, image.api_host(), url).await {
+        Ok(body) => explanation(&body),
         Err(error) => return error,
     };
-    if String::from_utf8_lossy(&body).contains(SCHEMA1_REFUSED) {
+    if detail.starts_with("UNKNOWN") {
         return RegistryError::Refused {
             host,
             what: format!("manifest '{reference}' of '{}'", image.familiar()),
             status,
-            detail: SCHEMA1_REFUSED.to_owned(),
+            detail,
         };
     }
     RegistryError::Server {
@@ -185,7 +185,6 @@ pub struct Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::blobs::explanation;
 
     #[test]
     fn only_an_immutable_tag_s_own_words_name_it_immutable() {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 #[cfg(doc)]
 use crate::registry::manifest::DOCKER_SCHEMA1_SIGNED;
-use crate::registry::manifest::{DOCKER_MANIFEST_LIST, OCI_ARTIFACT_MANIFEST, OCI_INDEX};
+use crate::registry::manifest::{is_schema1, DOCKER_MANIFEST_LIST, OCI_ARTIFACT_MANIFEST, OCI_INDEX};
 use crate::registry::{digest, RegistryError};
 
 /// A content descriptor, as manifests hold them.
@@ -109,10 +109,7 @@ pub fn legacy(bytes: &[u8], media_type: &str) -> Option<Legacy> {
     let declared = document.as_ref().and_then(|document| document.media_type.clone());
     let types = [Some(essence(media_type)), declared.as_deref().map(essence)];
     if document.as_ref().and_then(|document| document.schema_version) == Some(1)
-        || types
-            .iter()
-            .flatten()
-            .any(|kind| kind.starts_with("application/vnd.docker.distribution.manifest.v1"))
+        || types.iter().flatten().any(|kind| is_schema1(kind))
     {
         Some(Legacy::Schema1)
     } else if types.iter().flatten().any(|kind| kind == OCI_ARTIFACT_MANIFEST) {
@@ -123,9 +120,10 @@ pub fn legacy(bytes: &[u8], media_type: &str) -> Option<Legacy> {
 }
 
 /// Whether a destination's refusal of a manifest PUT says it does not store the manifest's
-/// kind: distribution 3 and Docker Hub answer `MANIFEST_INVALID` ("unsupported manifest
-/// media type"), distribution 2.7-2.8 a 500 "manifest schema v1 unsupported", others 415
-/// or 501. An immutable tag, a missing blob or a failed signature check is something else.
+/// kind: distribution answers `MANIFEST_INVALID` ("unsupported manifest media type"), and
+/// 2.7-2.8 a 500 `UNKNOWN` to schema 1 (which the registry client tells from a server
+/// failing), others 415 or 501. An immutable tag, a missing blob or a failed signature
+/// check is something else.
 pub fn refuses_the_kind(refusal: &RegistryError) -> bool {
     let RegistryError::Refused { status, detail, .. } = refusal else {
         return false;
@@ -134,7 +132,7 @@ pub fn refuses_the_kind(refusal: &RegistryError) -> bool {
         return false;
     }
     let detail = detail.to_ascii_lowercase();
-    matches!(status.as_u16(), 415 | 501)
+    matches!(status.as_u16(), 415 | 500 | 501)
         || [
             "manifest_invalid",
             "manifest invalid",
@@ -551,7 +549,7 @@ mod tests {
         let cases: [(u16, &str, bool); 9] = [
             (400, "MANIFEST_INVALID: manifest invalid", true),
             (400, "MANIFEST_INVALID: unsupported manifest media type and no default available", true),
-            (500, "manifest schema v1 unsupported", true),
+            (500, "UNKNOWN: unknown error", true),
             (415, "", true),
             (501, "not implemented", true),
             (400, "MANIFEST_BLOB_UNKNOWN: blob unknown to registry", false),
