@@ -95,7 +95,7 @@ impl Legacy {
     /// What to do when a destination does not store it.
     pub fn way_out(self) -> &'static str {
         match self {
-            Legacy::Schema1 => "copy it with `--engine docker`, whose docker daemon pulls schema 1 and pushes it as schema 2 (recent Docker releases refuse schema 1 pulls), or convert it where it is: push it again with a current docker, or `skopeo copy --format v2s2`",
+            Legacy::Schema1 => "copy it with `--engine docker`, whose docker daemon pulls schema 1 and pushes it as schema 2 (Docker releases from 28 on refuse schema 1 pulls), or convert it where it is: `skopeo copy --format v2s2`, or a pull and push with such a docker daemon",
             Legacy::ArtifactManifest => "push the artifact again as an OCI 1.1 image manifest with an `artifactType`, as `oras push` 1.0 and later do, or copy it to a registry that stores artifact manifests",
         }
     }
@@ -535,8 +535,8 @@ mod tests {
             }
         );
         // Their digests go into requests: checked as any other's.
-        let forged = format!(r#"{{"schemaVersion":1,"fsLayers":[{{"blobSum":"sha256:../../x"}}]}}"#);
-        assert!(parse_checked(forged.as_bytes(), "application/json")
+        let forged = br#"{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:../../x"}]}"#;
+        assert!(parse_checked(forged, "application/json")
             .unwrap_err()
             .starts_with("its blob 'sha256:../../x'"));
         assert!(parse_checked(artifact, OCI_ARTIFACT_MANIFEST)
