@@ -1,7 +1,9 @@
 //! What a manifest says, as the registry engine needs it: the blobs an image manifest
-//! names, the children of an index, which children a `--platform` list keeps (with the buildx
-//! attestations that describe them), and the index rewritten to just those. Pure; the bytes
-//! of a manifest that is copied whole are never touched.
+//! names (or a schema 1 or pre-1.1 OCI artifact manifest, which name no config), the
+//! children of an index, which children a `--platform` list keeps (with the buildx
+//! attestations that describe them), the index rewritten to just those, and whether a
+//! destination's refusal says it does not store a manifest's kind. Pure; the bytes of a
+//! manifest that is copied whole are never touched.
 
 use std::collections::{BTreeMap, HashSet};
 
