@@ -478,12 +478,13 @@ impl Copying<'_> {
         transfer: &Transfer<'_>,
     ) -> anyhow::Result<Delivered> {
         for manifest in &plan.manifests {
-            self.store(manifest).await.with_context(|| {
-                format!(
+            self.store(manifest).await.map_err(|refusal| {
+                let what = format!(
                     "cannot store manifest {} in '{}'",
                     manifest.digest,
                     self.destination.familiar()
-                )
+                );
+                self.refused(manifest, refusal, &what)
             })?;
             tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
         }
@@ -766,6 +767,21 @@ impl Copying<'_> {
         })
     }
 
+    /// The error for `manifest` refused by the destination: [`NotStored`] when the
+    /// refusal says the destination does not store its kind, else the refusal under `what`.
+    fn refused(&self, manifest: &RawManifest, refusal: RegistryError, what: &str) -> anyhow::Error {
+        match tree::legacy(&manifest.bytes, &manifest.media_type) {
+            Some(kind) if tree::refuses_the_kind(&refusal) => NotStored {
+                kind,
+                host: self.destination.registry().to_owned(),
+                destination: self.destination.to_string(),
+                refusal: refusal.to_string(),
+            }
+            .into(),
+            _ => anyhow::Error::new(refusal).context(what.to_owned()),
+        }
+    }
+
     /// `blobs` with their sizes: those a manifest names without one (schema 1's layers) are
     /// asked about at the source, a few at a time, since a blob is streamed against its size.
     async fn sized(&self, blobs: Vec<Descriptor>) -> anyhow::Result<Vec<Descriptor>> {
@@ -835,22 +851,7 @@ impl Copying<'_> {
                         }
                         .into())
                     }
-                    _ => {
-                        if let Some(kind) = tree::legacy(&landing.bytes, &landing.media_type) {
-                            if tree::refuses_the_kind(&refusal) {
-                                return Err(NotStored {
-                                    kind,
-                                    host: destination.registry().to_owned(),
-                                    destination: destination.to_string(),
-                                    refusal: refusal.to_string(),
-                                }
-                                .into());
-                            }
-                        }
-                        return Err(
-                            anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'"))
-                        );
-                    }
+                    _ => return Err(self.refused(landing, refusal, &format!("cannot tag '{destination}'"))),
                 }
             }
             Err(error) => {
