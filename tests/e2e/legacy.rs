@@ -58,6 +58,13 @@ fn schema_1_is_copied_byte_for_byte_where_the_destination_stores_it() {
     let puts = front_requests(ECR, &repo, "PUT", "/manifests/1");
     assert_eq!(puts.len(), 1, "{puts:#?}");
     assert_eq!(puts[0]["status"], 201, "{puts:#?}");
+    // Sent as the source served it: not re-serialised (the signature check above would
+    // also refuse a changed signed part).
+    let served: Vec<serde_json::Value> = front_requests(HUB, &repo, "GET", "/manifests/1")
+        .into_iter()
+        .map(|get| get["bytes_out"].clone())
+        .collect();
+    assert!(served.contains(&puts[0]["bytes_in"]), "{puts:#?} {served:?}");
     // Its one layer went (schema 1 names no config), sized at the source.
     let uploads = front_requests(ECR, &repo, "PUT", "/blobs/uploads/");
     assert_eq!(uploads.len(), 1, "{uploads:#?}");
