@@ -44,14 +44,44 @@ impl RegistryClient {
         scopes: &Scopes,
         digest: &str,
     ) -> Result<bool, RegistryError> {
+        Ok(self.head_blob(image, scopes, digest).await?.is_some())
+    }
+
+    /// The size of the blob `digest` in `image`'s repository, or `None` when it lacks it:
+    /// for manifests that name blobs without sizes (schema 1).
+    pub async fn blob_size(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        digest: &str,
+    ) -> Result<Option<u64>, RegistryError> {
+        let Some(headers) = self.head_blob(image, scopes, digest).await? else {
+            return Ok(None);
+        };
+        header(&headers, CONTENT_LENGTH.as_str())
+            .and_then(|length| length.parse().ok())
+            .map(Some)
+            .ok_or_else(|| RegistryError::Protocol {
+                host: image.registry().to_owned(),
+                detail: format!("no Content-Length in the answer for blob {digest} of '{image}'"),
+            })
+    }
+
+    /// The headers of the blob `digest` in `image`'s repository, or `None` when it lacks it.
+    async fn head_blob(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        digest: &str,
+    ) -> Result<Option<HeaderMap>, RegistryError> {
         let url = repository_url(image, &format!("blobs/{digest}"));
         self.retrying(&format!("HEAD {url}"), || async {
             let response = self
                 .send_authorized(image, scopes, Outgoing::new(Method::HEAD, url.clone()))
                 .await?;
             match response.status() {
-                status if status.is_success() => Ok(true),
-                StatusCode::NOT_FOUND => Ok(false),
+                status if status.is_success() => Ok(Some(response.headers().clone())),
+                StatusCode::NOT_FOUND => Ok(None),
                 _ => Err(answer_error(image, &format!("HEAD {url}"), response).await),
             }
         })

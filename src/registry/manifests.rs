@@ -5,8 +5,8 @@
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::blobs::{answer_error, write_refusal};
-use super::{digest, header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
+use super::blobs::{answer_error, explanation, write_refusal};
+use super::{header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
 /// A manifest as a registry served it.
@@ -16,7 +16,8 @@ pub struct RawManifest {
     /// The `Content-Type` it was served with, to be sent back as is; the `mediaType` it
     /// names for itself when that header is not a manifest type ([`super::manifest::media_type_of`]).
     pub media_type: String,
-    /// The sha256 of `bytes`.
+    /// The digest registries name it by: the sha256 of `bytes`, or of the signed part of a
+    /// signed schema 1 manifest ([`super::manifest::digest_of`]).
     pub digest: String,
 }
 
@@ -36,15 +37,6 @@ impl RegistryClient {
         if response.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let computed = digest::sha256(&response.body);
-        if reference.starts_with("sha256:") && computed != reference {
-            return Err(RegistryError::DigestMismatch {
-                host: image.registry().to_owned(),
-                image: image.familiar(),
-                requested: reference.to_owned(),
-                answered: computed,
-            });
-        }
         let served = header(&response.headers, CONTENT_TYPE.as_str());
         let media_type =
             super::manifest::media_type_of(served.as_deref(), &response.body).ok_or_else(|| {
@@ -53,6 +45,15 @@ impl RegistryClient {
                     detail: format!("manifest '{reference}' of '{image}' comes without a media type"),
                 }
             })?;
+        let computed = super::manifest::digest_of(&media_type, &response.body);
+        if reference.starts_with("sha256:") && computed != reference {
+            return Err(RegistryError::DigestMismatch {
+                host: image.registry().to_owned(),
+                image: image.familiar(),
+                requested: reference.to_owned(),
+                answered: computed,
+            });
+        }
         Ok(Some(RawManifest {
             bytes: response.body,
             media_type,
@@ -82,6 +83,11 @@ impl RegistryClient {
             request.headers.insert(CONTENT_TYPE, content_type.clone());
             request.body = Some(body.clone());
             let response = self.send_authorized(image, scopes, request).await?;
+            if response.status() == StatusCode::INTERNAL_SERVER_ERROR
+                && super::manifest::is_schema1(media_type)
+            {
+                return Err(schema1_refusal(image, reference, &url, response).await);
+            }
             if !response.status().is_success() {
                 let what = format!("manifest '{reference}' of '{}'", image.familiar());
                 return Err(write_refusal(image, &what, response).await);
@@ -120,6 +126,39 @@ impl RegistryClient {
     }
 }
 
+/// A 500 to the PUT of a schema 1 manifest. Distribution 2.7 and 2.8 refuse schema 1 so
+/// when they do not store it (`compatibility.schema1.enabled` off, their default), as
+/// `UNKNOWN` ("unknown error": the detail, "manifest schema v1 unsupported", is lost on the
+/// way): no retry changes that, so it is a refusal. Any other 500 is the server failing.
+async fn schema1_refusal(
+    image: &Reference,
+    reference: &str,
+    url: &str,
+    response: reqwest::Response,
+) -> RegistryError {
+    let status = response.status();
+    let retry_after = super::retry_after(response.headers());
+    let host = image.registry().to_owned();
+    let detail = match read_bounded(response, image.api_host(), url).await {
+        Ok(body) => explanation(&body),
+        Err(error) => return error,
+    };
+    if detail.starts_with("UNKNOWN") {
+        return RegistryError::Refused {
+            host,
+            what: format!("manifest '{reference}' of '{}'", image.familiar()),
+            status,
+            detail,
+        };
+    }
+    RegistryError::Server {
+        host,
+        status,
+        url: crate::redact::redact(url).into_owned(),
+        retry_after,
+    }
+}
+
 impl RegistryError {
     /// Whether this refusal of a manifest PUT says the tag is immutable, in the words
     /// registries use: ECR's `TAG_INVALID` "... cannot be overwritten because the tag already
@@ -146,7 +185,6 @@ pub struct Stored {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::blobs::explanation;
 
     #[test]
     fn only_an_immutable_tag_s_own_words_name_it_immutable() {

@@ -23,6 +23,7 @@ mod faults_token;
 mod flaky;
 mod iam;
 mod ledger;
+mod legacy;
 mod packages;
 mod plugin;
 mod processes;

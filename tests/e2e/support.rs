@@ -241,7 +241,7 @@ impl Bed {
             .to_owned()
     }
 
-    fn image_py(&self, args: &[&str]) -> String {
+    pub fn image_py(&self, args: &[&str]) -> String {
         let output = self.image_py_output(args);
         assert!(
             output.status.success(),

@@ -55,6 +55,7 @@ MT = {
         "layer": "application/vnd.oci.image.layer.v1.tar+gzip",
     },
 }
+SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 ALL_MANIFEST_TYPES = ", ".join(
     [MT["oci"]["index"], MT["oci"]["manifest"], MT["docker"]["index"], MT["docker"]["manifest"]]
 )
@@ -411,6 +412,21 @@ def cmd_digest(args):
     print(digest)
 
 
+def cmd_schema1(args):
+    """Stores TAG (a docker v2 image) again as the signed schema 1 manifest the registry
+    converts it to for a client that accepts nothing newer, as old docker clients pushed."""
+    reg = Registry(args.registry, args.user, args.verbose)
+    scope = f"repository:{args.repo}:pull,push"
+    path = f"/v2/{args.repo}/manifests/{args.tag}"
+    status, rh, body = reg.request("GET", path, scope, headers={"Accept": SCHEMA1})
+    if status != 200 or rh.get("Content-Type") != SCHEMA1:
+        raise RegistryError(f"{args.registry}/{args.repo}:{args.tag} as schema 1: HTTP {status}: {body[:300]!r}")
+    status, rh, body = reg.request("PUT", path, scope, body=body, headers={"Content-Type": SCHEMA1})
+    if status != 201:
+        raise RegistryError(f"storing schema 1 as {args.registry}/{args.repo}:{args.tag}: HTTP {status}: {body[:300]!r}")
+    print(rh.get("Docker-Content-Digest"))
+
+
 def cmd_manifest(args):
     reg = Registry(args.registry, args.user, args.verbose)
     _, body = reg.manifest(args.repo, args.ref, "GET")
@@ -450,6 +466,12 @@ def main(argv=None):
                    help="how many of the first layers are shared with every image of the same --base-seed")
     p.add_argument("--base-seed", default="base", help="names the shared base layers")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("schema1", help="store a docker v2 image's tag again as schema 1 (signed by the "
+                                       "registry, which must store schema 1), print its digest")
+    common(p)
+    p.add_argument("--tag", required=True, help="tag of a docker v2 image")
+    p.set_defaults(func=cmd_schema1)
 
     for name, func, helptext in (("digest", cmd_digest, "print a manifest's digest (HEAD)"),
                                  ("manifest", cmd_manifest, "print a manifest")):

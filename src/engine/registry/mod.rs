@@ -486,12 +486,13 @@ impl Copying<'_> {
         transfer: &Transfer<'_>,
     ) -> anyhow::Result<Delivered> {
         for manifest in &plan.manifests {
-            self.store(manifest).await.with_context(|| {
-                format!(
+            self.store(manifest).await.map_err(|refusal| {
+                let what = format!(
                     "cannot store manifest {} in '{}'",
                     manifest.digest,
                     self.destination.familiar()
-                )
+                );
+                self.refused(manifest, refusal, &what)
             })?;
             tracing::debug!(image = %self.destination, digest = %manifest.digest, outcome = "stored", "child manifest stored");
         }
@@ -521,9 +522,6 @@ impl Copying<'_> {
     /// What goes under the destination tag: the source's top manifest, or the one platform
     /// asked for, or an index rewritten to the platforms asked for.
     async fn landing(&self, top: RawManifest) -> anyhow::Result<RawManifest> {
-        if let Some(kind) = tree::unsupported(&top.bytes, &top.media_type) {
-            bail!("'{}' {}", self.source.familiar(), kind.explain());
-        }
         let parsed = tree::parse_checked(&top.bytes, &top.media_type).map_err(|detail| {
             anyhow!(
                 "cannot read the manifest of '{}': {detail}",
@@ -534,6 +532,12 @@ impl Copying<'_> {
             _ if self.platforms.is_empty() => return Ok(top),
             Parsed::Image { config, .. } => {
                 self.check_platform(&config).await?;
+                return Ok(top);
+            }
+            Parsed::Legacy { platform, .. } => {
+                if let Some(platform) = platform {
+                    self.require_platform(&platform)?;
+                }
                 return Ok(top);
             }
             Parsed::Index { children } => children,
@@ -604,18 +608,23 @@ impl Copying<'_> {
             .small_blob(self.source, &self.source_scopes, &config.digest)
             .await
             .with_context(|| format!("cannot read the config of '{}'", self.source.familiar()))?;
-        let Some(platform) = tree::config_platform(&bytes) else {
-            return Ok(());
-        };
+        match tree::config_platform(&bytes) {
+            Some(platform) => self.require_platform(&platform),
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a single-platform image for `platform` unless it is one asked for.
+    fn require_platform(&self, platform: &tree::Platform) -> anyhow::Result<()> {
         if self
             .platforms
             .iter()
-            .any(|wanted| tree::platform_matches(&platform, wanted))
+            .any(|wanted| tree::platform_matches(platform, wanted))
         {
             return Ok(());
         }
         let mut held = format!("{}/{}", platform.os, platform.architecture);
-        if let Some(variant) = platform.variant {
+        if let Some(variant) = &platform.variant {
             held = format!("{held}/{variant}");
         }
         bail!(
@@ -642,17 +651,9 @@ impl Copying<'_> {
         })
     }
 
-    /// What `manifest` names, once it is known to be a kind ecrcp copies, within the copy's
-    /// budget of manifest bytes, and naming only digests ecrcp can check.
+    /// What `manifest` names, within the copy's budget of manifest bytes, and naming only
+    /// digests ecrcp can check.
     fn parse_within(&self, manifest: &RawManifest, plan: &mut Plan) -> anyhow::Result<Parsed> {
-        if let Some(kind) = tree::unsupported(&manifest.bytes, &manifest.media_type) {
-            bail!(
-                "manifest {} of '{}' {}",
-                manifest.digest,
-                self.source.familiar(),
-                kind.explain()
-            );
-        }
         if !plan.read(manifest.bytes.len()) {
             bail!(
                 "'{}' is made of more than {} MiB of manifests\nnote: ecrcp reads at most that much for one copy, so that a source cannot make it hold without bound; no real image comes near",
@@ -690,6 +691,12 @@ impl Copying<'_> {
                         } else {
                             plan.blob(layer);
                         }
+                    }
+                    return Ok(());
+                }
+                Parsed::Legacy { blobs, .. } => {
+                    for blob in self.sized(blobs).await? {
+                        plan.blob(blob);
                     }
                     return Ok(());
                 }
@@ -768,6 +775,49 @@ impl Copying<'_> {
         })
     }
 
+    /// The error for `manifest` refused by the destination: [`NotStored`] when the
+    /// refusal says the destination does not store its kind, else the refusal under `what`.
+    fn refused(&self, manifest: &RawManifest, refusal: RegistryError, what: &str) -> anyhow::Error {
+        match tree::legacy(&manifest.bytes, &manifest.media_type) {
+            Some(kind) if tree::refuses_the_kind(&refusal) => NotStored {
+                kind,
+                host: self.destination.registry().to_owned(),
+                destination: self.destination.to_string(),
+                refusal: refusal.to_string(),
+            }
+            .into(),
+            _ => anyhow::Error::new(refusal).context(what.to_owned()),
+        }
+    }
+
+    /// `blobs` with their sizes: those a manifest names without one (schema 1's layers) are
+    /// asked about at the source, a few at a time, since a blob is streamed against its size.
+    async fn sized(&self, blobs: Vec<Descriptor>) -> anyhow::Result<Vec<Descriptor>> {
+        let sizing = blobs.into_iter().map(|mut blob| async move {
+            if blob.size == 0 {
+                let size = self
+                    .registry()
+                    .blob_size(self.source, &self.source_scopes, &blob.digest)
+                    .await
+                    .with_context(|| {
+                        format!("cannot read blob {} of '{}'", blob.digest, self.source.familiar())
+                    })?;
+                blob.size = size.ok_or_else(|| {
+                    anyhow!(
+                        "'{}' names a blob {} it does not serve",
+                        self.source.familiar(),
+                        blob.digest
+                    )
+                })?;
+            }
+            Ok::<_, anyhow::Error>(blob)
+        });
+        futures_util::stream::iter(sizing)
+            .buffered(CHILD_REQUESTS)
+            .try_collect()
+            .await
+    }
+
     /// Puts the landing manifest under the destination tag, then checks the tag serves it:
     /// by the digest the PUT's answer names, or by a HEAD when the answer names none (or
     /// another).
@@ -809,9 +859,7 @@ impl Copying<'_> {
                         }
                         .into())
                     }
-                    _ => {
-                        return Err(anyhow::Error::new(refusal).context(format!("cannot tag '{destination}'")))
-                    }
+                    _ => return Err(self.refused(landing, refusal, &format!("cannot tag '{destination}'"))),
                 }
             }
             Err(error) => {
@@ -843,6 +891,17 @@ pub struct TagHeld {
     wanted: String,
     #[source]
     refusal: RegistryError,
+}
+
+/// The destination does not store a manifest of a [`tree::Legacy`] kind.
+#[derive(Debug, thiserror::Error)]
+#[error("{} are not supported by '{host}': {refusal}\nnote: nothing was tagged at '{destination}'; {}", .kind.name(), .kind.way_out())]
+pub struct NotStored {
+    kind: tree::Legacy,
+    host: String,
+    destination: String,
+    /// The registry's own words.
+    refusal: String,
 }
 
 #[cfg(test)]

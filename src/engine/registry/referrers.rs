@@ -77,7 +77,7 @@ pub fn merged_index(index: Option<&[u8]>, added: &[Descriptor]) -> Result<Vec<u8
 fn listed_digests(index: &[u8]) -> Result<Vec<String>, String> {
     match tree::parse(index, OCI_INDEX)? {
         Parsed::Index { children } => Ok(children.into_iter().map(|child| child.digest).collect()),
-        Parsed::Image { .. } => Err("the referrers list is not an index".to_owned()),
+        Parsed::Image { .. } | Parsed::Legacy { .. } => Err("the referrers list is not an index".to_owned()),
     }
 }
 
@@ -170,7 +170,9 @@ impl Copying<'_> {
         };
         let referrers = match tree::parse_checked(&listed, OCI_INDEX) {
             Ok(Parsed::Index { children }) => children,
-            Ok(Parsed::Image { .. }) => return Err(anyhow!("the source's referrers list is not an index")),
+            Ok(Parsed::Image { .. } | Parsed::Legacy { .. }) => {
+                return Err(anyhow!("the source's referrers list is not an index"))
+            }
             Err(detail) => return Err(anyhow!("the source's referrers list is refused: {detail}")),
         };
         let mut copied = Vec::new();

@@ -1,14 +1,18 @@
 //! What a manifest says, as the registry engine needs it: the blobs an image manifest
-//! names, the children of an index, which children a `--platform` list keeps (with the buildx
-//! attestations that describe them), and the index rewritten to just those. Pure; the bytes
-//! of a manifest that is copied whole are never touched.
+//! names (or a schema 1 or pre-1.1 OCI artifact manifest, which name no config), the
+//! children of an index, which children a `--platform` list keeps (with the buildx
+//! attestations that describe them), the index rewritten to just those, and whether a
+//! destination's refusal says it does not store a manifest's kind. Pure; the bytes of a
+//! manifest that is copied whole are never touched.
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::registry::digest;
-use crate::registry::manifest::{DOCKER_MANIFEST_LIST, OCI_INDEX};
+#[cfg(doc)]
+use crate::registry::manifest::DOCKER_SCHEMA1_SIGNED;
+use crate::registry::manifest::{is_schema1, DOCKER_MANIFEST_LIST, OCI_ARTIFACT_MANIFEST, OCI_INDEX};
+use crate::registry::{digest, RegistryError};
 
 /// A content descriptor, as manifests hold them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -44,6 +48,13 @@ pub enum Parsed {
         config: Descriptor,
         layers: Vec<Descriptor>,
     },
+    /// A manifest of a [`Legacy`] kind: the blobs it names (no config), and the platform
+    /// it says it is for, if it says.
+    Legacy {
+        kind: Legacy,
+        blobs: Vec<Descriptor>,
+        platform: Option<Platform>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -60,48 +71,145 @@ struct Document {
     blobs: Vec<Descriptor>,
 }
 
-/// The artifact manifest of the OCI drafts before 1.1, which 1.1 dropped for image manifests
-/// with an `artifactType`.
-pub const OCI_ARTIFACT_MANIFEST: &str = "application/vnd.oci.artifact.manifest.v1+json";
-
-/// A kind of manifest the registry engine does not copy, with the way out.
+/// A kind of manifest that names blobs and no config, which the registry engine copies byte
+/// for byte where the destination stores it (ECR takes schema 1), and which many
+/// destinations refuse: the way out then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unsupported {
-    /// Docker's schema 1 (`application/vnd.docker.distribution.manifest.v1+prettyjws`):
-    /// its layers come without sizes, and current registries and Docker refuse it.
+pub enum Legacy {
+    /// Docker's schema 1 ([`DOCKER_SCHEMA1_SIGNED`]): `fsLayers`, without sizes or config,
+    /// under JWS signatures that name the repository and the tag it was pushed as.
     Schema1,
-    /// [`OCI_ARTIFACT_MANIFEST`]: ECR and most registries never stored it.
+    /// [`OCI_ARTIFACT_MANIFEST`]: `blobs` and maybe a `subject`.
     ArtifactManifest,
 }
 
-impl Unsupported {
-    /// Why it is refused, and what to do instead: said after the image's name.
-    pub fn explain(self) -> &'static str {
+impl Legacy {
+    /// What it is, as a message names it.
+    pub fn name(self) -> &'static str {
         match self {
-            Unsupported::Schema1 => "is a schema 1 manifest; schema 1 manifests are not supported by the registry engine (their layers come without sizes)\nnote: convert the image to schema 2 where it is (`skopeo copy --format v2s2`), or copy it with `--engine docker` where the docker daemon still pulls schema 1 (recent Docker releases refuse it)",
-            Unsupported::ArtifactManifest => "is an OCI artifact manifest (application/vnd.oci.artifact.manifest.v1+json, dropped from OCI 1.1); such manifests are not supported by the registry engine, and ECR and most registries do not store them\nnote: push the artifact again as an OCI 1.1 image manifest with an `artifactType`, as `oras push` 1.0 and later do",
+            Legacy::Schema1 => "schema 1 manifests",
+            Legacy::ArtifactManifest => {
+                "OCI artifact manifests (application/vnd.oci.artifact.manifest.v1+json, dropped from OCI 1.1)"
+            }
+        }
+    }
+
+    /// What to do when a destination does not store it.
+    pub fn way_out(self) -> &'static str {
+        match self {
+            Legacy::Schema1 => "copy it with `--engine docker`, whose docker daemon pulls schema 1 and pushes it as schema 2 (Docker releases from 28 on refuse schema 1 pulls), or convert it where it is: `skopeo copy --format v2s2`, or a pull and push with such a docker daemon",
+            Legacy::ArtifactManifest => "push the artifact again as an OCI 1.1 image manifest with an `artifactType`, as `oras push` 1.0 and later do, or copy it to a registry that stores artifact manifests",
         }
     }
 }
 
-/// Whether a manifest served as `media_type` is of a kind the registry engine refuses.
-pub fn unsupported(bytes: &[u8], media_type: &str) -> Option<Unsupported> {
+/// Whether a manifest served as `media_type` is of a [`Legacy`] kind, by its media type
+/// (served or declared) or, for schema 1, its `schemaVersion`.
+pub fn legacy(bytes: &[u8], media_type: &str) -> Option<Legacy> {
     let essence = |media_type: &str| media_type.split(';').next().unwrap_or_default().trim().to_owned();
     let document: Option<Document> = serde_json::from_slice(bytes).ok();
     let declared = document.as_ref().and_then(|document| document.media_type.clone());
     let types = [Some(essence(media_type)), declared.as_deref().map(essence)];
     if document.as_ref().and_then(|document| document.schema_version) == Some(1)
-        || types
-            .iter()
-            .flatten()
-            .any(|kind| kind.starts_with("application/vnd.docker.distribution.manifest.v1"))
+        || types.iter().flatten().any(|kind| is_schema1(kind))
     {
-        Some(Unsupported::Schema1)
+        Some(Legacy::Schema1)
     } else if types.iter().flatten().any(|kind| kind == OCI_ARTIFACT_MANIFEST) {
-        Some(Unsupported::ArtifactManifest)
+        Some(Legacy::ArtifactManifest)
     } else {
         None
     }
+}
+
+/// Whether a destination's refusal of a manifest PUT says it does not store the manifest's
+/// kind: distribution answers `MANIFEST_INVALID` ("unsupported manifest media type"), and
+/// 2.7-2.8 a 500 `UNKNOWN` to schema 1 (which the registry client tells from a server
+/// failing), others 415 or 501. An immutable tag, a missing blob or a failed signature
+/// check is something else.
+pub fn refuses_the_kind(refusal: &RegistryError) -> bool {
+    let RegistryError::Refused { status, detail, .. } = refusal else {
+        return false;
+    };
+    if refusal.refuses_an_immutable_tag() {
+        return false;
+    }
+    let detail = detail.to_ascii_lowercase();
+    matches!(status.as_u16(), 415 | 500 | 501)
+        || [
+            "manifest_invalid",
+            "manifest invalid",
+            "unsupported",
+            "not supported",
+            "media type",
+        ]
+        .iter()
+        .any(|words| detail.contains(words))
+}
+
+/// What a schema 1 manifest says, read from its signed part (what registries digest and
+/// store): the layers and the platform.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Schema1 {
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default)]
+    fs_layers: Vec<FsLayer>,
+    #[serde(default)]
+    history: Vec<History>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FsLayer {
+    blob_sum: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct History {
+    /// The image's v1 config, as a JSON string: the newest layer's names the platform.
+    v1_compatibility: String,
+}
+
+/// The blobs and the platform of a schema 1 manifest. Its layers repeat (every empty layer
+/// is one blob) and come without sizes: each blob is named once, of size 0 (unknown).
+fn schema1(bytes: &[u8]) -> Result<Parsed, String> {
+    let signed = crate::registry::manifest::schema1_payload(bytes);
+    let document: Schema1 = serde_json::from_slice(signed.as_deref().unwrap_or(bytes))
+        .map_err(|error| format!("schema 1 manifest is not valid JSON: {error}"))?;
+    let mut seen = HashSet::new();
+    let blobs = document
+        .fs_layers
+        .into_iter()
+        .filter(|layer| seen.insert(layer.blob_sum.clone()))
+        .map(|layer| Descriptor {
+            media_type: None,
+            digest: layer.blob_sum,
+            size: 0,
+            platform: None,
+            annotations: BTreeMap::new(),
+            urls: Vec::new(),
+            artifact_type: None,
+        })
+        .collect();
+    let newest: Option<Platform> = document
+        .history
+        .first()
+        .and_then(|history| serde_json::from_str(&history.v1_compatibility).ok());
+    let platform = newest.or_else(|| {
+        document.architecture.map(|architecture| Platform {
+            os: "linux".to_owned(),
+            architecture,
+            variant: None,
+            os_version: None,
+        })
+    });
+    Ok(Parsed::Legacy {
+        kind: Legacy::Schema1,
+        blobs,
+        platform,
+    })
 }
 
 /// Whether `media_type` names an index.
@@ -112,11 +220,19 @@ pub fn is_index(media_type: &str) -> bool {
 
 /// Reads a manifest served as `media_type`.
 pub fn parse(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
-    if let Some(kind) = unsupported(bytes, media_type) {
-        return Err(format!("it {}", kind.explain()));
+    let kind = legacy(bytes, media_type);
+    if kind == Some(Legacy::Schema1) {
+        return schema1(bytes);
     }
     let document: Document =
         serde_json::from_slice(bytes).map_err(|error| format!("manifest is not valid JSON: {error}"))?;
+    if let Some(kind) = kind {
+        return Ok(Parsed::Legacy {
+            kind,
+            blobs: document.blobs,
+            platform: None,
+        });
+    }
     let declared = document.media_type.as_deref().unwrap_or(media_type);
     if is_index(media_type)
         || is_index(declared)
@@ -160,6 +276,11 @@ pub fn parse_checked(bytes: &[u8], media_type: &str) -> Result<Parsed, String> {
             digest::checked("config", &config.digest)?;
             for layer in layers {
                 digest::checked("layer", &layer.digest)?;
+            }
+        }
+        Parsed::Legacy { blobs, .. } => {
+            for blob in blobs {
+                digest::checked("blob", &blob.digest)?;
             }
         }
     }
@@ -272,7 +393,7 @@ mod tests {
     fn children() -> Vec<Descriptor> {
         match parse(INDEX.as_bytes(), OCI_INDEX).unwrap() {
             Parsed::Index { children } => children,
-            other @ Parsed::Image { .. } => panic!("{other:?}"),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -331,46 +452,133 @@ mod tests {
     }
 
     #[test]
-    fn schema_1_and_pre_1_1_artifact_manifests_are_refused_by_name_not_as_configless() {
-        let schema1 = br#"{"schemaVersion":1,"name":"library/old","tag":"1","architecture":"amd64",
-          "fsLayers":[{"blobSum":"sha256:l1"}],"history":[{"v1Compatibility":"{}"}],"signatures":[]}"#;
+    fn schema_1_and_pre_1_1_artifact_manifests_are_read_for_their_blobs() {
+        let (l1, l2) = (
+            format!("sha256:{}", "1".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
+        // Newest layer first; the empty layer (l1) comes again and again.
+        let schema1 = format!(
+            r#"{{"schemaVersion":1,"name":"library/old","tag":"1","architecture":"arm64",
+          "fsLayers":[{{"blobSum":"{l1}"}},{{"blobSum":"{l2}"}},{{"blobSum":"{l1}"}}],
+          "history":[{{"v1Compatibility":"{{\"os\":\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}}"}},
+                     {{"v1Compatibility":"{{}}"}},{{"v1Compatibility":"{{}}"}}]}}"#
+        );
+        let schema1 = schema1.as_bytes();
         let artifact = br#"{"mediaType":"application/vnd.oci.artifact.manifest.v1+json","artifactType":"a",
           "blobs":[{"mediaType":"s","digest":"sha256:sig","size":3}],
           "subject":{"mediaType":"m","digest":"sha256:amd","size":10}}"#;
         let image = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
           "config":{"mediaType":"c","digest":"sha256:cfg","size":5},"layers":[]}"#;
-        let cases: [(&[u8], &str, Option<Unsupported>); 7] = [
+        let cases: [(&[u8], &str, Option<Legacy>); 7] = [
             (
                 schema1,
                 "application/vnd.docker.distribution.manifest.v1+prettyjws",
-                Some(Unsupported::Schema1),
+                Some(Legacy::Schema1),
             ),
             (
                 schema1,
                 "application/vnd.docker.distribution.manifest.v1+json",
-                Some(Unsupported::Schema1),
+                Some(Legacy::Schema1),
             ),
             // Served as plain JSON: its schemaVersion tells.
-            (schema1, "application/json", Some(Unsupported::Schema1)),
-            (
-                artifact,
-                OCI_ARTIFACT_MANIFEST,
-                Some(Unsupported::ArtifactManifest),
-            ),
-            (artifact, "application/json", Some(Unsupported::ArtifactManifest)),
+            (schema1, "application/json", Some(Legacy::Schema1)),
+            (artifact, OCI_ARTIFACT_MANIFEST, Some(Legacy::ArtifactManifest)),
+            (artifact, "application/json", Some(Legacy::ArtifactManifest)),
             (image, "application/vnd.oci.image.manifest.v1+json", None),
             (INDEX.as_bytes(), OCI_INDEX, None),
         ];
         for (bytes, served, expected) in cases {
-            assert_eq!(unsupported(bytes, served), expected, "{served}");
-            if let Some(kind) = expected {
-                let refused = parse(bytes, served).unwrap_err();
-                assert_eq!(refused, format!("it {}", kind.explain()));
-                assert!(!refused.contains("names no config"), "{refused}");
-                assert!(refused.contains("are not supported by"), "{refused}");
-                assert!(refused.contains("\nnote: "), "the way out: {refused}");
-            }
+            assert_eq!(legacy(bytes, served), expected, "{served}");
         }
+        let Parsed::Legacy {
+            kind: Legacy::Schema1,
+            blobs,
+            platform: Some(platform),
+        } = parse_checked(schema1, "application/json").unwrap()
+        else {
+            panic!("schema 1 with a platform");
+        };
+        let blobs: Vec<(&str, u64)> = blobs
+            .iter()
+            .map(|blob| (blob.digest.as_str(), blob.size))
+            .collect();
+        assert_eq!(
+            blobs,
+            [(l1.as_str(), 0), (l2.as_str(), 0)],
+            "each once, size unknown"
+        );
+        assert_eq!(platform.to_string(), "linux/arm64/v8");
+        // No history to read the platform from: its architecture, on linux.
+        let bare =
+            format!(r#"{{"schemaVersion":1,"architecture":"amd64","fsLayers":[{{"blobSum":"{l2}"}}]}}"#);
+        let Ok(Parsed::Legacy {
+            platform: Some(platform),
+            ..
+        }) = parse(bare.as_bytes(), "application/json")
+        else {
+            panic!("schema 1");
+        };
+        assert_eq!(platform.to_string(), "linux/amd64");
+        assert_eq!(
+            parse(artifact, OCI_ARTIFACT_MANIFEST).unwrap(),
+            Parsed::Legacy {
+                kind: Legacy::ArtifactManifest,
+                blobs: vec![Descriptor {
+                    media_type: Some("s".into()),
+                    digest: "sha256:sig".into(),
+                    size: 3,
+                    platform: None,
+                    annotations: BTreeMap::new(),
+                    urls: Vec::new(),
+                    artifact_type: None,
+                }],
+                platform: None,
+            }
+        );
+        // Their digests go into requests: checked as any other's.
+        let forged = br#"{"schemaVersion":1,"fsLayers":[{"blobSum":"sha256:../../x"}]}"#;
+        assert!(parse_checked(forged, "application/json")
+            .unwrap_err()
+            .starts_with("its blob 'sha256:../../x'"));
+        assert!(parse_checked(artifact, OCI_ARTIFACT_MANIFEST)
+            .unwrap_err()
+            .starts_with("its blob 'sha256:sig'"));
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_manifest_s_kind_reads_as_not_supported() {
+        let cases: [(u16, &str, bool); 9] = [
+            (400, "MANIFEST_INVALID: manifest invalid", true),
+            (400, "MANIFEST_INVALID: unsupported manifest media type and no default available", true),
+            (500, "UNKNOWN: unknown error", true),
+            (415, "", true),
+            (501, "not implemented", true),
+            (400, "MANIFEST_BLOB_UNKNOWN: blob unknown to registry", false),
+            (400, "MANIFEST_UNVERIFIED: manifest failed signature verification", false),
+            (
+                400,
+                "TAG_INVALID: The image tag '1' already exists in the 'a' repository and cannot be overwritten because the tag already exists.",
+                false,
+            ),
+            (404, "NAME_UNKNOWN: repository name not known to registry", false),
+        ];
+        for (status, detail, expected) in cases {
+            let refusal = RegistryError::Refused {
+                host: "h".into(),
+                what: "manifest '1' of 'a'".into(),
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                detail: detail.into(),
+            };
+            assert_eq!(refuses_the_kind(&refusal), expected, "{status} {detail}");
+        }
+        let server = RegistryError::Server {
+            host: "h".into(),
+            status: reqwest::StatusCode::INTERNAL_SERVER_ERROR,
+            url: "u".into(),
+            retry_after: None,
+        };
+        assert!(!refuses_the_kind(&server), "a server failing refuses nothing");
     }
 
     #[test]
