@@ -9,8 +9,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::cli::{CopyArgs, GenerateArgs, IamPolicyArgs, IamSubject, PluginCommand, SyncArgs};
 use crate::docker::{progress_wanted, DockerCli};
 use crate::exit::Exit;
-use crate::lock::LockError;
 use crate::logging::{self, Format};
+use crate::outcome::{self, Fate};
 use crate::plugin::{self, install, Invocation};
 use crate::process::{self, Timeouts};
 use crate::state_file;
@@ -145,13 +145,7 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         tokio::spawn(stop_on_signals(signals, stop.clone()));
         match sync::run(&config, &options, &docker, &stop).await {
             Ok(summary) => Ok(summary.exit()),
-            Err(error)
-                if error
-                    .downcast_ref::<LockError>()
-                    .is_some_and(|e| matches!(e, LockError::Busy { .. })) =>
-            {
-                Err((Exit::Deferred, error))
-            }
+            Err(error) if outcome::of(&error) == Fate::Defer => Err((Exit::Deferred, error)),
             Err(error) => Err((Exit::CopyFailed, error)),
         }
     })

@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt as _};
 
-use crate::app::{registry_client, resolve, stops_the_run};
+use crate::app::{registry_client, resolve};
 use crate::config::SyncConfig;
 use crate::copy::{group, Check, Confirm, Copier, Member, Outcome, Skip};
-use crate::docker::{DockerCli, DockerError};
+use crate::docker::DockerCli;
 use crate::ecr::EcrSessions;
-use crate::engine::{OverBudget, SourceFailed};
 use crate::exit::Exit;
 use crate::ledger::Ledger;
 use crate::lock;
+use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
-use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::registry::{RateLimit, RegistryClient};
 use crate::state_file;
 use crate::tags;
 
@@ -372,23 +372,10 @@ impl Runner<'_> {
                     .collect();
                 self.copier.finish_group(&members).await
             };
-            // Whether the group's source failure, met by the first destination, was a quota.
-            let mut source_deferred = false;
             for ((index, destination, check, checking), outcome) in ready.into_iter().zip(outcomes) {
                 let result = match outcome {
                     Ok(outcome) => ImageResult::Done(outcome),
-                    Err(error) if error.is::<SourceFailed>() => {
-                        if source_deferred {
-                            ImageResult::Deferred(format!("{error:#}"))
-                        } else {
-                            ImageResult::Failed(error)
-                        }
-                    }
-                    Err(error) => {
-                        let result = self.failure(error);
-                        source_deferred = matches!(result, ImageResult::Deferred(_));
-                        result
-                    }
+                    Err(error) => self.failure(error),
                 };
                 ended.push((index, Some(destination), Some(check), result, checking));
             }
@@ -420,26 +407,17 @@ impl Runner<'_> {
             .collect()
     }
 
-    /// A failure, or a deferral when a registry's quota or throttle was the reason (with
-    /// either engine alike): the next run will do. A failure that every further image would
-    /// meet too stops the run.
+    /// What a failed image's error means (`outcome`): a failure, or a deferral when a
+    /// quota or a throttle was the reason, with either engine alike: the next run will do.
+    /// A failure that every further image would meet too stops the run.
     fn failure(&self, error: anyhow::Error) -> ImageResult {
-        if stops_the_run(&error) {
-            self.halt.request();
-        }
-        let quota = error.chain().any(|cause| {
-            matches!(
-                cause.downcast_ref::<RegistryError>(),
-                Some(RegistryError::RateLimited { .. })
-            ) || cause.is::<OverBudget>()
-                || cause
-                    .downcast_ref::<DockerError>()
-                    .is_some_and(DockerError::is_throttled)
-        });
-        if quota {
-            ImageResult::Deferred(format!("{error:#}"))
-        } else {
-            ImageResult::Failed(error)
+        match outcome::of(&error) {
+            Fate::Defer => ImageResult::Deferred(format!("{error:#}")),
+            Fate::Fail => ImageResult::Failed(error),
+            Fate::Stop => {
+                self.halt.request();
+                ImageResult::Failed(error)
+            }
         }
     }
 }

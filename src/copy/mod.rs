@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context as _};
 
 use crate::decide::{self, Facts, Verdict, Why};
-use crate::docker::{DockerError, DockerRunner};
+use crate::docker::DockerRunner;
 use crate::ecr::Ecr;
 use crate::engine::docker::DockerEngine;
 use crate::engine::registry::RegistryEngine;
 use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repositories, Repository, Transfer};
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
+use crate::outcome::Kind;
 use crate::plan::{CopyJob, CopyOptions, EngineKind};
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
@@ -660,12 +661,7 @@ impl<'a> Copier<'a> {
 /// docker says only that the pull rate limit is reached; the check's HEAD saw the window
 /// Docker Hub counts pulls over, so say when the allowance is whole again.
 fn with_renewal(error: anyhow::Error, check: &Check) -> anyhow::Error {
-    let quota = error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<DockerError>(),
-            Some(DockerError::RateLimited { .. })
-        )
-    });
+    let quota = Kind::PullQuota.in_chain(&error);
     match check
         .rate_limit
         .and_then(|limit| limit.renewal(std::time::SystemTime::now()))

@@ -16,6 +16,7 @@ use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 
 use crate::ecr::Ecr;
+use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions};
 use crate::reference::{EcrHost, Reference};
 use crate::registry::ManifestHead;
@@ -130,22 +131,26 @@ pub trait Engine: Send + Sync {
 }
 
 /// The source could not be read for a group of destinations: the first destination's
-/// error is the failure itself, each other's is this, which repeats it. `sync` classifies
-/// it (failed or deferred) as it classified the first.
+/// error is the failure itself, each other's is this, which repeats it, and means what it
+/// meant (`outcome`).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SourceFailed {
     pub message: String,
+    /// What the first destination's failure means for the run.
+    pub fate: Fate,
 }
 
 /// `error`, met once for `count` destinations: the first gets it, the others a
 /// `SourceFailed` that repeats it.
 pub fn for_each_destination(error: anyhow::Error, count: usize) -> Vec<anyhow::Result<Delivered>> {
     let message = format!("{error:#}");
+    let fate = outcome::of(&error);
     let mut errors = vec![Err(error)];
     errors.extend((1..count).map(|_| {
         Err(SourceFailed {
             message: message.clone(),
+            fate,
         }
         .into())
     }));
