@@ -16,12 +16,13 @@ use crate::decide::{self, Facts, Verdict, Why};
 use crate::docker::DockerRunner;
 use crate::ecr::Ecr;
 use crate::engine::docker::DockerEngine;
+use crate::engine::kind::EngineKind;
 use crate::engine::registry::RegistryEngine;
 use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repositories, Repository, Transfer};
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
 use crate::outcome::Kind;
-use crate::plan::{CopyJob, CopyOptions, EngineKind};
+use crate::plan::{CopyJob, CopyOptions};
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
 
@@ -244,11 +245,8 @@ impl<'a> Copier<'a> {
         };
         let index = source.as_ref().is_some_and(ManifestHead::names_an_index);
         let config_reads = 1 + u64::from(index);
-        let copy_reads = match job.settings.engine {
-            EngineKind::Registry if index => 1 + job.settings.platforms.len() as u64,
-            EngineKind::Docker | EngineKind::Registry => config_reads,
-        };
-        tracing::debug!(image = %job.source, %destination, ?next, engine = self.engine(job).name(), "checked");
+        let copy_reads = job.settings.engine.copy_reads(index, &job.settings.platforms);
+        tracing::debug!(image = %job.source, %destination, ?next, engine = job.settings.engine.as_str(), "checked");
         Ok(Check {
             source_digest,
             existing,
@@ -282,7 +280,7 @@ impl<'a> Copier<'a> {
         }
         // A byte-for-byte copy serves the source's digest: any other digest is another image
         // (or an older one), and neither the ledger nor a comparison can say otherwise.
-        if job.settings.copies_whole() {
+        if job.settings.engine.copies_whole(&job.settings.platforms) {
             return Next::Copy(Why::Differs);
         }
         let source = source.expect("-u fails earlier without a source digest");
@@ -296,7 +294,7 @@ impl<'a> Copier<'a> {
             destination: Some(existing),
             source,
             record: record.as_ref(),
-            platform: &job.settings.ledger_label(),
+            platform: &job.settings.engine.ledger_label(&job.settings.platforms),
         }) {
             Verdict::Unchanged(_) => Next::Skip(Skip::Unchanged),
             Verdict::Copy(why) => Next::Copy(why),
@@ -389,7 +387,7 @@ impl<'a> Copier<'a> {
                 })
                 .collect();
             let job = members[*first].job;
-            tracing::debug!(image = %job.source, destinations = moving.len(), engine = self.engine(job).name(), "one read into several destinations");
+            tracing::debug!(image = %job.source, destinations = moving.len(), engine = job.settings.engine.as_str(), "one read into several destinations");
             let delivered = self.engine(job).transfer_many(transfers).await;
             for (repository_index, repository) in repositories.iter().enumerate() {
                 let landed = shared
@@ -587,7 +585,7 @@ impl<'a> Copier<'a> {
             Err(error)
                 if self.options.overwrite.update
                     || error.holds_for_docker()
-                    || job.settings.engine == EngineKind::Registry =>
+                    || job.settings.engine.reads_the_source_itself() =>
             {
                 Err(error).with_context(|| format!("cannot look up '{}'", source.familiar()))
             }
@@ -646,7 +644,7 @@ impl<'a> Copier<'a> {
     ) {
         let record = Record {
             source: job.source.to_string(),
-            platform: job.settings.ledger_label(),
+            platform: job.settings.engine.ledger_label(&job.settings.platforms),
             source_digest: source_digest.to_owned(),
             destination_digest: destination_digest.to_owned(),
             image_id,

@@ -5,6 +5,7 @@
 //! distribution API from registry to registry. Emits events; never prints.
 
 pub mod docker;
+pub mod kind;
 pub mod memo;
 pub mod registry;
 pub mod turns;
@@ -18,6 +19,8 @@ use futures_util::future::BoxFuture;
 use crate::ecr::Ecr;
 use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions};
+
+use self::kind::EngineKind;
 use crate::reference::{EcrHost, Reference};
 use crate::registry::ManifestHead;
 
@@ -85,8 +88,8 @@ pub struct Transfer<'a> {
 
 /// A way of moving an image's bytes.
 pub trait Engine: Send + Sync {
-    /// Its name, as `--engine` and `engine =` spell it.
-    fn name(&self) -> &'static str;
+    /// Which engine it is.
+    fn kind(&self) -> EngineKind;
 
     /// What a copy of `job` puts at the destination.
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>>;

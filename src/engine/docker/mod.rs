@@ -19,6 +19,7 @@ use futures_util::future::BoxFuture;
 use self::daemon::{Back, Daemon};
 use self::local::{ImageStore, LocalImage};
 use self::retry::{Attempts, Next};
+use super::kind::EngineKind;
 use super::turns::Turns;
 use super::{Delivered, Engine, Lands, Pulls, Transfer};
 use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
@@ -413,8 +414,8 @@ impl<'a> DockerEngine<'a> {
 }
 
 impl Engine for DockerEngine<'_> {
-    fn name(&self) -> &'static str {
-        "docker"
+    fn kind(&self) -> EngineKind {
+        EngineKind::Docker
     }
 
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {

@@ -20,6 +20,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use self::limits::Gates;
 pub use self::limits::Limits;
 use self::tree::{Descriptor, Parsed, Selection};
+use super::kind::EngineKind;
 use super::memo::Memo;
 use super::{Delivered, Engine, Extras, Lands, OverBudget, Pulls, Transfer};
 use crate::plan::CopyJob;
@@ -91,8 +92,8 @@ impl<'a> RegistryEngine<'a> {
 }
 
 impl Engine for RegistryEngine<'_> {
-    fn name(&self) -> &'static str {
-        "registry"
+    fn kind(&self) -> EngineKind {
+        EngineKind::Registry
     }
 
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {
