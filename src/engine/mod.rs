@@ -19,8 +19,6 @@ use futures_util::future::BoxFuture;
 use crate::ecr::Ecr;
 use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions};
-
-use self::kind::EngineKind;
 use crate::reference::{EcrHost, Reference};
 use crate::registry::ManifestHead;
 
@@ -88,9 +86,6 @@ pub struct Transfer<'a> {
 
 /// A way of moving an image's bytes.
 pub trait Engine: Send + Sync {
-    /// Which engine it is.
-    fn kind(&self) -> EngineKind;
-
     /// What a copy of `job` puts at the destination.
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>>;
 

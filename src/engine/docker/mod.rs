@@ -19,7 +19,6 @@ use futures_util::future::BoxFuture;
 use self::daemon::{Back, Daemon};
 use self::local::{ImageStore, LocalImage};
 use self::retry::{Attempts, Next};
-use super::kind::EngineKind;
 use super::turns::Turns;
 use super::{Delivered, Engine, Lands, Pulls, Transfer};
 use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner};
@@ -414,10 +413,6 @@ impl<'a> DockerEngine<'a> {
 }
 
 impl Engine for DockerEngine<'_> {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Docker
-    }
-
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {
         Box::pin(async move { Ok(Lands::Platform(self.platform(job).await?)) })
     }

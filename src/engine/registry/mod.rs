@@ -20,7 +20,6 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use self::limits::Gates;
 pub use self::limits::Limits;
 use self::tree::{Descriptor, Parsed, Selection};
-use super::kind::EngineKind;
 use super::memo::Memo;
 use super::{Delivered, Engine, Extras, Lands, OverBudget, Pulls, Transfer};
 use crate::plan::CopyJob;
@@ -92,10 +91,6 @@ impl<'a> RegistryEngine<'a> {
 }
 
 impl Engine for RegistryEngine<'_> {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Registry
-    }
-
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {
         Box::pin(async move {
             Ok(match job.settings.platforms.as_slice() {
