@@ -155,6 +155,20 @@ pub struct Member<'m> {
     pub check: &'m Check,
 }
 
+/// A member of a group that needs a transfer, and why.
+struct Moving {
+    /// Its place among the group's members.
+    member: usize,
+    why: Why,
+}
+
+/// A destination repository of a group's transfers, and the transfers that write into it
+/// (their places among those moving).
+struct Handle<'r> {
+    repository: Repository<'r>,
+    writers: Vec<usize>,
+}
+
 /// What a member needs once compared and asked: nothing more, or a transfer.
 enum Decided {
     Done(Outcome),
@@ -337,70 +351,70 @@ impl<'a> Copier<'a> {
                 Err(error) => results.push(Some(Err(error))),
                 Ok(Decided::Transfer(why)) => {
                     results.push(None);
-                    moving.push((index, why));
+                    moving.push(Moving { member: index, why });
                 }
             }
         }
-        if let [(index, why)] = moving.as_slice() {
+        if let [Moving { member, why }] = moving.as_slice() {
             let Member {
                 job,
                 destination,
                 ecr,
                 check,
-            } = members[*index];
-            results[*index] = Some(
+            } = members[*member];
+            results[*member] = Some(
                 self.transfer(job, destination, ecr, check)
                     .await
                     .map(|delivered| self.delivered(job, destination, *why, delivered)),
             );
-        } else if let Some((first, _)) = moving.first() {
+        } else if let Some(first) = moving.first() {
             // Destinations in one repository (two tags, say) share one handle: it ends once,
             // landed when any of them landed.
-            let mut keys: Vec<String> = Vec::new();
-            let mut repositories: Vec<Repository> = Vec::new();
-            let mut shared: Vec<usize> = Vec::with_capacity(moving.len());
-            for (index, _) in &moving {
-                let member = &members[*index];
-                let key = format!(
-                    "{}/{}",
-                    member.destination.registry(),
-                    member.destination.repository()
+            let mut handles: Vec<Handle> = Vec::new();
+            for (position, moving) in moving.iter().enumerate() {
+                let member = &members[moving.member];
+                let repository = Repository::new(
+                    member.destination,
+                    member.ecr,
+                    &member.job.settings.repository,
+                    &self.repositories,
                 );
-                if let Some(known) = keys.iter().position(|known| *known == key) {
-                    shared.push(known);
-                } else {
-                    shared.push(repositories.len());
-                    keys.push(key);
-                    repositories.push(Repository::new(
-                        member.destination,
-                        member.ecr,
-                        &member.job.settings.repository,
-                        &self.repositories,
-                    ));
+                match handles
+                    .iter_mut()
+                    .find(|handle| handle.repository.key() == repository.key())
+                {
+                    Some(handle) => handle.writers.push(position),
+                    None => handles.push(Handle {
+                        repository,
+                        writers: vec![position],
+                    }),
                 }
             }
             let transfers = moving
                 .iter()
-                .zip(&shared)
-                .map(|((index, _), &repository)| {
-                    self.transfer_of(&members[*index], &repositories[repository])
+                .enumerate()
+                .map(|(position, moving)| {
+                    let handle = handles
+                        .iter()
+                        .find(|handle| handle.writers.contains(&position))
+                        .expect("every transfer has its repository");
+                    self.transfer_of(&members[moving.member], &handle.repository)
                 })
                 .collect();
-            let job = members[*first].job;
+            let job = members[first.member].job;
             tracing::debug!(image = %job.source, destinations = moving.len(), engine = job.settings.engine.as_str(), "one read into several destinations");
             let delivered = self.engine(job).transfer_many(transfers).await;
-            for (repository_index, repository) in repositories.iter().enumerate() {
-                let landed = shared
-                    .iter()
-                    .zip(&delivered)
-                    .any(|(shared, delivered)| *shared == repository_index && delivered.is_ok());
-                repository.end(landed).await;
+            for handle in &handles {
+                let landed = handle.writers.iter().any(|&position| delivered[position].is_ok());
+                handle.repository.end(landed).await;
             }
-            for ((index, why), delivered) in moving.iter().zip(delivered) {
-                let member = &members[*index];
-                results[*index] = Some(
+            for (moving, delivered) in moving.iter().zip(delivered) {
+                let member = &members[moving.member];
+                results[moving.member] = Some(
                     delivered
-                        .map(|delivered| self.delivered(member.job, member.destination, *why, delivered))
+                        .map(|delivered| {
+                            self.delivered(member.job, member.destination, moving.why, delivered)
+                        })
                         .map_err(|error| with_renewal(error, member.check)),
                 );
             }

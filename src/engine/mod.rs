@@ -278,7 +278,8 @@ impl<'a> Repository<'a> {
         EcrHost::parse(self.destination.registry()).zip(self.ecr)
     }
 
-    fn key(&self) -> String {
+    /// Which repository it is: its registry and name.
+    pub fn key(&self) -> String {
         format!(
             "{}/{}",
             self.destination.registry(),
