@@ -52,6 +52,7 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
             }
         }
     }
+    copier.close().await;
     Ok(if failed { Exit::CopyFailed } else { Exit::Success })
 }
 

@@ -200,6 +200,7 @@ pub async fn run(
     let planned_groups = book(config, jobs, &copier, checks, allowance);
     let results = runner.finish_all(jobs, planned_groups).await;
 
+    copier.close().await;
     let mut summary = summarize(&results, stop.is_requested());
     summary.failed += expanded.failures.len();
     summary.hub_pulls_spent = copier.hub_pulls_spent();

@@ -8,7 +8,7 @@
 
 pub mod group;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
@@ -19,6 +19,7 @@ use crate::engine::docker::DockerEngine;
 use crate::engine::kind::EngineKind;
 use crate::engine::registry::RegistryEngine;
 use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repositories, Repository, Transfer};
+use crate::ledger::shared::Shared;
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
 use crate::outcome::Kind;
@@ -132,7 +133,8 @@ pub struct Copier<'a> {
     registry: &'a RegistryClient,
     options: CopyOptions,
     confirm: &'a dyn Confirm,
-    ledger: Mutex<Ledger>,
+    /// Saved off the async workers: `close` waits for the last save.
+    ledger: Shared,
     logins: Arc<Logins<'a>>,
     docker_engine: DockerEngine<'a>,
     registry_engine: RegistryEngine<'a>,
@@ -188,7 +190,7 @@ impl<'a> Copier<'a> {
             registry,
             options,
             confirm,
-            ledger: Mutex::new(ledger),
+            ledger: Shared::new(ledger),
             docker_engine: DockerEngine::new(docker, registry, Arc::clone(&logins)),
             registry_engine: RegistryEngine::new(registry, options.transfers),
             logins,
@@ -203,6 +205,12 @@ impl<'a> Copier<'a> {
     /// budget); until then, there is no limit.
     pub fn limit_extra_pulls(&self, extra: Option<u64>) {
         self.pulls.limit_extra(extra);
+    }
+
+    /// Ends the run's copies: waits, off the async workers, until the ledger has saved
+    /// what they recorded.
+    pub async fn close(&self) {
+        self.ledger.close().await;
     }
 
     /// Docker Hub pulls the copies spent so far: the manifest GETs ecrcp made there, and
@@ -298,12 +306,7 @@ impl<'a> Copier<'a> {
             return Next::Copy(Why::Differs);
         }
         let source = source.expect("-u fails earlier without a source digest");
-        let record = self
-            .ledger
-            .lock()
-            .expect("ledger poisoned")
-            .get(&destination.to_string())
-            .cloned();
+        let record = self.ledger.get(&destination.to_string());
         match decide::update(Facts {
             destination: Some(existing),
             source,
@@ -663,10 +666,7 @@ impl<'a> Copier<'a> {
             destination_digest: destination_digest.to_owned(),
             image_id,
         };
-        self.ledger
-            .lock()
-            .expect("ledger poisoned")
-            .record(&destination.to_string(), record);
+        self.ledger.record(&destination.to_string(), record);
     }
 }
 
