@@ -136,6 +136,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::too_many_lines)] // one table
     fn errors_are_classified_by_any_cause_in_their_chain() {
         use crate::registry::Limit;
         let docker_failed = |stderr: &str| DockerError::Failed {
