@@ -1,7 +1,9 @@
 //! What a failure means for the run, in one table: whether it fails the image, defers it to
 //! the next run, or stops the run. The command line and sync both ask here; nobody else
-//! downcasts an error to decide it. Classifying only: what the caller then does (count,
-//! log, stop) is its own business.
+//! downcasts an error to decide it. Classifying only: what the caller then does is its
+//! own business. Sync defers an image (exit 75 when nothing failed); the command line,
+//! which has no next run to defer to, counts a deferral as the failure it is there (exit
+//! 1), and both stop on `Stop`.
 
 use crate::docker::DockerError;
 use crate::ecr::EcrError;
