@@ -3,10 +3,10 @@
 //! turns the results into an exit status.
 
 use crate::copy::{Confirm, Outcome};
-use crate::docker::{DockerCli, DockerError};
+use crate::docker::DockerCli;
 use crate::exit::Exit;
+use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, Plan};
-use crate::provider::ecr::EcrError;
 use crate::reference::Reference;
 use crate::setup::Setup;
 
@@ -35,12 +35,13 @@ pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> an
         reporter.finished(job, destination.as_ref(), &result);
         if let Err(error) = result {
             failed = true;
-            if stops_the_run(&error) {
+            if outcome::of(&error) == Fate::Stop {
                 reporter.stopped(&error, plan.jobs.len() - index - 1);
                 break;
             }
         }
     }
+    copier.close().await;
     Ok(if failed { Exit::CopyFailed } else { Exit::Success })
 }
 
@@ -52,18 +53,4 @@ fn log_result(job: &CopyJob, destination: Option<&Reference>, result: &anyhow::R
             tracing::info!(image = %job.source, %destination, outcome = "failed", error = %format!("{error:#}"), "copy finished");
         }
     }
-}
-
-/// Failures that every further copy would hit too: no docker, no daemon, no credentials,
-/// or the run was cancelled.
-pub fn stops_the_run(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause
-            .downcast_ref::<DockerError>()
-            .is_some_and(DockerError::stops_the_run)
-            || matches!(
-                cause.downcast_ref::<EcrError>(),
-                Some(EcrError::NoCredentials { .. })
-            )
-    })
 }

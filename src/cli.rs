@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, ValueEnum};
 
+use crate::engine::kind::{EngineError, EngineKind};
 use crate::plan::{
-    check_destinations, AwsOptions, CopyJob, CopyOptions, DestinationError, EngineError, EngineKind,
-    JobSettings, Overwrite, Plan, RepositorySettings, DEFAULT_TRANSFERS,
+    check_destinations, AwsOptions, CopyJob, CopyOptions, DestinationError, JobSettings, Overwrite, Plan,
+    RepositorySettings, DEFAULT_TRANSFERS,
 };
 use crate::process::{self, Timeouts};
 use crate::reference::{Destination, Reference};
@@ -482,7 +483,7 @@ impl CopyArgs {
                 region: self.region.clone(),
             },
         };
-        settings.check_engine()?;
+        settings.engine.check(&settings)?;
         let jobs = sources
             .iter()
             .map(|label| {

@@ -9,8 +9,9 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::cli::{CopyArgs, GenerateArgs, IamPolicyArgs, IamSubject, PluginCommand, SyncArgs};
 use crate::docker::{progress_wanted, DockerCli};
 use crate::exit::Exit;
-use crate::lock::LockError;
+use crate::iam;
 use crate::logging::{self, Format};
+use crate::outcome::{self, Fate};
 use crate::plugin::{self, install, Invocation};
 use crate::process::{self, Timeouts};
 use crate::state_file;
@@ -145,13 +146,7 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         tokio::spawn(stop_on_signals(signals, stop.clone()));
         match sync::run(&config, &options, &docker, &stop).await {
             Ok(summary) => Ok(summary.exit()),
-            Err(error)
-                if error
-                    .downcast_ref::<LockError>()
-                    .is_some_and(|e| matches!(e, LockError::Busy { .. })) =>
-            {
-                Err((Exit::Deferred, error))
-            }
+            Err(error) if outcome::of(&error) == Fate::Defer => Err((Exit::Deferred, error)),
             Err(error) => Err((Exit::CopyFailed, error)),
         }
     })
@@ -207,10 +202,10 @@ pub fn generate(args: &GenerateArgs) -> Result<Exit, Failure> {
 pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     logging::init(Format::Text, invocation.log_level.as_deref().unwrap_or("warn"));
     let subject = args.subject().map_err(|error| (Exit::Usage, error.into()))?;
-    let create = !args.no_create;
-    let subject = match subject {
+    let from_config;
+    let subject = match &subject {
         IamSubject::Config(path) => {
-            let mut config = crate::config::load(&path).map_err(|error| (Exit::Config, error.into()))?;
+            let mut config = crate::config::load(path).map_err(|error| (Exit::Config, error.into()))?;
             if let Some(engine) = args.engine {
                 config.use_engine(engine.into()).map_err(|error| {
                     (
@@ -219,104 +214,24 @@ pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit,
                     )
                 })?;
             }
-            IamSubject::Jobs(crate::tags::with_templates(&config.jobs, &config.rules).into_owned())
+            from_config = crate::tags::with_templates(&config.jobs, &config.rules).into_owned();
+            iam::for_plan::Subject::Jobs(&from_config)
         }
-        other => other,
-    };
-    let wanted: Vec<&crate::plan::AwsOptions> = match &subject {
-        IamSubject::Jobs(jobs) => jobs
-            .iter()
-            .filter(|job| job.needs_own_registry())
-            .map(|job| &job.settings.aws)
-            .collect(),
-        IamSubject::Destinations(destinations, settings) => destinations
-            .iter()
-            .filter(|destination| destination.registry().is_none())
-            .map(|_| &settings.aws)
-            .collect(),
-        IamSubject::Config(_) => Vec::new(),
-    };
-    let mut notes = Vec::new();
-    let mut owns = std::collections::HashMap::new();
-    let runtime = runtime()?;
-    for aws in wanted {
-        if !owns.contains_key(aws) {
-            let (registry, why) = runtime.block_on(own_registry(aws));
-            notes.extend(why);
-            owns.insert(aws.clone(), registry);
+        IamSubject::Jobs(jobs) => iam::for_plan::Subject::Jobs(jobs),
+        IamSubject::Destinations(destinations, settings) => {
+            iam::for_plan::Subject::Destinations(destinations, settings)
         }
-    }
-    let unknown = crate::iam::Registry {
-        account: None,
-        region: None,
     };
-    let own = |aws: &crate::plan::AwsOptions| owns.get(aws).unwrap_or(&unknown);
-    let accesses = match &subject {
-        IamSubject::Jobs(jobs) => jobs
-            .iter()
-            .map(|job| crate::iam::job_accesses(job, own(&job.settings.aws), create))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| (Exit::Usage, error.into()))?
-            .into_iter()
-            .flatten()
-            .collect(),
-        IamSubject::Destinations(destinations, settings) => destinations
-            .iter()
-            .filter_map(|destination| {
-                crate::iam::destination_access(destination, settings, own(&settings.aws), create)
-            })
-            .collect(),
-        IamSubject::Config(_) => Vec::new(),
-    };
-    let Some(built) = crate::iam::build(&accesses) else {
+    let answer = runtime()?
+        .block_on(iam::for_plan::policy(subject, !args.no_create))
+        .map_err(|error| (Exit::Usage, error.into()))?;
+    let Some(built) = answer.built else {
         eprintln!("ecrcp: note: none of these copies reads or writes ECR: they need no IAM permissions");
         return Ok(Exit::Success);
     };
     println!("{}", built.policy.to_json());
-    for note in notes.iter().chain(&built.notes) {
+    for note in answer.notes.iter().chain(&built.notes) {
         eprintln!("ecrcp: note: {note}");
     }
     Ok(Exit::Success)
-}
-
-/// The caller's own registry under `aws`, as GetAuthorizationToken names it; without
-/// credentials (or that permission), the region alone, and why the account is unknown.
-async fn own_registry(aws: &crate::plan::AwsOptions) -> (crate::iam::Registry, Option<String>) {
-    let configured = aws
-        .region
-        .clone()
-        .or_else(|| std::env::var("AWS_REGION").ok())
-        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-        .filter(|region| !region.is_empty());
-    let unknown = |region: Option<String>, why: String| {
-        let registry = crate::iam::Registry {
-            account: None,
-            region,
-        };
-        (
-            registry,
-            Some(format!("cannot ask which account your own registry is in: {why}")),
-        )
-    };
-    let ecr = match crate::provider::ecr::Ecr::connect(aws).await {
-        Ok(ecr) => ecr,
-        Err(error) => return unknown(configured, first_line(&error)),
-    };
-    let Some(region) = ecr.default_region().map(str::to_owned) else {
-        return unknown(None, first_line(&crate::provider::ecr::EcrError::NoRegion));
-    };
-    match ecr.own_registry(&region).await {
-        Ok(host) => match crate::reference::EcrHost::parse(&host) {
-            Some(host) => (crate::iam::Registry::of(&host), None),
-            None => unknown(
-                Some(region),
-                format!("GetAuthorizationToken named '{host}', which is no ECR registry"),
-            ),
-        },
-        Err(error) => unknown(Some(region), first_line(&error)),
-    }
-}
-
-fn first_line(error: &dyn std::fmt::Display) -> String {
-    error.to_string().lines().next().unwrap_or_default().to_owned()
 }

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::engine::kind::{EngineError, EngineKind};
 use crate::plan::{
-    check_destinations, AwsOptions, CopyJob, DestinationError, EngineError, EngineKind, JobSettings,
-    DEFAULT_TRANSFERS,
+    check_destinations, AwsOptions, CopyJob, DestinationError, JobSettings, DEFAULT_TRANSFERS,
 };
 use crate::reference::{Destination, Reference};
 use crate::settings::{self, EncryptionType, RepositoryInput};
@@ -51,7 +51,7 @@ impl SyncConfig {
         let templates = self.rules.iter_mut().flat_map(|rule| &mut rule.templates);
         for job in self.jobs.iter_mut().chain(templates) {
             job.settings.engine = engine;
-            job.settings.check_engine()?;
+            engine.check(&job.settings)?;
         }
         Ok(())
     }
@@ -495,7 +495,10 @@ fn merged_settings(entry: &RawEntry, defaults: &RawEntry, base: &Path) -> Result
             region: entry.region.clone().or_else(|| defaults.region.clone()),
         },
     };
-    settings.check_engine().map_err(|e| (None, e.to_string()))?;
+    settings
+        .engine
+        .check(&settings)
+        .map_err(|e| (None, e.to_string()))?;
     Ok(settings)
 }
 

@@ -1,7 +1,8 @@
 //! The least-privilege IAM policy for what ecrcp does in ECR (`ecrcp iam-policy`): which ECR
 //! and KMS actions each destination and source of a plan needs, on which ARNs, merged into
-//! few statements in a stable order. Pure: the command layer resolves the caller's own
-//! registry, and prints the policy and its notes.
+//! few statements in a stable order. Pure: `for_plan` asks ECR for the caller's own
+//! registry and puts a plan's accesses together; the command layer prints the policy and its
+//! notes.
 //!
 //! Where each action comes from (AWS's names; the registry API calls are authorized as the
 //! ECR actions AWS documents for them):
@@ -31,6 +32,8 @@ use serde::Serialize;
 
 use crate::plan::{CopyJob, Encryption, JobSettings, OWN_REGISTRY_PLACEHOLDER};
 use crate::reference::{Destination, EcrHost, ReferenceError};
+
+pub mod for_plan;
 
 /// IAM's limit on a customer managed policy, counted without whitespace. A longer list of
 /// exact repositories is folded into prefixes.

@@ -10,7 +10,9 @@
 //! other's records, and lands by rename, so a reader sees the old file or the new one.
 //! Records are saved in batches, at most one save every few seconds and a last one when the
 //! ledger is dropped, so that a run of a thousand copies does not write the file a thousand
-//! times; a run killed outright loses at most those few seconds of records.
+//! times; a run killed outright loses at most those few seconds of records. A run's
+//! concurrent copies share it through `shared`, which writes the saves, in the order they
+//! fall due, on a thread of its own: an async worker never waits on the lock or the disk.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::lock::{self, LockError};
 use crate::state_file::{self, sibling, write_atomically, StateDirError};
+
+pub mod shared;
 
 /// One finished copy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +211,15 @@ impl Ledger {
     /// what other runs saved meanwhile. A failed save is a warning: the copy itself
     /// succeeded, and the next save tries again.
     pub fn record(&mut self, destination: &str, record: Record) {
+        if let Some(save) = self.note(destination, record) {
+            self.run(save);
+        }
+    }
+
+    /// Records a copy in memory, as `record` does, and hands back the save that is due now,
+    /// if any, for the caller to `run` or hand to `Save::write` and `settle`, saves in the
+    /// order they were handed out.
+    pub fn note(&mut self, destination: &str, record: Record) -> Option<Save> {
         let entry = Entry {
             record,
             last_used: now(),
@@ -218,52 +231,90 @@ impl Ledger {
             .saved_at
             .is_none_or(|saved_at| saved_at.elapsed() >= SAVE_EVERY)
         {
-            self.save();
+            self.take_save()
+        } else {
+            None
         }
     }
 
     /// Saves the records and uses not saved yet, if any.
     pub fn flush(&mut self) {
-        if !self.used.is_empty() || !self.recorded.is_empty() {
-            self.save();
+        if let Some(save) = self.pending() {
+            self.run(save);
         }
     }
 
-    fn save(&mut self) {
+    /// The save of the records and uses not saved yet, if any: `flush` without the writing.
+    pub fn pending(&mut self) -> Option<Save> {
+        if self.used.is_empty() && self.recorded.is_empty() {
+            None
+        } else {
+            self.take_save()
+        }
+    }
+
+    fn run(&mut self, save: Save) {
+        let written = save.write();
+        self.settle(save, written);
+    }
+
+    /// The save of everything not saved yet, taken out of the ledger; `None` when this
+    /// ledger saves nothing.
+    fn take_save(&mut self) -> Option<Save> {
         self.saved_at = Some(Instant::now());
-        let Some(path) = &self.file else {
-            self.recorded.clear();
-            self.used.clear();
-            return;
+        let stamps = self.stamps();
+        let recorded = std::mem::take(&mut self.recorded);
+        self.used.clear();
+        Some(Save {
+            path: self.file.clone()?,
+            stamps,
+            recorded,
+        })
+    }
+
+    /// Takes in how a save handed out went: a failed one is tried again with the next, but
+    /// for what was recorded or used anew since; a file it must not overwrite is left alone
+    /// from now on.
+    pub fn settle(&mut self, save: Save, written: Result<(), SaveError>) {
+        let SaveError(error) = match written {
+            Ok(()) => return,
+            Err(error) => error,
         };
-        match merge_into(path, &self.stamps(), &self.recorded) {
-            Ok(()) => {
-                self.used.clear();
-                self.recorded.clear();
-            }
-            Err(error) if error.forbids_overwrite() => {
-                tracing::warn!(file = %path.display(), %error, "{REFUSAL}");
-                self.file = None;
-            }
-            Err(error) if error.is_disk_full() => tracing::warn!(
+        let path = &save.path;
+        if error.forbids_overwrite() {
+            tracing::warn!(file = %path.display(), %error, "{REFUSAL}");
+            self.file = None;
+            return;
+        }
+        if error.is_disk_full() {
+            tracing::warn!(
                 file = %path.display(),
                 %error,
                 "cannot save the copy ledger: the disk is full; the copies themselves landed, and the next run re-checks them. \
                  Free space there or point --state-dir (ECRCP_STATE_DIR) at another disk"
-            ),
-            Err(error) => tracing::warn!(file = %path.display(), %error, "cannot save the copy ledger"),
+            );
+        } else {
+            tracing::warn!(file = %path.display(), %error, "cannot save the copy ledger");
+        }
+        for (destination, _) in save.stamps {
+            if !self.recorded.contains_key(&destination) {
+                self.used.insert(destination);
+            }
+        }
+        for (destination, entry) in save.recorded {
+            self.recorded.entry(destination).or_insert(entry);
         }
     }
 
     /// The entries used this run, stamped now.
-    fn stamps(&self) -> Vec<(&str, Entry)> {
+    fn stamps(&self) -> Vec<(String, Entry)> {
         let now = now();
         self.used
             .iter()
             .filter_map(|destination| {
                 let entry = self.copies.get(destination)?;
                 Some((
-                    destination.as_str(),
+                    destination.clone(),
                     Entry {
                         record: entry.record.clone(),
                         last_used: now,
@@ -271,6 +322,26 @@ impl Ledger {
                 ))
             })
             .collect()
+    }
+}
+
+/// One save of a ledger: what it merges into its file.
+#[derive(Debug)]
+pub struct Save {
+    path: PathBuf,
+    stamps: Vec<(String, Entry)>,
+    recorded: BTreeMap<String, Entry>,
+}
+
+/// Why a save failed; the ledger's `settle` says what it means.
+#[derive(Debug)]
+pub struct SaveError(LedgerError);
+
+impl Save {
+    /// Merges the save into the file, under its lock: blocks on the lock, the disk and its
+    /// syncs, so async code runs it off its workers (`shared`).
+    pub fn write(&self) -> Result<(), SaveError> {
+        merge_into(&self.path, &self.stamps, &self.recorded).map_err(SaveError)
     }
 }
 
@@ -309,7 +380,7 @@ fn read(path: &Path) -> Result<BTreeMap<String, Entry>, LedgerError> {
 /// the records they were taken from, `recorded` added, and old entries pruned.
 fn merge_into(
     path: &Path,
-    stamps: &[(&str, Entry)],
+    stamps: &[(String, Entry)],
     recorded: &BTreeMap<String, Entry>,
 ) -> Result<(), LedgerError> {
     state_file::prepare_dir(path.parent().unwrap_or(Path::new(".")))?;
@@ -326,13 +397,13 @@ fn merge_into(
     for (destination, stamped) in stamps {
         // Another run may have recorded a newer copy meanwhile; a use of the old one must
         // not undo it. A record pruned meanwhile is in use after all: it comes back.
-        match copies.get_mut(*destination) {
+        match copies.get_mut(destination) {
             Some(entry) if entry.record == stamped.record => {
                 entry.last_used = entry.last_used.max(stamped.last_used);
             }
             Some(_) => {}
             None => {
-                copies.insert((*destination).to_owned(), stamped.clone());
+                copies.insert(destination.clone(), stamped.clone());
             }
         }
     }

@@ -5,9 +5,10 @@
 //! both set up by `setup`, with the boundaries (`docker`, `registry`, and `provider`: what
 //! a kind of registry such as ECR adds to plain OCI), reporting through `ui` or `tracing`
 //! events (`logging` picks the sink); `copy` holds the steps of one copy and `decide` the
-//! pure choice of whether to copy at all; `engine` the ways of moving the bytes (docker,
-//! registry to registry); `login` the registry logins of a run; `process`
-//! every child process ecrcp starts; `net_timeouts` every network time limit.
+//! pure choice of whether to copy at all; `outcome` what a failure means for the run (fail
+//! the image, defer it, stop); `engine` the ways of moving the bytes (docker, registry to
+//! registry); `login` the registry logins of a run; `process` every child process ecrcp
+//! starts; `net_timeouts` every network time limit.
 
 pub mod app;
 pub mod cli;
@@ -25,6 +26,7 @@ pub mod lock;
 pub mod logging;
 pub mod login;
 pub mod net_timeouts;
+pub mod outcome;
 pub mod plan;
 pub mod platform;
 pub mod plugin;

@@ -61,6 +61,7 @@ pub fn acquire(dir: &Path) -> Result<Held, LockError> {
 
 /// Waits up to `patience` for an exclusive lock on `path` (created if missing). Holders keep
 /// it for milliseconds, but one that is stopped or hung must not hang this process too.
+/// It blocks the thread while it waits: the ledger's writer thread calls it, no async worker.
 pub fn wait_for(path: &Path, patience: Duration) -> Result<Held, LockError> {
     let file = open(path)?;
     let started = Instant::now();

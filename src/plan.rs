@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::engine::kind::EngineKind;
 use crate::reference::{
     check_ecr_repository, Destination, EcrHost, Reference, ReferenceError, OWN_REGISTRY_SHOWN,
 };
@@ -33,69 +34,6 @@ pub struct JobSettings {
     pub referrers: bool,
     pub repository: RepositorySettings,
     pub aws: AwsOptions,
-}
-
-/// The ways ecrcp moves an image's bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineKind {
-    /// `docker pull`, `tag` and `push`: one platform, through the local daemon.
-    #[default]
-    Docker,
-    /// Registry to registry over the distribution API: every platform, digests kept.
-    Registry,
-}
-
-impl EngineKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EngineKind::Docker => "docker",
-            EngineKind::Registry => "registry",
-        }
-    }
-}
-
-impl JobSettings {
-    /// Whether the copy keeps the source's manifest byte for byte (every platform), so
-    /// that equal digests mean equal images and nothing else is needed to compare them.
-    pub fn copies_whole(&self) -> bool {
-        self.engine == EngineKind::Registry && self.platforms.is_empty()
-    }
-
-    /// What the ledger records as the copy's platform: for the docker engine the platform
-    /// asked for or "default" (the daemon's own); for the registry engine, prefixed with
-    /// its name, since its copies of one platform are other manifests than docker's.
-    pub fn ledger_label(&self) -> String {
-        match (self.engine, self.platforms.as_slice()) {
-            (EngineKind::Docker, []) => "default".to_owned(),
-            (EngineKind::Docker, platforms) => platforms.join(","),
-            (EngineKind::Registry, []) => "registry:all".to_owned(),
-            (EngineKind::Registry, platforms) => format!("registry:{}", platforms.join(",")),
-        }
-    }
-
-    /// Refuses what the chosen engine cannot do.
-    pub fn check_engine(&self) -> Result<(), EngineError> {
-        if self.engine != EngineKind::Docker {
-            return Ok(());
-        }
-        if self.platforms.len() > 1 {
-            return Err(EngineError::DockerPlatforms(self.platforms.join(", ")));
-        }
-        if self.referrers {
-            return Err(EngineError::DockerReferrers);
-        }
-        Ok(())
-    }
-}
-
-/// Settings the chosen engine cannot honour.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error("the docker engine copies one platform, not several ({0})\nnote: use the registry engine (--engine registry, or engine = \"registry\") to copy several platforms")]
-    DockerPlatforms(String),
-    #[error("the docker engine cannot copy referrers (signatures, SBOMs)\nnote: use the registry engine (--engine registry, or engine = \"registry\") with referrers")]
-    DockerReferrers,
 }
 
 /// How a copy treats an existing destination tag.
@@ -378,46 +316,5 @@ mod tests {
             clash(&[explicit, explicit_west]),
             format!("'nginx:1.27' and 'nginx:1.27' would both be copied to '{ECR}/mirror/nginx:1.27'")
         );
-    }
-
-    #[test]
-    fn the_ledger_tells_engines_and_platform_choices_apart() {
-        let settings = |engine, platforms: &[&str]| JobSettings {
-            engine,
-            platforms: platforms.iter().map(|p| (*p).to_owned()).collect(),
-            ..JobSettings::default()
-        };
-        let cases = [
-            (settings(EngineKind::Docker, &[]), "default", false),
-            (
-                settings(EngineKind::Docker, &["linux/arm64"]),
-                "linux/arm64",
-                false,
-            ),
-            (settings(EngineKind::Registry, &[]), "registry:all", true),
-            (
-                settings(EngineKind::Registry, &["linux/arm64"]),
-                "registry:linux/arm64",
-                false,
-            ),
-            (
-                settings(EngineKind::Registry, &["linux/amd64", "linux/arm64"]),
-                "registry:linux/amd64,linux/arm64",
-                false,
-            ),
-        ];
-        for (settings, label, whole) in cases {
-            assert_eq!(settings.ledger_label(), label);
-            assert_eq!(settings.copies_whole(), whole, "{label}");
-            assert_eq!(settings.check_engine(), Ok(()), "{label}");
-        }
-        let mut several = settings(EngineKind::Docker, &["linux/amd64", "linux/arm64"]);
-        assert!(matches!(
-            several.check_engine(),
-            Err(EngineError::DockerPlatforms(_))
-        ));
-        several.engine = EngineKind::Registry;
-        several.referrers = true;
-        assert_eq!(several.check_engine(), Ok(()));
     }
 }

@@ -10,17 +10,16 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt as _};
 
-use crate::app::stops_the_run;
 use crate::config::SyncConfig;
 use crate::copy::{group, Check, Confirm, Copier, Member, Outcome, Skip};
-use crate::docker::{DockerCli, DockerError};
-use crate::engine::{OverBudget, SourceFailed};
+use crate::docker::DockerCli;
 use crate::exit::Exit;
 use crate::ledger::Ledger;
 use crate::lock;
+use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
-use crate::registry::{RateLimit, RegistryClient, RegistryError};
+use crate::registry::{RateLimit, RegistryClient};
 use crate::setup::Setup;
 use crate::state_file;
 use crate::tags;
@@ -101,8 +100,30 @@ impl Confirm for Unattended {
     }
 }
 
-/// A checked image: its destination and what the HEADs said, or why it goes no further.
-type Checked = Result<(Reference, Check), ImageResult>;
+/// An image whose checks answered: where it goes, and what the HEADs said.
+struct Checked {
+    destination: Reference,
+    check: Check,
+}
+
+/// One image after its checks, on its way to being finished.
+struct Planned {
+    /// Its job's place in the run's jobs.
+    index: usize,
+    /// Checked, or why it goes no further.
+    checked: Result<Checked, ImageResult>,
+    /// How long its checks took.
+    checking: Duration,
+}
+
+/// An image that ended, before it is logged.
+struct Ended {
+    index: usize,
+    /// `None` when it ended before its checks answered.
+    checked: Option<Checked>,
+    result: ImageResult,
+    checking: Duration,
+}
 
 /// How one image of the run ended, and where it was going.
 struct Finished<'j> {
@@ -163,11 +184,12 @@ pub async fn run(
     let checks = runner.check_all(jobs).await;
     let allowance = checks
         .iter()
-        .filter_map(|(checked, _)| checked.as_ref().ok()?.1.rate_limit)
+        .filter_map(|planned| planned.checked.as_ref().ok()?.check.rate_limit)
         .min_by_key(|limit| limit.remaining);
     let planned_groups = book(config, jobs, &copier, checks, allowance);
     let results = runner.finish_all(jobs, planned_groups).await;
 
+    copier.close().await;
     let mut summary = summarize(&results, stop.is_requested());
     summary.failed += expanded.failures.len();
     summary.hub_pulls_spent = copier.hub_pulls_spent();
@@ -186,9 +208,9 @@ fn book(
     config: &SyncConfig,
     jobs: &[CopyJob],
     copier: &Copier<'_>,
-    checks: Vec<(Checked, Duration)>,
+    checks: Vec<Planned>,
     allowance: Option<RateLimit>,
-) -> Vec<Vec<(usize, Checked, Duration)>> {
+) -> Vec<Vec<Planned>> {
     // Destinations of one source are one group: the source is read, and booked, once.
     let groups = group::by_source(jobs);
     let costs: Vec<u64> = groups
@@ -197,7 +219,7 @@ fn book(
             let hub = jobs[members[0]].source.is_docker_hub();
             let checked = members
                 .iter()
-                .filter_map(|&index| checks[index].0.as_ref().ok().map(|(_, check)| check));
+                .filter_map(|&index| checks[index].checked.as_ref().ok().map(|checked| &checked.check));
             if hub {
                 group::source_pulls(checked)
             } else {
@@ -230,19 +252,19 @@ fn book(
             job_allowed[index] = *allowed;
         }
     }
-    let mut planned: Vec<Option<(Checked, Duration)>> = checks
+    let mut planned: Vec<Option<Planned>> = checks
         .into_iter()
         .zip(job_allowed)
-        .map(|((checked, took), allowed)| match checked {
-            Ok(_) if !allowed => Some((
-                Err(ImageResult::Deferred(format!(
+        .map(|(planned, allowed)| match planned.checked {
+            Ok(_) if !allowed => Some(Planned {
+                checked: Err(ImageResult::Deferred(format!(
                     "Docker Hub allows {} more pulls and {} are kept in reserve",
                     allowance.map_or(0, |limit| limit.remaining),
                     config.reserve_pulls
                 ))),
-                took,
-            )),
-            other => Some((other, took)),
+                ..planned
+            }),
+            _ => Some(planned),
         })
         .collect();
     groups
@@ -250,10 +272,7 @@ fn book(
         .map(|members| {
             members
                 .iter()
-                .map(|&index| {
-                    let (checked, took) = planned[index].take().expect("each job is in one group");
-                    (index, checked, took)
-                })
+                .map(|&index| planned[index].take().expect("each job is in one group"))
                 .collect()
         })
         .collect()
@@ -296,134 +315,124 @@ impl Runner<'_> {
     /// HEAD checks for every image, in parallel; nothing is pulled. Each comes with the time
     /// it took. Their tokens are asked for first, many repositories per request, where the
     /// checks would ask one per image.
-    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<(Checked, Duration)> {
+    async fn check_all(&self, jobs: &[CopyJob]) -> Vec<Planned> {
         self.setup
             .registry
             .prepare_reads(&checked_images(jobs, self.setup))
             .await;
-        bounded(jobs.iter(), checks_at_once(self.concurrency), |job| async move {
-            let started = Instant::now();
-            if self.stopping() {
-                return (Err(ImageResult::NotStarted), started.elapsed());
-            }
-            let checked = async {
-                let destination = self.setup.resolve(job)?;
-                let check = self.copier.check(job, &destination).await?;
-                Ok::<_, anyhow::Error>((destination, check))
-            }
-            .await;
-            (checked.map_err(|error| self.failure(error)), started.elapsed())
-        })
+        bounded(
+            jobs.iter().enumerate(),
+            checks_at_once(self.concurrency),
+            |(index, job)| async move {
+                let started = Instant::now();
+                let checked = if self.stopping() {
+                    Err(ImageResult::NotStarted)
+                } else {
+                    async {
+                        let destination = self.setup.resolve(job)?;
+                        let check = self.copier.check(job, &destination).await?;
+                        Ok::<_, anyhow::Error>(Checked { destination, check })
+                    }
+                    .await
+                    .map_err(|error| self.failure(error))
+                };
+                Planned {
+                    index,
+                    checked,
+                    checking: started.elapsed(),
+                }
+            },
+        )
         .await
     }
 
     /// Finishes the checked images, a group of one source at a time and groups in parallel,
     /// logging each image as it ends. The results come in the jobs' order.
-    async fn finish_all<'j>(
-        &self,
-        jobs: &'j [CopyJob],
-        groups: Vec<Vec<(usize, Checked, Duration)>>,
-    ) -> Vec<Finished<'j>> {
+    async fn finish_all<'j>(&self, jobs: &'j [CopyJob], groups: Vec<Vec<Planned>>) -> Vec<Finished<'j>> {
         let finished = bounded(groups.into_iter(), self.concurrency, |members| async move {
             let image_started = Instant::now();
-            let mut ready: Vec<(usize, Reference, Check, Duration)> = Vec::new();
+            // Each starts as not started; those that run get their result when they end.
+            let mut ready = Vec::new();
             let mut ended = Vec::new();
-            for (index, checked, checking) in members {
-                match checked {
-                    Ok((destination, check)) if !self.stopping() => {
-                        ready.push((index, destination, check, checking));
+            for planned in members {
+                let mut image = Ended {
+                    index: planned.index,
+                    checked: None,
+                    result: ImageResult::NotStarted,
+                    checking: planned.checking,
+                };
+                match planned.checked {
+                    Ok(checked) => {
+                        image.checked = Some(checked);
+                        if self.stopping() {
+                            ended.push(image);
+                        } else {
+                            ready.push(image);
+                        }
                     }
-                    Ok((destination, check)) => {
-                        ended.push((
-                            index,
-                            Some(destination),
-                            Some(check),
-                            ImageResult::NotStarted,
-                            checking,
-                        ));
+                    Err(result) => {
+                        image.result = result;
+                        ended.push(image);
                     }
-                    Err(result) => ended.push((index, None, None, result, checking)),
                 }
             }
             let outcomes = {
                 let members: Vec<Member> = ready
                     .iter()
-                    .map(|(index, destination, check, _)| Member {
-                        job: &jobs[*index],
-                        destination,
-                        check,
+                    .map(|image| {
+                        let checked = image.checked.as_ref().expect("a ready image is checked");
+                        Member {
+                            job: &jobs[image.index],
+                            destination: &checked.destination,
+                            check: &checked.check,
+                        }
                     })
                     .collect();
                 self.copier.finish_group(&members).await
             };
-            // Whether the group's source failure, met by the first destination, was a quota.
-            let mut source_deferred = false;
-            for ((index, destination, check, checking), outcome) in ready.into_iter().zip(outcomes) {
-                let result = match outcome {
+            for (mut image, outcome) in ready.into_iter().zip(outcomes) {
+                image.result = match outcome {
                     Ok(outcome) => ImageResult::Done(outcome),
-                    Err(error) if error.is::<SourceFailed>() => {
-                        if source_deferred {
-                            ImageResult::Deferred(format!("{error:#}"))
-                        } else {
-                            ImageResult::Failed(error)
-                        }
-                    }
-                    Err(error) => {
-                        let result = self.failure(error);
-                        source_deferred = matches!(result, ImageResult::Deferred(_));
-                        result
-                    }
+                    Err(error) => self.failure(error),
                 };
-                ended.push((index, Some(destination), Some(check), result, checking));
+                ended.push(image);
+            }
+            for image in &ended {
+                let checked = image.checked.as_ref();
+                log_image(
+                    &jobs[image.index],
+                    checked.map(|checked| &checked.destination),
+                    checked.map(|checked| &checked.check),
+                    &image.result,
+                    (image.checking + image_started.elapsed()).as_millis(),
+                );
             }
             ended
-                .into_iter()
-                .map(|(index, destination, check, result, checking)| {
-                    let job = &jobs[index];
-                    log_image(
-                        job,
-                        destination.as_ref(),
-                        check.as_ref(),
-                        &result,
-                        (checking + image_started.elapsed()).as_millis(),
-                    );
-                    (index, destination, result)
-                })
-                .collect::<Vec<_>>()
         })
         .await;
-        let mut results: Vec<_> = finished.into_iter().flatten().collect();
-        results.sort_by_key(|(index, ..)| *index);
-        results
+        let mut ended: Vec<Ended> = finished.into_iter().flatten().collect();
+        ended.sort_by_key(|image| image.index);
+        ended
             .into_iter()
-            .map(|(index, destination, result)| Finished {
-                job: &jobs[index],
-                destination,
-                result,
+            .map(|image| Finished {
+                job: &jobs[image.index],
+                destination: image.checked.map(|checked| checked.destination),
+                result: image.result,
             })
             .collect()
     }
 
-    /// A failure, or a deferral when a registry's quota or throttle was the reason (with
-    /// either engine alike): the next run will do. A failure that every further image would
-    /// meet too stops the run.
+    /// What a failed image's error means (`outcome`): a failure, or a deferral when a
+    /// quota or a throttle was the reason, with either engine alike: the next run will do.
+    /// A failure that every further image would meet too stops the run.
     fn failure(&self, error: anyhow::Error) -> ImageResult {
-        if stops_the_run(&error) {
-            self.halt.request();
-        }
-        let quota = error.chain().any(|cause| {
-            matches!(
-                cause.downcast_ref::<RegistryError>(),
-                Some(RegistryError::RateLimited { .. })
-            ) || cause.is::<OverBudget>()
-                || cause
-                    .downcast_ref::<DockerError>()
-                    .is_some_and(DockerError::is_throttled)
-        });
-        if quota {
-            ImageResult::Deferred(format!("{error:#}"))
-        } else {
-            ImageResult::Failed(error)
+        match outcome::of(&error) {
+            Fate::Defer => ImageResult::Deferred(format!("{error:#}")),
+            Fate::Fail => ImageResult::Failed(error),
+            Fate::Stop => {
+                self.halt.request();
+                ImageResult::Failed(error)
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use super::{Check, Next};
-use crate::plan::{CopyJob, EngineKind};
+use crate::engine::kind::EngineKind;
+use crate::plan::CopyJob;
 
 /// What makes two copies read their source alike.
 #[derive(Debug, PartialEq, Eq, Hash)]

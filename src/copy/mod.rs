@@ -8,18 +8,21 @@
 
 pub mod group;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 
 use crate::decide::{self, Facts, Verdict, Why};
-use crate::docker::{DockerError, DockerRunner};
+use crate::docker::DockerRunner;
 use crate::engine::docker::DockerEngine;
+use crate::engine::kind::EngineKind;
 use crate::engine::registry::RegistryEngine;
 use crate::engine::{Delivered, Engine, Extras, Lands, Pulls, Repositories, Repository, Transfer};
+use crate::ledger::shared::Shared;
 use crate::ledger::{Ledger, Record};
 use crate::login::Logins;
-use crate::plan::{CopyJob, CopyOptions, EngineKind};
+use crate::outcome::Kind;
+use crate::plan::{CopyJob, CopyOptions};
 use crate::provider::Providers;
 use crate::reference::Reference;
 use crate::registry::{ManifestHead, RateLimit, RegistryClient, RegistryError};
@@ -132,7 +135,8 @@ pub struct Copier<'a> {
     providers: &'a Providers,
     options: CopyOptions,
     confirm: &'a dyn Confirm,
-    ledger: Mutex<Ledger>,
+    /// Saved off the async workers: `close` waits for the last save.
+    ledger: Shared,
     logins: Arc<Logins<'a>>,
     docker_engine: DockerEngine<'a>,
     registry_engine: RegistryEngine<'a>,
@@ -152,6 +156,20 @@ pub struct Member<'m> {
     pub job: &'m CopyJob,
     pub destination: &'m Reference,
     pub check: &'m Check,
+}
+
+/// A member of a group that needs a transfer, and why.
+struct Moving {
+    /// Its place among the group's members.
+    member: usize,
+    why: Why,
+}
+
+/// A destination repository of a group's transfers, and the transfers that write into it
+/// (their places among those moving).
+struct Handle<'r> {
+    repository: Repository<'r>,
+    writers: Vec<usize>,
 }
 
 /// What a member needs once compared and asked: nothing more, or a transfer.
@@ -175,7 +193,7 @@ impl<'a> Copier<'a> {
             providers,
             options,
             confirm,
-            ledger: Mutex::new(ledger),
+            ledger: Shared::new(ledger),
             docker_engine: DockerEngine::new(docker, registry, Arc::clone(&logins)),
             registry_engine: RegistryEngine::new(registry, options.transfers),
             logins,
@@ -190,6 +208,12 @@ impl<'a> Copier<'a> {
     /// budget); until then, there is no limit.
     pub fn limit_extra_pulls(&self, extra: Option<u64>) {
         self.pulls.limit_extra(extra);
+    }
+
+    /// Ends the run's copies: waits, off the async workers, until the ledger has saved
+    /// what they recorded.
+    pub async fn close(&self) {
+        self.ledger.close().await;
     }
 
     /// Docker Hub pulls the copies spent so far: the manifest GETs ecrcp made there, and
@@ -240,11 +264,8 @@ impl<'a> Copier<'a> {
         };
         let index = source.as_ref().is_some_and(ManifestHead::names_an_index);
         let config_reads = 1 + u64::from(index);
-        let copy_reads = match job.settings.engine {
-            EngineKind::Registry if index => 1 + job.settings.platforms.len() as u64,
-            EngineKind::Docker | EngineKind::Registry => config_reads,
-        };
-        tracing::debug!(image = %job.source, %destination, ?next, engine = self.engine(job).name(), "checked");
+        let copy_reads = job.settings.engine.copy_reads(index, &job.settings.platforms);
+        tracing::debug!(image = %job.source, %destination, ?next, engine = job.settings.engine.as_str(), "checked");
         Ok(Check {
             source_digest,
             existing,
@@ -278,21 +299,16 @@ impl<'a> Copier<'a> {
         }
         // A byte-for-byte copy serves the source's digest: any other digest is another image
         // (or an older one), and neither the ledger nor a comparison can say otherwise.
-        if job.settings.copies_whole() {
+        if job.settings.engine.copies_whole(&job.settings.platforms) {
             return Next::Copy(Why::Differs);
         }
         let source = source.expect("-u fails earlier without a source digest");
-        let record = self
-            .ledger
-            .lock()
-            .expect("ledger poisoned")
-            .get(&destination.to_string())
-            .cloned();
+        let record = self.ledger.get(&destination.to_string());
         match decide::update(Facts {
             destination: Some(existing),
             source,
             record: record.as_ref(),
-            platform: &job.settings.ledger_label(),
+            platform: &job.settings.engine.ledger_label(&job.settings.platforms),
         }) {
             Verdict::Unchanged(_) => Next::Skip(Skip::Unchanged),
             Verdict::Copy(why) => Next::Copy(why),
@@ -334,64 +350,64 @@ impl<'a> Copier<'a> {
                 Err(error) => results.push(Some(Err(error))),
                 Ok(Decided::Transfer(why)) => {
                     results.push(None);
-                    moving.push((index, why));
+                    moving.push(Moving { member: index, why });
                 }
             }
         }
-        if let [(index, why)] = moving.as_slice() {
+        if let [Moving { member, why }] = moving.as_slice() {
             let Member {
                 job,
                 destination,
                 check,
-            } = members[*index];
-            results[*index] = Some(
+            } = members[*member];
+            results[*member] = Some(
                 self.transfer(job, destination, check)
                     .await
                     .map(|delivered| self.delivered(job, destination, *why, delivered)),
             );
-        } else if let Some((first, _)) = moving.first() {
+        } else if let Some(first) = moving.first() {
             // Destinations in one repository (two tags, say) share one handle: it ends once,
             // landed when any of them landed.
-            let mut keys: Vec<String> = Vec::new();
-            let mut repositories: Vec<Repository> = Vec::new();
-            let mut shared: Vec<usize> = Vec::with_capacity(moving.len());
-            for (index, _) in &moving {
-                let member = &members[*index];
-                let key = format!(
-                    "{}/{}",
-                    member.destination.registry(),
-                    member.destination.repository()
-                );
-                if let Some(known) = keys.iter().position(|known| *known == key) {
-                    shared.push(known);
-                } else {
-                    shared.push(repositories.len());
-                    keys.push(key);
-                    repositories.push(self.repository(member.job, member.destination));
+            let mut handles: Vec<Handle> = Vec::new();
+            for (position, moving) in moving.iter().enumerate() {
+                let member = &members[moving.member];
+                let repository = self.repository(member.job, member.destination);
+                match handles
+                    .iter_mut()
+                    .find(|handle| handle.repository.key() == repository.key())
+                {
+                    Some(handle) => handle.writers.push(position),
+                    None => handles.push(Handle {
+                        repository,
+                        writers: vec![position],
+                    }),
                 }
             }
             let transfers = moving
                 .iter()
-                .zip(&shared)
-                .map(|((index, _), &repository)| {
-                    self.transfer_of(&members[*index], &repositories[repository])
+                .enumerate()
+                .map(|(position, moving)| {
+                    let handle = handles
+                        .iter()
+                        .find(|handle| handle.writers.contains(&position))
+                        .expect("every transfer has its repository");
+                    self.transfer_of(&members[moving.member], &handle.repository)
                 })
                 .collect();
-            let job = members[*first].job;
-            tracing::debug!(image = %job.source, destinations = moving.len(), engine = self.engine(job).name(), "one read into several destinations");
+            let job = members[first.member].job;
+            tracing::debug!(image = %job.source, destinations = moving.len(), engine = job.settings.engine.as_str(), "one read into several destinations");
             let delivered = self.engine(job).transfer_many(transfers).await;
-            for (repository_index, repository) in repositories.iter().enumerate() {
-                let landed = shared
-                    .iter()
-                    .zip(&delivered)
-                    .any(|(shared, delivered)| *shared == repository_index && delivered.is_ok());
-                repository.end(landed).await;
+            for handle in &handles {
+                let landed = handle.writers.iter().any(|&position| delivered[position].is_ok());
+                handle.repository.end(landed).await;
             }
-            for ((index, why), delivered) in moving.iter().zip(delivered) {
-                let member = &members[*index];
-                results[*index] = Some(
+            for (moving, delivered) in moving.iter().zip(delivered) {
+                let member = &members[moving.member];
+                results[moving.member] = Some(
                     delivered
-                        .map(|delivered| self.delivered(member.job, member.destination, *why, delivered))
+                        .map(|delivered| {
+                            self.delivered(member.job, member.destination, moving.why, delivered)
+                        })
                         .map_err(|error| with_renewal(error, member.check)),
                 );
             }
@@ -583,7 +599,7 @@ impl<'a> Copier<'a> {
             Err(error)
                 if self.options.overwrite.update
                     || error.holds_for_docker()
-                    || job.settings.engine == EngineKind::Registry =>
+                    || job.settings.engine.reads_the_source_itself() =>
             {
                 Err(error).with_context(|| format!("cannot look up '{}'", source.familiar()))
             }
@@ -642,27 +658,19 @@ impl<'a> Copier<'a> {
     ) {
         let record = Record {
             source: job.source.to_string(),
-            platform: job.settings.ledger_label(),
+            platform: job.settings.engine.ledger_label(&job.settings.platforms),
             source_digest: source_digest.to_owned(),
             destination_digest: destination_digest.to_owned(),
             image_id,
         };
-        self.ledger
-            .lock()
-            .expect("ledger poisoned")
-            .record(&destination.to_string(), record);
+        self.ledger.record(&destination.to_string(), record);
     }
 }
 
 /// docker says only that the pull rate limit is reached; the check's HEAD saw the window
 /// Docker Hub counts pulls over, so say when the allowance is whole again.
 fn with_renewal(error: anyhow::Error, check: &Check) -> anyhow::Error {
-    let quota = error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<DockerError>(),
-            Some(DockerError::RateLimited { .. })
-        )
-    });
+    let quota = Kind::PullQuota.in_chain(&error);
     match check
         .rate_limit
         .and_then(|limit| limit.renewal(std::time::SystemTime::now()))

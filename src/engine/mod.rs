@@ -5,6 +5,7 @@
 //! distribution API from registry to registry. Emits events; never prints.
 
 pub mod docker;
+pub mod kind;
 pub mod memo;
 pub mod registry;
 pub mod turns;
@@ -15,6 +16,7 @@ use std::sync::Mutex;
 use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 
+use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions, JobSettings};
 use crate::provider::Provider;
 use crate::reference::Reference;
@@ -83,9 +85,6 @@ pub struct Transfer<'a> {
 
 /// A way of moving an image's bytes.
 pub trait Engine: Send + Sync {
-    /// Its name, as `--engine` and `engine =` spell it.
-    fn name(&self) -> &'static str;
-
     /// What a copy of `job` puts at the destination.
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>>;
 
@@ -129,22 +128,26 @@ pub trait Engine: Send + Sync {
 }
 
 /// The source could not be read for a group of destinations: the first destination's
-/// error is the failure itself, each other's is this, which repeats it. `sync` classifies
-/// it (failed or deferred) as it classified the first.
+/// error is the failure itself, each other's is this, which repeats it, and means what it
+/// meant (`outcome`).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct SourceFailed {
     pub message: String,
+    /// What the first destination's failure means for the run.
+    pub fate: Fate,
 }
 
 /// `error`, met once for `count` destinations: the first gets it, the others a
 /// `SourceFailed` that repeats it.
 pub fn for_each_destination(error: anyhow::Error, count: usize) -> Vec<anyhow::Result<Delivered>> {
     let message = format!("{error:#}");
+    let fate = outcome::of(&error);
     let mut errors = vec![Err(error)];
     errors.extend((1..count).map(|_| {
         Err(SourceFailed {
             message: message.clone(),
+            fate,
         }
         .into())
     }));
@@ -271,7 +274,8 @@ impl<'a> Repository<'a> {
         }
     }
 
-    fn key(&self) -> String {
+    /// Which repository it is: its registry and name.
+    pub fn key(&self) -> String {
         format!(
             "{}/{}",
             self.destination.registry(),

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::*;
-use crate::plan::{EngineKind, RepositorySettings};
+use crate::engine::kind::EngineKind;
+use crate::plan::RepositorySettings;
 
 /// A case: what it shows, the config, whether repositories may be created, and the
 /// statements after Login.

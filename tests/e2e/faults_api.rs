@@ -399,3 +399,43 @@ fn a_lifecycle_policy_that_keeps_failing_leaves_no_repository_behind() {
     assert_eq!(bed.digest(ECR, &dest, "1"), None, "nothing was pushed");
     assert!(took < Duration::from_secs(36), "{took:?}");
 }
+
+/// Sync meets CreateRepository throttled past its attempts: the image is deferred to the
+/// next run (exit 75), as a registry's or docker's throttle defers it, not failed.
+#[test]
+#[ignore = "needs the test bed"]
+fn a_sync_defers_an_image_whose_ecr_api_calls_stay_throttled() {
+    let bed = Bed::get("apidefer");
+    let upstream = bed.unique("apidefer/src");
+    bed.push_upstream(&upstream, "1", "apidefer");
+    let dest = bed.unique("apidefer/dst");
+    let faults = ApiFaults::set(
+        &dest,
+        &serde_json::json!([{"operation": "CreateRepository", "error": "ThrottlingException"}]),
+    );
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\nengine = \"registry\"\n\n[[image]]\nsource = \"{upstream}:1\"\ndestination = \"{ECR}/{dest}:1\"\n"
+    ));
+
+    let (run, took) = run_scaled(bed.sync_command(&config).env("AWS_MAX_ATTEMPTS", "2"));
+
+    run.assert_code(75);
+    let outcomes = run.outcomes();
+    assert_eq!(
+        outcomes.values().collect::<Vec<_>>(),
+        ["deferred"],
+        "{}",
+        run.stderr
+    );
+    let deferred = run.events("image deferred");
+    assert!(
+        deferred[0]["why"]
+            .as_str()
+            .is_some_and(|why| why.contains("ECR CreateRepository was throttled")),
+        "{deferred:#?}"
+    );
+    assert_eq!(faults.fired(), vec![2], "both attempts throttled");
+    drop(faults);
+    assert_eq!(bed.repository(&dest), None, "no repository was created");
+    eprintln!("measured: a sync deferring a throttled image took {took:?}");
+}

@@ -412,10 +412,6 @@ impl<'a> DockerEngine<'a> {
 }
 
 impl Engine for DockerEngine<'_> {
-    fn name(&self) -> &'static str {
-        "docker"
-    }
-
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {
         Box::pin(async move { Ok(Lands::Platform(self.platform(job).await?)) })
     }

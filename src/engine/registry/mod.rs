@@ -91,10 +91,6 @@ impl<'a> RegistryEngine<'a> {
 }
 
 impl Engine for RegistryEngine<'_> {
-    fn name(&self) -> &'static str {
-        "registry"
-    }
-
     fn lands<'a>(&'a self, job: &'a CopyJob) -> BoxFuture<'a, anyhow::Result<Lands>> {
         Box::pin(async move {
             Ok(match job.settings.platforms.as_slice() {
