@@ -7,14 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
 use tokio::time::Instant;
 
 use reqwest::{Method, StatusCode, Url};
 
+use super::error::{status_error, Asked};
 use super::{
-    error_chain, header, read_bounded, repository_url, retry_after, Access, Limit, Outgoing, RegistryClient,
-    RegistryError, Scopes,
+    header, read_bounded, repository_url, Access, Limit, Outgoing, RegistryClient, RegistryError, Scopes,
 };
 use crate::net_timeouts;
 use crate::reference::Reference;
@@ -52,7 +52,16 @@ impl RegistryClient {
             match response.status() {
                 status if status.is_success() => Ok(true),
                 StatusCode::NOT_FOUND => Ok(false),
-                _ => Err(answer_error(image, &format!("HEAD {url}"), response).await),
+                _ => Err(status_error(
+                    image,
+                    Asked {
+                        what: &format!("HEAD {url}"),
+                        access: Access::Pull,
+                        limit: Limit::Requests,
+                    },
+                    response,
+                )
+                .await),
             }
         })
         .await
@@ -93,7 +102,16 @@ impl RegistryClient {
                         offset: start,
                     })
                 }
-                _ => Err(answer_error(image, &format!("GET {url}"), response).await),
+                _ => Err(status_error(
+                    image,
+                    Asked {
+                        what: &format!("GET {url}"),
+                        access: Access::Pull,
+                        limit: Limit::Requests,
+                    },
+                    response,
+                )
+                .await),
             }
         })
         .await
@@ -159,7 +177,16 @@ impl RegistryClient {
                         })?;
                     Ok(Opened::Session(upload_target(image, location)?))
                 }
-                _ => Err(write_refusal(image, &format!("POST {url}"), response).await),
+                _ => Err(status_error(
+                    image,
+                    Asked {
+                        what: &format!("POST {url}"),
+                        access: Access::Push,
+                        limit: Limit::Requests,
+                    },
+                    response,
+                )
+                .await),
             }
         })
         .await
@@ -218,7 +245,16 @@ impl RegistryClient {
                 host: image.registry().to_owned(),
                 digest: digest.to_owned(),
             }),
-            _ => Err(write_refusal(image, &format!("the upload of {digest}"), response).await),
+            _ => Err(status_error(
+                image,
+                Asked {
+                    what: &format!("the upload of {digest}"),
+                    access: Access::Push,
+                    limit: Limit::Requests,
+                },
+                response,
+            )
+            .await),
         }
     }
 
@@ -234,7 +270,16 @@ impl RegistryClient {
             .await?;
         match response.status() {
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(write_refusal(image, "the cancelling of an upload", response).await),
+            _ => Err(status_error(
+                image,
+                Asked {
+                    what: "the cancelling of an upload",
+                    access: Access::Push,
+                    limit: Limit::Requests,
+                },
+                response,
+            )
+            .await),
         }
     }
 }
@@ -321,105 +366,6 @@ fn bad_url(image: &Reference, url: &str) -> RegistryError {
     RegistryError::Protocol {
         host: image.registry().to_owned(),
         detail: format!("cannot build a URL from '{url}'"),
-    }
-}
-
-/// The error a refusal stands for, with the registry's own explanation when it gave one.
-pub(crate) async fn answer_error(
-    image: &Reference,
-    what: &str,
-    response: reqwest::Response,
-) -> RegistryError {
-    let status = response.status();
-    let headers: HeaderMap = response.headers().clone();
-    let url = crate::redact::redact(response.url().as_str()).into_owned();
-    let host = image.registry().to_owned();
-    match status {
-        StatusCode::FORBIDDEN => RegistryError::Denied {
-            host,
-            repository: image.repository().to_owned(),
-            access: Access::Pull,
-        },
-        StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
-            host,
-            repository: image.repository().to_owned(),
-        },
-        StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
-            host,
-            limit: Limit::Requests,
-            allowance: super::rate_limit(&headers),
-            retry_after: retry_after(&headers),
-        },
-        status if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => {
-            RegistryError::Server {
-                host,
-                status,
-                url,
-                retry_after: retry_after(&headers),
-            }
-        }
-        status => {
-            let body = match read_bounded(response, &host, &url).await {
-                Ok(body) => body,
-                Err(error) => error_chain(&error).into_bytes(),
-            };
-            RegistryError::Refused {
-                host,
-                what: what.to_owned(),
-                status,
-                detail: explanation(&body),
-            }
-        }
-    }
-}
-
-/// [`answer_error`] for a request that writes (an upload, a manifest PUT): a 403 says the
-/// login may not push, not that it may not read.
-pub(crate) async fn write_refusal(
-    image: &Reference,
-    what: &str,
-    response: reqwest::Response,
-) -> RegistryError {
-    match answer_error(image, what, response).await {
-        RegistryError::Denied { host, repository, .. } => RegistryError::Denied {
-            host,
-            repository,
-            access: Access::Push,
-        },
-        other => other,
-    }
-}
-
-/// What a registry's error body says: its `errors` as `CODE: message`, or the start of the
-/// text when it is not the distribution error format.
-pub fn explanation(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
-        return parsed
-            .errors
-            .into_iter()
-            .map(|entry| match (entry.code, entry.message) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(text), None) | (None, Some(text)) => text,
-                (None, None) => String::new(),
-            })
-            .filter(|text| !text.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 
@@ -579,22 +525,5 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(content_range_start(value), expected, "{value}");
         }
-    }
-
-    #[test]
-    fn a_refusal_explains_itself_with_the_registry_s_words() {
-        let cases: [(&[u8], &str); 4] = [
-            (
-                br#"{"errors":[{"code":"TAG_INVALID","message":"tag is immutable"}]}"#,
-                "TAG_INVALID: tag is immutable",
-            ),
-            (br#"{"errors":[{"code":"A"},{"message":"b"}]}"#, "A; b"),
-            (b"  plain text answer\n", "plain text answer"),
-            (b"", ""),
-        ];
-        for (body, expected) in cases {
-            assert_eq!(explanation(body), expected);
-        }
-        assert_eq!(explanation(&[b'x'; 300]), format!("{}...", "x".repeat(200)));
     }
 }

@@ -5,8 +5,11 @@
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::blobs::{answer_error, write_refusal};
-use super::{digest, header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
+use super::error::{status_error, Asked};
+use super::{
+    digest, header, read_bounded, repository_url, Access, Limit, Outgoing, RegistryClient, RegistryError,
+    Scopes,
+};
 use crate::reference::Reference;
 
 /// A manifest as a registry served it.
@@ -84,7 +87,16 @@ impl RegistryClient {
             let response = self.send_authorized(image, scopes, request).await?;
             if !response.status().is_success() {
                 let what = format!("manifest '{reference}' of '{}'", image.familiar());
-                return Err(write_refusal(image, &what, response).await);
+                return Err(status_error(
+                    image,
+                    Asked {
+                        what: &what,
+                        access: Access::Push,
+                        limit: Limit::Requests,
+                    },
+                    response,
+                )
+                .await);
             }
             Ok(Stored {
                 digest: header(response.headers(), "docker-content-digest"),
@@ -113,24 +125,19 @@ impl RegistryClient {
                 StatusCode::OK => Ok(Some(read_bounded(response, image.api_host(), &url).await?)),
                 // Registries without the API: no such route.
                 StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Ok(None),
-                _ => Err(answer_error(image, &format!("GET {url}"), response).await),
+                _ => Err(status_error(
+                    image,
+                    Asked {
+                        what: &format!("GET {url}"),
+                        access: Access::Pull,
+                        limit: Limit::Requests,
+                    },
+                    response,
+                )
+                .await),
             }
         })
         .await
-    }
-}
-
-impl RegistryError {
-    /// Whether this refusal of a manifest PUT says the tag is immutable, in the words
-    /// registries use: ECR's `TAG_INVALID` "... cannot be overwritten because the tag already
-    /// exists" or "... because the repository is immutable", Harbor's "configured as
-    /// immutable". Other refusals (`MANIFEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`, a 405) are not.
-    pub fn refuses_an_immutable_tag(&self) -> bool {
-        let RegistryError::Refused { detail, .. } = self else {
-            return false;
-        };
-        let detail = detail.to_ascii_lowercase();
-        detail.contains("immutable") || detail.contains("cannot be overwritten")
     }
 }
 
@@ -141,62 +148,4 @@ pub struct Stored {
     pub digest: Option<String>,
     /// Whether it indexed the manifest's `subject` for the referrers API.
     pub subject_noted: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::blobs::explanation;
-
-    #[test]
-    fn only_an_immutable_tag_s_own_words_name_it_immutable() {
-        let cases: [(StatusCode, &[u8], bool); 7] = [
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'a' repository and cannot be overwritten because the tag already exists."}]}"#,
-                true,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'a' repository and cannot be overwritten because the repository is immutable."}]}"#,
-                true,
-            ),
-            (
-                StatusCode::PRECONDITION_FAILED,
-                br#"{"errors":[{"code":"PRECONDITION","message":"the tag 1 configured as immutable, cannot be updated"}]}"#,
-                true,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#,
-                false,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
-                false,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"TAG_INVALID","message":"manifest tag did not match URI"}]}"#,
-                false,
-            ),
-            (StatusCode::METHOD_NOT_ALLOWED, b"", false),
-        ];
-        for (status, body, immutable) in cases {
-            let refusal = RegistryError::Refused {
-                host: "h".into(),
-                what: "manifest '1' of 'a'".into(),
-                status,
-                detail: explanation(body),
-            };
-            assert_eq!(refusal.refuses_an_immutable_tag(), immutable, "{refusal}");
-        }
-        let denied = RegistryError::Denied {
-            host: "h".into(),
-            repository: "a".into(),
-            access: crate::registry::Access::Push,
-        };
-        assert!(!denied.refuses_an_immutable_tag());
-    }
 }

@@ -8,8 +8,10 @@
 use reqwest::header::{HeaderValue, ACCEPT, ETAG, IF_NONE_MATCH, LINK};
 use reqwest::{Method, StatusCode, Url};
 
-use super::blobs::answer_error;
-use super::{header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
+use super::error::{status_error, Asked};
+use super::{
+    header, read_bounded, repository_url, Access, Limit, Outgoing, RegistryClient, RegistryError, Scopes,
+};
 use crate::reference::Reference;
 
 /// Tags asked for per page: ECR refuses more than 1000.
@@ -107,7 +109,16 @@ impl RegistryClient {
                 StatusCode::OK => {}
                 _ => {
                     let what = format!("the tag list of '{}'", image.familiar());
-                    return Err(answer_error(image, &what, response).await);
+                    return Err(status_error(
+                        image,
+                        Asked {
+                            what: &what,
+                            access: Access::Pull,
+                            limit: Limit::Requests,
+                        },
+                        response,
+                    )
+                    .await);
                 }
             }
             let next = response
