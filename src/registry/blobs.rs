@@ -47,7 +47,8 @@ impl RegistryClient {
         let url = repository_url(image, &format!("blobs/{digest}"));
         self.retrying(&format!("HEAD {url}"), || async {
             let response = self
-                .send_authorized(image, scopes, Outgoing::new(Method::HEAD, url.clone()))
+                .auth
+                .send(image, scopes, Outgoing::new(Method::HEAD, url.clone()))
                 .await?;
             match response.status() {
                 status if status.is_success() => Ok(true),
@@ -86,7 +87,7 @@ impl RegistryClient {
                     HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII"),
                 );
             }
-            let response = self.send_authorized(image, scopes, request).await?;
+            let response = self.auth.send(image, scopes, request).await?;
             match response.status() {
                 StatusCode::OK => Ok(BlobBody { response, offset: 0 }),
                 StatusCode::PARTIAL_CONTENT => {
@@ -165,7 +166,7 @@ impl RegistryClient {
             request
                 .headers
                 .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-            let response = self.send_authorized(image, scopes, request).await?;
+            let response = self.auth.send(image, scopes, request).await?;
             match response.status() {
                 StatusCode::CREATED if mount.is_some() => Ok(Opened::Mounted),
                 StatusCode::ACCEPTED => {
@@ -214,12 +215,14 @@ impl RegistryClient {
         let limits = net_timeouts::net();
         let activity = Activity::default();
         let request = self
+            .auth
+            .transport
             .long_request(Method::PUT, url.as_str(), image.api_host())?
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, size)
             .body(reqwest::Body::wrap_stream(activity.watch(body, size)));
         let answered = tokio::select! {
-            sent = self.send_streaming(image, scopes, request) => Ok(sent?),
+            sent = self.auth.send_streaming(image, scopes, request) => Ok(sent?),
             after = activity.silence(limits.idle, limits.answer) => Err(after),
         };
         let response = match answered {
@@ -266,7 +269,8 @@ impl RegistryClient {
         session: &Url,
     ) -> Result<(), RegistryError> {
         let response = self
-            .send_authorized(image, scopes, Outgoing::new(Method::DELETE, session.as_str()))
+            .auth
+            .send(image, scopes, Outgoing::new(Method::DELETE, session.as_str()))
             .await?;
         match response.status() {
             status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),

@@ -84,7 +84,7 @@ impl RegistryClient {
             let mut request = Outgoing::new(Method::PUT, url.clone());
             request.headers.insert(CONTENT_TYPE, content_type.clone());
             request.body = Some(body.clone());
-            let response = self.send_authorized(image, scopes, request).await?;
+            let response = self.auth.send(image, scopes, request).await?;
             if !response.status().is_success() {
                 let what = format!("manifest '{reference}' of '{}'", image.familiar());
                 return Err(status_error(
@@ -120,7 +120,7 @@ impl RegistryClient {
             request
                 .headers
                 .insert(ACCEPT, HeaderValue::from_static(super::manifest::OCI_INDEX));
-            let response = self.send_authorized(image, scopes, request).await?;
+            let response = self.auth.send(image, scopes, request).await?;
             match response.status() {
                 StatusCode::OK => Ok(Some(read_bounded(response, image.api_host(), &url).await?)),
                 // Registries without the API: no such route.

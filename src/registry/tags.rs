@@ -103,7 +103,7 @@ impl RegistryClient {
             if let Some(value) = etag.and_then(|etag| HeaderValue::from_str(etag).ok()) {
                 request.headers.insert(IF_NONE_MATCH, value);
             }
-            let response = self.send_authorized(image, scopes, request).await?;
+            let response = self.auth.send(image, scopes, request).await?;
             match response.status() {
                 StatusCode::NOT_MODIFIED if etag.is_some() => return Ok(None),
                 StatusCode::OK => {}
