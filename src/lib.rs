@@ -33,6 +33,7 @@ pub mod progress;
 pub mod redact;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod state_file;

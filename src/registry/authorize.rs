@@ -53,20 +53,20 @@ impl Authorizer {
         &self,
         image: &Reference,
         scopes: &Scopes,
-        request: Outgoing,
+        request: &Outgoing,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
         let own = own_origin(image, &request.url);
         if !own {
             // Another origin (an upload session on a storage host): none of the registry's
             // credentials go there, and its challenges are none of the registry's.
-            let response = self.transport.send(&request, host, None).await?;
+            let response = self.transport.send(request, host, None).await?;
             return foreign_answer(image, response);
         }
         let authorization = self.authorization(image, scopes).await?;
         let response = self
             .transport
-            .send(&request, host, authorization.as_deref())
+            .send(request, host, authorization.as_deref())
             .await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -91,11 +91,11 @@ impl Authorizer {
         // Read before the credentials are: a renewal meanwhile then costs no second one.
         let serial = self.credentials.serial(image.registry());
         let mut fresh = self.authorize(image, scopes, challenge).await?;
-        let mut response = self.transport.send(&request, host, Some(&fresh.value)).await?;
+        let mut response = self.transport.send(request, host, Some(&fresh.value)).await?;
         if let (StatusCode::UNAUTHORIZED, Some(serial)) = (response.status(), serial) {
             // The token that worked is refused (it expired): one new token, asked once more.
             fresh = self.renewed(image, serial).await?;
-            response = self.transport.send(&request, host, Some(&fresh.value)).await?;
+            response = self.transport.send(request, host, Some(&fresh.value)).await?;
             if response.status() == StatusCode::UNAUTHORIZED {
                 return Err(RegistryError::TokenRefused {
                     host: image.registry().to_owned(),

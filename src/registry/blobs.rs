@@ -13,9 +13,8 @@ use tokio::time::Instant;
 use reqwest::{Method, StatusCode, Url};
 
 use super::error::{status_error, Asked};
-use super::{
-    header, read_bounded, repository_url, Access, Limit, Outgoing, RegistryClient, RegistryError, Scopes,
-};
+use super::request::Request;
+use super::{header, read_bounded, repository_url, Access, Limit, RegistryClient, RegistryError, Scopes};
 use crate::net_timeouts;
 use crate::reference::Reference;
 
@@ -45,27 +44,10 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<bool, RegistryError> {
         let url = repository_url(image, &format!("blobs/{digest}"));
-        self.retrying(&format!("HEAD {url}"), || async {
-            let response = self
-                .auth
-                .send(image, scopes, Outgoing::new(Method::HEAD, url.clone()))
-                .await?;
-            match response.status() {
-                status if status.is_success() => Ok(true),
-                StatusCode::NOT_FOUND => Ok(false),
-                _ => Err(status_error(
-                    image,
-                    Asked {
-                        what: &format!("HEAD {url}"),
-                        access: Access::Pull,
-                        limit: Limit::Requests,
-                    },
-                    response,
-                )
-                .await),
-            }
-        })
-        .await
+        let request = Request::new(Method::HEAD, url)
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND);
+        let response = self.request(image, scopes, &request).await?;
+        Ok(response.status.is_success())
     }
 
     /// Starts reading the blob `digest` at `offset` (0 for all of it). The body is left to
@@ -78,44 +60,28 @@ impl RegistryClient {
         offset: u64,
     ) -> Result<BlobBody, RegistryError> {
         let url = repository_url(image, &format!("blobs/{digest}"));
-        self.retrying(&format!("GET {url}"), || async {
-            let mut request = Outgoing::new(Method::GET, url.clone());
-            request.long = true;
-            if offset > 0 {
-                request.headers.insert(
-                    RANGE,
-                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII"),
-                );
-            }
-            let response = self.auth.send(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::OK => Ok(BlobBody { response, offset: 0 }),
-                StatusCode::PARTIAL_CONTENT => {
-                    let start = header(response.headers(), "content-range")
-                        .as_deref()
-                        .and_then(content_range_start)
-                        .ok_or_else(|| RegistryError::Protocol {
-                            host: image.registry().to_owned(),
-                            detail: format!("a partial answer for {url} without a readable Content-Range"),
-                        })?;
-                    Ok(BlobBody {
-                        response,
-                        offset: start,
-                    })
-                }
-                _ => Err(status_error(
-                    image,
-                    Asked {
-                        what: &format!("GET {url}"),
-                        access: Access::Pull,
-                        limit: Limit::Requests,
-                    },
-                    response,
-                )
-                .await),
-            }
+        let mut request = Request::new(Method::GET, url.clone())
+            .long()
+            .accepting(|status| matches!(status, StatusCode::OK | StatusCode::PARTIAL_CONTENT));
+        if offset > 0 {
+            let range = HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII");
+            request = request.header(RANGE, range);
+        }
+        let response = self.open(image, scopes, &request).await?;
+        if response.status() == StatusCode::OK {
+            return Ok(BlobBody { response, offset: 0 });
+        }
+        let start = header(response.headers(), "content-range")
+            .as_deref()
+            .and_then(content_range_start)
+            .ok_or_else(|| RegistryError::Protocol {
+                host: image.registry().to_owned(),
+                detail: format!("a partial answer for {url} without a readable Content-Range"),
+            })?;
+        Ok(BlobBody {
+            response,
+            offset: start,
         })
-        .await
     }
 
     /// A small blob (an image config) whole, at most [`super::MAX_MANIFEST_BYTES`], checked
@@ -160,37 +126,26 @@ impl RegistryClient {
             }
             None => base,
         };
-        self.retrying(&format!("POST {url}"), || async {
-            let mut request = Outgoing::new(Method::POST, url.clone());
-            request.body = Some(bytes::Bytes::new());
-            request
-                .headers
-                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-            let response = self.auth.send(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::CREATED if mount.is_some() => Ok(Opened::Mounted),
-                StatusCode::ACCEPTED => {
-                    let location = header(response.headers(), LOCATION.as_str())
-                        .and_then(|location| resolve(response.url(), &location))
-                        .ok_or_else(|| RegistryError::Protocol {
-                            host: image.registry().to_owned(),
-                            detail: format!("no usable Location in the answer to POST {url}"),
-                        })?;
-                    Ok(Opened::Session(upload_target(image, location)?))
-                }
-                _ => Err(status_error(
-                    image,
-                    Asked {
-                        what: &format!("POST {url}"),
-                        access: Access::Push,
-                        limit: Limit::Requests,
-                    },
-                    response,
-                )
-                .await),
-            }
-        })
-        .await
+        let request = Request::new(Method::POST, url.clone())
+            .body(bytes::Bytes::new())
+            .header(CONTENT_LENGTH, HeaderValue::from_static("0"))
+            .writing()
+            .accepting(if mount.is_some() {
+                |status| matches!(status, StatusCode::CREATED | StatusCode::ACCEPTED)
+            } else {
+                |status| status == StatusCode::ACCEPTED
+            });
+        let response = self.open(image, scopes, &request).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(Opened::Mounted);
+        }
+        let location = header(response.headers(), LOCATION.as_str())
+            .and_then(|location| resolve(response.url(), &location))
+            .ok_or_else(|| RegistryError::Protocol {
+                host: image.registry().to_owned(),
+                detail: format!("no usable Location in the answer to POST {url}"),
+            })?;
+        Ok(Opened::Session(upload_target(image, location)?))
     }
 
     /// Finishes an upload session with the whole blob in one streamed PUT: `size` bytes
@@ -268,23 +223,14 @@ impl RegistryClient {
         scopes: &Scopes,
         session: &Url,
     ) -> Result<(), RegistryError> {
-        let response = self
-            .auth
-            .send(image, scopes, Outgoing::new(Method::DELETE, session.as_str()))
-            .await?;
-        match response.status() {
-            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(status_error(
-                image,
-                Asked {
-                    what: "the cancelling of an upload",
-                    access: Access::Push,
-                    limit: Limit::Requests,
-                },
-                response,
-            )
-            .await),
-        }
+        // Nobody waits for it: a session that stays is the registry's to expire.
+        let request = Request::new(Method::DELETE, session.as_str())
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND)
+            .named("the cancelling of an upload")
+            .writing()
+            .once();
+        self.request(image, scopes, &request).await?;
+        Ok(())
     }
 }
 

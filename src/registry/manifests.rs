@@ -5,11 +5,8 @@
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::error::{status_error, Asked};
-use super::{
-    digest, header, read_bounded, repository_url, Access, Limit, Outgoing, RegistryClient, RegistryError,
-    Scopes,
-};
+use super::request::Request;
+use super::{digest, header, repository_url, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
 /// A manifest as a registry served it.
@@ -79,31 +76,16 @@ impl RegistryClient {
             host: image.registry().to_owned(),
             detail: format!("media type '{media_type}' cannot be sent"),
         })?;
-        let body = bytes::Bytes::copy_from_slice(bytes);
-        self.retrying(&format!("PUT {url}"), || async {
-            let mut request = Outgoing::new(Method::PUT, url.clone());
-            request.headers.insert(CONTENT_TYPE, content_type.clone());
-            request.body = Some(body.clone());
-            let response = self.auth.send(image, scopes, request).await?;
-            if !response.status().is_success() {
-                let what = format!("manifest '{reference}' of '{}'", image.familiar());
-                return Err(status_error(
-                    image,
-                    Asked {
-                        what: &what,
-                        access: Access::Push,
-                        limit: Limit::Requests,
-                    },
-                    response,
-                )
-                .await);
-            }
-            Ok(Stored {
-                digest: header(response.headers(), "docker-content-digest"),
-                subject_noted: header(response.headers(), "oci-subject").is_some(),
-            })
+        let request = Request::new(Method::PUT, url)
+            .header(CONTENT_TYPE, content_type)
+            .body(bytes::Bytes::copy_from_slice(bytes))
+            .named(format!("manifest '{reference}' of '{}'", image.familiar()))
+            .writing();
+        let response = self.request(image, scopes, &request).await?;
+        Ok(Stored {
+            digest: header(&response.headers, "docker-content-digest"),
+            subject_noted: header(&response.headers, "oci-subject").is_some(),
         })
-        .await
     }
 
     /// The referrers of `digest` by the OCI referrers API, as an index's bytes; `None` when
@@ -115,29 +97,20 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         let url = repository_url(image, &format!("referrers/{digest}"));
-        self.retrying(&format!("GET {url}"), || async {
-            let mut request = Outgoing::new(Method::GET, url.clone());
-            request
-                .headers
-                .insert(ACCEPT, HeaderValue::from_static(super::manifest::OCI_INDEX));
-            let response = self.auth.send(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::OK => Ok(Some(read_bounded(response, image.api_host(), &url).await?)),
-                // Registries without the API: no such route.
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Ok(None),
-                _ => Err(status_error(
-                    image,
-                    Asked {
-                        what: &format!("GET {url}"),
-                        access: Access::Pull,
-                        limit: Limit::Requests,
-                    },
-                    response,
+        let request = Request::new(Method::GET, url)
+            .header(ACCEPT, HeaderValue::from_static(super::manifest::OCI_INDEX))
+            // Registries without the API: no such route.
+            .accepting(|status| {
+                matches!(
+                    status,
+                    StatusCode::OK
+                        | StatusCode::NOT_FOUND
+                        | StatusCode::METHOD_NOT_ALLOWED
+                        | StatusCode::BAD_REQUEST
                 )
-                .await),
-            }
-        })
-        .await
+            });
+        let response = self.request(image, scopes, &request).await?;
+        Ok((response.status == StatusCode::OK).then_some(response.body))
     }
 }
 

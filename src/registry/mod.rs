@@ -9,10 +9,12 @@ pub mod blobs;
 pub mod credentials;
 pub mod digest;
 pub mod error;
+pub mod hosts;
 pub mod manifest;
 pub mod manifests;
 pub mod origin;
 pub mod prefetch;
+pub mod request;
 pub mod retry;
 pub mod scope;
 pub mod tags;
@@ -20,7 +22,6 @@ pub mod tokens;
 pub mod transport;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -28,13 +29,13 @@ use reqwest::{Method, StatusCode};
 use self::authorize::Authorizer;
 use self::credentials::CredentialStore;
 pub use self::error::{explanation, rate_limit, Limit, RateLimit, RegistryError};
-use self::error::{status_error, Asked};
+use self::hosts::Hosts;
+use self::request::Request;
 pub use self::scope::{Access, Scopes};
 pub(crate) use self::transport::{
     base_url, error_chain, host_name, is_loopback, read_bounded, Outgoing, MAX_MANIFEST_BYTES,
 };
-use self::transport::{read_response, Response, Transport};
-use crate::redact;
+use self::transport::{Response, Transport};
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -61,16 +62,22 @@ impl ManifestHead {
 /// [`error`].
 pub struct RegistryClient {
     auth: Authorizer,
-    attempts: u32,
+    /// Each host's concurrency, rate and retry policy.
+    hosts: Hosts,
     /// Manifest GETs Docker Hub answered: each is a pull on its count.
     hub_manifest_reads: AtomicU64,
 }
 
 impl RegistryClient {
     pub fn new(credentials: CredentialStore) -> Result<Self, RegistryError> {
+        RegistryClient::with_hosts(credentials, Hosts::default())
+    }
+
+    /// A client that holds to `hosts`' settings for each registry host.
+    pub fn with_hosts(credentials: CredentialStore, hosts: Hosts) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
             auth: Authorizer::new(Transport::new()?, credentials),
-            attempts: retry::REQUEST_ATTEMPTS,
+            hosts,
             hub_manifest_reads: AtomicU64::new(0),
         })
     }
@@ -170,35 +177,7 @@ impl RegistryClient {
         })
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or its [`retry::Persistence`] gives
-    /// up (attempts or time), waiting between tries as [`RegistryError::pause`] says, with
-    /// a backoff that doubles and jitter. Each retry is logged with what failed and why.
-    pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RegistryError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, RegistryError>>,
-    {
-        let mut persistence = retry::Persistence::request(self.attempts);
-        loop {
-            let result = attempt().await;
-            let Err(error) = &result else {
-                return result;
-            };
-            let Some(pause) = persistence
-                .next_backoff(false)
-                .and_then(|backoff| error.pause(backoff + jitter(backoff)))
-            else {
-                let what = redact::redact(what);
-                if persistence.tries() > 1 {
-                    tracing::info!(request = %what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
-                }
-                return result;
-            };
-            tracing::warn!(request = %redact::redact(what), error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
-            tokio::time::sleep(pause).await;
-        }
-    }
-
+    /// A manifest HEAD or GET, its answer (2xx or 404) read. A GET of Docker Hub's is a pull.
     async fn manifest_request(
         &self,
         method: Method,
@@ -206,42 +185,15 @@ impl RegistryClient {
         scopes: &Scopes,
         reference: &str,
     ) -> Result<Response, RegistryError> {
-        let what = format!("{method} {image} {reference}");
-        self.retrying(&what, || {
-            self.manifest_request_once(method.clone(), image, scopes, reference)
-        })
-        .await
-    }
-
-    async fn manifest_request_once(
-        &self,
-        method: Method,
-        image: &Reference,
-        scopes: &Scopes,
-        reference: &str,
-    ) -> Result<Response, RegistryError> {
         let url = repository_url(image, &format!("manifests/{reference}"));
-        let mut request = Outgoing::new(method.clone(), url.clone());
-        request
-            .headers
-            .insert(ACCEPT, HeaderValue::from_static(manifest::ACCEPT));
-        let response = self.auth.send(image, scopes, request).await?;
-        let status = response.status();
-        if !status.is_success() && status != StatusCode::NOT_FOUND {
-            // Manifest GETs and HEADs: reads, whatever the token may also do.
-            let asked = Asked {
-                what: &format!("{method} {}", redact::redact(&url)),
-                access: Access::Pull,
-                limit: if method == Method::GET {
-                    Limit::Pulls
-                } else {
-                    Limit::Requests
-                },
-            };
-            return Err(status_error(image, asked, response).await);
+        let mut request = Request::new(method.clone(), url)
+            .header(ACCEPT, HeaderValue::from_static(manifest::ACCEPT))
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND);
+        if method == Method::GET {
+            request = request.pulling();
         }
-        let response = read_response(response, &method, image.api_host(), &url).await?;
-        if method == Method::GET && status.is_success() && image.is_docker_hub() {
+        let response = self.request(image, scopes, &request).await?;
+        if method == Method::GET && response.status.is_success() && image.is_docker_hub() {
             self.hub_manifest_reads.fetch_add(1, Ordering::SeqCst);
         }
         check_digest(image, reference, response)
@@ -279,14 +231,6 @@ fn check_digest(image: &Reference, requested: &str, response: Response) -> Resul
 
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name)?.to_str().ok().map(str::to_owned)
-}
-
-/// Up to a quarter of `delay`, so that retries from many images do not march in step.
-pub(crate) fn jitter(delay: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |now| now.subsec_nanos());
-    delay / 4 * (nanos % 100) / 100
 }
 
 #[cfg(test)]
