@@ -200,3 +200,56 @@ impl RegistryClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::registry::credentials::CredentialStore;
+    use crate::registry::hosts::{HostSettings, Hosts};
+    use crate::retry::Policy;
+
+    /// A registry host that takes each connection and hangs up at once, so that every
+    /// request fails as one that may pass; and the count of connections it took.
+    async fn hanging_up() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        (host, connections)
+    }
+
+    #[tokio::test]
+    async fn a_host_is_tried_as_its_policy_says_and_a_request_sent_once_is_never_retried() {
+        let (host, connections) = hanging_up().await;
+        let quick = HostSettings {
+            retry: Policy {
+                first_wait: Duration::from_millis(1),
+                fruitless: 3,
+                ..HostSettings::default().retry
+            },
+            ..HostSettings::default()
+        };
+        let hosts = Hosts::default().with(&host, quick);
+        let client = RegistryClient::with_hosts(CredentialStore::with_config_dir(None), hosts).unwrap();
+        let image: Reference = format!("{host}/team/app:1").parse().unwrap();
+        let scopes = Scopes::pull("team/app");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let error = client.blob_exists(&image, &scopes, &digest).await.unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert_eq!(connections.load(Ordering::SeqCst), 3, "three tries: {error}");
+        connections.store(0, Ordering::SeqCst);
+        let session = reqwest::Url::parse(&format!("http://{host}/v2/team/app/blobs/uploads/1")).unwrap();
+        let error = client.cancel_upload(&image, &scopes, &session).await.unwrap_err();
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "one try: {error}");
+    }
+}
