@@ -6,7 +6,8 @@
 //! events (`logging` picks the sink); `copy` holds the steps of one copy and `decide` the
 //! pure choice of whether to copy at all; `engine` the ways of moving the bytes (docker,
 //! registry to registry); `login` the registry logins of a run; `process`
-//! every child process ecrcp starts; `net_timeouts` every network time limit.
+//! every child process ecrcp starts; `net_timeouts` every network time limit; `retry` how
+//! long anything is tried again.
 
 pub mod app;
 pub mod cli;

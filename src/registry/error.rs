@@ -292,7 +292,7 @@ pub(crate) async fn status_error(
     } else {
         Vec::new()
     };
-    answer_error(image, asked, status, &headers, &url, &body)
+    error_for(image, asked, status, &headers, &url, &body)
 }
 
 /// Whether the error for `status` quotes the answer's body.
@@ -309,7 +309,7 @@ fn explained_by_body(status: StatusCode) -> bool {
 
 /// [`status_error`] once the answer is read: `url` is where it came from, named only
 /// redacted.
-fn answer_error(
+fn error_for(
     image: &Reference,
     asked: Asked<'_>,
     status: StatusCode,
@@ -646,7 +646,7 @@ mod tests {
             (StatusCode::REQUEST_TIMEOUT, Access::Pull, b"", "registry 'r.example' answered 408 Request Timeout for "),
         ];
         for (status, access, body, expected) in cases {
-            let error = answer_error(&image, asked(access), status, &HeaderMap::new(), url, body);
+            let error = error_for(&image, asked(access), status, &HeaderMap::new(), url, body);
             let text = error.to_string();
             assert!(text.starts_with(expected), "{status}: {text}");
             assert!(!text.contains("s3cr3t"), "{text}");

@@ -2,6 +2,13 @@
 //! does this tag hold?" with HEAD requests, which Docker Hub does not count against its pull
 //! limit, and reads manifests with GET only where a caller accepts that cost. It trusts what
 //! docker trusts: the system's CAs, `SSL_CERT_FILE`, and docker's per-registry certs.d.
+//!
+//! In layers, from the wire up: [`transport`] (per-host clients, certs.d, bounded reads, the
+//! silent-host breaker), [`authorize`] (challenges, tokens, renewal, credentials), and the
+//! request path [`request`], which applies each host's settings ([`hosts`]: concurrency, a
+//! request rate, the retry policy of [`crate::retry`]). [`error`] is the catalogue of what
+//! goes wrong. The operations sit on top: manifests here and in [`manifests`], [`blobs`],
+//! [`tags`], and [`prefetch`] (tokens ahead of a run's checks).
 
 pub mod auth;
 pub mod authorize;
