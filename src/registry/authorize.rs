@@ -189,18 +189,24 @@ impl Authorizer {
         self.tokens.forget(image.api_host(), &scopes.key());
     }
 
-    /// Sends a request whose body streams (and so cannot be sent twice) with the
+    /// Sends `request` with `body`, which streams (and so cannot be sent twice), with the
     /// authorization already known for `scopes`. A 401 means the token expired meanwhile:
     /// it is dropped, and the caller starts over.
     pub async fn send_streaming(
         &self,
         image: &Reference,
         scopes: &Scopes,
-        request: reqwest::RequestBuilder,
+        request: &Outgoing,
+        body: reqwest::Body,
     ) -> Result<reqwest::Response, RegistryError> {
         let host = image.api_host();
         self.transport.refuse_if_silent(host)?;
-        let (client, request) = request.build_split();
+        let (client, request) = self
+            .transport
+            .long_request(request.method.clone(), &request.url, host)?
+            .headers(request.headers.clone())
+            .body(body)
+            .build_split();
         let mut request = request.map_err(|error| send_error(host, "an upload", &error))?;
         let own = own_origin(image, request.url().as_str());
         let serial = self.credentials.serial(image.registry());

@@ -12,9 +12,8 @@ use tokio::time::Instant;
 
 use reqwest::{Method, StatusCode, Url};
 
-use super::error::{status_error, Asked};
 use super::request::Request;
-use super::{header, read_bounded, repository_url, Access, Limit, RegistryClient, RegistryError, Scopes};
+use super::{header, read_bounded, repository_url, RegistryClient, RegistryError, Scopes};
 use crate::net_timeouts;
 use crate::reference::Reference;
 
@@ -149,7 +148,7 @@ impl RegistryClient {
     }
 
     /// Finishes an upload session with the whole blob in one streamed PUT: `size` bytes
-    /// named `digest`. Not retried here: the body is gone once sent. A 404 says the registry
+    /// named `digest`. Sent once ([`Request::streaming`]): the body is gone once sent. A 404 says the registry
     /// lost the session ([`RegistryError::UploadUnknown`]): the caller opens another. No
     /// limit on the whole upload, so a slow but live one of a large layer goes on; it fails
     /// once the registry takes no byte for a while, or does not answer after the last one
@@ -169,15 +168,15 @@ impl RegistryClient {
         let url = with_digest(session, digest);
         let limits = net_timeouts::net();
         let activity = Activity::default();
-        let request = self
-            .auth
-            .transport
-            .long_request(Method::PUT, url.as_str(), image.api_host())?
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(activity.watch(body, size)));
+        let request = Request::new(Method::PUT, url.as_str())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
+            .header(CONTENT_LENGTH, HeaderValue::from(size))
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND)
+            .named(format!("the upload of {digest}"))
+            .writing()
+            .streaming(reqwest::Body::wrap_stream(activity.watch(body, size)));
         let answered = tokio::select! {
-            sent = self.auth.send_streaming(image, scopes, request) => Ok(sent?),
+            sent = self.open(image, scopes, &request) => Ok(sent?),
             after = activity.silence(limits.idle, limits.answer) => Err(after),
         };
         let response = match answered {
@@ -196,24 +195,14 @@ impl RegistryClient {
                 })
             }
         };
-        match response.status() {
-            status if status.is_success() => Ok(()),
+        if response.status() == StatusCode::NOT_FOUND {
             // BLOB_UPLOAD_UNKNOWN: the session expired or the registry lost it.
-            StatusCode::NOT_FOUND => Err(RegistryError::UploadUnknown {
+            return Err(RegistryError::UploadUnknown {
                 host: image.registry().to_owned(),
                 digest: digest.to_owned(),
-            }),
-            _ => Err(status_error(
-                image,
-                Asked {
-                    what: &format!("the upload of {digest}"),
-                    access: Access::Push,
-                    limit: Limit::Requests,
-                },
-                response,
-            )
-            .await),
+            });
         }
+        Ok(())
     }
 
     /// Cancels an upload session, so that the registry drops what it received.

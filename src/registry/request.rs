@@ -6,6 +6,7 @@
 //! itself in retries: a request that must not be sent twice says so ([`Request::once`]).
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -33,6 +34,8 @@ pub(crate) struct Request {
     limit: Limit,
     /// Sent once, never again after a failure.
     once: bool,
+    /// A body that streams, taken by the one try ([`Request::streaming`]).
+    streamed: Mutex<Option<reqwest::Body>>,
 }
 
 impl Request {
@@ -45,6 +48,7 @@ impl Request {
             access: Access::Pull,
             limit: Limit::Requests,
             once: false,
+            streamed: Mutex::new(None),
         }
     }
 
@@ -95,6 +99,15 @@ impl Request {
         self
     }
 
+    /// A body that streams as it is sent (a blob's upload): gone once sent, so the request
+    /// is sent [`Request::once`], with the authorization already known (a 401 cannot be
+    /// answered by sending it again: [`RegistryError::TokenExpired`]), and its answer may
+    /// come long after its headers.
+    pub fn streaming(self, body: reqwest::Body) -> Self {
+        *self.streamed.lock().expect("request body poisoned") = Some(body);
+        self.once().long()
+    }
+
     fn asked(&self) -> (String, Access, Limit) {
         let what = self
             .what
@@ -142,7 +155,15 @@ impl RegistryClient {
         scopes: &Scopes,
         request: &Request,
     ) -> Result<reqwest::Response, RegistryError> {
-        let response = self.auth.send(image, scopes, &request.outgoing).await?;
+        let streamed = request.streamed.lock().expect("request body poisoned").take();
+        let response = match streamed {
+            Some(body) => {
+                self.auth
+                    .send_streaming(image, scopes, &request.outgoing, body)
+                    .await?
+            }
+            None => self.auth.send(image, scopes, &request.outgoing).await?,
+        };
         if (request.accepts)(response.status()) {
             return Ok(response);
         }
