@@ -8,7 +8,8 @@
 //! pure choice of whether to copy at all; `outcome` what a failure means for the run (fail
 //! the image, defer it, stop); `engine` the ways of moving the bytes (docker, registry to
 //! registry); `login` the registry logins of a run; `process` every child process ecrcp
-//! starts; `net_timeouts` every network time limit.
+//! starts; `net_timeouts` every network time limit; `retry` how long anything is tried
+//! again.
 
 pub mod app;
 pub mod cli;
@@ -36,6 +37,7 @@ pub mod provider;
 pub mod redact;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod setup;

@@ -12,10 +12,8 @@ use tokio::time::Instant;
 
 use reqwest::{Method, StatusCode, Url};
 
-use super::{
-    error_chain, header, read_bounded, repository_url, retry_after, Access, Limit, Outgoing, RegistryClient,
-    RegistryError, Scopes,
-};
+use super::request::Request;
+use super::{header, read_bounded, repository_url, RegistryClient, RegistryError, Scopes};
 use crate::net_timeouts;
 use crate::reference::Reference;
 
@@ -75,17 +73,10 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Option<HeaderMap>, RegistryError> {
         let url = repository_url(image, &format!("blobs/{digest}"));
-        self.retrying(&format!("HEAD {url}"), || async {
-            let response = self
-                .send_authorized(image, scopes, Outgoing::new(Method::HEAD, url.clone()))
-                .await?;
-            match response.status() {
-                status if status.is_success() => Ok(Some(response.headers().clone())),
-                StatusCode::NOT_FOUND => Ok(None),
-                _ => Err(answer_error(image, &format!("HEAD {url}"), response).await),
-            }
-        })
-        .await
+        let request = Request::new(Method::HEAD, url)
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND);
+        let response = self.request(image, scopes, &request).await?;
+        Ok(response.status.is_success().then_some(response.headers))
     }
 
     /// Starts reading the blob `digest` at `offset` (0 for all of it). The body is left to
@@ -98,35 +89,28 @@ impl RegistryClient {
         offset: u64,
     ) -> Result<BlobBody, RegistryError> {
         let url = repository_url(image, &format!("blobs/{digest}"));
-        self.retrying(&format!("GET {url}"), || async {
-            let mut request = Outgoing::new(Method::GET, url.clone());
-            request.long = true;
-            if offset > 0 {
-                request.headers.insert(
-                    RANGE,
-                    HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII"),
-                );
-            }
-            let response = self.send_authorized(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::OK => Ok(BlobBody { response, offset: 0 }),
-                StatusCode::PARTIAL_CONTENT => {
-                    let start = header(response.headers(), "content-range")
-                        .as_deref()
-                        .and_then(content_range_start)
-                        .ok_or_else(|| RegistryError::Protocol {
-                            host: image.registry().to_owned(),
-                            detail: format!("a partial answer for {url} without a readable Content-Range"),
-                        })?;
-                    Ok(BlobBody {
-                        response,
-                        offset: start,
-                    })
-                }
-                _ => Err(answer_error(image, &format!("GET {url}"), response).await),
-            }
+        let mut request = Request::new(Method::GET, url.clone())
+            .long()
+            .accepting(|status| matches!(status, StatusCode::OK | StatusCode::PARTIAL_CONTENT));
+        if offset > 0 {
+            let range = HeaderValue::from_str(&format!("bytes={offset}-")).expect("a range is ASCII");
+            request = request.header(RANGE, range);
+        }
+        let response = self.open(image, scopes, &request).await?;
+        if response.status() == StatusCode::OK {
+            return Ok(BlobBody { response, offset: 0 });
+        }
+        let start = header(response.headers(), "content-range")
+            .as_deref()
+            .and_then(content_range_start)
+            .ok_or_else(|| RegistryError::Protocol {
+                host: image.registry().to_owned(),
+                detail: format!("a partial answer for {url} without a readable Content-Range"),
+            })?;
+        Ok(BlobBody {
+            response,
+            offset: start,
         })
-        .await
     }
 
     /// A small blob (an image config) whole, at most [`super::MAX_MANIFEST_BYTES`], checked
@@ -171,32 +155,30 @@ impl RegistryClient {
             }
             None => base,
         };
-        self.retrying(&format!("POST {url}"), || async {
-            let mut request = Outgoing::new(Method::POST, url.clone());
-            request.body = Some(bytes::Bytes::new());
-            request
-                .headers
-                .insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-            let response = self.send_authorized(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::CREATED if mount.is_some() => Ok(Opened::Mounted),
-                StatusCode::ACCEPTED => {
-                    let location = header(response.headers(), LOCATION.as_str())
-                        .and_then(|location| resolve(response.url(), &location))
-                        .ok_or_else(|| RegistryError::Protocol {
-                            host: image.registry().to_owned(),
-                            detail: format!("no usable Location in the answer to POST {url}"),
-                        })?;
-                    Ok(Opened::Session(upload_target(image, location)?))
-                }
-                _ => Err(write_refusal(image, &format!("POST {url}"), response).await),
-            }
-        })
-        .await
+        let request = Request::new(Method::POST, url.clone())
+            .body(bytes::Bytes::new())
+            .header(CONTENT_LENGTH, HeaderValue::from_static("0"))
+            .writing()
+            .accepting(if mount.is_some() {
+                |status| matches!(status, StatusCode::CREATED | StatusCode::ACCEPTED)
+            } else {
+                |status| status == StatusCode::ACCEPTED
+            });
+        let response = self.open(image, scopes, &request).await?;
+        if response.status() == StatusCode::CREATED {
+            return Ok(Opened::Mounted);
+        }
+        let location = header(response.headers(), LOCATION.as_str())
+            .and_then(|location| resolve(response.url(), &location))
+            .ok_or_else(|| RegistryError::Protocol {
+                host: image.registry().to_owned(),
+                detail: format!("no usable Location in the answer to POST {url}"),
+            })?;
+        Ok(Opened::Session(upload_target(image, location)?))
     }
 
     /// Finishes an upload session with the whole blob in one streamed PUT: `size` bytes
-    /// named `digest`. Not retried here: the body is gone once sent. A 404 says the registry
+    /// named `digest`. Sent once ([`Request::streaming`]): the body is gone once sent. A 404 says the registry
     /// lost the session ([`RegistryError::UploadUnknown`]): the caller opens another. No
     /// limit on the whole upload, so a slow but live one of a large layer goes on; it fails
     /// once the registry takes no byte for a while, or does not answer after the last one
@@ -216,13 +198,15 @@ impl RegistryClient {
         let url = with_digest(session, digest);
         let limits = net_timeouts::net();
         let activity = Activity::default();
-        let request = self
-            .long_request(Method::PUT, url.as_str(), image.api_host())?
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(activity.watch(body, size)));
+        let request = Request::new(Method::PUT, url.as_str())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"))
+            .header(CONTENT_LENGTH, HeaderValue::from(size))
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND)
+            .named(format!("the upload of {digest}"))
+            .writing()
+            .streaming(reqwest::Body::wrap_stream(activity.watch(body, size)));
         let answered = tokio::select! {
-            sent = self.send_streaming(image, scopes, request) => Ok(sent?),
+            sent = self.open(image, scopes, &request) => Ok(sent?),
             after = activity.silence(limits.idle, limits.answer) => Err(after),
         };
         let response = match answered {
@@ -241,15 +225,14 @@ impl RegistryClient {
                 })
             }
         };
-        match response.status() {
-            status if status.is_success() => Ok(()),
+        if response.status() == StatusCode::NOT_FOUND {
             // BLOB_UPLOAD_UNKNOWN: the session expired or the registry lost it.
-            StatusCode::NOT_FOUND => Err(RegistryError::UploadUnknown {
+            return Err(RegistryError::UploadUnknown {
                 host: image.registry().to_owned(),
                 digest: digest.to_owned(),
-            }),
-            _ => Err(write_refusal(image, &format!("the upload of {digest}"), response).await),
+            });
         }
+        Ok(())
     }
 
     /// Cancels an upload session, so that the registry drops what it received.
@@ -259,13 +242,14 @@ impl RegistryClient {
         scopes: &Scopes,
         session: &Url,
     ) -> Result<(), RegistryError> {
-        let response = self
-            .send_authorized(image, scopes, Outgoing::new(Method::DELETE, session.as_str()))
-            .await?;
-        match response.status() {
-            status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(()),
-            _ => Err(write_refusal(image, "the cancelling of an upload", response).await),
-        }
+        // Nobody waits for it: a session that stays is the registry's to expire.
+        let request = Request::new(Method::DELETE, session.as_str())
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND)
+            .named("the cancelling of an upload")
+            .writing()
+            .once();
+        self.request(image, scopes, &request).await?;
+        Ok(())
     }
 }
 
@@ -351,105 +335,6 @@ fn bad_url(image: &Reference, url: &str) -> RegistryError {
     RegistryError::Protocol {
         host: image.registry().to_owned(),
         detail: format!("cannot build a URL from '{url}'"),
-    }
-}
-
-/// The error a refusal stands for, with the registry's own explanation when it gave one.
-pub(crate) async fn answer_error(
-    image: &Reference,
-    what: &str,
-    response: reqwest::Response,
-) -> RegistryError {
-    let status = response.status();
-    let headers: HeaderMap = response.headers().clone();
-    let url = crate::redact::redact(response.url().as_str()).into_owned();
-    let host = image.registry().to_owned();
-    match status {
-        StatusCode::FORBIDDEN => RegistryError::Denied {
-            host,
-            repository: image.repository().to_owned(),
-            access: Access::Pull,
-        },
-        StatusCode::UNAUTHORIZED => RegistryError::Unauthorized {
-            host,
-            repository: image.repository().to_owned(),
-        },
-        StatusCode::TOO_MANY_REQUESTS => RegistryError::RateLimited {
-            host,
-            limit: Limit::Requests,
-            allowance: super::rate_limit(&headers),
-            retry_after: retry_after(&headers),
-        },
-        status if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => {
-            RegistryError::Server {
-                host,
-                status,
-                url,
-                retry_after: retry_after(&headers),
-            }
-        }
-        status => {
-            let body = match read_bounded(response, &host, &url).await {
-                Ok(body) => body,
-                Err(error) => error_chain(&error).into_bytes(),
-            };
-            RegistryError::Refused {
-                host,
-                what: what.to_owned(),
-                status,
-                detail: explanation(&body),
-            }
-        }
-    }
-}
-
-/// [`answer_error`] for a request that writes (an upload, a manifest PUT): a 403 says the
-/// login may not push, not that it may not read.
-pub(crate) async fn write_refusal(
-    image: &Reference,
-    what: &str,
-    response: reqwest::Response,
-) -> RegistryError {
-    match answer_error(image, what, response).await {
-        RegistryError::Denied { host, repository, .. } => RegistryError::Denied {
-            host,
-            repository,
-            access: Access::Push,
-        },
-        other => other,
-    }
-}
-
-/// What a registry's error body says: its `errors` as `CODE: message`, or the start of the
-/// text when it is not the distribution error format.
-pub fn explanation(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    if let Ok(parsed) = serde_json::from_slice::<Errors>(body) {
-        return parsed
-            .errors
-            .into_iter()
-            .map(|entry| match (entry.code, entry.message) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (Some(text), None) | (None, Some(text)) => text,
-                (None, None) => String::new(),
-            })
-            .filter(|text| !text.is_empty())
-            .collect::<Vec<_>>()
-            .join("; ");
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
     }
 }
 
@@ -609,22 +494,5 @@ mod tests {
         for (value, expected) in cases {
             assert_eq!(content_range_start(value), expected, "{value}");
         }
-    }
-
-    #[test]
-    fn a_refusal_explains_itself_with_the_registry_s_words() {
-        let cases: [(&[u8], &str); 4] = [
-            (
-                br#"{"errors":[{"code":"TAG_INVALID","message":"tag is immutable"}]}"#,
-                "TAG_INVALID: tag is immutable",
-            ),
-            (br#"{"errors":[{"code":"A"},{"message":"b"}]}"#, "A; b"),
-            (b"  plain text answer\n", "plain text answer"),
-            (b"", ""),
-        ];
-        for (body, expected) in cases {
-            assert_eq!(explanation(body), expected);
-        }
-        assert_eq!(explanation(&[b'x'; 300]), format!("{}...", "x".repeat(200)));
     }
 }

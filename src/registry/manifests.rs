@@ -5,8 +5,10 @@
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::blobs::{answer_error, explanation, write_refusal};
-use super::{header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
+use super::error::explanation;
+use super::request::Request;
+use super::transport::Response;
+use super::{header, repository_url, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
 /// A manifest as a registry served it.
@@ -77,27 +79,25 @@ impl RegistryClient {
             host: image.registry().to_owned(),
             detail: format!("media type '{media_type}' cannot be sent"),
         })?;
-        let body = bytes::Bytes::copy_from_slice(bytes);
-        self.retrying(&format!("PUT {url}"), || async {
-            let mut request = Outgoing::new(Method::PUT, url.clone());
-            request.headers.insert(CONTENT_TYPE, content_type.clone());
-            request.body = Some(body.clone());
-            let response = self.send_authorized(image, scopes, request).await?;
-            if response.status() == StatusCode::INTERNAL_SERVER_ERROR
-                && super::manifest::is_schema1(media_type)
-            {
-                return Err(schema1_refusal(image, reference, &url, response).await);
-            }
-            if !response.status().is_success() {
-                let what = format!("manifest '{reference}' of '{}'", image.familiar());
-                return Err(write_refusal(image, &what, response).await);
-            }
-            Ok(Stored {
-                digest: header(response.headers(), "docker-content-digest"),
-                subject_noted: header(response.headers(), "oci-subject").is_some(),
-            })
+        let schema1 = super::manifest::is_schema1(media_type);
+        let mut request = Request::new(Method::PUT, url.clone())
+            .header(CONTENT_TYPE, content_type)
+            .body(bytes::Bytes::copy_from_slice(bytes))
+            .named(format!("manifest '{reference}' of '{}'", image.familiar()))
+            .writing();
+        if schema1 {
+            // Answered, not retried: see `schema1_refusal`.
+            request = request
+                .accepting(|status| status.is_success() || status == StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        let response = self.request(image, scopes, &request).await?;
+        if response.status == StatusCode::INTERNAL_SERVER_ERROR {
+            return Err(schema1_refusal(image, reference, &url, &response));
+        }
+        Ok(Stored {
+            digest: header(&response.headers, "docker-content-digest"),
+            subject_noted: header(&response.headers, "oci-subject").is_some(),
         })
-        .await
     }
 
     /// The referrers of `digest` by the OCI referrers API, as an index's bytes; `None` when
@@ -109,20 +109,20 @@ impl RegistryClient {
         digest: &str,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
         let url = repository_url(image, &format!("referrers/{digest}"));
-        self.retrying(&format!("GET {url}"), || async {
-            let mut request = Outgoing::new(Method::GET, url.clone());
-            request
-                .headers
-                .insert(ACCEPT, HeaderValue::from_static(super::manifest::OCI_INDEX));
-            let response = self.send_authorized(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::OK => Ok(Some(read_bounded(response, image.api_host(), &url).await?)),
-                // Registries without the API: no such route.
-                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Ok(None),
-                _ => Err(answer_error(image, &format!("GET {url}"), response).await),
-            }
-        })
-        .await
+        let request = Request::new(Method::GET, url)
+            .header(ACCEPT, HeaderValue::from_static(super::manifest::OCI_INDEX))
+            // Registries without the API: no such route.
+            .accepting(|status| {
+                matches!(
+                    status,
+                    StatusCode::OK
+                        | StatusCode::NOT_FOUND
+                        | StatusCode::METHOD_NOT_ALLOWED
+                        | StatusCode::BAD_REQUEST
+                )
+            });
+        let response = self.request(image, scopes, &request).await?;
+        Ok((response.status == StatusCode::OK).then_some(response.body))
     }
 }
 
@@ -130,46 +130,22 @@ impl RegistryClient {
 /// when they do not store it (`compatibility.schema1.enabled` off, their default), as
 /// `UNKNOWN` ("unknown error": the detail, "manifest schema v1 unsupported", is lost on the
 /// way): no retry changes that, so it is a refusal. Any other 500 is the server failing.
-async fn schema1_refusal(
-    image: &Reference,
-    reference: &str,
-    url: &str,
-    response: reqwest::Response,
-) -> RegistryError {
-    let status = response.status();
-    let retry_after = super::retry_after(response.headers());
+fn schema1_refusal(image: &Reference, reference: &str, url: &str, response: &Response) -> RegistryError {
     let host = image.registry().to_owned();
-    let detail = match read_bounded(response, image.api_host(), url).await {
-        Ok(body) => explanation(&body),
-        Err(error) => return error,
-    };
+    let detail = explanation(&response.body);
     if detail.starts_with("UNKNOWN") {
         return RegistryError::Refused {
             host,
             what: format!("manifest '{reference}' of '{}'", image.familiar()),
-            status,
+            status: response.status,
             detail,
         };
     }
     RegistryError::Server {
         host,
-        status,
+        status: response.status,
         url: crate::redact::redact(url).into_owned(),
-        retry_after,
-    }
-}
-
-impl RegistryError {
-    /// Whether this refusal of a manifest PUT says the tag is immutable, in the words
-    /// registries use: ECR's `TAG_INVALID` "... cannot be overwritten because the tag already
-    /// exists" or "... because the repository is immutable", Harbor's "configured as
-    /// immutable". Other refusals (`MANIFEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`, a 405) are not.
-    pub fn refuses_an_immutable_tag(&self) -> bool {
-        let RegistryError::Refused { detail, .. } = self else {
-            return false;
-        };
-        let detail = detail.to_ascii_lowercase();
-        detail.contains("immutable") || detail.contains("cannot be overwritten")
+        retry_after: super::error::retry_after(&response.headers),
     }
 }
 
@@ -180,61 +156,4 @@ pub struct Stored {
     pub digest: Option<String>,
     /// Whether it indexed the manifest's `subject` for the referrers API.
     pub subject_noted: bool,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_an_immutable_tag_s_own_words_name_it_immutable() {
-        let cases: [(StatusCode, &[u8], bool); 7] = [
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'a' repository and cannot be overwritten because the tag already exists."}]}"#,
-                true,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"TAG_INVALID","message":"The image tag '1' already exists in the 'a' repository and cannot be overwritten because the repository is immutable."}]}"#,
-                true,
-            ),
-            (
-                StatusCode::PRECONDITION_FAILED,
-                br#"{"errors":[{"code":"PRECONDITION","message":"the tag 1 configured as immutable, cannot be updated"}]}"#,
-                true,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid"}]}"#,
-                false,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#,
-                false,
-            ),
-            (
-                StatusCode::BAD_REQUEST,
-                br#"{"errors":[{"code":"TAG_INVALID","message":"manifest tag did not match URI"}]}"#,
-                false,
-            ),
-            (StatusCode::METHOD_NOT_ALLOWED, b"", false),
-        ];
-        for (status, body, immutable) in cases {
-            let refusal = RegistryError::Refused {
-                host: "h".into(),
-                what: "manifest '1' of 'a'".into(),
-                status,
-                detail: explanation(body),
-            };
-            assert_eq!(refusal.refuses_an_immutable_tag(), immutable, "{refusal}");
-        }
-        let denied = RegistryError::Denied {
-            host: "h".into(),
-            repository: "a".into(),
-            access: crate::registry::Access::Push,
-        };
-        assert!(!denied.refuses_an_immutable_tag());
-    }
 }

@@ -2,36 +2,48 @@
 //! does this tag hold?" with HEAD requests, which Docker Hub does not count against its pull
 //! limit, and reads manifests with GET only where a caller accepts that cost. It trusts what
 //! docker trusts: the system's CAs, `SSL_CERT_FILE`, and docker's per-registry certs.d.
+//!
+//! In layers, from the wire up: [`transport`] (per-host clients, certs.d, bounded reads, the
+//! silent-host breaker), [`authorize`] (challenges, tokens, renewal, credentials), and the
+//! request path [`request`], which applies each host's settings ([`hosts`]: concurrency, a
+//! request rate, the retry policy of [`crate::retry`]). [`error`] is the catalogue of what
+//! goes wrong. The operations sit on top: manifests here and in [`manifests`], [`blobs`],
+//! [`tags`], and [`prefetch`] (tokens ahead of a run's checks).
 
 pub mod auth;
+pub mod authorize;
 pub mod blobs;
 pub mod credentials;
 pub mod digest;
+pub mod error;
+pub mod hosts;
 pub mod manifest;
 pub mod manifests;
 pub mod origin;
 pub mod prefetch;
+pub mod request;
 pub mod retry;
 mod roots;
 pub mod scope;
 pub mod tags;
 pub mod tokens;
+pub mod transport;
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use self::auth::Challenge;
-use self::credentials::{CredentialStore, RenewalFailed};
+use self::authorize::Authorizer;
+use self::credentials::CredentialStore;
+pub use self::error::{explanation, rate_limit, Limit, RateLimit, RegistryError};
+use self::hosts::Hosts;
+use self::request::Request;
 pub use self::scope::{Access, Scopes};
-use self::tokens::{Authorization, TokenCache};
-use crate::net_timeouts;
-use crate::redact;
+pub(crate) use self::transport::{
+    base_url, error_chain, host_name, is_loopback, read_bounded, Outgoing, MAX_MANIFEST_BYTES,
+};
+use self::transport::{Response, Transport};
 use crate::reference::Reference;
 
 /// What a HEAD on a manifest told.
@@ -52,344 +64,45 @@ impl ManifestHead {
     }
 }
 
-/// Docker Hub's pull allowance, from the `ratelimit-*` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub limit: u64,
-    pub remaining: u64,
-    /// The window the limit counts pulls over (`w=21600`): a pull spent now no longer
-    /// counts once it has passed, so a spent allowance is whole again by then at the latest.
-    pub window: Option<Duration>,
-}
-
-impl RateLimit {
-    /// When a spent allowance is whole again, said as people read it, measured from `now`.
-    pub fn renewal(&self, now: SystemTime) -> Option<String> {
-        let window = self.window?;
-        Some(format!(
-            "the allowance renews within {}, by {}",
-            retry::describe_wait(window),
-            retry::describe_clock(now + window)
-        ))
-    }
-}
-
-/// The most of a manifest (or a token answer) ecrcp reads: ECR, like most registries,
-/// refuses manifests over 4 MiB.
-pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("registry '{host}' wants credentials for '{repository}'\nnote: run `docker login {host}`")]
-    Unauthorized { host: String, repository: String },
-    /// The registry named a token realm that its credentials must not go to.
-    #[error("registry '{host}' asks ecrcp to fetch its tokens from '{realm}', {reason}\nnote: ecrcp does not send the credentials of '{host}' there; if the registry is yours, set its token realm to an https address of its own")]
-    RealmRefused {
-        host: String,
-        realm: String,
-        reason: &'static str,
-    },
-    /// Another origin the registry sent ecrcp to (an upload session elsewhere) asked for
-    /// credentials: the registry's own go nowhere but to the registry.
-    #[error("'{origin}', where registry '{host}' sent ecrcp, asks for credentials\nnote: ecrcp sends the credentials of '{host}' to no other scheme, host or port; check the address the registry hands out for uploads (its external URL, or a proxy in front of it)")]
-    ForeignChallenge { host: String, origin: String },
-    /// An HTTPS registry handed out an upload address over plain HTTP on another host.
-    #[error("registry '{host}' hands out an upload address over plain HTTP on another host: '{location}'\nnote: ecrcp does not send images from an https registry over plain HTTP; check the address the registry hands out for uploads (its external URL, or a proxy in front of it)")]
-    PlainLocation { host: String, location: String },
-    /// A token was handed out, yet the registry refused it: Docker Hub's answer for a
-    /// repository that does not exist and for a private one alike.
-    #[error("'{image}' does not exist or needs a login\nnote: check the name; if it is private, run `{}` as a user who may read it", login_command(.host))]
-    Inaccessible { image: String, host: String },
-    /// A 403. `access`: what the refused request asked for, which the hint names.
-    #[error("registry '{host}' denied access to '{repository}'\nnote: {}", denied_hint(*.access))]
-    Denied {
-        host: String,
-        repository: String,
-        access: Access,
-    },
-    #[error("registry '{host}' {limit}{}\nnote: wait for the window to pass, or `docker login` to an account with a higher limit", throttle_detail(*.allowance, *.retry_after))]
-    RateLimited {
-        host: String,
-        limit: Limit,
-        allowance: Option<RateLimit>,
-        retry_after: Option<Duration>,
-    },
-    #[error("registry '{host}' answered {status} for {url}{}", wait_detail(*.retry_after))]
-    Server {
-        host: String,
-        status: StatusCode,
-        url: String,
-        retry_after: Option<Duration>,
-    },
-    #[error("cannot reach registry '{host}': {detail}\nnote: check the name, the network, and that the registry's CA is trusted (system store, SSL_CERT_FILE, or /etc/docker/certs.d/HOST/ca.crt)")]
-    Connect { host: String, detail: String },
-    /// The registry went silent: packets dropped, not refused. Not retried at once: each try
-    /// would cost the whole limit again.
-    #[error("registry '{host}' stopped answering: {what} got no answer for {}\nnote: the network or the registry drops packets (a firewall, a route, a hung load balancer); check that this host answers, e.g. `curl -v https://{host}/v2/`", net_timeouts::seconds(*.after))]
-    Stalled {
-        host: String,
-        what: String,
-        after: Duration,
-    },
-    /// The registry stopped answering earlier in this run ([`RegistryError::Stalled`]),
-    /// within `net_timeouts::silent_hold`: not asked again, so each image does not wait out
-    /// the limit anew.
-    #[error("registry '{host}' stopped answering {} ago in this run; not asked again for now\nnote: check that this host answers, e.g. `curl -v https://{host}/v2/`; ecrcp asks it again {} after it went silent, and the next run asks anew", net_timeouts::seconds(*.ago), net_timeouts::seconds(net_timeouts::net().silent_hold))]
-    StillSilent { host: String, ago: Duration },
-    #[error("registry '{host}' sent something unexpected: {detail}")]
-    Protocol { host: String, detail: String },
-    #[error("registry '{host}' answered '{answered}' when asked for '{image}' by digest '{requested}'\nnote: a registry must serve exactly the content a digest names; ecrcp refuses anything else")]
-    DigestMismatch {
-        host: String,
-        image: String,
-        requested: String,
-        answered: String,
-    },
-    #[error("registry '{host}' sent more than {} MiB for {url}\nnote: ECR and most registries refuse manifests over 4 MiB", MAX_MANIFEST_BYTES >> 20)]
-    TooLarge { host: String, url: String },
-    /// A request the registry answered with a client error (4xx) it explained.
-    #[error("registry '{host}' refused {what} ({status}){}", refusal_detail(.detail))]
-    Refused {
-        host: String,
-        what: String,
-        status: StatusCode,
-        detail: String,
-    },
-    /// A token that served the upload's first request was refused for its body: it expired
-    /// in between. Starting over asks for a new one.
-    #[error("registry '{host}' refused the token of an upload under way (it expired)")]
-    TokenExpired { host: String },
-    /// The registry no longer knows an upload session (404 to its PUT): it expired or was
-    /// lost in a restart. Starting over opens a new one.
-    #[error("registry '{host}' lost the upload session of {digest} (404)")]
-    UploadUnknown { host: String, digest: String },
-    /// An ECR registry refused the token it had accepted, and refused the new one fetched
-    /// for it too (or none could be fetched): a new token is not what is missing.
-    #[error("registry '{host}' refused the ECR authorization token {}\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on '{repository}' (docs/iam.md), and that '{host}' is the registry meant", renewal_detail(.fetch_failed.as_deref()))]
-    TokenRefused {
-        host: String,
-        repository: String,
-        /// Why no new token could be fetched; `None`: the new one was refused too.
-        fetch_failed: Option<String>,
-    },
-}
-
-fn denied_hint(access: Access) -> &'static str {
-    match access {
-        Access::Pull => "check that your login may read it",
-        Access::Push => "check that your login may push to it (`ecrcp iam-policy` prints the IAM policy a copy into ECR needs)",
-    }
-}
-
-fn renewal_detail(fetch_failed: Option<&str>) -> String {
-    match fetch_failed {
-        Some(error) => format!("that had worked, and a new one could not be fetched: {error}"),
-        None => "again right after ecrcp fetched a new one".to_owned(),
-    }
-}
-
-fn refusal_detail(detail: &str) -> String {
-    if detail.is_empty() {
-        String::new()
-    } else {
-        format!(": {detail}")
-    }
-}
-
-/// What a registry's 429 limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// Manifest GETs: Docker Hub's pull quota. Asking again could spend a pull.
-    Pulls,
-    /// Any request (a token, a HEAD): asking again costs nothing but the request.
-    Requests,
-}
-
-impl std::fmt::Display for Limit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Limit::Pulls => "says the pull rate limit is reached",
-            Limit::Requests => "is throttling requests (HTTP 429)",
-        })
-    }
-}
-
-impl RegistryError {
-    /// Whether trying again at once (after a short backoff) may help: server errors and
-    /// dropped connections, never a refusal, a throttle, or a server that asked for a wait.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            RegistryError::Server {
-                status,
-                retry_after: None,
-                ..
-            } => status.is_server_error() || *status == StatusCode::REQUEST_TIMEOUT,
-            RegistryError::Connect { .. }
-            | RegistryError::TokenExpired { .. }
-            | RegistryError::UploadUnknown { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// Whether `docker pull` would meet this very answer from the registry: a repository
-    /// missing or closed to this login, a throttle, content that is not what its digest
-    /// names. Handing such an image to docker anyway only spends time, or a pull.
-    pub fn holds_for_docker(&self) -> bool {
-        matches!(
-            self,
-            RegistryError::Inaccessible { .. }
-                | RegistryError::RateLimited { .. }
-                | RegistryError::DigestMismatch { .. }
-        )
-    }
-
-    /// How long to wait before asking again, or `None` to give up: a backoff for passing
-    /// failures, the registry's own `Retry-After` when it is short, and never for the pull
-    /// quota, since asking again may spend a pull the budget did not plan.
-    pub(crate) fn pause(&self, backoff: Duration) -> Option<Duration> {
-        match self {
-            RegistryError::RateLimited {
-                limit: Limit::Pulls, ..
-            } => None,
-            RegistryError::RateLimited { retry_after, .. }
-            | RegistryError::Server {
-                retry_after: retry_after @ Some(_),
-                ..
-            } => retry_after.filter(|wait| *wait <= retry::LONGEST_WAIT),
-            error if error.is_transient() => Some(backoff),
-            _ => None,
-        }
-    }
-}
-
-/// How to log in to `host`: Docker Hub needs no name.
-fn login_command(host: &str) -> String {
-    if host == "docker.io" {
-        "docker login".to_owned()
-    } else {
-        format!("docker login {host}")
-    }
-}
-
-fn throttle_detail(allowance: Option<RateLimit>, retry_after: Option<Duration>) -> String {
-    let left = allowance
-        .map(|limit| format!(" ({} of {} pulls left)", limit.remaining, limit.limit))
-        .unwrap_or_default();
-    // A spent pull allowance: say when it is whole again, unless the registry named a wait.
-    let renewal = allowance
-        .filter(|limit| limit.remaining == 0 && retry_after.is_none())
-        .and_then(|limit| limit.renewal(SystemTime::now()))
-        .map(|renewal| format!("; {renewal}"))
-        .unwrap_or_default();
-    left + &renewal + &wait_detail(retry_after)
-}
-
-fn wait_detail(retry_after: Option<Duration>) -> String {
-    retry_after
-        .map(|wait| format!("; it asks to wait {}", retry::describe_wait(wait)))
-        .unwrap_or_default()
-}
-
-/// A registry client with a token cache per host and scope, and the challenge each host
-/// answered with.
+/// A registry client, in layers: the transport ([`transport`]) carries requests to each
+/// host, the authorization layer ([`authorize`]) adds what each registry wants, and the
+/// request path here tries again as each host's retry policy says. The error catalogue is
+/// [`error`].
 pub struct RegistryClient {
-    /// Trusts the system's CAs (and `SSL_CERT_FILE`).
-    http: reqwest::Client,
-    /// For hosts with CAs of their own in docker's certs.d, clients that trust those too.
-    with_docker_cas: Mutex<DockerCaClients>,
-    credentials: CredentialStore,
-    /// `Authorization` values by API host and scopes, until they expire.
-    tokens: TokenCache,
-    /// How each host asked to authenticate, once it did.
-    challenges: Mutex<HashMap<String, Challenge>>,
-    attempts: u32,
+    auth: Authorizer,
+    /// Each host's concurrency, rate and retry policy.
+    hosts: Hosts,
     /// Manifest GETs Docker Hub answered: each is a pull on its count.
     hub_manifest_reads: AtomicU64,
-    /// Hosts that stopped answering, and when ([`RegistryError::StillSilent`]).
-    silent: Mutex<HashMap<String, Instant>>,
-}
-
-/// The clients for hosts with CAs in docker's certs.d: one per set of CAs, shared by the
-/// hosts that name the same set (a private CA often signs several registries).
-#[derive(Default)]
-struct DockerCaClients {
-    by_host: HashMap<String, reqwest::Client>,
-    /// Keyed by the CA files' contents.
-    by_cas: HashMap<Vec<u8>, reqwest::Client>,
-}
-
-struct Response {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-/// A request before authorization is added: replayable, since a 401 asks for it again.
-pub(crate) struct Outgoing {
-    pub method: Method,
-    pub url: String,
-    pub headers: HeaderMap,
-    pub body: Option<bytes::Bytes>,
-    /// Has no total time limit, only one on the wait for the answer's headers: a blob
-    /// body comes after them, as long as it keeps moving (its reader times each piece).
-    pub long: bool,
-}
-
-impl Outgoing {
-    pub fn new(method: Method, url: impl Into<String>) -> Self {
-        Outgoing {
-            method,
-            url: url.into(),
-            headers: HeaderMap::new(),
-            body: None,
-            long: false,
-        }
-    }
 }
 
 impl RegistryClient {
     pub fn new(credentials: CredentialStore) -> Result<Self, RegistryError> {
+        RegistryClient::with_hosts(credentials, Hosts::default())
+    }
+
+    /// A client that holds to `hosts`' settings for each registry host.
+    pub fn with_hosts(credentials: CredentialStore, hosts: Hosts) -> Result<Self, RegistryError> {
         Ok(RegistryClient {
-            http: http_client("(none)", &[])?,
-            with_docker_cas: Mutex::default(),
-            credentials,
-            tokens: TokenCache::default(),
-            challenges: Mutex::new(HashMap::new()),
-            attempts: retry::REQUEST_ATTEMPTS,
+            auth: Authorizer::new(Transport::new()?, credentials),
+            hosts,
             hub_manifest_reads: AtomicU64::new(0),
-            silent: Mutex::default(),
         })
     }
 
     pub fn credentials(&self) -> &CredentialStore {
-        &self.credentials
+        self.auth.credentials()
+    }
+
+    /// Gets ready to HEAD the manifests of `images`: learns how each host authenticates and
+    /// fetches pull tokens for many repositories at once ([`prefetch`]).
+    pub async fn prepare_reads(&self, images: &[Reference]) {
+        self.auth.prepare_reads(images).await;
     }
 
     /// The manifest GETs Docker Hub answered so far: the pulls this client spent there.
     pub fn hub_manifest_reads(&self) -> u64 {
         self.hub_manifest_reads.load(Ordering::SeqCst)
-    }
-
-    /// The client for `host`: one that also trusts the CAs docker trusts for that registry
-    /// (`/etc/docker/certs.d/HOST/*.crt`), so a private registry that docker reaches, ecrcp
-    /// reaches too.
-    fn http_for(&self, host: &str) -> Result<reqwest::Client, RegistryError> {
-        let mut known = self.with_docker_cas.lock().expect("client cache poisoned");
-        if let Some(found) = known.by_host.get(host) {
-            return Ok(found.clone());
-        }
-        let (pems, cas) = docker_cas(&Path::new(DOCKER_CERTS_DIR).join(host));
-        let found = if cas.is_empty() {
-            self.http.clone()
-        } else if let Some(shared) = known.by_cas.get(&pems) {
-            shared.clone()
-        } else {
-            let client = http_client(host, &cas)?;
-            known.by_cas.insert(pems, client.clone());
-            client
-        };
-        known.by_host.insert(host.to_owned(), found.clone());
-        Ok(found)
     }
 
     /// The digest `image` names now, or `None` when the registry does not have it.
@@ -472,35 +185,7 @@ impl RegistryClient {
         })
     }
 
-    /// Runs `attempt` until it succeeds, fails for good, or its [`retry::Persistence`] gives
-    /// up (attempts or time), waiting between tries as [`RegistryError::pause`] says, with
-    /// a backoff that doubles and jitter. Each retry is logged with what failed and why.
-    pub(crate) async fn retrying<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RegistryError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, RegistryError>>,
-    {
-        let mut persistence = retry::Persistence::request(self.attempts);
-        loop {
-            let result = attempt().await;
-            let Err(error) = &result else {
-                return result;
-            };
-            let Some(pause) = persistence
-                .next_backoff(false)
-                .and_then(|backoff| error.pause(backoff + jitter(backoff)))
-            else {
-                let what = redact::redact(what);
-                if persistence.tries() > 1 {
-                    tracing::info!(request = %what, error = %error_chain(error), attempts = persistence.tries(), "registry request failed; giving up");
-                }
-                return result;
-            };
-            tracing::warn!(request = %redact::redact(what), error = %error_chain(error), attempt = persistence.tries(), wait_ms = pause.as_millis(), "registry request failed; retrying");
-            tokio::time::sleep(pause).await;
-        }
-    }
-
+    /// A manifest HEAD or GET, its answer (2xx or 404) read. A GET of Docker Hub's is a pull.
     async fn manifest_request(
         &self,
         method: Method,
@@ -508,559 +193,24 @@ impl RegistryClient {
         scopes: &Scopes,
         reference: &str,
     ) -> Result<Response, RegistryError> {
-        let what = format!("{method} {image} {reference}");
-        self.retrying(&what, || {
-            self.manifest_request_once(method.clone(), image, scopes, reference)
-        })
-        .await
-    }
-
-    async fn manifest_request_once(
-        &self,
-        method: Method,
-        image: &Reference,
-        scopes: &Scopes,
-        reference: &str,
-    ) -> Result<Response, RegistryError> {
         let url = repository_url(image, &format!("manifests/{reference}"));
-        let mut request = Outgoing::new(method.clone(), url.clone());
-        request
-            .headers
-            .insert(ACCEPT, HeaderValue::from_static(manifest::ACCEPT));
-        let response = self.send_authorized(image, scopes, request).await?;
-        let response = read_response(response, &method, image.api_host(), &url).await?;
+        let mut request = Request::new(method.clone(), url)
+            .header(ACCEPT, HeaderValue::from_static(manifest::ACCEPT))
+            .accepting(|status| status.is_success() || status == StatusCode::NOT_FOUND);
+        if method == Method::GET {
+            request = request.pulling();
+        }
+        let response = self.request(image, scopes, &request).await?;
         if method == Method::GET && response.status.is_success() && image.is_docker_hub() {
             self.hub_manifest_reads.fetch_add(1, Ordering::SeqCst);
         }
-        let limit = if method == Method::GET {
-            Limit::Pulls
-        } else {
-            Limit::Requests
-        };
-        let response = check_status(image, limit, &url, response)?;
         check_digest(image, reference, response)
     }
-
-    /// Sends `request` to `image`'s repository with the authorization `scopes` need: the
-    /// token cached for them, or the answer to the host's challenge, asked once more after a
-    /// 401. The response comes back unread, whatever its status but 401.
-    pub(crate) async fn send_authorized(
-        &self,
-        image: &Reference,
-        scopes: &Scopes,
-        request: Outgoing,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let host = image.api_host();
-        let own = own_origin(image, &request.url);
-        if !own {
-            // Another origin (an upload session on a storage host): none of the registry's
-            // credentials go there, and its challenges are none of the registry's.
-            let response = self.send(&request, host, None).await?;
-            return foreign_answer(image, response);
-        }
-        let authorization = self.authorization(image, scopes).await?;
-        let response = self.send(&request, host, authorization.as_deref()).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        if !own_origin(image, response.url().as_str()) {
-            // A redirect led elsewhere, and that origin asks for credentials.
-            return foreign_answer(image, response);
-        }
-        // Nothing was known, or what was known no longer serves (a token for many
-        // repositories that left this one out, say): answer this very challenge.
-        let challenge = header(response.headers(), WWW_AUTHENTICATE.as_str())
-            .and_then(|value| auth::parse_challenge(&value))
-            .ok_or_else(|| RegistryError::Unauthorized {
-                host: image.registry().to_owned(),
-                repository: image.repository().to_owned(),
-            })?;
-        self.challenges
-            .lock()
-            .expect("challenge cache poisoned")
-            .insert(host.to_owned(), challenge.clone());
-        let token = matches!(challenge, Challenge::Bearer { .. });
-        // Read before the credentials are: a renewal meanwhile then costs no second one.
-        let serial = self.credentials.serial(image.registry());
-        let mut fresh = self.authorize(image, scopes, challenge).await?;
-        let mut response = self.send(&request, host, Some(&fresh.value)).await?;
-        if let (StatusCode::UNAUTHORIZED, Some(serial)) = (response.status(), serial) {
-            // The token that worked is refused (it expired): one new token, asked once more.
-            fresh = self.renewed(image, serial).await?;
-            response = self.send(&request, host, Some(&fresh.value)).await?;
-            if response.status() == StatusCode::UNAUTHORIZED {
-                return Err(RegistryError::TokenRefused {
-                    host: image.registry().to_owned(),
-                    repository: image.repository().to_owned(),
-                    fetch_failed: None,
-                });
-            }
-            tracing::info!(
-                registry = image.registry(),
-                "the registry accepted the new ECR authorization token; going on"
-            );
-        }
-        if response.status() == StatusCode::UNAUTHORIZED {
-            // A token was handed out and refused: for reads, Docker Hub's answer for a
-            // repository that is missing or private; for writes, a login without push.
-            return Err(if token && !scopes.pushes() {
-                RegistryError::Inaccessible {
-                    image: image.familiar(),
-                    host: image.registry().to_owned(),
-                }
-            } else {
-                RegistryError::Unauthorized {
-                    host: image.registry().to_owned(),
-                    repository: image.repository().to_owned(),
-                }
-            });
-        }
-        self.tokens.put(host, [scopes.key().as_str()], &fresh);
-        Ok(response)
-    }
-
-    /// The `Authorization` value for `scopes` on `image`'s host, when one is known without
-    /// asking the registry first: a cached token, or the answer to the challenge the host
-    /// gave before (for another repository), which saves the round trip that would only
-    /// fetch the same 401. A host ecrcp fetched an ECR token for is presumed to ask for
-    /// Basic (ECR checks its token as Basic credentials on every request), so even its
-    /// first request goes with them; a registry that wants otherwise answers 401 with its
-    /// challenge, which is then answered as any other.
-    pub(crate) async fn authorization(
-        &self,
-        image: &Reference,
-        scopes: &Scopes,
-    ) -> Result<Option<Arc<str>>, RegistryError> {
-        let host = image.api_host();
-        let key = scopes.key();
-        if let Some(cached) = self.tokens.get(host, &key) {
-            return Ok(Some(cached));
-        }
-        let known = self
-            .challenges
-            .lock()
-            .expect("challenge cache poisoned")
-            .get(host)
-            .cloned()
-            .or_else(|| {
-                self.credentials
-                    .serial(image.registry())
-                    .map(|_| Challenge::Basic)
-            });
-        match known {
-            Some(challenge) => {
-                let fresh = self.authorize(image, scopes, challenge).await?;
-                self.tokens.put(host, [key.as_str()], &fresh);
-                Ok(Some(fresh.value))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// The Basic authorization of the credentials that replace those numbered `serial`,
-    /// which `image`'s registry refused.
-    async fn renewed(&self, image: &Reference, serial: u64) -> Result<Authorization, RegistryError> {
-        let host = image.registry();
-        let refused = |fetch_failed| RegistryError::TokenRefused {
-            host: host.to_owned(),
-            repository: image.repository().to_owned(),
-            fetch_failed,
-        };
-        match self.credentials.renew(host, serial).await {
-            Some(Ok(credentials)) => Ok(Authorization::lasting(basic(
-                &credentials.username,
-                credentials.password.expose(),
-            ))),
-            Some(Err(RenewalFailed::Fetch(error))) => Err(refused(Some(error))),
-            Some(Err(RenewalFailed::RefusedAgain)) | None => Err(refused(None)),
-        }
-    }
-
-    /// Drops the token cached for `scopes` (it expired): the next request asks anew.
-    pub(crate) fn forget_token(&self, image: &Reference, scopes: &Scopes) {
-        self.tokens.forget(image.api_host(), &scopes.key());
-    }
-
-    /// One HTTP request as it is, no retries, no challenge.
-    async fn send(
-        &self,
-        request: &Outgoing,
-        host: &str,
-        authorization: Option<&str>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let limit = net_timeouts::net().request;
-        let mut builder = self
-            .http_for(host)?
-            .request(request.method.clone(), &request.url)
-            .headers(request.headers.clone());
-        if !request.long {
-            builder = builder.timeout(limit);
-        }
-        if let Some(authorization) = authorization {
-            builder = builder.header(AUTHORIZATION, authorization);
-        }
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        self.refuse_if_silent(host)?;
-        let what = || format!("{} {}", request.method, redact::redact(&request.url));
-        let sent = match tokio::time::timeout(limit, builder.send()).await {
-            Ok(sent) => sent.map_err(|error| send_error(host, &what(), &error)),
-            Err(_) => Err(RegistryError::Stalled {
-                host: host.to_owned(),
-                what: what(),
-                after: limit,
-            }),
-        };
-        if let Err(RegistryError::Stalled { .. }) = &sent {
-            self.silent
-                .lock()
-                .expect("silent hosts poisoned")
-                .insert(host.to_owned(), Instant::now());
-        }
-        sent
-    }
-
-    /// Fails at once for a host that stopped answering a request within the hold.
-    fn refuse_if_silent(&self, host: &str) -> Result<(), RegistryError> {
-        let silent = self.silent.lock().expect("silent hosts poisoned");
-        match silent.get(host).map(Instant::elapsed) {
-            Some(ago) if ago < net_timeouts::net().silent_hold => Err(RegistryError::StillSilent {
-                host: host.to_owned(),
-                ago,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Sends a request whose body streams (and so cannot be sent twice) with the
-    /// authorization already known for `scopes`. A 401 means the token expired meanwhile:
-    /// it is dropped, and the caller starts over.
-    pub(crate) async fn send_streaming(
-        &self,
-        image: &Reference,
-        scopes: &Scopes,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let host = image.api_host();
-        self.refuse_if_silent(host)?;
-        let (client, request) = request.build_split();
-        let mut request = request.map_err(|error| send_error(host, "an upload", &error))?;
-        let own = own_origin(image, request.url().as_str());
-        let serial = self.credentials.serial(image.registry());
-        if own {
-            if let Some(authorization) = self.authorization(image, scopes).await? {
-                let mut value =
-                    HeaderValue::from_str(&authorization).map_err(|_| RegistryError::Unauthorized {
-                        host: image.registry().to_owned(),
-                        repository: image.repository().to_owned(),
-                    })?;
-                value.set_sensitive(true);
-                request.headers_mut().insert(AUTHORIZATION, value);
-            }
-        }
-        let response = client
-            .execute(request)
-            .await
-            .map_err(|error| send_error(host, "an upload", &error))?;
-        if !own || !own_origin(image, response.url().as_str()) {
-            return foreign_answer(image, response);
-        }
-        if response.status() == StatusCode::UNAUTHORIZED {
-            self.forget_token(image, scopes);
-            if let Some(serial) = serial {
-                // ECR's token expired under the upload: the next start goes with a new one.
-                self.renewed(image, serial).await?;
-            }
-            return Err(RegistryError::TokenExpired {
-                host: image.registry().to_owned(),
-            });
-        }
-        Ok(response)
-    }
-
-    /// A request builder on the long-transfer client for `host`.
-    pub(crate) fn long_request(
-        &self,
-        method: Method,
-        url: &str,
-        host: &str,
-    ) -> Result<reqwest::RequestBuilder, RegistryError> {
-        Ok(self.http_for(host)?.request(method, url))
-    }
-
-    /// Answers a challenge: the `Authorization` header value to send, and how long it lasts.
-    async fn authorize(
-        &self,
-        image: &Reference,
-        scopes: &Scopes,
-        challenge: Challenge,
-    ) -> Result<Authorization, RegistryError> {
-        let host = image.registry();
-        let unauthorized = || RegistryError::Unauthorized {
-            host: host.to_owned(),
-            repository: image.repository().to_owned(),
-        };
-        let credentials = self.credentials.lookup(host).await;
-        match challenge {
-            Challenge::Basic => {
-                let credentials = credentials.ok_or_else(unauthorized)?;
-                Ok(Authorization::lasting(basic(
-                    &credentials.username,
-                    credentials.password.expose(),
-                )))
-            }
-            Challenge::Bearer { realm, service, .. } => {
-                let url = scope::token_url(&realm, service.as_deref(), scopes).ok_or_else(|| {
-                    RegistryError::Protocol {
-                        host: host.to_owned(),
-                        detail: format!("bad token realm '{}'", redact::redact(&realm)),
-                    }
-                })?;
-                if let Some(reason) = auth::realm_refusal(image.api_host(), &url) {
-                    return Err(RegistryError::RealmRefused {
-                        host: host.to_owned(),
-                        realm: redact::redact(&realm).into_owned(),
-                        reason,
-                    });
-                }
-                let token_host = url.host_str().unwrap_or(host).to_owned();
-                let mut request = Outgoing::new(Method::GET, url.as_str());
-                if let Some(credentials) = &credentials {
-                    let value = basic(&credentials.username, credentials.password.expose());
-                    let mut value = HeaderValue::from_str(&value).map_err(|_| unauthorized())?;
-                    value.set_sensitive(true);
-                    request.headers.insert(AUTHORIZATION, value);
-                }
-                let response = self.send(&request, &token_host, None).await?;
-                let response = read_response(response, &Method::GET, &token_host, &realm).await?;
-                match response.status {
-                    StatusCode::UNAUTHORIZED => return Err(unauthorized()),
-                    StatusCode::FORBIDDEN => {
-                        return Err(RegistryError::Denied {
-                            host: host.to_owned(),
-                            repository: image.repository().to_owned(),
-                            access: if scopes.pushes() {
-                                Access::Push
-                            } else {
-                                Access::Pull
-                            },
-                        })
-                    }
-                    // Docker Hub's token server throttles on its own: no pull is spent yet.
-                    StatusCode::TOO_MANY_REQUESTS => {
-                        return Err(RegistryError::RateLimited {
-                            host: host.to_owned(),
-                            limit: Limit::Requests,
-                            allowance: None,
-                            retry_after: retry_after(&response.headers),
-                        })
-                    }
-                    status if !status.is_success() => {
-                        return Err(RegistryError::Server {
-                            host: host.to_owned(),
-                            status,
-                            url: redact::redact(&realm).into_owned(),
-                            retry_after: retry_after(&response.headers),
-                        })
-                    }
-                    _ => {}
-                }
-                let answer =
-                    auth::parse_token_response(&response.body).ok_or_else(|| RegistryError::Protocol {
-                        host: host.to_owned(),
-                        detail: "the token server's answer holds no token".into(),
-                    })?;
-                Ok(Authorization {
-                    value: format!("Bearer {}", answer.token).into(),
-                    lifetime: Some(answer.expires_in),
-                })
-            }
-        }
-    }
-}
-
-/// Whether `url` is on the origin of `image`'s registry, where its credentials may go.
-fn own_origin(image: &Reference, url: &str) -> bool {
-    match (
-        origin::registry_origin(image.api_host()),
-        reqwest::Url::parse(url),
-    ) {
-        (Some(registry), Ok(url)) => origin::same_origin(&registry, &url),
-        _ => false,
-    }
-}
-
-/// The answer of an origin other than the registry's, which gets no credentials: a 401
-/// there is its own, not a challenge for the registry's login.
-fn foreign_answer(
-    image: &Reference,
-    response: reqwest::Response,
-) -> Result<reqwest::Response, RegistryError> {
-    if response.status() != StatusCode::UNAUTHORIZED {
-        return Ok(response);
-    }
-    let url = response.url();
-    Err(RegistryError::ForeignChallenge {
-        host: image.registry().to_owned(),
-        origin: format!(
-            "{}://{}",
-            url.scheme(),
-            url.host_str().map_or_else(String::new, |name| match url.port() {
-                Some(port) => format!("{name}:{port}"),
-                None => name.to_owned(),
-            })
-        ),
-    })
 }
 
 /// `BASE/v2/REPOSITORY/TAIL` for `image`'s repository.
 pub(crate) fn repository_url(image: &Reference, tail: &str) -> String {
     format!("{}/v2/{}/{tail}", base_url(image.api_host()), image.repository())
-}
-
-/// A response with its body read (bounded), but for HEAD.
-async fn read_response(
-    response: reqwest::Response,
-    method: &Method,
-    host: &str,
-    url: &str,
-) -> Result<Response, RegistryError> {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = if *method == Method::HEAD {
-        Vec::new()
-    } else {
-        read_bounded(response, host, url).await?
-    };
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-/// Where the docker daemon keeps per-registry certificates.
-const DOCKER_CERTS_DIR: &str = "/etc/docker/certs.d";
-
-/// Why a request got no answer: a registry gone silent (a connection that timed out, in
-/// ecrcp or in the kernel), or one that could not be reached at all.
-fn send_error(host: &str, what: &str, error: &reqwest::Error) -> RegistryError {
-    let limits = net_timeouts::net();
-    let detail = error_chain(error);
-    // The kernel's own give-up (TCP_USER_TIMEOUT, keepalive) reads "timed out" too.
-    if error.is_timeout() || detail.contains("timed out") {
-        RegistryError::Stalled {
-            host: host.to_owned(),
-            what: what.to_owned(),
-            after: if error.is_connect() {
-                limits.connect
-            } else {
-                limits.unacknowledged
-            },
-        }
-    } else {
-        RegistryError::Connect {
-            host: host.to_owned(),
-            detail,
-        }
-    }
-}
-
-/// One client for every request to a host, blob or not, so that they share connections.
-/// Its limits catch silence at every stage: connecting, sent data never acknowledged
-/// (`TCP_USER_TIMEOUT`), and idle connections whose peer is gone (keepalive); each request
-/// adds its own (see [`RegistryClient::send`] and the blob readers and writers).
-fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
-    let limits = net_timeouts::net();
-    let builder = || {
-        reqwest::Client::builder()
-            .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(limits.connect)
-            .tcp_user_timeout(limits.unacknowledged)
-            .tcp_keepalive(limits.keepalive)
-            .tcp_keepalive_interval(limits.keepalive)
-    };
-    let system = roots::system();
-    // The system's CAs as read once for the process; where they cannot be (none read, or
-    // one rustls refuses), reqwest's platform verifier reads them itself, as before.
-    let read_once = (!system.is_empty())
-        .then(|| {
-            builder()
-                .tls_certs_only(system.iter().chain(extra_cas).cloned())
-                .build()
-                .ok()
-        })
-        .flatten();
-    match read_once {
-        Some(client) => Ok(client),
-        None => builder().tls_certs_merge(extra_cas.to_vec()).build(),
-    }
-    .map_err(|error| RegistryError::Connect {
-        host: host.to_owned(),
-        detail: error_chain(&error),
-    })
-}
-
-/// The CA certificates (`*.crt`, as docker reads them) in a certs.d directory, and the
-/// contents of the files they came from, in name order. An unreadable one is logged and left
-/// out: the system's CAs may still do.
-fn docker_cas(dir: &Path) -> (Vec<u8>, Vec<reqwest::Certificate>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return (Vec::new(), Vec::new());
-    };
-    let mut paths: Vec<_> = entries
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "crt"))
-        .collect();
-    paths.sort();
-    let (mut pems, mut cas) = (Vec::new(), Vec::new());
-    for path in paths {
-        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|pem| {
-            let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())?;
-            Ok((pem, found))
-        }) {
-            Ok((pem, found)) => {
-                pems.extend(pem);
-                cas.extend(found);
-            }
-            Err(error) => {
-                tracing::warn!(file = %path.display(), %error, "cannot read a registry CA certificate");
-            }
-        }
-    }
-    (pems, cas)
-}
-
-fn check_status(
-    image: &Reference,
-    limit: Limit,
-    url: &str,
-    response: Response,
-) -> Result<Response, RegistryError> {
-    let host = image.registry().to_owned();
-    match response.status {
-        status if status.is_success() || status == StatusCode::NOT_FOUND => Ok(response),
-        // Manifest GETs and HEADs: reads, whatever the token may also do.
-        StatusCode::FORBIDDEN => Err(RegistryError::Denied {
-            host,
-            repository: image.repository().to_owned(),
-            access: Access::Pull,
-        }),
-        StatusCode::TOO_MANY_REQUESTS => Err(RegistryError::RateLimited {
-            host,
-            limit,
-            allowance: rate_limit(&response.headers),
-            retry_after: retry_after(&response.headers),
-        }),
-        status => Err(RegistryError::Server {
-            host,
-            status,
-            url: redact::redact(url).into_owned(),
-            retry_after: retry_after(&response.headers),
-        }),
-    }
 }
 
 /// Refuses an answer to a request by digest that names another digest of the same algorithm.
@@ -1087,248 +237,14 @@ fn check_digest(image: &Reference, requested: &str, response: Response) -> Resul
     }
 }
 
-/// A response body, read as it streams in and refused past [`MAX_MANIFEST_BYTES`], so that a
-/// broken or hostile server cannot make ecrcp hold gigabytes.
-async fn read_bounded(
-    mut response: reqwest::Response,
-    host: &str,
-    url: &str,
-) -> Result<Vec<u8>, RegistryError> {
-    let too_large = || RegistryError::TooLarge {
-        host: host.to_owned(),
-        url: redact::redact(url).into_owned(),
-    };
-    if response
-        .content_length()
-        .is_some_and(|length| length > MAX_MANIFEST_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|error| RegistryError::Connect {
-        host: host.to_owned(),
-        detail: error_chain(&error),
-    })? {
-        if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// The wait a `Retry-After` header asks for.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    retry::parse_retry_after(&header(headers, "retry-after")?, SystemTime::now())
-}
-
-/// `https://HOST`, except for loopback registries, which docker also reaches over plain HTTP.
-pub(crate) fn base_url(host: &str) -> String {
-    if is_loopback(host) {
-        format!("http://{host}")
-    } else {
-        format!("https://{host}")
-    }
-}
-
-/// Whether `host` (`NAME[:PORT]`, an IPv6 address in brackets) is this machine: the exact
-/// name `localhost` or a loopback address. A name is never read by its look: `127.example.com`
-/// is anyone's host, and plain HTTP would hand it the credentials in clear text.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let name = host_name(host);
-    name.eq_ignore_ascii_case("localhost")
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|address| address.is_loopback())
-}
-
-/// The name or address of `host` (`NAME[:PORT]`, `[IPV6][:PORT]`), without port or brackets.
-pub(crate) fn host_name(host: &str) -> &str {
-    match host.strip_prefix('[') {
-        Some(bracketed) => bracketed
-            .split_once(']')
-            .map_or(bracketed, |(address, _)| address),
-        None => host.split_once(':').map_or(host, |(name, _)| name),
-    }
-}
-
-fn basic(username: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-    )
-}
-
 pub(crate) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name)?.to_str().ok().map(str::to_owned)
-}
-
-/// Parses Docker Hub's `ratelimit-limit: 100;w=21600` and `ratelimit-remaining: 76;w=21600`.
-pub fn rate_limit(headers: &HeaderMap) -> Option<RateLimit> {
-    let number =
-        |name: &str| -> Option<u64> { header(headers, name)?.split(';').next()?.trim().parse().ok() };
-    let window = header(headers, "ratelimit-limit").and_then(|value| {
-        value
-            .split(';')
-            .skip(1)
-            .find_map(|parameter| parameter.trim().strip_prefix("w="))
-            .and_then(|seconds| seconds.trim().parse().ok())
-            .map(Duration::from_secs)
-    });
-    Some(RateLimit {
-        limit: number("ratelimit-limit")?,
-        remaining: number("ratelimit-remaining")?,
-        window,
-    })
-}
-
-/// `error` and its causes, one after the other, with the queries of the URLs they name left
-/// out (reqwest names the URL it sent to, after redirects: maybe a presigned one).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    redact::redact(&text).into_owned()
-}
-
-/// Up to a quarter of `delay`, so that retries from many images do not march in step.
-pub(crate) fn jitter(delay: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |now| now.subsec_nanos());
-    delay / 4 * (nanos % 100) / 100
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
-
-    #[test]
-    fn rate_limit_headers_parse_as_docker_hub_sends_them() {
-        let mut headers = HeaderMap::new();
-        assert_eq!(rate_limit(&headers), None);
-        headers.insert("ratelimit-limit", HeaderValue::from_static("100;w=21600"));
-        headers.insert("ratelimit-remaining", HeaderValue::from_static("76;w=21600"));
-        assert_eq!(
-            rate_limit(&headers),
-            Some(RateLimit {
-                limit: 100,
-                remaining: 76,
-                window: Some(Duration::from_secs(21600)),
-            })
-        );
-    }
-
-    #[test]
-    fn only_passing_failures_are_retried_and_a_pull_quota_never() {
-        let backoff = Duration::from_millis(250);
-        let server = |retry_after: Option<u64>| RegistryError::Server {
-            host: "h".into(),
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            url: "u".into(),
-            retry_after: retry_after.map(Duration::from_secs),
-        };
-        let throttled = |limit, retry_after: Option<u64>| RegistryError::RateLimited {
-            host: "h".into(),
-            limit,
-            allowance: None,
-            retry_after: retry_after.map(Duration::from_secs),
-        };
-        let denied = RegistryError::Denied {
-            host: "h".into(),
-            repository: "r".into(),
-            access: Access::Push,
-        };
-        let mismatch = RegistryError::DigestMismatch {
-            host: "h".into(),
-            image: "i".into(),
-            requested: "sha256:a".into(),
-            answered: "sha256:b".into(),
-        };
-        let status = |status: StatusCode| RegistryError::Server {
-            host: "h".into(),
-            status,
-            url: "u".into(),
-            retry_after: None,
-        };
-        let cases = [
-            (server(None), Some(backoff)),
-            (status(StatusCode::REQUEST_TIMEOUT), Some(backoff)),
-            (status(StatusCode::BAD_GATEWAY), Some(backoff)),
-            (status(StatusCode::BAD_REQUEST), None),
-            (RegistryError::TokenExpired { host: "h".into() }, Some(backoff)),
-            (server(Some(2)), Some(Duration::from_secs(2))),
-            (server(Some(30)), Some(Duration::from_secs(30))),
-            (server(Some(31)), None),
-            (throttled(Limit::Requests, Some(1)), Some(Duration::from_secs(1))),
-            (throttled(Limit::Requests, Some(3600)), None),
-            (throttled(Limit::Requests, None), None),
-            (throttled(Limit::Pulls, Some(1)), None),
-            (throttled(Limit::Pulls, None), None),
-            (denied, None),
-            (mismatch, None),
-        ];
-        for (error, pause) in cases {
-            assert_eq!(error.pause(backoff), pause, "{error:?}");
-        }
-    }
-
-    #[test]
-    fn a_throttle_names_the_wait_it_was_given() {
-        let error = RegistryError::RateLimited {
-            host: "docker.io".into(),
-            limit: Limit::Requests,
-            allowance: None,
-            retry_after: Some(Duration::from_secs(3600)),
-        };
-        assert!(
-            error.to_string().starts_with(
-                "registry 'docker.io' is throttling requests (HTTP 429); it asks to wait 60 min\n"
-            ),
-            "{error}"
-        );
-        let quota = RegistryError::RateLimited {
-            host: "docker.io".into(),
-            limit: Limit::Pulls,
-            allowance: Some(RateLimit {
-                limit: 100,
-                remaining: 0,
-                window: None,
-            }),
-            retry_after: None,
-        };
-        assert!(
-            quota.to_string().starts_with(
-                "registry 'docker.io' says the pull rate limit is reached (0 of 100 pulls left)\n"
-            ),
-            "{quota}"
-        );
-        let windowed = RegistryError::RateLimited {
-            host: "docker.io".into(),
-            limit: Limit::Pulls,
-            allowance: Some(RateLimit {
-                limit: 100,
-                remaining: 0,
-                window: Some(Duration::from_secs(21600)),
-            }),
-            retry_after: None,
-        };
-        let text = windowed.to_string();
-        let first = text.lines().next().unwrap_or_default();
-        assert!(
-            first.starts_with(
-                "registry 'docker.io' says the pull rate limit is reached (0 of 100 pulls left); \
-                 the allowance renews within 6 h 0 min, by "
-            ) && first.ends_with(" UTC"),
-            "{text}"
-        );
-    }
 
     #[test]
     fn an_answer_by_digest_must_name_that_digest() {
@@ -1357,163 +273,6 @@ mod tests {
         for (requested, status, answered, accepted) in cases {
             let result = check_digest(&image, requested, answer(status, answered));
             assert_eq!(result.is_ok(), accepted, "{requested} {status} {answered:?}");
-        }
-    }
-
-    #[test]
-    fn a_refused_token_says_missing_or_private_and_how_to_log_in() {
-        let cases = [
-            ("docker.io", "nope/missing:1", "run `docker login` as"),
-            (
-                "registry.example.test",
-                "registry.example.test/a:1",
-                "run `docker login registry.example.test` as",
-            ),
-        ];
-        for (host, image, login) in cases {
-            let error = RegistryError::Inaccessible {
-                image: image.into(),
-                host: host.into(),
-            };
-            let text = error.to_string();
-            assert!(
-                text.starts_with(&format!("'{image}' does not exist or needs a login\n")),
-                "{text}"
-            );
-            assert!(text.contains(login), "{text}");
-            assert!(error.holds_for_docker());
-        }
-    }
-
-    #[tokio::test]
-    async fn a_failed_request_names_where_it_went_but_not_the_query() {
-        let url = "http://127.0.0.1:1/bucket/blob?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA";
-        let error = reqwest::Client::new().get(url).send().await.unwrap_err();
-        let failed = send_error("r.example", "GET", &error);
-        for text in [error_chain(&error), failed.to_string(), format!("{failed:?}")] {
-            assert!(
-                text.contains("http://127.0.0.1:1/bucket/blob?[redacted]"),
-                "{text}"
-            );
-            assert!(!text.contains("s3cr3t") && !text.contains("AKIA"), "{text}");
-        }
-        let server = check_status(
-            &"r.example/a:1".parse().unwrap(),
-            Limit::Requests,
-            url,
-            Response {
-                status: StatusCode::BAD_GATEWAY,
-                headers: HeaderMap::new(),
-                body: Vec::new(),
-            },
-        )
-        .err()
-        .expect("a 502 is an error");
-        assert!(!server.to_string().contains("s3cr3t"), "{server}");
-    }
-
-    /// Renews nothing: the test's ECR token is never refused.
-    struct NoRenewal;
-
-    impl credentials::Renew for NoRenewal {
-        fn renew(
-            &self,
-            _rejected: u64,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<credentials::Issued, String>> + Send + '_>,
-        > {
-            Box::pin(async { Err("not in this test".to_owned()) })
-        }
-    }
-
-    #[tokio::test]
-    async fn an_ecr_token_goes_with_the_first_request_and_another_login_waits_for_the_challenge() {
-        let client = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
-        let ecr: Reference = "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:1"
-            .parse()
-            .unwrap();
-        let other: Reference = "registry.example.test/team/app:1".parse().unwrap();
-        let login = |username: &str, password: &str| credentials::Credentials {
-            username: username.into(),
-            password: crate::secret::Secret::new(password),
-        };
-        client.credentials().insert_renewable(
-            ecr.registry(),
-            credentials::Issued {
-                credentials: login("AWS", "ecr-token"),
-                serial: 1,
-            },
-            Arc::new(NoRenewal),
-        );
-        // A login of docker's or the user's: the registry may want a token for it.
-        client
-            .credentials()
-            .insert(other.registry(), login("alice", "alice-secret"));
-        let first = client.authorization(&ecr, &Scopes::push("app")).await.unwrap();
-        assert_eq!(first.as_deref(), Some(basic("AWS", "ecr-token").as_str()));
-        let first = client
-            .authorization(&other, &Scopes::pull("team/app"))
-            .await
-            .unwrap();
-        assert_eq!(first, None);
-    }
-
-    #[tokio::test]
-    async fn a_token_realm_the_credentials_must_not_reach_is_never_asked() {
-        let client = RegistryClient::new(CredentialStore::with_config_dir(None)).unwrap();
-        client.credentials().insert(
-            "registry.example.test",
-            credentials::Credentials {
-                username: "alice".into(),
-                password: crate::secret::Secret::new("alice-secret"),
-            },
-        );
-        let image: Reference = "registry.example.test/team/app:1".parse().unwrap();
-        // Both would be refused connections, were they asked.
-        for realm in ["http://127.0.0.2:1/token", "https://127.0.0.2:1/token"] {
-            let challenge = Challenge::Bearer {
-                realm: realm.into(),
-                service: None,
-                scope: None,
-            };
-            let error = client
-                .authorize(&image, &Scopes::pull("team/app"), challenge)
-                .await
-                .unwrap_err();
-            let text = error.to_string();
-            assert!(matches!(error, RegistryError::RealmRefused { .. }), "{text}");
-            assert!(
-                text.starts_with(&format!(
-                    "registry 'registry.example.test' asks ecrcp to fetch its tokens from '{realm}', "
-                )),
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn loopback_registries_are_reached_over_http_others_over_https_whatever_their_name_looks_like() {
-        for (host, url) in [
-            ("localhost:5000", "http://localhost:5000"),
-            ("localhost", "http://localhost"),
-            ("127.0.0.1:5000", "http://127.0.0.1:5000"),
-            ("127.1.2.3", "http://127.1.2.3"),
-            ("[::1]:5000", "http://[::1]:5000"),
-            ("[::1]", "http://[::1]"),
-            // Names that only look local belong to whoever registered them.
-            ("127.example.com", "https://127.example.com"),
-            ("127.0.0.1.nip.io:5000", "https://127.0.0.1.nip.io:5000"),
-            ("localhost.example.com", "https://localhost.example.com"),
-            ("127.evil", "https://127.evil"),
-            ("[::2]:5000", "https://[::2]:5000"),
-            ("10.0.0.1:5000", "https://10.0.0.1:5000"),
-            ("registry-1.docker.io", "https://registry-1.docker.io"),
-            (
-                "123456789012.dkr.ecr.us-east-1.amazonaws.com",
-                "https://123456789012.dkr.ecr.us-east-1.amazonaws.com",
-            ),
-        ] {
-            assert_eq!(base_url(host), url);
         }
     }
 }

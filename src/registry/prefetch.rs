@@ -13,8 +13,9 @@ use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, StatusCode};
 
 use super::auth::{self, Challenge};
+use super::authorize::Authorizer;
 use super::scope::{Access, Scopes};
-use super::{base_url, header, Outgoing, RegistryClient};
+use super::{base_url, header, Outgoing};
 use crate::reference::{EcrHost, Reference};
 
 /// The most repositories one token is asked for. The token lists each one it grants and
@@ -31,7 +32,7 @@ pub const MAX_SCOPE_BYTES: usize = 4096;
 /// Token requests sent at once to one token server.
 const TOKEN_REQUESTS_AT_ONCE: usize = 4;
 
-impl RegistryClient {
+impl Authorizer {
     /// Gets ready to HEAD the manifests of `images` (sources and destinations alike): for
     /// each registry host, learns how it authenticates and, where that is a token server,
     /// fetches pull tokens for all their repositories in as few requests as it allows.
@@ -118,7 +119,7 @@ impl RegistryClient {
             Challenge::Basic
         } else {
             let ping = Outgoing::new(Method::GET, format!("{}/v2/", base_url(host)));
-            let response = match self.send(&ping, host, None).await {
+            let response = match self.transport.send(&ping, host, None).await {
                 Ok(response) => response,
                 Err(error) => {
                     tracing::debug!(registry = host, %error, "cannot ask how the registry authenticates");

@@ -1,8 +1,10 @@
 //! When to ask a registry again: `Retry-After` values (seconds or an HTTP-date), how long
-//! ecrcp is willing to wait for one, and how long it keeps trying ([`Persistence`]: while
-//! tries make progress, within a time budget, backing off). Pure; the client does the waiting.
+//! ecrcp is willing to wait for one, and the retry policies of registry requests and blob
+//! copies (kept by [`crate::retry`]). Pure; the client does the waiting.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::retry::{Jitter, OnProgress, Policy};
 
 /// Tries of one registry request (a HEAD, a manifest, an upload start): nothing short of an
 /// answer is progress for it, so a registry that fails this often in a row is down.
@@ -10,71 +12,26 @@ pub const REQUEST_ATTEMPTS: u32 = 6;
 /// The longest pause between two tries, whatever the backoff has grown to.
 pub const LONGEST_BACKOFF: Duration = Duration::from_secs(8);
 
-/// How long to keep trying something that fails now and then: on while tries make progress
-/// (bytes or blobs land), up to `fruitless` tries in a row that make none, and no longer
-/// than a time budget counted from the first failure; the backoff doubles from `first`
-/// (up to [`LONGEST_BACKOFF`]) and starts over after progress.
-#[derive(Debug, Clone)]
-pub struct Persistence {
-    first: Duration,
-    backoff: Duration,
-    budget: Duration,
-    fruitless_limit: u32,
-    fruitless: u32,
-    tries: u32,
-    failing_since: Option<Instant>,
+/// For one request: [`REQUEST_ATTEMPTS`] tries, two minutes, from a quarter second.
+pub fn request_policy() -> Policy {
+    Policy {
+        first_wait: Duration::from_millis(250),
+        longest_wait: LONGEST_BACKOFF,
+        fruitless: REQUEST_ATTEMPTS,
+        budget: Duration::from_secs(120),
+        jitter: Jitter::UpToAQuarterMore,
+        progress: OnProgress::StartsOver,
+    }
 }
 
-impl Persistence {
-    /// For one request: `attempts` tries, two minutes, from a quarter second.
-    pub fn request(attempts: u32) -> Self {
-        Persistence::new(Duration::from_millis(250), attempts, Duration::from_secs(120))
-    }
-
-    /// For one blob's upload (each try opens a session and streams the blob): four tries
-    /// in a row without progress, a quarter of an hour of failing at most.
-    pub fn blob() -> Self {
-        Persistence::new(Duration::from_millis(500), 4, Duration::from_secs(15 * 60))
-    }
-
-    pub fn new(first: Duration, fruitless_limit: u32, budget: Duration) -> Self {
-        Persistence {
-            first,
-            backoff: first,
-            budget,
-            fruitless_limit: fruitless_limit.max(1),
-            fruitless: 0,
-            tries: 0,
-            failing_since: None,
-        }
-    }
-
-    /// Tries that failed so far.
-    pub fn tries(&self) -> u32 {
-        self.tries
-    }
-
-    /// After a failed try that made `progress` or not: the backoff before the next, or
-    /// `None` to give up.
-    pub fn next_backoff(&mut self, progress: bool) -> Option<Duration> {
-        self.next_backoff_at(progress, Instant::now())
-    }
-
-    fn next_backoff_at(&mut self, progress: bool, now: Instant) -> Option<Duration> {
-        self.tries += 1;
-        let since = *self.failing_since.get_or_insert(now);
-        if progress {
-            self.fruitless = 0;
-            self.backoff = self.first;
-        }
-        // A try with progress still counts: it failed, but it is not the last one.
-        self.fruitless += 1;
-        if self.fruitless >= self.fruitless_limit || now.duration_since(since) >= self.budget {
-            return None;
-        }
-        let backoff = self.backoff;
-        self.backoff = (self.backoff * 2).min(LONGEST_BACKOFF);
-        Some(backoff)
+/// For one blob's copy (each try opens a session and streams the blob): four tries in a row
+/// without progress, a quarter of an hour of failing at most.
+pub fn blob_policy() -> Policy {
+    Policy {
+        first_wait: Duration::from_millis(500),
+        fruitless: 4,
+        budget: Duration::from_secs(15 * 60),
+        ..request_policy()
     }
 }
 
@@ -262,66 +219,6 @@ mod tests {
                 "{value}"
             );
         }
-    }
-
-    #[test]
-    fn a_request_is_tried_its_attempts_with_a_doubling_capped_backoff() {
-        let mut persistence = Persistence::request(REQUEST_ATTEMPTS);
-        let now = Instant::now();
-        let waits: Vec<Option<Duration>> = (0..REQUEST_ATTEMPTS)
-            .map(|_| persistence.next_backoff_at(false, now))
-            .collect();
-        let ms = Duration::from_millis;
-        assert_eq!(
-            waits,
-            [
-                Some(ms(250)),
-                Some(ms(500)),
-                Some(ms(1000)),
-                Some(ms(2000)),
-                Some(ms(4000)),
-                None
-            ],
-            "six tries, five waits"
-        );
-        assert_eq!(persistence.tries(), REQUEST_ATTEMPTS);
-        let mut long = Persistence::new(Duration::from_secs(4), 10, Duration::from_secs(3600));
-        let waits: Vec<u64> = (0..4)
-            .map(|_| long.next_backoff_at(false, now).unwrap().as_secs())
-            .collect();
-        assert_eq!(
-            waits,
-            [4, 8, 8, 8],
-            "the backoff stops growing at {LONGEST_BACKOFF:?}"
-        );
-    }
-
-    #[test]
-    fn tries_go_on_while_they_make_progress_until_the_budget_is_spent() {
-        let start = Instant::now();
-        let mut persistence = Persistence::new(Duration::from_millis(500), 2, Duration::from_secs(60));
-        // Progress every time: far more tries than the fruitless limit, the backoff reset.
-        for minute_part in 0..20 {
-            let at = start + Duration::from_secs(minute_part);
-            assert_eq!(
-                persistence.next_backoff_at(true, at),
-                Some(Duration::from_millis(500)),
-                "try {minute_part}"
-            );
-        }
-        // Two tries in a row without progress end it.
-        let at = start + Duration::from_secs(21);
-        assert_eq!(persistence.next_backoff_at(false, at), None);
-        // Progress or not, the budget ends it.
-        let mut budgeted = Persistence::new(Duration::from_millis(500), 5, Duration::from_secs(60));
-        assert!(budgeted.next_backoff_at(true, start).is_some());
-        assert!(budgeted
-            .next_backoff_at(true, start + Duration::from_secs(59))
-            .is_some());
-        assert_eq!(
-            budgeted.next_backoff_at(true, start + Duration::from_secs(60)),
-            None
-        );
     }
 
     #[test]

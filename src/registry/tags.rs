@@ -8,8 +8,8 @@
 use reqwest::header::{HeaderValue, ACCEPT, ETAG, IF_NONE_MATCH, LINK};
 use reqwest::{Method, StatusCode, Url};
 
-use super::blobs::answer_error;
-use super::{header, read_bounded, repository_url, Outgoing, RegistryClient, RegistryError, Scopes};
+use super::request::Request;
+use super::{header, repository_url, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
 
 /// Tags asked for per page: ECR refuses more than 1000.
@@ -92,46 +92,36 @@ impl RegistryClient {
         url: &Url,
         etag: Option<&str>,
     ) -> Result<Option<Page>, RegistryError> {
-        let host = image.api_host();
-        self.retrying(&format!("GET {url}"), || async {
-            let mut request = Outgoing::new(Method::GET, url.as_str());
-            request
-                .headers
-                .insert(ACCEPT, HeaderValue::from_static("application/json"));
-            if let Some(value) = etag.and_then(|etag| HeaderValue::from_str(etag).ok()) {
-                request.headers.insert(IF_NONE_MATCH, value);
-            }
-            let response = self.send_authorized(image, scopes, request).await?;
-            match response.status() {
-                StatusCode::NOT_MODIFIED if etag.is_some() => return Ok(None),
-                StatusCode::OK => {}
-                _ => {
-                    let what = format!("the tag list of '{}'", image.familiar());
-                    return Err(answer_error(image, &what, response).await);
-                }
-            }
-            let next = response
-                .headers()
-                .get_all(LINK)
-                .iter()
-                .filter_map(|value| value.to_str().ok())
-                .find_map(next_link);
-            let page_etag = header(response.headers(), ETAG.as_str());
-            let body = read_bounded(response, host, url.as_str()).await?;
-            let tags = parse_tags(&body).ok_or_else(|| RegistryError::Protocol {
-                host: image.registry().to_owned(),
-                detail: format!(
-                    "the tag list of '{}' is not the JSON the spec names",
-                    image.familiar()
-                ),
-            })?;
-            Ok(Some(Page {
-                tags,
-                next,
-                etag: page_etag,
-            }))
-        })
-        .await
+        let mut request = Request::new(Method::GET, url.as_str())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .named(format!("the tag list of '{}'", image.familiar()));
+        if let Some(value) = etag.and_then(|etag| HeaderValue::from_str(etag).ok()) {
+            request = request
+                .header(IF_NONE_MATCH, value)
+                .accepting(|status| matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED));
+        }
+        let response = self.request(image, scopes, &request).await?;
+        if response.status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let next = response
+            .headers
+            .get_all(LINK)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(next_link);
+        let tags = parse_tags(&response.body).ok_or_else(|| RegistryError::Protocol {
+            host: image.registry().to_owned(),
+            detail: format!(
+                "the tag list of '{}' is not the JSON the spec names",
+                image.familiar()
+            ),
+        })?;
+        Ok(Some(Page {
+            tags,
+            next,
+            etag: header(&response.headers, ETAG.as_str()),
+        }))
     }
 }
 

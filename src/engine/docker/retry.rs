@@ -2,10 +2,10 @@
 //! the attempts make progress (docker reports more layers at the far end than any attempt
 //! before), within one time budget per copy, waiting longer after each failure, with jitter.
 
-use std::hash::{BuildHasher as _, Hasher as _};
 use std::time::{Duration, Instant};
 
 use crate::docker::DockerError;
+use crate::retry::{self, GaveUp, Jitter, OnProgress, Policy};
 
 /// How long one copy (its pull and its pushes) may spend trying again, counted from its
 /// start: a registry that fails now and then costs a retry, one that is down costs at most
@@ -19,20 +19,26 @@ pub(super) const RETRY_BUDGET: Duration = Duration::from_secs(10 * 60);
 /// as one without progress.
 pub(super) const ATTEMPTS_WITHOUT_PROGRESS: u32 = 4;
 
-/// The wait after the first failure, doubled after each further one up to `LONGEST_WAIT`.
-const FIRST_WAIT: Duration = Duration::from_secs(1);
-const LONGEST_WAIT: Duration = Duration::from_secs(30);
+/// The docker engine's retry policy: a wait of a second after the first failure, doubled
+/// after each further one up to half a minute, taken at random from its upper half; an
+/// attempt that got more layers across is forgiven, and the copy's deadline bounds them all.
+const POLICY: Policy = Policy {
+    first_wait: Duration::from_secs(1),
+    longest_wait: Duration::from_secs(30),
+    fruitless: ATTEMPTS_WITHOUT_PROGRESS,
+    budget: RETRY_BUDGET,
+    jitter: Jitter::HalfToWhole,
+    progress: OnProgress::IsForgiven,
+};
 
 /// One docker command's attempts so far.
 #[derive(Debug)]
 pub(super) struct Attempts {
-    deadline: Instant,
+    tries: retry::Attempts,
     /// The attempt that just ran, from 1.
     pub(super) attempt: u32,
     /// The most layers any attempt so far reported done.
     pub(super) best: usize,
-    /// Attempts in a row that failed without progress.
-    stalled: u32,
 }
 
 /// What to do after a failed attempt.
@@ -47,10 +53,9 @@ pub(super) enum Next {
 impl Attempts {
     pub(super) fn new(deadline: Instant) -> Self {
         Attempts {
-            deadline,
+            tries: retry::Attempts::until(POLICY, deadline),
             attempt: 1,
             best: 0,
-            stalled: 0,
         }
     }
 
@@ -61,56 +66,39 @@ impl Attempts {
         }
         let layers = error.layers_done();
         let progressed = layers > self.best;
-        if progressed {
-            self.best = layers;
-            self.stalled = 0;
-        } else {
-            self.stalled += 1;
+        self.best = self.best.max(layers);
+        match self.tries.after_failure(progressed, now) {
+            Ok(wait) => {
+                self.attempt += 1;
+                Next::Again { wait, progressed }
+            }
+            Err(gave_up) => Next::GiveUp(reason(gave_up)),
         }
-        if self.stalled >= ATTEMPTS_WITHOUT_PROGRESS {
-            return Next::GiveUp("attempts in a row made no progress");
-        }
-        let wait = jittered(backoff(self.attempt));
-        if now + wait >= self.deadline {
-            return Next::GiveUp("the copy's retry budget is spent");
-        }
-        self.attempt += 1;
-        Next::Again { wait, progressed }
     }
-}
 
-impl Attempts {
     /// Decides after an attempt that the daemon cut, once it answers again: run again at
     /// once while the budget lasts. It is no attempt without progress (the registry did
     /// nothing wrong), so a daemon restarted under a copy costs it no try of its four.
     pub(super) fn after_the_daemon_came_back(&mut self, now: Instant) -> Next {
-        if now >= self.deadline {
-            return Next::GiveUp("the copy's retry budget is spent");
-        }
-        self.attempt += 1;
-        Next::Again {
-            wait: Duration::ZERO,
-            progressed: false,
+        match self.tries.again_at_once(now) {
+            Ok(()) => {
+                self.attempt += 1;
+                Next::Again {
+                    wait: Duration::ZERO,
+                    progressed: false,
+                }
+            }
+            Err(gave_up) => Next::GiveUp(reason(gave_up)),
         }
     }
 }
 
-/// The longest wait after failed attempt `attempt` (from 1): doubling from `FIRST_WAIT`.
-fn backoff(attempt: u32) -> Duration {
-    FIRST_WAIT
-        .saturating_mul(2_u32.saturating_pow(attempt.saturating_sub(1)))
-        .min(LONGEST_WAIT)
-}
-
-/// A wait between half of `longest` and all of it, so that copies that failed together
-/// do not come back together.
-fn jittered(longest: Duration) -> Duration {
-    // RandomState is seeded randomly per process and per call: randomness enough for a
-    // jitter, with no extra crate.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(Instant::now().elapsed().as_nanos());
-    let thousandths = u32::try_from(hasher.finish() % 1001).unwrap_or(1000);
-    longest / 2 + longest / 2 * thousandths / 1000
+/// Why the attempts ended, as the log says it.
+fn reason(gave_up: GaveUp) -> &'static str {
+    match gave_up {
+        GaveUp::Fruitless => "attempts in a row made no progress",
+        GaveUp::Budget => "the copy's retry budget is spent",
+    }
 }
 
 #[cfg(test)]
@@ -233,16 +221,21 @@ mod tests {
 
     #[test]
     fn waits_double_up_to_a_ceiling_with_jitter() {
-        assert_eq!(backoff(1), Duration::from_secs(1));
-        assert_eq!(backoff(3), Duration::from_secs(4));
-        assert_eq!(backoff(40), LONGEST_WAIT);
-        let waits: Vec<Duration> = (0..50).map(|_| jittered(Duration::from_secs(8))).collect();
-        assert!(waits
-            .iter()
-            .all(|wait| (Duration::from_secs(4)..=Duration::from_secs(8)).contains(wait)));
-        assert!(
-            waits.iter().any(|wait| *wait != waits[0]),
-            "jitter varies: {waits:?}"
-        );
+        let start = Instant::now();
+        let mut attempts = Attempts::new(start + RETRY_BUDGET);
+        let mut waits = Vec::new();
+        for layers in 1..=7 {
+            let Next::Again { wait, .. } = attempts.after(&failed(RESET, layers), start) else {
+                panic!("attempt {layers} given up");
+            };
+            waits.push(wait);
+        }
+        let longest = [1, 2, 4, 8, 16, 30, 30].map(Duration::from_secs);
+        for (wait, longest) in waits.iter().zip(longest) {
+            assert!(
+                (longest / 2..=longest).contains(wait),
+                "{wait:?} of at most {longest:?}"
+            );
+        }
     }
 }

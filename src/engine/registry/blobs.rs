@@ -4,7 +4,7 @@
 //! that fails or stalls is dropped while the others go on), hashed on the way. The last piece
 //! is held back until the digest checks out, so a corrupt blob never completes an upload; a
 //! dropped source read resumes with `Range`. A failed upload is tried again while tries make
-//! progress ([`Persistence`]); one whose answer was lost is checked with a HEAD first, since
+//! progress ([`crate::retry::Attempts`]); one whose answer was lost is checked with a HEAD first, since
 //! the registry may have stored it, and a session the registry lost is replaced.
 
 use std::time::{Duration, Instant};
@@ -18,8 +18,8 @@ use crate::net_timeouts::{self, net};
 use crate::progress::BlobState;
 use crate::registry::blobs::Opened;
 use crate::registry::digest::{self, Hasher};
-use crate::registry::retry::Persistence;
-use crate::registry::{error_chain, jitter, RegistryError, Scopes};
+use crate::registry::{error_chain, retry, RegistryError, Scopes};
+use crate::retry::Attempts;
 
 use super::tree::Descriptor;
 
@@ -152,7 +152,7 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
     hosts.extend(copyings.iter().map(|copying| copying.destination.api_host()));
     let _permits = first.engine.gates.enter(&hosts).await;
     let (mut results, mut sessions) = place_all(copyings, blob).await;
-    let mut persistence = Persistence::blob();
+    let mut attempts = Attempts::new(retry::blob_policy());
     let mut landed_before = first.engine.landed();
     let mut furthest = 0;
     loop {
@@ -199,17 +199,17 @@ pub(super) async fn fan_blob(copyings: &[&Copying<'_>], blob: &Descriptor) -> Ve
         let landed = first.engine.landed();
         progress |= landed > landed_before;
         landed_before = landed;
-        let Some(backoff) = persistence.next_backoff(progress) else {
+        let Ok(backoff) = attempts.after_failure(progress, Instant::now()) else {
             for (index, error) in failed {
-                tracing::info!(image = %copyings[index].destination, blob = digest, attempts = persistence.tries(), error = %error_chain(&error), "blob copy failed; giving up");
+                tracing::info!(image = %copyings[index].destination, blob = digest, attempts = attempts.tries(), error = %error_chain(&error), "blob copy failed; giving up");
                 results[index] = Some(Err(error));
             }
             continue;
         };
         let mut wait = Duration::ZERO;
         for (index, error) in &failed {
-            let pause = error.pause(backoff + jitter(backoff));
-            tracing::warn!(image = %copyings[*index].destination, blob = digest, attempt = persistence.tries(), progress, wait_ms = pause.as_millis(), error = %error_chain(error), "blob copy failed; retrying it");
+            let pause = error.pause(backoff);
+            tracing::warn!(image = %copyings[*index].destination, blob = digest, attempt = attempts.tries(), progress, wait_ms = pause.as_millis(), error = %error_chain(error), "blob copy failed; retrying it");
             wait = wait.max(pause);
         }
         first.progress.set(
