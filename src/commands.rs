@@ -9,7 +9,6 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::cli::{CopyArgs, GenerateArgs, IamPolicyArgs, IamSubject, PluginCommand, SyncArgs};
 use crate::docker::{progress_wanted, DockerCli};
 use crate::exit::Exit;
-use crate::iam;
 use crate::logging::{self, Format};
 use crate::outcome::{self, Fate};
 use crate::plugin::{self, install, Invocation};
@@ -215,23 +214,24 @@ pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit,
                 })?;
             }
             from_config = crate::tags::with_templates(&config.jobs, &config.rules).into_owned();
-            iam::for_plan::Subject::Jobs(&from_config)
+            crate::provider::Subject::Jobs(&from_config)
         }
-        IamSubject::Jobs(jobs) => iam::for_plan::Subject::Jobs(jobs),
+        IamSubject::Jobs(jobs) => crate::provider::Subject::Jobs(jobs),
         IamSubject::Destinations(destinations, settings) => {
-            iam::for_plan::Subject::Destinations(destinations, settings)
+            crate::provider::Subject::Destinations(destinations, settings)
         }
     };
-    let answer = runtime()?
-        .block_on(iam::for_plan::policy(subject, !args.no_create))
+    let needed = runtime()?
+        .block_on(crate::provider::permissions(subject, !args.no_create))
         .map_err(|error| (Exit::Usage, error.into()))?;
-    let Some(built) = answer.built else {
+    if needed.is_empty() {
         eprintln!("ecrcp: note: none of these copies reads or writes ECR: they need no IAM permissions");
-        return Ok(Exit::Success);
-    };
-    println!("{}", built.policy.to_json());
-    for note in answer.notes.iter().chain(&built.notes) {
-        eprintln!("ecrcp: note: {note}");
+    }
+    for permissions in needed {
+        println!("{}", permissions.policy);
+        for note in &permissions.notes {
+            eprintln!("ecrcp: note: {note}");
+        }
     }
     Ok(Exit::Success)
 }

@@ -21,7 +21,6 @@ pub mod docker;
 pub mod engine;
 pub mod exit;
 pub mod generate;
-pub mod iam;
 pub mod ledger;
 pub mod lock;
 pub mod logging;

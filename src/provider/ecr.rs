@@ -4,6 +4,7 @@
 //! destination in another account is never confused with the caller's own. Nothing else
 //! talks to the AWS API. How calls are retried: `retry`.
 
+pub mod iam;
 mod retry;
 
 use std::collections::HashMap;

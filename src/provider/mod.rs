@@ -1,9 +1,10 @@
 //! Kinds of registry: what a kind adds to plain OCI (repositories made through its own API,
-//! logins of its own), behind one trait, and found by host. [`KINDS`] registers every kind
-//! beyond plain OCI; a host no kind claims is plain ([`Plain`]): its repositories appear on
-//! the first push, and docker's config holds its login. The core asks [`Providers`] for a
-//! host's provider and never names a kind. A new kind is one module beside `ecr` and one
-//! line in [`KINDS`]. Emits events; never prints.
+//! logins of its own, the permissions a plan needs in its own policy language), behind one
+//! trait, and found by host. [`KINDS`] registers every kind beyond plain OCI; a host no kind
+//! claims is plain ([`Plain`]): its repositories appear on the first push, docker's config
+//! holds its login, and it asks for no policy. The core asks [`Providers`] for a host's
+//! provider and never names a kind. A new kind is one module beside `ecr` and one entry in
+//! [`KINDS`]. Emits events; never prints.
 
 pub mod ecr;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::plan::{CopyJob, JobSettings};
+use crate::reference::{Destination, ReferenceError};
 use crate::registry::credentials::{Issued, Renew};
 
 /// A login a provider hands out for one of its registries.
@@ -84,8 +86,48 @@ pub trait Provider: Send + Sync {
 /// registries.
 pub type Connect = for<'j> fn(&'j [CopyJob]) -> BoxFuture<'j, anyhow::Result<Option<Box<dyn Provider>>>>;
 
+/// What the permissions of a plan are asked for (`ecrcp iam-policy`).
+#[derive(Debug, Clone, Copy)]
+pub enum Subject<'a> {
+    /// Each job's source and destination.
+    Jobs(&'a [CopyJob]),
+    /// Destinations whose sources are not known, all with these settings.
+    Destinations(&'a [Destination], &'a JobSettings),
+}
+
+/// The permissions a plan needs at one kind of registry, in the kind's own policy language
+/// (for ECR, an IAM policy's JSON), and what the kind could not know or wants said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub policy: String,
+    pub notes: Vec<String>,
+}
+
+/// The permissions `subject` needs at a kind's registries (`create`: copies may create
+/// repositories); `None` when nothing in it reaches them.
+pub type AskPermissions =
+    for<'a> fn(Subject<'a>, bool) -> BoxFuture<'a, Result<Option<Permissions>, ReferenceError>>;
+
+/// A kind of registry beyond plain OCI, as it is registered.
+pub struct Kind {
+    pub connect: Connect,
+    pub permissions: AskPermissions,
+}
+
 /// Every kind of registry beyond plain OCI, asked in this order which one a host is.
-pub const KINDS: &[Connect] = &[ecr::connect];
+pub const KINDS: &[Kind] = &[Kind {
+    connect: ecr::connect,
+    permissions: ecr::iam::for_plan::permissions,
+}];
+
+/// The permissions `subject` needs, from each kind whose registries it reaches.
+pub async fn permissions(subject: Subject<'_>, create: bool) -> Result<Vec<Permissions>, ReferenceError> {
+    let mut needed = Vec::new();
+    for kind in KINDS {
+        needed.extend((kind.permissions)(subject, create).await?);
+    }
+    Ok(needed)
+}
 
 /// A registry no kind claims: plain OCI, every answer the trait's default.
 pub struct Plain;
@@ -106,8 +148,8 @@ impl Providers {
     /// Connects every kind the jobs reach.
     pub async fn connect(jobs: &[CopyJob]) -> anyhow::Result<Providers> {
         let mut connected = Vec::new();
-        for connect in KINDS {
-            connected.extend(connect(jobs).await?);
+        for kind in KINDS {
+            connected.extend((kind.connect)(jobs).await?);
         }
         Ok(Providers { connected })
     }
@@ -130,7 +172,7 @@ impl Providers {
 
 #[cfg(test)]
 mod tests {
-    use super::{Provider, Providers};
+    use super::{Destination, Provider, Providers, Subject};
 
     /// A kind (named first) whose registries are the hosts under one domain (second).
     struct Under(&'static str, &'static str);
@@ -166,5 +208,40 @@ mod tests {
         assert!(!Providers::default()
             .for_host("r.one.example")
             .makes_repositories());
+    }
+
+    #[tokio::test]
+    async fn each_kind_a_plan_reaches_answers_its_permissions_and_plain_registries_need_none() {
+        let settings = crate::plan::JobSettings::default();
+        let destinations = |names: &[&str]| -> Vec<Destination> {
+            names
+                .iter()
+                .map(|name| Destination::parse(name).expect("a destination"))
+                .collect()
+        };
+        let plain = destinations(&["registry.example.com/mirror/"]);
+        let none = super::permissions(Subject::Destinations(&plain, &settings), true)
+            .await
+            .unwrap();
+        assert_eq!(none, []);
+
+        let ecr = destinations(&[
+            "registry.example.com/mirror/",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mirror/",
+        ]);
+        let needed = super::permissions(Subject::Destinations(&ecr, &settings), false)
+            .await
+            .unwrap();
+        let [only] = needed.as_slice() else {
+            panic!("one kind answers: {needed:?}");
+        };
+        assert!(only.policy.contains("ecr:PutImage"), "{}", only.policy);
+        assert!(
+            only.policy
+                .contains("arn:aws:ecr:eu-west-1:123456789012:repository/mirror/*"),
+            "{}",
+            only.policy
+        );
+        assert!(!only.policy.contains("ecr:CreateRepository"), "{}", only.policy);
     }
 }

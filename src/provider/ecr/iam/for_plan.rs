@@ -1,24 +1,18 @@
-//! `ecrcp iam-policy` as a use case: the caller's own registry asked of ECR once per AWS
+//! ECR's answer to `ecrcp iam-policy`: the caller's own registry asked of ECR once per AWS
 //! profile and region that needs it, each copy's accesses, and the policy built from them.
 //! Talks to ECR only to learn the own registry; the command layer loads the config and
 //! prints the answer.
 
 use std::collections::HashMap;
 
-use crate::plan::{AwsOptions, CopyJob, JobSettings};
+use futures_util::future::BoxFuture;
+
+use crate::plan::AwsOptions;
 use crate::provider::ecr::{Ecr, EcrError};
-use crate::reference::{Destination, EcrHost, ReferenceError};
+use crate::provider::{Permissions, Subject};
+use crate::reference::{EcrHost, ReferenceError};
 
 use super::{build, destination_access, job_accesses, Built, Registry};
-
-/// What a policy is asked for.
-#[derive(Debug, Clone, Copy)]
-pub enum Subject<'a> {
-    /// Each job's source and destination.
-    Jobs(&'a [CopyJob]),
-    /// Destinations whose sources are not known, all with these settings.
-    Destinations(&'a [Destination], &'a JobSettings),
-}
 
 /// The policy, if anything touches ECR, and what could not be known about the own
 /// registries (said before the policy's own notes).
@@ -26,6 +20,21 @@ pub enum Subject<'a> {
 pub struct Answer {
     pub built: Option<Built>,
     pub notes: Vec<String>,
+}
+
+/// The permissions `subject` needs at ECR, as a provider answers them: the policy's JSON
+/// and its notes; `None` when nothing in it touches ECR.
+pub fn permissions(
+    subject: Subject<'_>,
+    create: bool,
+) -> BoxFuture<'_, Result<Option<Permissions>, ReferenceError>> {
+    Box::pin(async move {
+        let answer = policy(subject, create).await?;
+        Ok(answer.built.map(|built| Permissions {
+            policy: built.policy.to_json(),
+            notes: answer.notes.into_iter().chain(built.notes).collect(),
+        }))
+    })
 }
 
 /// The policy `subject` needs; `create`: copies may create repositories.
