@@ -432,7 +432,7 @@ fn now() -> u64 {
 mod tests {
     use super::*;
 
-    fn record(source_digest: &str) -> Record {
+    pub(super) fn record(source_digest: &str) -> Record {
         Record {
             source: "docker.io/library/nginx:latest".into(),
             platform: "default".into(),
@@ -442,7 +442,7 @@ mod tests {
         }
     }
 
-    fn scratch_dir(name: &str) -> PathBuf {
+    pub(super) fn scratch_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ecrcp-ledger-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();

@@ -110,35 +110,18 @@ fn spawn(ledger: Arc<Mutex<Ledger>>) -> Writer {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::ledger::tests::{record, scratch_dir};
     use crate::lock;
-
-    fn record(source_digest: &str) -> Record {
-        Record {
-            source: "docker.io/library/nginx:latest".into(),
-            platform: "default".into(),
-            source_digest: source_digest.into(),
-            destination_digest: "sha256:d".into(),
-            image_id: "sha256:i".into(),
-        }
-    }
-
-    fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ecrcp-shared-ledger-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
 
     /// One thread runs every task: a save that waited for the file's lock there would hold
     /// up the other task for as long.
     #[tokio::test(flavor = "current_thread")]
     async fn a_save_waiting_for_the_file_s_lock_holds_up_no_task_and_saves_keep_their_order() {
-        let dir = scratch_dir("waits");
+        let dir = scratch_dir("shared-waits");
         let held = lock::wait_for(&dir.join("copies.json.lock"), Duration::ZERO).unwrap();
         let ticks = Arc::new(AtomicUsize::new(0));
         let ticking = tokio::spawn({
