@@ -8,7 +8,7 @@
 use crate::docker::DockerError;
 use crate::engine::{OverBudget, SourceFailed};
 use crate::lock::LockError;
-use crate::provider::ecr::EcrError;
+use crate::provider::{self, Meaning};
 use crate::registry::RegistryError;
 
 /// What a failure means for the image it hit, and for the run. Ordered by weight: an error
@@ -31,16 +31,16 @@ pub enum Kind {
     PullQuota,
     /// A registry's quota or throttle (429, `toomanyrequests`), with either engine.
     RegistryThrottled,
-    /// The ECR API throttled every attempt the retries allow.
-    EcrThrottled,
+    /// A registry kind's API (ECR's) throttled every attempt the retries allow.
+    ApiThrottled,
     /// The copy needed more Docker Hub pulls than the run's budget had left.
     OverBudget,
     /// Another sync holds the state directory's lock.
     LockBusy,
     /// No docker, no daemon, a daemon that stopped answering, or a cancelled run.
     DockerGone,
-    /// No AWS credentials.
-    NoAwsCredentials,
+    /// No credentials for a registry kind's API (AWS's for ECR).
+    NoApiCredentials,
     /// A later destination of a group whose source read failed first at another: it means
     /// what that failure meant.
     SourceFailed(Fate),
@@ -54,10 +54,10 @@ impl Kind {
         match self {
             Kind::PullQuota
             | Kind::RegistryThrottled
-            | Kind::EcrThrottled
+            | Kind::ApiThrottled
             | Kind::OverBudget
             | Kind::LockBusy => Fate::Defer,
-            Kind::DockerGone | Kind::NoAwsCredentials => Fate::Stop,
+            Kind::DockerGone | Kind::NoApiCredentials => Fate::Stop,
             Kind::SourceFailed(fate) => fate,
             Kind::Other => Fate::Fail,
         }
@@ -80,11 +80,10 @@ impl Kind {
                 RegistryError::RateLimited { .. } => Kind::RegistryThrottled,
                 _ => Kind::Other,
             }
-        } else if let Some(error) = cause.downcast_ref::<EcrError>() {
-            match error {
-                EcrError::Throttled { .. } => Kind::EcrThrottled,
-                EcrError::NoCredentials { .. } => Kind::NoAwsCredentials,
-                _ => Kind::Other,
+        } else if let Some(meaning) = provider::meaning(cause) {
+            match meaning {
+                Meaning::Throttled => Kind::ApiThrottled,
+                Meaning::NoCredentials => Kind::NoApiCredentials,
             }
         } else if let Some(error) = cause.downcast_ref::<LockError>() {
             match error {
@@ -118,17 +117,18 @@ pub fn of(error: &anyhow::Error) -> Fate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::provider::ecr::EcrError;
 
     #[test]
     fn every_kind_has_its_fate() {
         for (kind, fate) in [
             (Kind::PullQuota, Fate::Defer),
             (Kind::RegistryThrottled, Fate::Defer),
-            (Kind::EcrThrottled, Fate::Defer),
+            (Kind::ApiThrottled, Fate::Defer),
             (Kind::OverBudget, Fate::Defer),
             (Kind::LockBusy, Fate::Defer),
             (Kind::DockerGone, Fate::Stop),
-            (Kind::NoAwsCredentials, Fate::Stop),
+            (Kind::NoApiCredentials, Fate::Stop),
             (Kind::SourceFailed(Fate::Defer), Fate::Defer),
             (Kind::SourceFailed(Fate::Fail), Fate::Fail),
             (Kind::Other, Fate::Fail),
@@ -184,7 +184,7 @@ mod tests {
                     message: "Rate exceeded".into(),
                 })
                 .context("cannot create repository 'mirror/nginx'"),
-                Kind::EcrThrottled,
+                Kind::ApiThrottled,
                 Fate::Defer,
             ),
             (
@@ -215,7 +215,7 @@ mod tests {
             (
                 "no AWS credentials",
                 EcrError::NoCredentials { reason: None }.into(),
-                Kind::NoAwsCredentials,
+                Kind::NoApiCredentials,
                 Fate::Stop,
             ),
             (

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::engine::kind::EngineKind;
-use crate::reference::{
-    check_ecr_repository, Destination, EcrHost, Reference, ReferenceError, OWN_REGISTRY_SHOWN,
-};
+use crate::provider::{self, NameRefused};
+use crate::reference::{Destination, Reference, ReferenceError, OWN_REGISTRY_SHOWN};
 
 /// One source, where it goes, and how. The destination is resolved against the caller's own
 /// ECR registry at run time when it names no registry host.
@@ -125,8 +124,8 @@ impl CopyJob {
 /// Stands in for the caller's own registry before it is known: still tells names apart.
 pub const OWN_REGISTRY_PLACEHOLDER: &str = "own.registry.invalid";
 
-/// Why a set of jobs cannot run: job `index` has no destination tag, names a repository ECR
-/// refuses, or shares a tag with an earlier job (they would overwrite each other, which `cp`
+/// Why a set of jobs cannot run: job `index` has no destination tag, names a repository its
+/// registry's kind refuses (ECR's naming rule), or shares a tag with an earlier job (they would overwrite each other, which `cp`
 /// refuses too).
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
@@ -140,16 +139,18 @@ pub enum DestinationError {
         destination: String,
     },
     #[error(
-        "cannot copy '{label}' to '{destination}': '{repository}' is not a valid ECR repository \
-         name: {rule}\nnote: ECR repository names are 2 to 256 characters: lowercase letters and \
-         digits joined by a single '.', '_' or '-', with '/' between components"
+        "cannot copy '{label}' to '{destination}': '{repository}' is not a valid {} repository \
+         name: {}\nnote: {}",
+        .refused.kind,
+        .refused.rule,
+        .refused.note
     )]
-    EcrRepositoryName {
+    RepositoryName {
         index: usize,
         label: String,
         destination: String,
         repository: String,
-        rule: String,
+        refused: NameRefused,
     },
 }
 
@@ -159,13 +160,14 @@ impl DestinationError {
         match self {
             DestinationError::Unmappable { index, .. }
             | DestinationError::Clash { index, .. }
-            | DestinationError::EcrRepositoryName { index, .. } => *index,
+            | DestinationError::RepositoryName { index, .. } => *index,
         }
     }
 }
 
 /// The destination each job maps to, with the own registry as a placeholder; checks that
-/// every job maps, that ECR accepts each ECR repository name, and that no two meet.
+/// every job maps, that each registry kind accepts the repository names of its registries,
+/// and that no two meet.
 pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, DestinationError> {
     // The own registry differs per AWS profile and region: `mirror/` in us-east-1 and in
     // eu-west-1 are two registries, so the AWS settings are part of where a copy lands.
@@ -180,17 +182,15 @@ pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, Destinatio
         let shown = destination
             .to_string()
             .replace(OWN_REGISTRY_PLACEHOLDER, OWN_REGISTRY_SHOWN);
-        if own || EcrHost::parse(destination.registry()).is_some() {
-            check_ecr_repository(destination.repository()).map_err(|rule| {
-                DestinationError::EcrRepositoryName {
-                    index,
-                    label: job.label.clone(),
-                    destination: shown.clone(),
-                    repository: destination.repository().to_owned(),
-                    rule,
-                }
-            })?;
-        }
+        provider::check_repository(destination.registry(), own, destination.repository()).map_err(
+            |refused| DestinationError::RepositoryName {
+                index,
+                label: job.label.clone(),
+                destination: shown.clone(),
+                repository: destination.repository().to_owned(),
+                refused,
+            },
+        )?;
         let key = (own.then_some(&job.settings.aws), destination.to_string());
         if let Some(first) = seen.insert(key, &job.label) {
             return Err(DestinationError::Clash {

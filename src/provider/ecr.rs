@@ -27,10 +27,10 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
-use super::{Login, Provider};
+use super::{Login, Meaning, NameRefused, Provider};
 use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
-use crate::reference::EcrHost;
+use crate::reference::{check_ecr_repository, EcrHost};
 use crate::registry::credentials::{Credentials, Issued, Renew};
 use crate::secret::Secret;
 
@@ -137,6 +137,30 @@ pub fn connect(jobs: &[CopyJob]) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn 
         }
         let connected: Box<dyn Provider> = Box::new(sessions);
         Ok(Some(connected))
+    })
+}
+
+/// What one of ECR's own failures means for the run: a throttle that outlasted the SDK's
+/// retries, or no AWS credentials at all.
+pub fn meaning(cause: &(dyn std::error::Error + 'static)) -> Option<Meaning> {
+    match cause.downcast_ref::<EcrError>()? {
+        EcrError::Throttled { .. } => Some(Meaning::Throttled),
+        EcrError::NoCredentials { .. } => Some(Meaning::NoCredentials),
+        _ => None,
+    }
+}
+
+/// ECR's repository name rule, for a destination in an ECR registry or in the caller's own
+/// (one that names no host).
+pub fn check_repository(registry: &str, own: bool, repository: &str) -> Result<(), NameRefused> {
+    if !own && EcrHost::parse(registry).is_none() {
+        return Ok(());
+    }
+    check_ecr_repository(repository).map_err(|rule| NameRefused {
+        kind: "ECR",
+        rule,
+        note: "ECR repository names are 2 to 256 characters: lowercase letters and digits joined \
+               by a single '.', '_' or '-', with '/' between components",
     })
 }
 

@@ -108,17 +108,58 @@ pub struct Permissions {
 pub type AskPermissions =
     for<'a> fn(Subject<'a>, bool) -> BoxFuture<'a, Result<Option<Permissions>, ReferenceError>>;
 
-/// A kind of registry beyond plain OCI, as it is registered.
+/// What one of a kind's own failures means for the run (`crate::outcome` reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meaning {
+    /// Its API throttled every attempt the retries allow: the image can wait for the next run.
+    Throttled,
+    /// There are no credentials for its API: every further copy would fail alike.
+    NoCredentials,
+}
+
+/// A repository name one of a kind's registries refuses, and the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameRefused {
+    /// The kind, as users name it ("ECR").
+    pub kind: &'static str,
+    /// What is wrong with this name.
+    pub rule: String,
+    /// The kind's naming rule in full, said as the way out.
+    pub note: &'static str,
+}
+
+/// A kind of registry beyond plain OCI, as it is registered: how it connects for a run, and
+/// what it knows before any I/O (its naming rules, what its errors mean, the permissions a
+/// plan needs).
 pub struct Kind {
     pub connect: Connect,
     pub permissions: AskPermissions,
+    /// What one cause of an error means, when it is one of this kind's errors.
+    pub meaning: fn(&(dyn std::error::Error + 'static)) -> Option<Meaning>,
+    /// Checks the repository a destination names at `registry` (`own`: the destination
+    /// names no host, and a kind's own registry takes it): `Ok` for registries not its own.
+    pub check_repository: fn(registry: &str, own: bool, repository: &str) -> Result<(), NameRefused>,
 }
 
 /// Every kind of registry beyond plain OCI, asked in this order which one a host is.
 pub const KINDS: &[Kind] = &[Kind {
     connect: ecr::connect,
     permissions: ecr::iam::for_plan::permissions,
+    meaning: ecr::meaning,
+    check_repository: ecr::check_repository,
 }];
+
+/// What `cause` means, when it is a registry kind's own failure.
+pub fn meaning(cause: &(dyn std::error::Error + 'static)) -> Option<Meaning> {
+    KINDS.iter().find_map(|kind| (kind.meaning)(cause))
+}
+
+/// Checks the repository a destination names against the rules of each kind it reaches.
+pub fn check_repository(registry: &str, own: bool, repository: &str) -> Result<(), NameRefused> {
+    KINDS
+        .iter()
+        .try_for_each(|kind| (kind.check_repository)(registry, own, repository))
+}
 
 /// The permissions `subject` needs, from each kind whose registries it reaches.
 pub async fn permissions(subject: Subject<'_>, create: bool) -> Result<Vec<Permissions>, ReferenceError> {
