@@ -702,23 +702,39 @@ class RegistryHandler(front.FrontHandler):
         return False
 
 
+MANIFEST_TYPES = ", ".join([
+    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json"])
+
+
 def list_images(upstream: str, repository: str, host_of) -> dict:
-    """GET .../dockerImages: the images the registry holds under an Artifact Registry repository."""
+    """GET .../dockerImages: one entry per manifest digest the registry holds under an Artifact
+    Registry repository, with its tags (untagged manifests cannot be listed here)."""
     project, location, repo = repository.split("/")[1::2]
     prefix = f"{project}/" if repo.endswith("gcr.io") else f"{project}/{repo}/"
     conn = http.client.HTTPConnection(upstream, timeout=30)
     images = []
     try:
-        conn.request("GET", "/v2/_catalog?n=10000")
+        conn.request("GET", "/v2/_catalog?n=1000")
         names = json.loads(conn.getresponse().read() or b"{}").get("repositories") or []
         for name in names:
             if not name.startswith(prefix):
                 continue
             conn.request("GET", f"/v2/{name}/tags/list")
-            tags = json.loads(conn.getresponse().read() or b"{}").get("tags") or []
-            if tags:
-                images.append({"name": f"{repository}/dockerImages/{urllib.parse.quote(name[len(prefix):], safe='')}",
-                               "uri": f"{host_of(location, repo)}/{name}", "tags": sorted(tags)})
+            by_digest = {}
+            for tag in sorted(json.loads(conn.getresponse().read() or b"{}").get("tags") or []):
+                conn.request("HEAD", f"/v2/{name}/manifests/{tag}", headers={"Accept": MANIFEST_TYPES})
+                answer = conn.getresponse()
+                answer.read()
+                digest = answer.getheader("Docker-Content-Digest")
+                if answer.status == 200 and digest:
+                    by_digest.setdefault((digest, answer.getheader("Content-Type")), []).append(tag)
+            image = urllib.parse.quote(name[len(prefix):], safe="")
+            for (digest, media_type), tags in sorted(by_digest.items()):
+                images.append({"name": f"{repository}/dockerImages/{image}@{digest}",
+                               "uri": f"{host_of(location, repo)}/{name}@{digest}",
+                               "tags": tags, "mediaType": media_type})
     finally:
         conn.close()
     return {"dockerImages": images} if images else {}

@@ -95,6 +95,9 @@ class GoogleBed(unittest.TestCase):
                 {"repositories": ["ecrcp-testbed/team/app", "ecrcp-testbed/team/empty", "other/team/x"]}).encode()),
             ("GET", "/v2/ecrcp-testbed/team/app/tags/list"): (200, {}, b'{"tags": ["v1"]}'),
             ("GET", "/v2/ecrcp-testbed/team/empty/tags/list"): (200, {}, b'{"tags": null}'),
+            ("HEAD", "/v2/ecrcp-testbed/team/app/manifests/v1"): (
+                200, {"Docker-Content-Digest": "sha256:ab", "Content-Type": "application/vnd.oci.image.index.v1+json"},
+                b""),
         }
         upstream = "127.0.0.1:%d" % self.upstream.server_address[1]
         self.api = serve(gcp_front.plain_server("127.0.0.1:0", gcp_front.ApiHandler))
@@ -329,8 +332,9 @@ class GoogleBed(unittest.TestCase):
         self.assertEqual([r["name"] for r in listed["repositories"]], [repository["name"]])
         self.assertEqual(self.ar("GET", f"/v1/{repository['name']}/dockerImages", token),
                          (200, {"dockerImages": [{
-                             "name": f"{repository['name']}/dockerImages/app",
-                             "uri": "us-docker.pkg.dev/ecrcp-testbed/team/app", "tags": ["v1"]}]}))
+                             "name": f"{repository['name']}/dockerImages/app@sha256:ab",
+                             "uri": "us-docker.pkg.dev/ecrcp-testbed/team/app@sha256:ab", "tags": ["v1"],
+                             "mediaType": "application/vnd.oci.image.index.v1+json"}]}))
         status, op = self.ar("DELETE", f"{parent}/repositories/team", token)
         self.assertEqual(status, 200)
         for _ in range(2):
