@@ -38,8 +38,15 @@
 #    does not exist every request for it gets GAR's 404 NAME_UNKNOWN `Repository "REPO" not
 #    found`; a name without an image gets 400 NAME_INVALID.
 #
-# Test knob on the API listener: GET /_testbed/gcp (repositories, operations, counts of
-# tokens issued by grant and of API calls). Files it writes to --dir (see README.md):
+# Test knobs on the API listener: GET /_testbed/gcp (repositories, operations, counts of
+# tokens issued by grant and of API calls); POST /_testbed/gcp with any of
+#   {"expire_tokens": true}   every token issued so far (access and registry tokens) expires
+#   {"polls": N}              operations report done on their Nth poll from now on (N >= 1)
+#   {"fail_operations": N, "error": {"code": 9, "message": ...}}  the next N operations end
+#                             done with that error (default FAILED_PRECONDITION) and change nothing
+#   {"deny_create": true}     creates get 403 PERMISSION_DENIED, as without
+#                             artifactregistry.repositories.create (false lifts it)
+# Files it writes to --dir (see README.md):
 # service-account.json, authorized-user.json, external-account.json, subject-token.jwt.
 #
 # Needs `cryptography` (RS256); everything else is the standard library.
@@ -179,6 +186,9 @@ class Cloud:
         self.operations = {}    # operation name -> {"polls", "apply", "repository", "done", ...}
         self.issued = {}        # grant -> count
         self.calls = {}         # "METHOD kind" -> count
+        self.bearer_tables = []  # the registry fronts' token tables (expire_tokens reaches them)
+        self.failing = []       # errors the next operations end with (POST /_testbed/gcp)
+        self.deny_create = False
 
     # -- files handed to the tests
 
@@ -311,7 +321,9 @@ class Cloud:
     def operation(self, parent: str, apply, response) -> dict:
         name = f"{parent}/operations/{uuid.uuid4()}"
         with self.lock:
-            self.operations[name] = {"polls": 0, "apply": apply, "response": response, "done": False}
+            error = self.failing.pop(0) if self.failing else None
+            self.operations[name] = {"polls": 0, "apply": apply, "response": response, "done": False,
+                                     "error": error}
         return {"name": name, "metadata": {
             "@type": "type.googleapis.com/google.devtools.artifactregistry.v1.OperationMetadata"}}
 
@@ -322,11 +334,15 @@ class Cloud:
                 raise api_error(404, "NOT_FOUND", f"Operation {name} not found.")
             op["polls"] += 1
             if not op["done"] and op["polls"] >= self.polls:
-                op["apply"]()
+                if op["error"] is None:
+                    op["apply"]()
                 op["done"] = True
             doc = {"name": name, "metadata": {
                 "@type": "type.googleapis.com/google.devtools.artifactregistry.v1.OperationMetadata"}}
-            if op["done"]:
+            if op["done"] and op["error"] is not None:
+                doc["done"] = True
+                doc["error"] = op["error"]
+            elif op["done"]:
                 doc["done"] = True
                 doc["response"] = op["response"]
             return doc
@@ -335,6 +351,26 @@ class Cloud:
         with self.lock:
             found = self.repositories.get(name)
             return None if found is None else dict(found)
+
+    def control(self, doc: dict):
+        """POST /_testbed/gcp (see the header)."""
+        if not isinstance(doc, dict) or set(doc) - {"expire_tokens", "polls", "fail_operations", "error",
+                                                     "deny_create"}:
+            raise ValueError(f"unknown knobs in {doc!r}")
+        with self.lock:
+            if doc.get("expire_tokens"):
+                for table in (self.tokens, *self.bearer_tables):
+                    for found in table.values():
+                        found["expires"] = 0
+            if "polls" in doc:
+                if int(doc["polls"]) < 1:
+                    raise ValueError("polls is 1 or more")
+                self.polls = int(doc["polls"])
+            if "fail_operations" in doc:
+                error = doc.get("error") or {"code": 9, "message": "the operation failed (testbed)"}
+                self.failing = [dict(error) for _ in range(int(doc["fail_operations"]))]
+            if "deny_create" in doc:
+                self.deny_create = bool(doc["deny_create"])
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -433,6 +469,9 @@ REPO = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/]+)$")
 IMAGES = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/]+)/dockerImages$")
 OPERATION = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/operations/[^/]+)$")
 REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$|^gcr\.io$|^[a-z-]+\.gcr\.io$")
+LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+KMS_KEY = re.compile(r"^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$")
 FORMATS = {"DOCKER", "MAVEN", "NPM", "APT", "YUM", "PYTHON", "GO", "KFP", "GENERIC"}
 REPOSITORY_FIELDS = {"format", "description", "labels", "kmsKeyName", "dockerConfig", "mode",
                      "cleanupPolicies", "cleanupPolicyDryRun", "name"}
@@ -449,6 +488,12 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         cloud = self.server.cloud
         url = urllib.parse.urlsplit(self.path)
         try:
+            if url.path == "/_testbed/gcp" and self.command == "POST":
+                try:
+                    cloud.control(json.loads(read_body(self) or b"{}"))
+                except (ValueError, TypeError) as e:
+                    return write_json(self, 400, {"error": str(e)})
+                return write_json(self, 200, cloud.snapshot())
             if url.path == "/_testbed/gcp" and self.command == "GET":
                 return write_json(self, 200, cloud.snapshot())
             if url.path == "/token":
@@ -557,6 +602,21 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                             "Cannot find field.")
         if doc.get("format") not in FORMATS:
             raise api_error(400, "INVALID_ARGUMENT", "Invalid format: the repository format must be specified.")
+        labels = doc.get("labels") or {}
+        bad = [f"{k}={v}" for k, v in (labels.items() if isinstance(labels, dict) else [("labels", labels)])
+               if not (isinstance(k, str) and LABEL_KEY.match(k) and isinstance(v, str) and LABEL_VALUE.match(v))]
+        if bad:
+            raise api_error(400, "INVALID_ARGUMENT",
+                            f"Invalid labels: {', '.join(bad)}: keys start with a lowercase letter, keys and "
+                            "values hold at most 63 lowercase letters, digits, underscores and dashes.")
+        kms = doc.get("kmsKeyName")
+        if kms is not None and not (isinstance(kms, str) and KMS_KEY.match(kms)):
+            raise api_error(400, "INVALID_ARGUMENT", f"Invalid KMS key name \"{kms}\": expected "
+                            "projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY.")
+        if cloud.deny_create:
+            raise api_error(403, "PERMISSION_DENIED",
+                            f"Permission 'artifactregistry.repositories.create' denied on resource "
+                            f"'//artifactregistry.googleapis.com/{parent}' (or it may not exist).")
         name = f"{parent}/repositories/{repository_id}"
         with cloud.lock:
             exists = name in cloud.repositories or any(
@@ -779,6 +839,7 @@ def main():
                                   "gcp_front registry")
     registry.cloud = cloud
     registry.bearers = {}
+    cloud.bearer_tables.append(registry.bearers)
     for server in (metadata, api):
         threading.Thread(target=server.serve_forever, daemon=True).start()
     log(f"metadata on {args.metadata_listen}, APIs on {args.api_listen}, registry on "

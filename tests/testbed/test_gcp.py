@@ -111,6 +111,7 @@ class GoogleBed(unittest.TestCase):
         self.registry.etags = {}
         self.registry.cloud = self.cloud
         self.registry.bearers = {}
+        self.cloud.bearer_tables.append(self.registry.bearers)
 
     def tearDown(self):
         for server in (self.registry, self.api, self.upstream, self.metadata):
@@ -305,6 +306,9 @@ class GoogleBed(unittest.TestCase):
             ("?repositoryId=Team_1", {"format": "DOCKER"}, "must start with a letter"),
             ("?repositoryId=team", {}, "format must be specified"),
             ("?repositoryId=team", {"format": "DOCKER", "colour": "red"}, 'Unknown name "colour"'),
+            ("?repositoryId=team", {"format": "DOCKER", "labels": {"Team": "a"}}, "Invalid labels: Team=a"),
+            ("?repositoryId=team", {"format": "DOCKER", "labels": {"team": "A b"}}, "Invalid labels: team=A b"),
+            ("?repositoryId=team", {"format": "DOCKER", "kmsKeyName": "alias/ecr"}, 'Invalid KMS key name "alias/ecr"'),
         ]:
             with self.subTest(query=query, body=body):
                 status, doc = self.ar("POST", f"{parent}/repositories{query}", token, body)
@@ -343,6 +347,35 @@ class GoogleBed(unittest.TestCase):
         status, doc = self.ar("GET", f"{parent}/repositories/team", token)
         self.assertEqual((status, doc["error"]["status"]), (404, "NOT_FOUND"))
         self.assertEqual(self.ar("GET", "/v1/projects/ecrcp-testbed/locations/us/operations/nope", token)[0], 404)
+
+    def test_the_knobs_expire_tokens_fail_operations_and_deny_creates(self):
+        token = self.access_token()
+        parent = "/v1/projects/ecrcp-testbed/locations/us"
+
+        def knob(doc):
+            return as_json(call(self.api, "POST", "/_testbed/gcp", doc))
+
+        self.assertEqual(knob({"colour": "red"})[0], 400)
+        self.assertEqual(knob({"deny_create": True})[0], 200)
+        status, doc = self.ar("POST", f"{parent}/repositories?repositoryId=team", token, {"format": "DOCKER"})
+        self.assertEqual((status, doc["error"]["status"]), (403, "PERMISSION_DENIED"))
+        self.assertIn("artifactregistry.repositories.create", doc["error"]["message"])
+        knob({"deny_create": False, "fail_operations": 1, "polls": 1})
+        _, op = self.ar("POST", f"{parent}/repositories?repositoryId=team", token, {"format": "DOCKER"})
+        _, doc = self.ar("GET", f"/v1/{op['name']}", token)
+        self.assertEqual((doc["done"], doc["error"]["code"], "response" in doc), (True, 9, False), "one poll now")
+        self.assertEqual(self.ar("GET", f"{parent}/repositories/team", token)[0], 404, "a failed create made nothing")
+        self.create(token, polls=1)
+        _, _, data = call(self.registry, "GET", "/v2/token?scope=repository:ecrcp-testbed/team/app:push",
+                          headers=dict(basic("oauth2accesstoken", token), Host="us-docker.pkg.dev"))
+        bearer = {"Authorization": "Bearer " + json.loads(data)["token"]}
+        self.assertEqual(self.push("ecrcp-testbed/team/app", bearer)[0], 202)
+        _, state = knob({"expire_tokens": True})
+        self.assertEqual(state["repositories"], ["projects/ecrcp-testbed/locations/us/repositories/team"])
+        self.assertEqual(self.ar("GET", f"{parent}/repositories", token)[0], 401)
+        self.assertEqual(self.push("ecrcp-testbed/team/app", bearer)[0], 401)
+        self.assertEqual(self.push("ecrcp-testbed/team/app", basic("oauth2accesstoken", token))[0], 401)
+        self.assertEqual(self.push("ecrcp-testbed/team/app", basic("oauth2accesstoken", self.access_token()))[0], 202)
 
     # -- the registry front
 
