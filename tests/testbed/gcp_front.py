@@ -28,9 +28,10 @@
 #    bed's service account (AIP-4111: what google-cloud-auth sends for a key file), whose
 #    scopes include cloud-platform.
 #
-#  * registry front (TLS; us-docker.pkg.dev, gcr.io, any LOCATION-docker.pkg.dev): front.py's
+#  * registry front (TLS; LOCATION-docker.pkg.dev, gcr.io and us., eu., asia.gcr.io): front.py's
 #    proxy (faults, counters) before a docker-registry, with Artifact Registry's auth: Basic
-#    `oauth2accesstoken:TOKEN` (a token issued above) or `_json_key:KEYFILE` on any request, or
+#    `oauth2accesstoken:TOKEN` (a token issued above) or `_json_key:KEYFILE` (`_json_key_base64`)
+#    on any request, or
 #    the challenge flow (401 `Bearer realm="https://HOST/v2/token",service="HOST"`, then
 #    GET /v2/token with that Basic for a bearer token). A repository path names its Artifact
 #    Registry repository (`PROJECT/REPO/IMAGE` on LOCATION-docker.pkg.dev; on gcr.io
@@ -674,7 +675,7 @@ class RegistryHandler(front.FrontHandler):
                 "Docker-Distribution-API-Version": "registry/2.0"}
 
     def basic_principal(self, header: str):
-        """The principal of Basic oauth2accesstoken:TOKEN or _json_key:KEY; None when refused."""
+        """The principal of Basic oauth2accesstoken:TOKEN or _json_key[_base64]:KEY; None when refused."""
         try:
             user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
         except (ValueError, UnicodeDecodeError):
@@ -684,10 +685,10 @@ class RegistryHandler(front.FrontHandler):
             with cloud.lock:
                 found = cloud.tokens.get(password)
             return found["principal"] if found is not None and found["expires"] > time.time() else None
-        if user == "_json_key":
+        if user in ("_json_key", "_json_key_base64"):
             try:
-                key = json.loads(password)
-            except ValueError:
+                key = json.loads(password if user == "_json_key" else base64.b64decode(password))
+            except (ValueError, binascii.Error):
                 return None
             mine = cloud.service_account()
             return SA_EMAIL if isinstance(key, dict) and key.get("private_key") == mine["private_key"] else None

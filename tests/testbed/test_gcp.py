@@ -410,7 +410,9 @@ class GoogleBed(unittest.TestCase):
                 self.assertEqual(self.push("ecrcp-testbed/team/app", auth)[0], 401)
         key = json.dumps(self.file("service-account.json"))
         self.assertEqual(self.push("ecrcp-testbed/team/app", basic("_json_key", key))[0], 202)
-        self.assertEqual(len(self.upstream.seen), 1)
+        self.assertEqual(self.push("ecrcp-testbed/team/app",
+                                   basic("_json_key_base64", base64.b64encode(key.encode()).decode()))[0], 202)
+        self.assertEqual(len(self.upstream.seen), 2)
 
     def test_the_challenge_flow_hands_out_bearer_tokens_for_the_scope_asked(self):
         self.create(self.access_token())
@@ -444,6 +446,10 @@ class GoogleBed(unittest.TestCase):
         self.assertEqual((status, json.loads(data)["errors"][0]["message"]), (404, 'Repository "gcr.io" not found'))
         self.create(token, repository="gcr.io")
         self.assertEqual(self.push("ecrcp-testbed/app", auth, host="gcr.io")[0], 202)
+        # the regional hosts are repositories of their own, in their multi-region
+        self.assertEqual(self.push("ecrcp-testbed/app", auth, host="eu.gcr.io")[0], 404)
+        self.create(token, location="europe", repository="eu.gcr.io")
+        self.assertEqual(self.push("ecrcp-testbed/app", auth, host="eu.gcr.io")[0], 202)
 
 
 if __name__ == "__main__":
