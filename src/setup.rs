@@ -28,7 +28,19 @@ impl Setup {
     pub async fn new(jobs: &[CopyJob], docker: &DockerCli) -> anyhow::Result<Setup> {
         let providers = Providers::connect(jobs).await?;
         let registry = registry_client(docker)?;
-        Ok(Setup { registry, providers })
+        let setup = Setup { registry, providers };
+        for job in jobs {
+            for image in [Some(job.source.clone()), setup.resolve(job).ok()]
+                .into_iter()
+                .flatten()
+            {
+                let provider = setup.providers.for_host(image.registry());
+                if provider.logs_in_with_basic() && provider.registry(image.registry()).is_some() {
+                    setup.registry.expect_basic(image.api_host());
+                }
+            }
+        }
+        Ok(setup)
     }
 
     /// The copier for this run, with the ledger of `state_dir` (read-only on a dry run; in

@@ -169,6 +169,10 @@ impl Provider for EcrSessions {
         EcrHost::parse(host).map(|host| host.host)
     }
 
+    fn logs_in_with_basic(&self) -> bool {
+        true
+    }
+
     fn own_registry(&self, settings: &JobSettings) -> Option<&str> {
         self.sessions
             .get(&settings.aws)

@@ -68,6 +68,12 @@ pub trait Provider: Send + Sync {
         Box::pin(async {})
     }
 
+    /// Whether its registries take its logins as Basic credentials from the first request
+    /// (ECR's do): nobody need ask them how they authenticate.
+    fn logs_in_with_basic(&self) -> bool {
+        false
+    }
+
     /// A login of the kind's own for the registry `host`; `None` when docker's config is the
     /// way in. `refused`: the serial of a login the registry refused, for a new one (shared
     /// by the copies that met the same refusal).

@@ -46,6 +46,14 @@ impl Authorizer {
         &self.credentials
     }
 
+    /// Takes `challenge` as what `host` answers, without asking it.
+    pub fn expect(&self, host: &str, challenge: Challenge) {
+        self.challenges
+            .lock()
+            .expect("challenge cache poisoned")
+            .insert(host.to_owned(), challenge);
+    }
+
     /// Sends `request` to `image`'s repository with the authorization `scopes` need: the
     /// token cached for them, or the answer to the host's challenge, asked once more after a
     /// 401. The response comes back unread, whatever its status but 401.

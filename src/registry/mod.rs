@@ -94,6 +94,12 @@ impl RegistryClient {
         self.auth.credentials()
     }
 
+    /// Takes it as known that the registry at `api_host` wants Basic credentials from the
+    /// first request (a registry kind whose logins are Basic, such as ECR): nobody asks it.
+    pub fn expect_basic(&self, api_host: &str) {
+        self.auth.expect(api_host, auth::Challenge::Basic);
+    }
+
     /// Gets ready to HEAD the manifests of `images`: learns how each host authenticates and
     /// fetches pull tokens for many repositories at once ([`prefetch`]).
     pub async fn prepare_reads(&self, images: &[Reference]) {

@@ -16,7 +16,7 @@ use super::auth::{self, Challenge};
 use super::authorize::Authorizer;
 use super::scope::{Access, Scopes};
 use super::{base_url, header, Outgoing};
-use crate::reference::{EcrHost, Reference};
+use crate::reference::Reference;
 
 /// The most repositories one token is asked for. The token lists each one it grants and
 /// rides along on every request it serves, so it must stay well inside the 8 to 16 KiB that
@@ -101,9 +101,9 @@ impl Authorizer {
             .await;
     }
 
-    /// How `image`'s host wants to be authenticated: as it said before, Basic for ECR (its
-    /// registry API always asks for the login GetAuthorizationToken hands out), else what an
-    /// unauthenticated `GET /v2/` answers. `None` when it asks for nothing there, or cannot be
+    /// How `image`'s host wants to be authenticated: as it said before (or as the run was
+    /// told: Basic for a registry kind whose logins are Basic, [`RegistryClient::expect_basic`]),
+    /// else what an unauthenticated `GET /v2/` answers. `None` when it asks for nothing there, or cannot be
     /// asked: the checks find out for themselves.
     async fn learn_challenge(&self, image: &Reference) -> Option<Challenge> {
         let host = image.api_host();
@@ -115,23 +115,19 @@ impl Authorizer {
         {
             return Some(known.clone());
         }
-        let challenge = if EcrHost::parse(image.registry()).is_some() {
-            Challenge::Basic
-        } else {
-            let ping = Outgoing::new(Method::GET, format!("{}/v2/", base_url(host)));
-            let response = match self.transport.send(&ping, host, None).await {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::debug!(registry = host, %error, "cannot ask how the registry authenticates");
-                    return None;
-                }
-            };
-            if response.status() != StatusCode::UNAUTHORIZED {
+        let ping = Outgoing::new(Method::GET, format!("{}/v2/", base_url(host)));
+        let response = match self.transport.send(&ping, host, None).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::debug!(registry = host, %error, "cannot ask how the registry authenticates");
                 return None;
             }
-            header(response.headers(), WWW_AUTHENTICATE.as_str())
-                .and_then(|value| auth::parse_challenge(&value))?
         };
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return None;
+        }
+        let challenge = header(response.headers(), WWW_AUTHENTICATE.as_str())
+            .and_then(|value| auth::parse_challenge(&value))?;
         self.challenges
             .lock()
             .expect("challenge cache poisoned")

@@ -454,3 +454,31 @@ async fn a_manifest_over_4_mib_is_refused_whether_its_length_is_said_or_not() {
     }
     assert_eq!(fake.requests().len(), 2, "neither asked again");
 }
+
+#[tokio::test]
+async fn a_host_known_to_take_basic_is_not_asked_how_it_authenticates() {
+    let fake = FakeRegistry::start();
+    fake.route(
+        "GET",
+        "/v2/",
+        [Answer::status(401).header("WWW-Authenticate", "Basic realm=\"fake\"")],
+    );
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+
+    let asking = anonymous_client();
+    asking.prepare_reads(std::slice::from_ref(&image)).await;
+    assert_eq!(
+        fake.matching("GET", "/v2/").len(),
+        1,
+        "an unknown host is asked once"
+    );
+
+    let told = anonymous_client();
+    told.expect_basic(image.api_host());
+    told.prepare_reads(std::slice::from_ref(&image)).await;
+    assert_eq!(
+        fake.matching("GET", "/v2/").len(),
+        1,
+        "a host the run was told takes Basic is not asked"
+    );
+}
