@@ -150,7 +150,8 @@ pub enum DestinationError {
         label: String,
         destination: String,
         repository: String,
-        refused: NameRefused,
+        /// Boxed: the rule is rare, and the error stays small.
+        refused: Box<NameRefused>,
     },
 }
 
@@ -188,7 +189,7 @@ pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, Destinatio
                 label: job.label.clone(),
                 destination: shown.clone(),
                 repository: destination.repository().to_owned(),
-                refused,
+                refused: Box::new(refused),
             },
         )?;
         let key = (own.then_some(&job.settings.aws), destination.to_string());
