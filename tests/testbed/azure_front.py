@@ -41,6 +41,9 @@
 #          username 00000000-0000-0000-0000-000000000000 and the refresh token as password
 #          (what `docker login -u 0000... -p RT` sends) -> {"access_token", "refresh_token"}
 #      GET  /oauth2/token?service=..&scope=..  the same with Basic GUID:REFRESH_TOKEN
+#      GET  /_testbed/oauth   the token server's last requests: method, path, status,
+#          grant_type, service, scope, username (password grant), basic_user (GET), at;
+#          DELETE clears them (how a test tells a refresh-token grant from Basic)
 #    Access tokens grant each repository:NAME:ACTIONS scope what the identity's role allows
 #    (AcrPush: pull, push; AcrPull: pull). The front itself refuses any registry request
 #    whose Authorization is not an ACR access token covering the request (Basic, a refresh
@@ -123,6 +126,7 @@ ACR_AUDIENCES = ("https://management.azure.com", "https://management.core.window
 ENTRA_TTL = 3599
 REFRESH_TTL = 3 * 3600
 ACCESS_TTL = 75 * 60
+KEEP_OAUTH = 2000
 
 
 def log(msg: str):
@@ -597,8 +601,10 @@ class AcrHandler(front.FrontHandler):
 
     def oauth(self, url):
         registry = self.server.registry
+        form, user = {}, None
         if url.path == "/oauth2/exchange" and self.command == "POST":
-            status, doc = registry.exchange(read_form(self))
+            form = read_form(self)
+            status, doc = registry.exchange(form)
         elif url.path == "/oauth2/token" and self.command == "POST":
             form = read_form(self)
             grant_type = form.get("grant_type")
@@ -616,6 +622,7 @@ class AcrHandler(front.FrontHandler):
         elif url.path == "/oauth2/token" and self.command == "GET":
             query = urllib.parse.parse_qs(url.query)
             user, password = basic(self.headers.get("Authorization", ""))
+            form = {"service": " ".join(query.get("service", [])), "scope": " ".join(query.get("scope", []))}
             if user != ACR_USER or not password:
                 status, doc = acr_error(401, "UNAUTHORIZED", "authentication required, visit "
                                                              "https://aka.ms/acr/authorization for more information.")
@@ -626,7 +633,22 @@ class AcrHandler(front.FrontHandler):
             status, doc = 404, {"errors": [{"code": "NOT_FOUND", "message": f"no {self.command} {url.path}"}]}
         if status != 200:
             log(f"acr {self.command} {url.path}: {status} {doc}")
+        with self.server.oauth_lock:
+            self.server.oauth_log.append({"method": self.command, "path": url.path, "status": status,
+                                          "grant_type": form.get("grant_type"), "service": form.get("service"),
+                                          "scope": form.get("scope"), "username": form.get("username"),
+                                          "basic_user": user, "at": round(time.time(), 3)})
+            del self.server.oauth_log[:-KEEP_OAUTH]
         write_json(self, status, doc)
+
+    def testbed_extra(self, url) -> bool:
+        if url.path != "/_testbed/oauth":
+            return False
+        with self.server.oauth_lock:
+            if self.command == "DELETE":
+                self.server.oauth_log.clear()
+            self.send_small(200, {"requests": list(self.server.oauth_log)})
+        return True
 
     def answered_here(self, entry: dict) -> bool:
         header = self.headers.get("Authorization")
@@ -740,6 +762,7 @@ def serve(args):
     for listen in args.acr_listen:
         server = front.front_server(listen, AcrHandler, args.cert, args.key, args.upstream, "azure_front acr")
         server.registry = Registry(args.registry, entra.key.public_key(), signing_key, signing_cert)
+        server.oauth_log, server.oauth_lock = [], threading.Lock()
         servers.append(server)
     for server in servers[1:]:
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -109,6 +109,7 @@ class AzureBed(unittest.TestCase):
         cls.acr.label = "test-acr"
         cls.acr.faults, cls.acr.stats, cls.acr.etags = front.Faults(), front.Stats(), {}
         cls.acr.registry = az.Registry(REGISTRY, cls.entra.key.public_key(), az.new_key())
+        cls.acr.oauth_log, cls.acr.oauth_lock = [], threading.Lock()
 
     @classmethod
     def tearDownClass(cls):
@@ -354,6 +355,14 @@ class AzureBed(unittest.TestCase):
                             {"grant_type": "password", "username": az.ACR_USER, "password": "",
                              "service": REGISTRY})
         self.assertEqual(status, 401)
+        # the token server's log tells the grants apart
+        _, _, answer = call(self.acr, "GET", "/_testbed/oauth")
+        mine = [(r["method"], r["status"], r["grant_type"], r["basic_user"], r["username"])
+                for r in answer["requests"] if r["path"] == "/oauth2/token"][-5:]
+        self.assertEqual(mine, [("GET", 401, None, az.ACR_USER, None), ("GET", 401, None, "someone", None),
+                                ("GET", 200, None, az.ACR_USER, None),
+                                ("POST", 200, "password", None, az.ACR_USER),
+                                ("POST", 401, "password", None, az.ACR_USER)])
 
     # -- the registry behind the front
 
