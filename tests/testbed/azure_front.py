@@ -40,7 +40,9 @@
 #          space-separated), refresh_token -> {"access_token"}; or grant_type=password with
 #          username 00000000-0000-0000-0000-000000000000 and the refresh token as password
 #          (what `docker login -u 0000... -p RT` sends) -> {"access_token", "refresh_token"}
-#      GET  /oauth2/token?service=..&scope=..  the same with Basic GUID:REFRESH_TOKEN
+#      GET  /oauth2/token?service=..&scope=..  the same with Basic GUID:REFRESH_TOKEN, plus
+#          the refresh token back with offline_token=true (docker login keeps it as the
+#          config's identitytoken: how `az acr login`'s config gets one)
 #      GET  /_testbed/oauth   the token server's last requests: method, path, status,
 #          grant_type, service, scope, username (password grant), basic_user (GET), at;
 #          DELETE clears them (how a test tells a refresh-token grant from Basic)
@@ -55,6 +57,8 @@
 #   azure_front.py serve --entra-listen 127.0.0.31:443 --acr-listen 127.0.0.32:443 \
 #       --upstream 127.0.0.32:5000 --imds-listen 127.0.0.33:80 --registry ecrcpbed.azurecr.io \
 #       --cert C --key K --signing-key TK --signing-cert TC --federated-token-file F
+#   azure-cli/az ...   (azure_front.py az ...) a stand-in for the Azure CLI, see az() below:
+#       login --service-principal, account get-access-token, acr login [--expose-token]
 #   azure_front.py acr-login --registry ecrcpbed.azurecr.io --config-dir DIR
 #       what `az acr login` leaves behind: Entra token (AZURE_TENANT_ID, AZURE_CLIENT_ID,
 #       AZURE_CLIENT_SECRET; AZURE_AUTHORITY_HOST), exchange, and DIR/config.json with
@@ -629,6 +633,10 @@ class AcrHandler(front.FrontHandler):
             else:
                 status, doc = registry.access(password, query.get("service", [""])[0],
                                               " ".join(query.get("scope", [])))
+                # docker login asks for a token to keep (offline_token=true): it stores the
+                # refresh token it gets as the config's identitytoken, as `az acr login` leaves it
+                if status == 200 and query.get("offline_token", [""])[0] == "true":
+                    doc["refresh_token"] = password
         else:
             status, doc = 404, {"errors": [{"code": "NOT_FOUND", "message": f"no {self.command} {url.path}"}]}
         if status != 200:
@@ -730,6 +738,128 @@ def write_docker_config(config_dir: str, registry: str, refresh_token: str) -> s
     return path
 
 
+# ---------------------------------------------------------------- az (the Azure CLI's stand-in)
+
+SUBSCRIPTION = "7e57bed0-0000-4000-8000-0000000000d1"
+ARM_RESOURCE = "https://management.core.windows.net/"
+
+
+def az_profile_path() -> str:
+    return os.path.join(os.environ.get("AZURE_CONFIG_DIR") or os.path.expanduser("~/.azure"), "ecrcpbed-login.json")
+
+
+def az_entra_token(profile: dict, scope: str, context) -> dict:
+    fields = {"grant_type": "client_credentials", "client_id": profile["client_id"], "scope": scope}
+    if "federated_token" in profile:
+        fields.update(client_assertion_type=ASSERTION_TYPE, client_assertion=profile["federated_token"])
+    else:
+        fields["client_secret"] = profile["secret"]
+    authority = os.environ.get("ECRCP_TESTBED_AZ_AUTHORITY", "https://login.microsoftonline.com")
+    return post_form(f"{authority}/{profile['tenant']}/oauth2/v2.0/token", fields, context)
+
+
+def az(argv: list) -> int:
+    """The Azure CLI's commands that credential chains and `az acr login` users run, against
+    the bed's Entra ID: login --service-principal (secret or --federated-token), logout,
+    account get-access-token, acr login [--expose-token]. Errors go to stderr as
+    `ERROR: ...` with status 1, as az reports them."""
+    ap = argparse.ArgumentParser(prog="az")
+    sub = ap.add_subparsers(dest="group", required=True)
+    login = sub.add_parser("login")
+    login.add_argument("--service-principal", action="store_true")
+    login.add_argument("-u", "--username")
+    login.add_argument("-p", "--password")
+    login.add_argument("--federated-token")
+    login.add_argument("-t", "--tenant")
+    login.add_argument("-o", "--output", default="json")
+    sub.add_parser("logout")
+    account = sub.add_parser("account").add_subparsers(dest="command", required=True)
+    token = account.add_parser("get-access-token")
+    token.add_argument("--scope")
+    token.add_argument("--resource")
+    token.add_argument("-t", "--tenant")
+    token.add_argument("--subscription")
+    token.add_argument("-o", "--output", default="json")
+    acr = sub.add_parser("acr").add_subparsers(dest="command", required=True)
+    acr_login_cmd = acr.add_parser("login")
+    acr_login_cmd.add_argument("-n", "--name", required=True)
+    acr_login_cmd.add_argument("--expose-token", action="store_true")
+    acr_login_cmd.add_argument("-o", "--output", default="json")
+    args = ap.parse_args(argv)
+    context = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE"))
+    path = az_profile_path()
+
+    def fail(message: str) -> int:
+        sys.stderr.write(f"ERROR: {message}\n")
+        return 1
+
+    if args.group == "login":
+        if not args.service_principal or not args.username or not args.tenant:
+            return fail("the bed's az knows only: az login --service-principal -u CLIENT_ID "
+                        "(-p SECRET | --federated-token TOKEN) --tenant TENANT")
+        profile = {"tenant": args.tenant, "client_id": args.username}
+        if args.federated_token:
+            profile["federated_token"] = args.federated_token
+        else:
+            profile["secret"] = args.password or ""
+        try:
+            az_entra_token(profile, ARM_RESOURCE + ".default", context)
+        except SystemExit as e:
+            return fail(str(e))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(profile, f)
+        print(json.dumps([{"cloudName": "AzureCloud", "id": SUBSCRIPTION, "isDefault": True, "state": "Enabled",
+                           "tenantId": args.tenant, "user": {"name": args.username, "type": "servicePrincipal"}}]))
+        return 0
+    if args.group == "logout":
+        if not os.path.exists(path):
+            return fail("There are no active accounts.")
+        os.remove(path)
+        return 0
+    try:
+        with open(path) as f:
+            profile = json.load(f)
+    except FileNotFoundError:
+        return fail("Please run 'az login' to setup account.")
+    if args.group == "account":
+        if args.tenant:
+            profile["tenant"] = args.tenant
+        scope = args.scope or (args.resource or ARM_RESOURCE) + "/.default"
+        try:
+            answer = az_entra_token(profile, scope, context)
+        except SystemExit as e:
+            return fail(str(e))
+        expires_on = int(time.time()) + int(answer["expires_in"])
+        print(json.dumps({"accessToken": answer["access_token"],
+                          "expiresOn": datetime.datetime.fromtimestamp(expires_on).strftime("%Y-%m-%d %H:%M:%S.%f"),
+                          "expires_on": expires_on, "subscription": SUBSCRIPTION, "tenant": profile["tenant"],
+                          "tokenType": "Bearer"}, indent=2))
+        return 0
+    # acr login: ARM token, ACR's exchange, then docker login with the GUID user (or show the token)
+    registry = args.name if "." in args.name else f"{args.name}.azurecr.io"
+    origin = os.environ.get("ECRCP_TESTBED_AZ_ACR_ORIGIN", f"https://{registry}")
+    try:
+        arm = az_entra_token(profile, ARM_RESOURCE + ".default", context)["access_token"]
+        refresh = post_form(f"{origin}/oauth2/exchange", {"grant_type": "access_token", "service": registry,
+                                                          "tenant": profile["tenant"], "access_token": arm},
+                            context)["refresh_token"]
+    except SystemExit as e:
+        return fail(str(e))
+    if args.expose_token:
+        print(json.dumps({"accessToken": refresh, "loginServer": registry,
+                          "username": ACR_USER}, indent=2))
+        return 0
+    import subprocess
+
+    done = subprocess.run(["docker", "login", "--username", ACR_USER, "--password-stdin", registry],
+                          input=refresh.encode(), capture_output=True)
+    if done.returncode != 0:
+        return fail(f"docker login failed: {done.stderr.decode(errors='replace').strip()}")
+    print("Login Succeeded")
+    return 0
+
+
 # ---------------------------------------------------------------- servers
 
 
@@ -775,6 +905,8 @@ def serve(args):
 
 
 def main():
+    if sys.argv[1:2] == ["az"]:
+        sys.exit(az(sys.argv[2:]))
     ap = argparse.ArgumentParser(description="the bed's Entra ID, managed identity and ACR")
     sub = ap.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve")

@@ -16,6 +16,7 @@ import http.client
 import http.server
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -346,7 +347,12 @@ class AzureBed(unittest.TestCase):
         status, _, answer = call(self.acr, "GET", query, headers=basic(az.ACR_USER, refresh))
         self.assertEqual(status, 200, answer)
         self.assertEqual(az.parse(answer["access_token"])[1]["access"][0]["actions"], ["pull"])
-        # `docker login -u GUID -p RT`: the password grant, answered with the refresh token docker keeps
+        self.assertNotIn("refresh_token", answer)
+        # `docker login -u GUID -p RT` (what `az acr login` runs): a token to keep, the identitytoken
+        status, _, answer = call(self.acr, "GET", query + "&offline_token=true&client_id=docker",
+                                 headers=basic(az.ACR_USER, refresh))
+        self.assertEqual((status, answer.get("refresh_token")), (200, refresh), answer)
+        # the OAuth flavour of the same: the password grant
         status, _, answer = call(self.acr, "POST", "/oauth2/token",
                                  {"grant_type": "password", "username": az.ACR_USER, "password": refresh,
                                   "service": REGISTRY, "client_id": "docker", "access_type": "offline", "scope": ""})
@@ -358,9 +364,9 @@ class AzureBed(unittest.TestCase):
         # the token server's log tells the grants apart
         _, _, answer = call(self.acr, "GET", "/_testbed/oauth")
         mine = [(r["method"], r["status"], r["grant_type"], r["basic_user"], r["username"])
-                for r in answer["requests"] if r["path"] == "/oauth2/token"][-5:]
+                for r in answer["requests"] if r["path"] == "/oauth2/token"][-6:]
         self.assertEqual(mine, [("GET", 401, None, az.ACR_USER, None), ("GET", 401, None, "someone", None),
-                                ("GET", 200, None, az.ACR_USER, None),
+                                ("GET", 200, None, az.ACR_USER, None), ("GET", 200, None, az.ACR_USER, None),
                                 ("POST", 200, "password", None, az.ACR_USER),
                                 ("POST", 401, "password", None, az.ACR_USER)])
 
@@ -414,6 +420,42 @@ class AzureBed(unittest.TestCase):
         self.assertEqual(login["identitytoken"], refresh)
         self.assertEqual(az.parse(self.access_token("repository:team/app:push", login["identitytoken"]))[1]
                          ["access"][0]["actions"], ["push"])
+
+    # -- az, the Azure CLI's stand-in
+
+    def test_az_logs_in_and_hands_out_tokens_as_the_azure_cli_does(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        origin = lambda server: "http://127.0.0.1:%d" % server.server_address[1]  # noqa: E731
+        with tempfile.TemporaryDirectory() as d:
+            env = {**os.environ, "AZURE_CONFIG_DIR": d, "ECRCP_TESTBED_AZ_AUTHORITY": origin(self.idp),
+                   "ECRCP_TESTBED_AZ_ACR_ORIGIN": origin(self.acr), "ECRCP_TESTBED_PYTHON": sys.executable}
+
+            def run(*args):
+                done = subprocess.run([os.path.join(here, "azure-cli", "az"), *args], env=env,
+                                      capture_output=True, text=True, timeout=30)
+                return done.returncode, done.stdout, done.stderr
+
+            token = ["account", "get-access-token", "-o", "json", "--scope",
+                     "https://containerregistry.azure.net/.default"]
+            self.assertEqual(run(*token), (1, "", "ERROR: Please run 'az login' to setup account.\n"))
+            status, _, err = run("login", "--service-principal", "-u", PUSHER, "-p", "wrong", "--tenant", az.TENANT)
+            self.assertEqual(status, 1)
+            self.assertIn("AADSTS7000215", err)
+            status, out, err = run("login", "--service-principal", "-u", PUSHER, "-p", "ecrcpbed-push-secret",
+                                   "--tenant", az.TENANT)
+            self.assertEqual(status, 0, err)
+            status, out, err = run(*token)
+            self.assertEqual(status, 0, err)
+            answer = json.loads(out)
+            self.assertEqual((answer["tokenType"], answer["tenant"]), ("Bearer", az.TENANT))
+            self.assertIsInstance(answer["expires_on"], int)
+            claims = az.verified(answer["accessToken"], self.jwks_key())
+            self.assertEqual((claims["aud"], claims["appid"]), ("https://containerregistry.azure.net", PUSHER))
+            status, out, err = run("acr", "login", "--name", "ecrcpbed", "--expose-token")
+            self.assertEqual(status, 0, err)
+            answer = json.loads(out)
+            self.assertEqual((answer["loginServer"], answer["username"]), (REGISTRY, az.ACR_USER))
+            self.assertEqual(az.parse(answer["accessToken"])[1]["grant_type"], "refresh_token")
 
 
 if __name__ == "__main__":
