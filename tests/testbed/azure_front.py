@@ -89,6 +89,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 import front
 from front import write_json
+from hub_front import b64url, repositories
 
 # ---------------------------------------------------------------- the directory
 
@@ -143,10 +144,6 @@ def guid() -> str:
 
 
 # ---------------------------------------------------------------- JWTs
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def unb64url(text: str) -> bytes:
@@ -232,7 +229,8 @@ class Entra:
         who = IDENTITIES[client_id]
         now = int(time.time())
         claims = {"aud": resource, "iss": f"https://sts.windows.net/{TENANT}/", "iat": now, "nbf": now,
-                  "exp": now + ENTRA_TTL, "appid": client_id, "appidacr": how, "idp": f"https://sts.windows.net/{TENANT}/",
+                  "exp": now + ENTRA_TTL, "appid": client_id, "appidacr": how,
+                  "idp": f"https://sts.windows.net/{TENANT}/",
                   "idtyp": "app", "oid": who["oid"], "sub": who["oid"], "tid": TENANT, "ver": "1.0", "uti": guid()}
         if "resource_id" in who:
             claims["xms_mirid"] = who["resource_id"]
@@ -345,7 +343,8 @@ class Entra:
     def metadata_token(self, query: dict, app_service: bool):
         """IMDS's and App Service's token answer: (status, JSON answer)."""
         if "api-version" not in query:
-            return 400, {"error": "invalid_request", "error_description": "Required query variable 'api-version' is missing"}
+            return 400, {"error": "invalid_request",
+                         "error_description": "Required query variable 'api-version' is missing"}
         resource = query.get("resource", "")
         if not resource:
             return 400, {"error": "invalid_request", "error_description": "Required audience parameter not specified"}
@@ -476,16 +475,6 @@ class MetadataHandler(http.server.BaseHTTPRequestHandler):
 # ---------------------------------------------------------------- ACR
 
 
-def scopes_of(text: str):
-    """(type, name, actions) of each scope in a space-separated list."""
-    found = []
-    for one in text.split():
-        parts = one.split(":")
-        if len(parts) >= 3:
-            found.append((parts[0], ":".join(parts[1:-1]), parts[-1].split(",")))
-    return found
-
-
 class Registry:
     """ACR's token server for one registry: exchange, refresh, access."""
 
@@ -554,7 +543,7 @@ class Registry:
             return acr_error(401, "UNAUTHORIZED", f"the refresh token is not valid: {e}")
         allowed = set(claims.get("permissions", {}).get("actions", []))
         access = []
-        for rtype, name, actions in scopes_of(scope):
+        for rtype, name, actions in repositories([scope]):
             if rtype == "repository":
                 granted = [a for a in actions if a in allowed] if "*" not in actions else sorted(allowed)
             elif rtype == "registry" and name == "catalog" and allowed:
@@ -924,7 +913,8 @@ def main():
     login = sub.add_parser("acr-login", help="write a docker config as `az acr login` leaves it")
     login.add_argument("--registry", default="ecrcpbed.azurecr.io")
     login.add_argument("--config-dir", default=os.environ.get("DOCKER_CONFIG", os.path.expanduser("~/.docker")))
-    login.add_argument("--authority", default=os.environ.get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"))
+    login.add_argument("--authority",
+                       default=os.environ.get("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"))
     login.set_defaults(run=lambda a: print(write_docker_config(a.config_dir, a.registry, acr_login(
         a.authority, f"https://{a.registry}", a.registry, os.environ.get("AZURE_TENANT_ID", TENANT),
         os.environ["AZURE_CLIENT_ID"], os.environ["AZURE_CLIENT_SECRET"],
