@@ -751,7 +751,10 @@ def az(argv: list) -> int:
     """The Azure CLI's commands that credential chains and `az acr login` users run, against
     the bed's Entra ID: login --service-principal (secret or --federated-token), logout,
     account get-access-token, acr login [--expose-token]. Errors go to stderr as
-    `ERROR: ...` with status 1, as az reports them."""
+    `ERROR: ...` with status 1, as az reports them. The login is kept in
+    $AZURE_CONFIG_DIR (or ~/.azure)/ecrcpbed-login.json. ECRCP_TESTBED_AZ_AUTHORITY and
+    ECRCP_TESTBED_AZ_ACR_ORIGIN point it elsewhere than https://login.microsoftonline.com
+    and https://REGISTRY (the loopback tests)."""
     ap = argparse.ArgumentParser(prog="az")
     sub = ap.add_subparsers(dest="group", required=True)
     login = sub.add_parser("login")

@@ -303,10 +303,13 @@ class AzureBed(unittest.TestCase):
                                  ("refresh_token", REGISTRY, az.TENANT, az.IDENTITIES[PUSHER]["oid"]))
 
     def test_the_exchange_refuses_what_is_not_an_entra_token_for_it(self):
-        stranger = az.sign(az.new_key(), {"alg": "RS256"}, {**az.parse(self.entra_token())[1]})
+        claims = az.parse(self.entra_token())[1]
+        stranger = az.sign(az.new_key(), {"alg": "RS256"}, claims)
+        expired = az.sign(self.entra.key, {"alg": "RS256"}, {**claims, "exp": int(time.time()) - 1})
         cases = [
             (self.exchange(self.entra_token(scope="https://storage.azure.com/.default")), 401, "audience"),
             (self.exchange(stranger), 401, "bad signature"),
+            (self.exchange(expired), 401, "expired"),
             (self.exchange(self.federated()), 401, "bad signature"),
             (self.exchange(self.entra_token(), tenant="00000000-1111-2222-3333-444444444444"), 401, "tenant"),
             (self.exchange(self.entra_token(), service="other.azurecr.io"), 400, "service"),
