@@ -22,6 +22,10 @@
 #          "signed_by_cluster": bool}: a federated token as a test wants it (a wrong
 #          subject, an expired one, one signed by another key); GET /_testbed/identities:
 #          the directory below.
+#      POST /_testbed/faults {"client_id": ID, "rules": [RULE, ...]}: front.py's rules (a
+#          "status" with "code"/"message" for Entra's error, "drop", "delay"; "times",
+#          "skip", "every") on the token requests of that client id alone, shared with the
+#          metadata listener (where the key is the managed identity's client id)
 #  * Managed identity (plain HTTP on loopback):
 #      GET /metadata/identity/oauth2/token?api-version=..&resource=..[&client_id|object_id|
 #          msi_res_id=..]   IMDS, which needs `Metadata: true` and refuses a request that
@@ -386,7 +390,60 @@ def read_form(handler) -> dict:
     return {k: " ".join(v) for k, v in pairs.items()}
 
 
-class EntraHandler(http.server.BaseHTTPRequestHandler):
+IDENTITY_FAULTS = ("status", "drop")
+
+
+class IdentityFaults:
+    """front.py's rules on the token endpoints, keyed by client id: a test makes Entra or the
+    metadata endpoint fail for its own identity alone ("status" with "code" and "message"
+    wording the error, "drop", "delay"; "times", "skip", "every", "method", "path")."""
+
+    def handle_one_request(self):
+        try:
+            super().handle_one_request()
+        except front.Aborted:
+            self.close_connection = True
+
+    def faults_knob(self, url) -> bool:
+        if url.path != "/_testbed/faults":
+            return False
+        query = urllib.parse.parse_qs(url.query)
+        key = query.get("repo", query.get("client_id", [None]))[0]
+        if self.command == "POST":
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                doc = json.loads(self.rfile.read(length) or b"{}")
+                key = doc.get("client_id", doc.get("repository"))
+                rules = doc.get("rules") or []
+                for rule in rules:
+                    kind = front.Rule(rule).kind
+                    if kind not in IDENTITY_FAULTS + ("delay",):
+                        raise ValueError(f"a token endpoint's rule is one of {IDENTITY_FAULTS} or a delay, not {kind}")
+                self.server.faults.replace(key, rules)
+            except (ValueError, TypeError, KeyError, AttributeError) as e:
+                write_json(self, 400, {"error": repr(e)})
+                return True
+        write_json(self, 200, self.server.faults.report(key))
+        return True
+
+    def fault(self, key: str, error_doc) -> bool:
+        """Applies the first rule in force for `key`; True when it answered."""
+        rule = self.server.faults.take(key, self.command, self.path) if key else None
+        if rule is None:
+            return False
+        log(f"fault {rule.doc} on {self.command} {self.path} for {key}")
+        if rule.delay:
+            time.sleep(rule.delay)
+        if rule.drop:
+            front.FrontHandler.reset(self, {"status": 0})
+        if rule.status is None:
+            return False
+        extra = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
+        write_json(self, rule.status, error_doc(rule), extra)
+        return True
+
+
+class EntraHandler(IdentityFaults, http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-login.microsoftonline.com"
 
@@ -401,6 +458,8 @@ class EntraHandler(http.server.BaseHTTPRequestHandler):
         parts = url.path.strip("/").split("/")
         entra = self.server.entra
         origin = f"https://{self.headers.get('Host', 'login.microsoftonline.com')}"
+        if self.faults_knob(url):
+            return
         if url.path == "/_testbed/identities":
             return self.answer((200, {"tenant": TENANT, "identities": IDENTITIES, "identity_header": IDENTITY_HEADER,
                                       "cluster_issuer": CLUSTER_ISSUER}))
@@ -434,8 +493,14 @@ class EntraHandler(http.server.BaseHTTPRequestHandler):
             except (ValueError, TypeError) as e:
                 return self.answer((400, {"error": repr(e)}))
             return self.answer((200, {"token": token}))
+        if self.faults_knob(url):
+            return
         form = read_form(self)
         if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
+            if self.fault(form.get("client_id", ""), lambda rule: entra_error(
+                    rule.status, rule.code or "temporarily_unavailable", 50196,
+                    rule.message or "The server is temporarily unavailable (injected by the test bed).")[1]):
+                return
             status, doc = self.server.entra.grant(parts[0], form)
             if status != 200:
                 log(f"entra refused {form.get('client_id')!r}: {doc['error_description'][:100]}")
@@ -443,7 +508,7 @@ class EntraHandler(http.server.BaseHTTPRequestHandler):
         self.answer((404, {"error": "not_found", "error_description": f"no {url.path} here"}))
 
 
-class MetadataHandler(http.server.BaseHTTPRequestHandler):
+class MetadataHandler(IdentityFaults, http.server.BaseHTTPRequestHandler):
     """IMDS (/metadata/identity/oauth2/token) and App Service's endpoint (/msi/token)."""
 
     protocol_version = "HTTP/1.1"
@@ -452,9 +517,21 @@ class MetadataHandler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         log(f"metadata {self.address_string()} {fmt % args}")
 
+    def do_POST(self):
+        url = urllib.parse.urlsplit(self.path)
+        if not self.faults_knob(url):
+            write_json(self, 405, {"error": "invalid_request", "error_description": "GET only"})
+
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        if self.faults_knob(url):
+            return
+        if url.path in ("/metadata/identity/oauth2/token", "/msi/token", "/msi/token/") and self.fault(
+                self.server.entra.managed(query) or "", lambda rule: {
+                    "error": rule.code or "temporarily_unavailable",
+                    "error_description": rule.message or "injected by the test bed"}):
+            return
         if url.path == "/metadata/identity/oauth2/token":
             if self.headers.get("Metadata", "").lower() != "true":
                 return write_json(self, 400, {"error": "invalid_request",
@@ -872,14 +949,15 @@ def serve(args):
         signing_cert = x509.load_pem_x509_certificate(f.read())
 
     servers = []
+    identity_faults = front.Faults()
     for listen in args.entra_listen:
         server = front.TLSServer(front.hostport(listen), EntraHandler, args.cert, args.key)
-        server.label, server.entra = "azure_front entra", entra
+        server.label, server.entra, server.faults = "azure_front entra", entra, identity_faults
         servers.append(server)
     for listen in args.imds_listen:
         server = http.server.ThreadingHTTPServer(front.hostport(listen), MetadataHandler)
         server.daemon_threads = True
-        server.label, server.entra = "azure_front metadata", entra
+        server.label, server.entra, server.faults = "azure_front metadata", entra, identity_faults
         servers.append(server)
     for listen in args.acr_listen:
         server = front.front_server(listen, AcrHandler, args.cert, args.key, args.upstream, "azure_front acr")

@@ -103,6 +103,7 @@ class AzureBed(unittest.TestCase):
         cls.idp.entra = cls.entra
         cls.imds = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), az.MetadataHandler))
         cls.imds.entra = cls.entra
+        cls.idp.faults = cls.imds.faults = front.Faults()
         cls.upstream = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream))
         cls.upstream.seen = []
         cls.acr = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), az.AcrHandler))
@@ -291,6 +292,26 @@ class AzureBed(unittest.TestCase):
         self.assertEqual(status, 200, answer)
         self.assertEqual(answer["client_id"], VM_SYSTEM)
         self.assertIsInstance(answer["expires_on"], str)
+
+    def test_faults_hit_one_identitys_token_requests(self):
+        rules = {"client_id": PUSHER, "rules": [{"status": 503, "retry_after": "2", "times": 1}]}
+        self.assertEqual(call(self.idp, "POST", "/_testbed/faults", json.dumps(rules))[0], 200)
+        self.assertEqual(self.grant(client_id=PULLER, client_secret="ecrcpbed-pull-secret")[0], 200)
+        status, headers, answer = self.grant(client_id=PUSHER, client_secret="ecrcpbed-push-secret")
+        self.assertEqual((status, headers["Retry-After"], answer["error"]), (503, "2", "temporarily_unavailable"))
+        self.assertEqual(self.grant(client_id=PUSHER, client_secret="ecrcpbed-push-secret")[0], 200)
+        # the metadata endpoint's key is the managed identity's client id
+        rules = {"client_id": VM_SYSTEM, "rules": [{"status": 429, "times": 1}, {"drop": True, "times": 1}]}
+        self.assertEqual(call(self.imds, "POST", "/_testbed/faults", json.dumps(rules))[0], 200)
+        query = {"api-version": "2018-02-01", "resource": "https://management.azure.com/"}
+        self.assertEqual(self.metadata(query, {"Metadata": "true"})[0], 429)
+        with self.assertRaises((ConnectionError, http.client.HTTPException)):
+            self.metadata(query, {"Metadata": "true"})
+        self.assertEqual(self.metadata(query, {"Metadata": "true"})[0], 200)
+        status, _, answer = call(self.idp, "POST", "/_testbed/faults",
+                                 json.dumps({"client_id": PUSHER, "rules": [{"corrupt": True}]}))
+        self.assertEqual(status, 400)
+        self.assertIn("a token endpoint's rule", answer["error"])
 
     # -- ACR's token server
 
