@@ -58,8 +58,8 @@
 #    Basic with the GUID user and an empty password (docker's config after `az acr
 #    login`, sent as is) is refused, as ACR refuses it.
 #
-#   azure_front.py serve --entra-listen 127.0.0.31:443 --acr-listen 127.0.0.32:443 \
-#       --upstream 127.0.0.32:5000 --imds-listen 127.0.0.33:80 --registry ecrcpbed.azurecr.io \
+#   azure_front.py serve --entra-listen 127.0.0.41:443 --acr-listen 127.0.0.42:443 \
+#       --upstream 127.0.0.42:5000 --imds-listen 127.0.0.43:80 --registry ecrcpbed.azurecr.io \
 #       --cert C --key K --signing-key TK --signing-cert TC --federated-token-file F
 #   azure-cli/az ...   (azure_front.py az ...) a stand-in for the Azure CLI, see az() below:
 #       login --service-principal, account get-access-token, acr login [--expose-token]
