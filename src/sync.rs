@@ -294,7 +294,10 @@ async fn expand_rules(config: &SyncConfig, options: &SyncOptions, setup: &Setup)
         config.concurrency,
     )
     .await;
-    listings.save();
+    // Written and synced off the async workers, as the ledger is.
+    if let Err(error) = tokio::task::spawn_blocking(move || listings.save()).await {
+        tracing::warn!(%error, "cannot save the tag lists; the next run lists them anew");
+    }
     for failure in &expanded.failures {
         tracing::error!(image = %failure.label, outcome = "failed", error = %format!("{:#}", failure.error), "image failed");
     }
