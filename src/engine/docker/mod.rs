@@ -25,7 +25,7 @@ use crate::docker::{self, DockerCommand, DockerError, DockerOutput, DockerRunner
 use crate::login::{LoginRefusedAgain, Logins};
 use crate::plan::{CopyJob, JobSettings};
 use crate::reference::Reference;
-use crate::registry::{ManifestHead, RegistryClient};
+use crate::registry::{ManifestHead, RegistryClient, RegistryError};
 
 /// Copies through the docker CLI. Safe to share between concurrent copies.
 pub struct DockerEngine<'a> {
@@ -72,21 +72,48 @@ impl<'a> DockerEngine<'a> {
     async fn run_transfers(&self, transfers: Vec<Transfer<'_>>) -> Vec<anyhow::Result<Delivered>> {
         // One retry budget for the whole copy: its pull and every push.
         let deadline = Instant::now() + retry::RETRY_BUDGET;
-        let tagged = match self.pull_and_tag(&transfers, deadline).await {
+        // What the pushes need besides the image does not wait for the pull: each
+        // destination's repository and docker's login there, and which store the daemon
+        // runs (asked after each push). A repository made for a pull that then fails is
+        // removed again when no copy lands in it (`Repository::end`).
+        let (tagged, ready, _) = tokio::join!(
+            self.pull_and_tag(&transfers, deadline),
+            futures_util::future::join_all(transfers.iter().map(|transfer| self.prepare(transfer))),
+            self.store(),
+        );
+        let tagged = match tagged {
             Ok(tagged) => tagged,
             Err(error) => return super::for_each_destination(error, transfers.len()),
         };
-        futures_util::future::join_all(transfers.iter().zip(tagged).map(|(transfer, tagged)| async move {
-            tagged?;
-            self.deliver(transfer, deadline).await
-        }))
+        futures_util::future::join_all(transfers.iter().zip(tagged).zip(ready).map(
+            |((transfer, tagged), ready)| async move {
+                tagged?;
+                self.deliver(transfer, ready, deadline).await
+            },
+        ))
         .await
     }
 
-    /// Pushes a pulled and tagged image to its destination, and says what it serves now.
-    async fn deliver(&self, transfer: &Transfer<'_>, deadline: Instant) -> anyhow::Result<Delivered> {
+    /// Makes sure a destination's repository exists and docker may push there.
+    async fn prepare(&self, transfer: &Transfer<'_>) -> anyhow::Result<()> {
+        transfer.repository.ensure().await?;
+        self.docker_login(transfer.destination, &transfer.job.settings)
+            .await
+    }
+
+    /// Pushes a pulled and tagged image to its destination (`ready`: whether [`prepare`]
+    /// did), and says what it serves now.
+    async fn deliver(
+        &self,
+        transfer: &Transfer<'_>,
+        ready: anyhow::Result<()>,
+        deadline: Instant,
+    ) -> anyhow::Result<Delivered> {
         let Transfer { job, destination, .. } = *transfer;
-        let published = self.publish(transfer, deadline).await;
+        let published = match ready {
+            Ok(()) => self.publish(transfer, deadline).await,
+            Err(error) => Err(error),
+        };
         if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
             tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
         }
@@ -218,7 +245,7 @@ impl<'a> DockerEngine<'a> {
         }
     }
 
-    /// Makes sure the repository exists, pushes the destination tag and verifies what the
+    /// Pushes the destination tag (its repository and login are ready) and verifies what the
     /// registry then serves: its digest, and whether the tag held it already.
     async fn publish(
         &self,
@@ -226,8 +253,6 @@ impl<'a> DockerEngine<'a> {
         deadline: Instant,
     ) -> anyhow::Result<(String, bool, LocalImage)> {
         let destination = transfer.destination;
-        transfer.repository.ensure().await?;
-        self.docker_login(destination, &transfer.job.settings).await?;
         let pushed = self
             .docker_retrying(
                 &DockerCommand::push(destination, transfer.options.progress),
@@ -249,13 +274,19 @@ impl<'a> DockerEngine<'a> {
             }
             pushed => self.out_of_space(pushed, None).await,
         };
-        let image = self.inspect(destination).await?;
+        // What docker holds and what the registry serves are asked side by side: verify
+        // compares the two, and neither answer changes the other.
+        let (image, head) = tokio::join!(
+            self.inspect(destination),
+            self.registry.head_manifest(destination)
+        );
+        let image = image?;
         match pushed {
             Ok(_) => {
-                let digest = self.verify(transfer, &image).await?;
+                let digest = self.verify(transfer, &image, head).await?;
                 Ok((digest, false, image))
             }
-            Err(error) => match self.verify(transfer, &image).await {
+            Err(error) => match self.verify(transfer, &image, head).await {
                 // Refused, yet the tag serves this image: an immutable tag pushed again.
                 Ok(digest) => Ok((digest, true, image)),
                 Err(_) if error.to_string().contains("immutable") => Err(anyhow!(
@@ -266,14 +297,16 @@ impl<'a> DockerEngine<'a> {
         }
     }
 
-    /// Checks that the destination now serves the image docker holds locally, and returns
-    /// the digest it serves.
-    async fn verify(&self, transfer: &Transfer<'_>, image: &LocalImage) -> anyhow::Result<String> {
+    /// Checks that the destination now serves (`head`: its answer to a HEAD after the push)
+    /// the image docker holds locally, and returns the digest it serves.
+    async fn verify(
+        &self,
+        transfer: &Transfer<'_>,
+        image: &LocalImage,
+        head: Result<Option<ManifestHead>, RegistryError>,
+    ) -> anyhow::Result<String> {
         let (job, destination) = (transfer.job, transfer.destination);
-        let head = self
-            .registry
-            .head_manifest(destination)
-            .await
+        let head = head
             .with_context(|| format!("cannot verify '{destination}'"))?
             .ok_or_else(|| anyhow!("'{destination}' is missing right after the push"))?;
         if image.has_digest(&head.digest) {
