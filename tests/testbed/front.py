@@ -212,7 +212,7 @@ class Rule:
         self.body = re.compile(doc["body"].encode()) if doc.get("body") else None
         self.times = None if doc.get("times") is None else int(doc["times"])
         self.skip = int(doc.get("skip") or 0)
-        self.every = int(doc.get("every") or 1)
+        self.every = 1 if doc.get("every") is None else int(doc["every"])
         if self.every < 1:
             raise ValueError(f"'every' is 1 or more, not {self.every}")
         self.matched = 0

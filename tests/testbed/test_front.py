@@ -47,6 +47,7 @@ class RuleValidation(unittest.TestCase):
             ({"method": "GET"}, "does nothing"),
             ({"status": 500, "on": "both"}, "'on' is 'request' or 'response'"),
             ({"status": 500, "every": -1}, "'every' is 1 or more"),
+            ({"status": 500, "every": 0}, "'every' is 1 or more, not 0"),
             ({"serve": "text"}, "'serve' is"),
             ("status", "a rule is an object"),
         ]:
