@@ -28,6 +28,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import front  # noqa: E402
+from test_front import Upstream, serve  # noqa: E402
 
 try:
     import azure_front as az  # noqa: E402
@@ -37,12 +38,6 @@ except ImportError:  # no cryptography outside the bed's venv
 
 REGISTRY = "ecrcpbed.azurecr.io"
 PUSHER, PULLER, WORKLOAD, VM_SYSTEM, VM_USER = (f"7e57bed0-0000-4000-8000-0000000000a{i}" for i in range(1, 6))
-
-
-def serve(server):
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-    return server
 
 
 def call(server, method, path, body=None, headers=None):
@@ -68,28 +63,6 @@ def basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-class Upstream(http.server.BaseHTTPRequestHandler):
-    """The registry behind the ACR front: answers 200 and notes what reached it."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self.server.seen.append((self.command, self.path))
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(b"{}")
-
-    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = answer
-
-
 @unittest.skipIf(az is None, "needs cryptography (the bed's venv)")
 class AzureBed(unittest.TestCase):
     @classmethod
@@ -106,6 +79,10 @@ class AzureBed(unittest.TestCase):
         cls.idp.faults = cls.imds.faults = front.Faults()
         cls.upstream = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream))
         cls.upstream.seen = []
+        # The registry behind the ACR front: any request it sees is answered 200 with `{}`.
+        cls.upstream.answers = {
+            (method, "/"): (200, {}, b"{}") for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        }
         cls.acr = serve(http.server.ThreadingHTTPServer(("127.0.0.1", 0), az.AcrHandler))
         cls.acr.upstream = "127.0.0.1:%d" % cls.upstream.server_address[1]
         cls.acr.label = "test-acr"
