@@ -285,8 +285,33 @@ impl Authorizer {
                     });
                 }
                 let token_host = url.host_str().unwrap_or(host).to_owned();
-                let mut request = Outgoing::new(Method::GET, url.as_str());
-                if let Some(credentials) = &credentials {
+                let identity_token = credentials
+                    .as_ref()
+                    .and_then(|credentials| credentials.identity_token());
+                let mut request = if let Some(refresh_token) = identity_token {
+                    // The OAuth2 form of the token request: the identity token traded for an
+                    // access token to these scopes, in the body, never in a URL.
+                    let mut post = Outgoing::new(Method::POST, realm.as_str());
+                    let scope = scopes.params().join(" ");
+                    let mut fields = vec![
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "ecrcp"),
+                        ("refresh_token", refresh_token),
+                        ("scope", scope.as_str()),
+                    ];
+                    if let Some(service) = service.as_deref() {
+                        fields.push(("service", service));
+                    }
+                    post.headers.insert(
+                        reqwest::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    );
+                    post.body = Some(form(&fields).into());
+                    post
+                } else {
+                    Outgoing::new(Method::GET, url.as_str())
+                };
+                if let Some(credentials) = credentials.as_ref().filter(|_| identity_token.is_none()) {
                     let value = basic(&credentials.username, credentials.password.expose());
                     let mut value = HeaderValue::from_str(&value).map_err(|_| unauthorized())?;
                     value.set_sensitive(true);
@@ -353,6 +378,13 @@ fn foreign_answer(
             })
         ),
     })
+}
+
+/// `fields` as an `application/x-www-form-urlencoded` body (encoded as a URL query is).
+fn form(fields: &[(&str, &str)]) -> String {
+    let mut url = reqwest::Url::parse("https://form.invalid/").expect("a fixed URL parses");
+    url.query_pairs_mut().extend_pairs(fields);
+    url.query().unwrap_or_default().to_owned()
 }
 
 fn basic(username: &str, password: &str) -> String {

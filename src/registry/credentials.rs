@@ -21,6 +21,19 @@ pub struct Credentials {
     pub password: Secret,
 }
 
+/// The user name that says the secret is an identity token (an OAuth2 refresh token), as
+/// credential helpers answer for one; docker's config holds it as `identitytoken`.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
+
+impl Credentials {
+    /// The identity token these credentials are, if they are one: it is traded at the
+    /// registry's token server for access tokens (`grant_type=refresh_token`), never sent
+    /// as Basic (`az acr login` leaves one for Azure Container Registry).
+    pub fn identity_token(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then(|| self.password.expose())
+    }
+}
+
 /// How config.json says to find a registry's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigEntry {
@@ -259,6 +272,7 @@ pub fn config_entry(text: &str, host: &str) -> Result<Option<ConfigEntry>, Strin
         auth: Option<String>,
         username: Option<String>,
         password: Option<String>,
+        identitytoken: Option<String>,
     }
     #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "camelCase")]
@@ -279,6 +293,14 @@ pub fn config_entry(text: &str, host: &str) -> Result<Option<ConfigEntry>, Strin
     let Some((_, entry)) = find_entry(&config.auths, host) else {
         return Ok(None);
     };
+    // As docker: an identity token wins over the `auth` beside it (a GUID user with no
+    // password, in what `az acr login` writes).
+    if let Some(token) = entry.identitytoken.as_deref().filter(|token| !token.is_empty()) {
+        return Ok(Some(ConfigEntry::Inline(Credentials {
+            username: IDENTITY_TOKEN_USER.to_owned(),
+            password: Secret::new(token),
+        })));
+    }
     if let Some(auth) = entry.auth.as_deref().filter(|auth| !auth.is_empty()) {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
@@ -533,6 +555,21 @@ mod tests {
         store.insert("plain", issued(0).credentials);
         assert_eq!(store.serial("plain"), None);
         assert_eq!(store.renew("plain", 0).await, None);
+    }
+
+    #[test]
+    fn an_identity_token_wins_over_the_guid_login_beside_it_as_az_acr_login_writes_them() {
+        // base64("00000000-0000-0000-0000-000000000000:")
+        let config = r#"{"auths":{"r.azurecr.io":{"auth":"MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==","identitytoken":"r3fresh"}}}"#;
+        let Some(ConfigEntry::Inline(credentials)) = config_entry(config, "r.azurecr.io").unwrap() else {
+            panic!("an inline login");
+        };
+        assert_eq!(credentials.identity_token(), Some("r3fresh"));
+        let plain = Credentials {
+            username: "alice".into(),
+            password: Secret::new("pw"),
+        };
+        assert_eq!(plain.identity_token(), None);
     }
 
     #[test]

@@ -482,3 +482,75 @@ async fn a_host_known_to_take_basic_is_not_asked_how_it_authenticates() {
         "a host the run was told takes Basic is not asked"
     );
 }
+
+#[tokio::test]
+async fn an_identity_token_is_traded_at_the_token_server_and_never_sent_as_basic() {
+    let fake = FakeRegistry::start();
+    let challenge = format!(r#"Bearer realm="{}/oauth2/token",service="fake""#, fake.origin());
+    let image_bytes = super::Image::new(10);
+    fake.route(
+        "GET",
+        "/v2/team/app/manifests/1",
+        [
+            Answer::status(401).header("WWW-Authenticate", challenge),
+            image_bytes.manifest_answer(),
+        ],
+    );
+    fake.route(
+        "POST",
+        "/oauth2/token",
+        [Answer::status(200)
+            .header("Content-Type", "application/json")
+            .body(r#"{"access_token":"acc3ss"}"#)],
+    );
+    // As docker's config holds what `az acr login` wrote: an identity token.
+    let client = client_for(
+        &fake.host(),
+        crate::registry::credentials::IDENTITY_TOKEN_USER,
+        "r3fresh",
+    );
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+
+    let manifest = client
+        .get_manifest(&image, &Scopes::pull("team/app"), "1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.digest, image_bytes.manifest_digest);
+
+    let requests = fake.requests();
+    let lines: Vec<String> = requests.iter().map(Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /v2/team/app/manifests/1",
+            "POST /oauth2/token",
+            "GET /v2/team/app/manifests/1",
+        ]
+    );
+    let grant = String::from_utf8(requests[1].body.clone()).unwrap();
+    let fields: Vec<(String, String)> = reqwest::Url::parse(&format!("https://x/?{grant}"))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    for wanted in [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "r3fresh"),
+        ("scope", "repository:team/app:pull"),
+        ("service", "fake"),
+    ] {
+        assert!(
+            fields
+                .iter()
+                .any(|(name, value)| (name.as_str(), value.as_str()) == wanted),
+            "{wanted:?} in {fields:?}"
+        );
+    }
+    assert_eq!(
+        requests[1].header("authorization"),
+        None,
+        "no Basic with the token"
+    );
+    assert_eq!(requests[2].header("authorization"), Some("Bearer acc3ss"));
+}

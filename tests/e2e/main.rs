@@ -4,6 +4,7 @@
 //! `#[ignore]`d so a plain `cargo test` passes without root; `.ci/run` runs them on the bed.
 
 mod accounts;
+mod acr;
 mod container;
 mod copy;
 mod dockerd;
