@@ -34,8 +34,8 @@ impl Setup {
                 .into_iter()
                 .flatten()
             {
-                let provider = setup.providers.for_host(image.registry());
-                if provider.logs_in_with_basic() && provider.registry(image.registry()).is_some() {
+                // A host no kind claims gets `Plain`, whose logins are not Basic.
+                if setup.providers.for_host(image.registry()).logs_in_with_basic() {
                     setup.registry.expect_basic(image.api_host());
                 }
             }

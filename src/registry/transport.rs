@@ -248,14 +248,14 @@ fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest
     let system = super::roots::system();
     // The system's CAs as read once for the process; where they cannot be (none read, or
     // one rustls refuses), reqwest's platform verifier reads them itself, as before.
-    let read_once = (!system.is_empty())
-        .then(|| {
-            builder()
-                .tls_certs_only(system.iter().chain(extra_cas).cloned())
-                .build()
-                .ok()
-        })
-        .flatten();
+    let read_once = if system.is_empty() {
+        None
+    } else {
+        builder()
+            .tls_certs_only(system.iter().chain(extra_cas).cloned())
+            .build()
+            .ok()
+    };
     match read_once {
         Some(client) => Ok(client),
         None => builder().tls_certs_merge(extra_cas.to_vec()).build(),
