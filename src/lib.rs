@@ -45,4 +45,5 @@ pub mod sync;
 pub mod tags;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 pub mod ui;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::provider_config::ProviderConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
@@ -308,13 +309,19 @@ const CREDENTIALS_TIMEOUT: Duration = Duration::from_secs(10);
 impl Ecr {
     /// Loads the standard AWS configuration chain and checks that credentials exist.
     pub async fn connect(options: &AwsOptions) -> Result<Ecr, EcrError> {
+        let http = crate::tls::aws_http_client();
+        let providers = ProviderConfig::default().with_http_client(http.clone());
         let imds = aws_config::imds::Client::builder()
+            .configure(&providers)
             .max_attempts(1)
             .connect_timeout(Duration::from_secs(1))
             .read_timeout(Duration::from_secs(2))
             .build();
-        let mut chain = DefaultCredentialsChain::builder().imds_client(imds);
+        let mut chain = DefaultCredentialsChain::builder()
+            .configure(providers)
+            .imds_client(imds);
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
             .timeout_config(api_timeouts())
             .retry_config(retry::config());
         if let Some(profile) = &options.profile {

@@ -236,6 +236,7 @@ pub(crate) fn send_error(host: &str, what: &str, error: &reqwest::Error) -> Regi
 /// (`TCP_USER_TIMEOUT`), and idle connections whose peer is gone (keepalive); each request
 /// adds its own (see [`Transport::send`] and the blob readers and writers).
 fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
+    crate::tls::install();
     let limits = net_timeouts::net();
     let builder = || {
         reqwest::Client::builder()
@@ -377,6 +378,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_request_names_where_it_went_but_not_the_query() {
         let url = "http://127.0.0.1:1/bucket/blob?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIA";
+        crate::tls::install();
         let error = reqwest::Client::new().get(url).send().await.unwrap_err();
         let failed = send_error("r.example", "GET", &error);
         for text in [error_chain(&error), failed.to_string(), format!("{failed:?}")] {
