@@ -44,6 +44,7 @@ import http.client
 import http.server
 import json
 import re
+import socket
 import time
 import urllib.parse
 
@@ -187,6 +188,11 @@ class ApiHandler(front.FrontHandler):
 class PlainServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def finish_request(self, request, client_address):
+        # No 40 ms wait for a delayed ACK between a response's headers and its body (front.py).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address):
         log(LABEL, f"error serving {client_address}")
