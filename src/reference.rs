@@ -11,8 +11,8 @@ use std::net::Ipv6Addr;
 use std::str::FromStr;
 
 const DOCKER_HUB: &str = "docker.io";
-// docker.io itself serves no registry API; Docker's clients talk to this host.
-const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// docker.io itself serves no registry API; Docker's clients talk to this host.
+pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
 const DOCKER_HUB_ALIASES: &[&str] = &["index.docker.io", "registry-1.docker.io"];
 const OFFICIAL_PREFIX: &str = "library/";
 const DEFAULT_TAG: &str = "latest";

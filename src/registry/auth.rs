@@ -20,6 +20,18 @@ pub enum Challenge {
     },
 }
 
+/// What Docker Hub's registry answers every request without a token (it has for years, and
+/// Docker's own clients are built around it): knowing it, a run's first request there goes
+/// with a token instead of first fetching the 401 that names the token server. Should the
+/// hub ever say otherwise, its 401 is answered as any registry's.
+pub fn docker_hub() -> Challenge {
+    Challenge::Bearer {
+        realm: "https://auth.docker.io/token".to_owned(),
+        service: Some("registry.docker.io".to_owned()),
+        scope: None,
+    }
+}
+
 /// Parses a `WWW-Authenticate` header value. Unknown schemes yield `None`.
 pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();

@@ -248,6 +248,12 @@ fn wait_detail(retry_after: Option<Duration>) -> String {
 }
 
 impl RegistryError {
+    /// Whether it is a manifest refused for naming a blob the registry does not know
+    /// (`MANIFEST_BLOB_UNKNOWN`).
+    pub fn names_an_unknown_blob(&self) -> bool {
+        matches!(self, RegistryError::Refused { detail, .. } if detail.contains("MANIFEST_BLOB_UNKNOWN"))
+    }
+
     /// Whether this refusal of a manifest PUT says the tag is immutable, in the words
     /// registries use: ECR's `TAG_INVALID` "... cannot be overwritten because the tag already
     /// exists" or "... because the repository is immutable", Harbor's "configured as

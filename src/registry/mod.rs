@@ -83,8 +83,10 @@ impl RegistryClient {
 
     /// A client that holds to `hosts`' settings for each registry host.
     pub fn with_hosts(credentials: CredentialStore, hosts: Hosts) -> Result<Self, RegistryError> {
+        let auth = Authorizer::new(Transport::new()?, credentials);
+        auth.expect(crate::reference::DOCKER_HUB_API, auth::docker_hub());
         Ok(RegistryClient {
-            auth: Authorizer::new(Transport::new()?, credentials),
+            auth,
             hosts,
             hub_manifest_reads: AtomicU64::new(0),
         })

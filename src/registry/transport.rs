@@ -123,6 +123,7 @@ impl Transport {
         }
         self.refuse_if_silent(host)?;
         let what = || format!("{} {}", request.method, redact::redact(&request.url));
+        let started = Instant::now();
         let sent = match tokio::time::timeout(limit, builder.send()).await {
             Ok(sent) => sent.map_err(|error| send_error(host, &what(), &error)),
             Err(_) => Err(RegistryError::Stalled {
@@ -133,6 +134,9 @@ impl Transport {
         };
         if let Err(RegistryError::Stalled { .. }) = &sent {
             self.went_silent(host);
+        }
+        if let Ok(response) = &sent {
+            tracing::trace!(request = %what(), status = response.status().as_u16(), ms = started.elapsed().as_millis(), authorized = authorization.is_some(), "answered");
         }
         sent
     }

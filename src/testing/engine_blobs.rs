@@ -492,3 +492,65 @@ async fn a_source_that_cannot_resume_a_read_has_the_blob_start_over() {
         "its session given up"
     );
 }
+
+#[tokio::test]
+async fn a_manifest_refused_for_a_blob_the_registry_does_not_see_yet_is_asked_again() {
+    let (source, destination) = (FakeRegistry::start(), FakeRegistry::start());
+    let image = Image::new(1000);
+    image.serve(&source, "src/app", true);
+    let unknown = Answer::status(400)
+        .header("Content-Type", "application/json")
+        .body(r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#);
+    // Another writer's commit of the same blob, or storage that shows it a moment later.
+    destination.route(
+        "PUT",
+        "/v2/dst/app/manifests/1",
+        [
+            unknown,
+            Answer::status(201).header("Docker-Content-Digest", image.manifest_digest.clone()),
+        ],
+    );
+    take_uploads(&destination, "dst/app", &image.manifest_digest);
+    let client = anonymous_client();
+
+    let delivered = copy(
+        &client,
+        &format!("{}/src/app:1", source.host()),
+        &format!("{}/dst/app:1", destination.host()),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(delivered.digest, image.manifest_digest);
+    assert_eq!(destination.matching("PUT", "/v2/dst/app/manifests/1").len(), 2);
+}
+
+#[tokio::test]
+async fn a_manifest_whose_blob_stays_unknown_fails_after_a_few_tries_saying_so() {
+    let (source, destination) = (FakeRegistry::start(), FakeRegistry::start());
+    let image = Image::new(1000);
+    image.serve(&source, "src/app", true);
+    destination.route(
+        "PUT",
+        "/v2/dst/app/manifests/1",
+        [Answer::status(400)
+            .header("Content-Type", "application/json")
+            .body(r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#)],
+    );
+    take_uploads(&destination, "dst/app", &image.manifest_digest);
+    let client = anonymous_client();
+
+    let error = copy(
+        &client,
+        &format!("{}/src/app:1", source.host()),
+        &format!("{}/dst/app:1", destination.host()),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(
+        format!("{error:#}").contains("MANIFEST_BLOB_UNKNOWN"),
+        "{error:#}"
+    );
+    assert_eq!(destination.matching("PUT", "/v2/dst/app/manifests/1").len(), 3);
+}
