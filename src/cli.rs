@@ -104,6 +104,17 @@ pub struct SyncArgs {
     #[arg(long, value_enum, value_name = "ENGINE")]
     pub engine: Option<EngineArg>,
 
+    /// Mirror only this worker's share of the images: shard K of N workers, K from 1. Every
+    /// image falls to one shard by its source's name; the destinations of one source stay
+    /// together
+    #[arg(long, value_name = "K/N", env = "ECRCP_SHARD", conflicts_with = "shards")]
+    pub shard: Option<String>,
+
+    /// Mirror a share of the images as one of N workers, this one numbered by
+    /// JOB_COMPLETION_INDEX (from 0), as a Kubernetes Indexed Job sets it
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
+
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
 }

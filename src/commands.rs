@@ -13,6 +13,7 @@ use crate::logging::{self, Format};
 use crate::outcome::{self, Fate};
 use crate::plugin::{self, install, Invocation};
 use crate::process::{self, Timeouts};
+use crate::shard::Shard;
 use crate::state_file;
 use crate::sync::{self, Stop, SyncOptions};
 use crate::ui::Terminal;
@@ -100,6 +101,16 @@ async fn cancel_on_signals(mut signals: Signals, docker: DockerCli, interrupted:
 /// `ecrcp sync`.
 pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     logging::init(args.log_format, invocation.log_level.as_deref().unwrap_or("info"));
+    let shard = match (&args.shard, args.shards) {
+        (Some(shard), _) => Some(Shard::parse(shard)),
+        (None, Some(count)) => Some(Shard::indexed(
+            count,
+            std::env::var("JOB_COMPLETION_INDEX").ok().as_deref(),
+        )),
+        (None, None) => None,
+    }
+    .transpose()
+    .map_err(|error| (Exit::Usage, error.into()))?;
     let mut config = crate::config::load(&args.config).map_err(|error| (Exit::Config, error.into()))?;
     if let Some(engine) = args.engine {
         config.use_engine(engine.into()).map_err(|error| {
@@ -137,6 +148,7 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
     let options = SyncOptions {
         dry_run: args.dry_run,
         state_dir,
+        shard,
     };
     let docker = docker(invocation, args.timeouts.timeouts());
     let stop = Stop::default();

@@ -40,6 +40,7 @@ pub mod retry;
 pub mod secret;
 pub mod settings;
 pub mod setup;
+pub mod shard;
 pub mod state_file;
 pub mod sync;
 pub mod tags;

@@ -21,6 +21,7 @@ use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient};
 use crate::setup::Setup;
+use crate::shard::Shard;
 use crate::state_file;
 use crate::tags;
 
@@ -43,6 +44,8 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Where the ledger and the lock live.
     pub state_dir: PathBuf,
+    /// This worker's share of the images, when several split them (`--shard`).
+    pub shard: Option<Shard>,
 }
 
 /// What a sync did, image by image, added up.
@@ -162,7 +165,8 @@ pub async fn run(
     let setup = Setup::new(&tags::with_templates(&config.jobs, &config.rules), docker).await?;
     let registry = &setup.registry;
     let expanded = expand_rules(config, options, &setup).await;
-    let jobs = &*expanded.jobs(&config.jobs);
+    let all = expanded.jobs(&config.jobs);
+    let jobs = &*share(all, options.shard);
     let copy_options = CopyOptions {
         overwrite: Overwrite {
             update: true,
@@ -186,7 +190,7 @@ pub async fn run(
         .iter()
         .filter_map(|planned| planned.checked.as_ref().ok()?.check.rate_limit)
         .min_by_key(|limit| limit.remaining);
-    let planned_groups = book(config, jobs, &copier, checks, allowance);
+    let planned_groups = book(config, options.shard, jobs, &copier, checks, allowance);
     let results = runner.finish_all(jobs, planned_groups).await;
 
     copier.close().await;
@@ -201,11 +205,36 @@ pub async fn run(
     Ok(summary)
 }
 
+/// The jobs of `shard` (all of them when there is none), said in the log.
+fn share(all: std::borrow::Cow<'_, [CopyJob]>, shard: Option<Shard>) -> std::borrow::Cow<'_, [CopyJob]> {
+    let Some(shard) = shard else {
+        return all;
+    };
+    let mine: Vec<CopyJob> = all
+        .iter()
+        .filter(|job| shard.owns(&job.source.to_string()))
+        .cloned()
+        .collect();
+    tracing::info!(%shard, images = mine.len(), of = all.len(), "this shard's share of the images");
+    std::borrow::Cow::Owned(mine)
+}
+
+/// The Docker Hub pulls this worker may count on of the `remaining` the hub reports: all of
+/// them alone; as one of several shards behind one address (which share the hub's
+/// allowance), the reserve kept once and an even share of the rest.
+fn allowance_of(remaining: u64, reserve: u64, shard: Option<Shard>) -> u64 {
+    match shard {
+        None => remaining,
+        Some(shard) => reserve.min(remaining) + shard.share_of(remaining.saturating_sub(reserve)),
+    }
+}
+
 /// Groups the checked jobs by source and books each group's Docker Hub pulls against the
-/// allowance: a group that does not fit is deferred whole. Gives the copier the room left
-/// beyond the bookings.
+/// allowance (this shard's share of it): a group that does not fit is deferred whole. Gives
+/// the copier the room left beyond the bookings.
 fn book(
     config: &SyncConfig,
+    shard: Option<Shard>,
     jobs: &[CopyJob],
     copier: &Copier<'_>,
     checks: Vec<Planned>,
@@ -227,11 +256,8 @@ fn book(
             }
         })
         .collect();
-    let allowed = budget(
-        &costs,
-        allowance.map(|limit| limit.remaining),
-        config.reserve_pulls,
-    );
+    let remaining = allowance.map(|limit| allowance_of(limit.remaining, config.reserve_pulls, shard));
+    let allowed = budget(&costs, remaining, config.reserve_pulls);
     // What the copies may take beyond their bookings: the registry engine learns how many
     // platforms an index holds only when it reads it.
     let booked: u64 = costs
@@ -240,9 +266,8 @@ fn book(
         .filter(|(_, allowed)| **allowed)
         .map(|(cost, _)| cost)
         .sum();
-    copier.limit_extra_pulls(allowance.map(|limit| {
-        limit
-            .remaining
+    copier.limit_extra_pulls(remaining.map(|remaining| {
+        remaining
             .saturating_sub(config.reserve_pulls)
             .saturating_sub(booked)
     }));
@@ -664,6 +689,32 @@ mod tests {
                 "{costs:?} {remaining:?} {reserve}"
             );
         }
+    }
+
+    #[test]
+    fn shards_keep_the_reserve_once_and_split_the_rest() {
+        let shard = |text: &str| Some(Shard::parse(text).unwrap());
+        // remaining, reserve, shard -> what this worker may count on
+        let cases = [
+            (100, 10, None, 100),
+            (100, 10, shard("1/3"), 10 + 30),
+            (100, 10, shard("3/3"), 10 + 30),
+            (101, 10, shard("1/3"), 10 + 31),
+            (5, 10, shard("1/2"), 5),
+            (0, 0, shard("2/2"), 0),
+        ];
+        for (remaining, reserve, shard, expected) in cases {
+            assert_eq!(
+                allowance_of(remaining, reserve, shard),
+                expected,
+                "{remaining} {reserve} {shard:?}"
+            );
+        }
+        // Behind one address, the shards together book no more than one worker alone would.
+        let together: u64 = (1..=3)
+            .map(|k| allowance_of(100, 10, shard(&format!("{k}/3"))) - 10)
+            .sum();
+        assert_eq!(together, 90);
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod races;
 mod references;
 mod registry;
 mod scale;
+mod shards;
 mod signatures;
 mod support;
 mod sync;
