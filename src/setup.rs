@@ -23,20 +23,26 @@ pub struct Setup {
 
 impl Setup {
     /// Connects the providers `jobs` need (every job the run may copy: for sync, those its
-    /// tag rules may make too) and ecrcp's registry client. Missing credentials stop the
-    /// run here, before any copy.
-    pub async fn new(jobs: &[CopyJob], docker: &DockerCli) -> anyhow::Result<Setup> {
+    /// tag rules may make too) and ecrcp's registry client, which paces each registry's
+    /// requests at the rates its kind sets, shared with `workers - 1` other workers (shards)
+    /// on the same account. Missing credentials stop the run here, before any copy.
+    pub async fn new(jobs: &[CopyJob], docker: &DockerCli, workers: u32) -> anyhow::Result<Setup> {
         let providers = Providers::connect(jobs).await?;
         let registry = registry_client(docker)?;
         let setup = Setup { registry, providers };
+        let mut paced = std::collections::HashSet::new();
         for job in jobs {
             for image in [Some(job.source.clone()), setup.resolve(job).ok()]
                 .into_iter()
                 .flatten()
             {
                 // A host no kind claims gets `Plain`, whose logins are not Basic.
-                if setup.providers.for_host(image.registry()).logs_in_with_basic() {
+                let provider = setup.providers.for_host(image.registry());
+                if provider.logs_in_with_basic() {
                     setup.registry.expect_basic(image.api_host());
+                }
+                if paced.insert(image.api_host().to_owned()) {
+                    setup.registry.pace(image.api_host(), provider.paced(workers));
                 }
             }
         }

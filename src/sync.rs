@@ -162,7 +162,13 @@ pub async fn run(
         Some(lock::acquire(&options.state_dir)?)
     };
     let started = Instant::now();
-    let setup = Setup::new(&tags::with_templates(&config.jobs, &config.rules), docker).await?;
+    let workers = options.shard.map_or(1, Shard::count);
+    let setup = Setup::new(
+        &tags::with_templates(&config.jobs, &config.rules),
+        docker,
+        workers,
+    )
+    .await?;
     let registry = &setup.registry;
     let expanded = expand_rules(config, options, &setup).await;
     let all = expanded.jobs(&config.jobs);

@@ -5,6 +5,7 @@
 //! talks to the AWS API. How calls are retried: `retry`.
 
 pub mod iam;
+mod pace;
 mod retry;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::{check_ecr_repository, EcrHost};
 use crate::registry::credentials::{Credentials, Issued, Renew};
+use crate::registry::hosts::Paced;
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +174,10 @@ impl Provider for EcrSessions {
 
     fn logs_in_with_basic(&self) -> bool {
         true
+    }
+
+    fn paced(&self, workers: u32) -> Vec<Paced> {
+        pace::actions(workers)
     }
 
     fn own_registry(&self, settings: &JobSettings) -> Option<&str> {

@@ -15,6 +15,7 @@ use futures_util::future::BoxFuture;
 use crate::plan::{CopyJob, JobSettings};
 use crate::reference::{Destination, ReferenceError};
 use crate::registry::credentials::{Issued, Renew};
+use crate::registry::hosts::Paced;
 
 /// A login a provider hands out for one of its registries.
 pub struct Login {
@@ -72,6 +73,12 @@ pub trait Provider: Send + Sync {
     /// (ECR's do): nobody need ask them how they authenticate.
     fn logs_in_with_basic(&self) -> bool {
         false
+    }
+
+    /// The kinds of request its registries hold to rates of their own (ECR's API quotas, per
+    /// account and region), at the rates one of `workers` that share them may go at.
+    fn paced(&self, _workers: u32) -> Vec<Paced> {
+        Vec::new()
     }
 
     /// A login of the kind's own for the registry `host`; `None` when docker's config is the

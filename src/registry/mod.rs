@@ -102,6 +102,14 @@ impl RegistryClient {
         self.auth.expect(api_host, auth::Challenge::Basic);
     }
 
+    /// Paces `paced` kinds of the requests to `api_host` for the rest of the run, each at its
+    /// own rate shared by every copy (a registry kind's API quotas, such as ECR's).
+    pub fn pace(&self, api_host: &str, paced: Vec<hosts::Paced>) {
+        if !paced.is_empty() {
+            self.hosts.pace(api_host, paced);
+        }
+    }
+
     /// Gets ready to HEAD the manifests of `images`: learns how each host authenticates and
     /// fetches pull tokens for many repositories at once ([`prefetch`]).
     pub async fn prepare_reads(&self, images: &[Reference]) {

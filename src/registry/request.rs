@@ -14,6 +14,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use super::error::{status_error, Asked};
+use super::hosts::Entry;
 use super::transport::{error_chain, read_response, Outgoing, Response};
 use super::{Access, Limit, RegistryClient, RegistryError, Scopes};
 use crate::redact;
@@ -176,6 +177,14 @@ impl RegistryClient {
         Err(status_error(image, asked, response).await)
     }
 
+    /// Tells a paced action's rate how its request fared: a 429 slows it.
+    fn fared<T>(&self, host: &str, entry: &Entry, result: &Result<T, RegistryError>) {
+        if let Some(action) = entry.action {
+            let throttled = matches!(result, Err(RegistryError::RateLimited { .. }));
+            self.hosts.fared(host, action, throttled);
+        }
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, or the host's retry policy gives up
     /// (tries or time), waiting between tries as [`RegistryError::pause`] says; each try
     /// within the host's rate and concurrency. Each retry is logged with what failed and why.
@@ -189,9 +198,12 @@ impl RegistryClient {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
+        let (method, path) = (&request.outgoing.method, request_path(&request.outgoing.url));
         if request.once {
-            let _permit = self.hosts.enter(host).await;
-            return attempt().await;
+            let entry = self.hosts.enter(host, method, path).await;
+            let result = attempt().await;
+            self.fared(host, &entry, &result);
+            return result;
         }
         let what = format!(
             "{} {}",
@@ -200,9 +212,10 @@ impl RegistryClient {
         );
         let mut attempts = Attempts::new(self.hosts.settings(host).retry);
         loop {
-            let permit = self.hosts.enter(host).await;
+            let entry = self.hosts.enter(host, method, path).await;
             let result = attempt().await;
-            drop(permit);
+            self.fared(host, &entry, &result);
+            drop(entry);
             let Err(error) = &result else {
                 return result;
             };
@@ -220,6 +233,13 @@ impl RegistryClient {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// The path of `url` (what a paced action is told apart by), without its query.
+fn request_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = after_scheme.find('/').map_or("/", |at| &after_scheme[at..]);
+    path.split_once('?').map_or(path, |(path, _)| path)
 }
 
 #[cfg(test)]

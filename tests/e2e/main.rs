@@ -25,6 +25,7 @@ mod flaky;
 mod iam;
 mod ledger;
 mod legacy;
+mod pacing;
 mod packages;
 mod plugin;
 mod processes;

@@ -35,6 +35,10 @@
 #   "content_type": T answer with Content-Type T instead of the registry's (alone, or with
 #                     an action that forwards): a source serving a manifest as T
 #   "rate": BYTES     stream the body at most BYTES per second (alone, or with an action)
+#   "over": N         fire only for matching requests beyond N a second: a token bucket of
+#                     N tokens that refills at N a second, as AWS enforces an API quota
+#                     (ECR's 10 PutImage calls a second per account); a request that finds
+#                     the bucket empty fires, and takes no token
 # and at most one action:
 #   "status": CODE    answer CODE (e.g. 500, 502, 503, 408, 429) with a registry error
 #                     body instead of forwarding, after reading the request body;
@@ -166,7 +170,7 @@ class Aborted(Exception):
 
 # ---------------------------------------------------------------- faults
 
-RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "delay", "rate", "status", "retry_after",
+RULE_KEYS = {"method", "path", "body", "times", "skip", "every", "over", "delay", "rate", "status", "retry_after",
              "drop", "lose_answer", "reset_after", "on", "corrupt", "corrupt_at", "refuse_mount",
              "expire_token", "code", "message", "content_type", "redirect", "relocate", "serve", "stall"}
 ACTIONS = ("status", "drop", "lose_answer", "reset_after", "corrupt", "refuse_mount", "expire_token",
@@ -216,6 +220,11 @@ class Rule:
         if self.every < 1:
             raise ValueError(f"'every' is 1 or more, not {self.every}")
         self.matched = 0
+        self.over = None if doc.get("over") is None else int(doc["over"])
+        if self.over is not None and self.over < 1:
+            raise ValueError(f"'over' is 1 or more, not {self.over}")
+        self.tokens = float(self.over or 0)  # the "over" bucket, full at first
+        self.tokens_at = time.monotonic()
         self.delay = float(doc.get("delay") or 0)
         self.rate = float(doc.get("rate") or 0)
         self.status = None if doc.get("status") is None else int(doc["status"])
@@ -297,6 +306,13 @@ class Faults:
                 rule.matched += 1
                 if rule.matched % rule.every != 0:
                     continue
+                if rule.over is not None:
+                    now = time.monotonic()
+                    rule.tokens = min(float(rule.over), rule.tokens + (now - rule.tokens_at) * rule.over)
+                    rule.tokens_at = now
+                    if rule.tokens >= 1.0:
+                        rule.tokens -= 1.0
+                        continue
                 rule.fired += 1
                 if rule.times is not None:
                     rule.times -= 1

@@ -48,6 +48,7 @@ class RuleValidation(unittest.TestCase):
             ({"status": 500, "on": "both"}, "'on' is 'request' or 'response'"),
             ({"status": 500, "every": -1}, "'every' is 1 or more"),
             ({"status": 500, "every": 0}, "'every' is 1 or more, not 0"),
+            ({"status": 429, "over": 0}, "'over' is 1 or more, not 0"),
             ({"serve": "text"}, "'serve' is"),
             ("status", "a rule is an object"),
         ]:
@@ -129,6 +130,18 @@ class Firing(unittest.TestCase):
         faults.replace("team/app", [{"status": 503, "skip": 1, "every": 3}])
         fired = [take(faults) is not None for _ in range(8)]
         self.assertEqual(fired, [False, False, False, True, False, False, True, False])
+
+    def test_over_fires_only_beyond_its_rate(self):
+        faults = front.Faults()
+        faults.replace("team/app", [{"status": 429, "over": 3}])
+        fired = [take(faults) is not None for _ in range(5)]
+        self.assertEqual(fired, [False, False, False, True, True])
+        rule = faults.by_repository["team/app"][0]
+        # A third of a second later, one token has come back; a second later, all three.
+        rule.tokens_at -= 1 / 3 + 0.01
+        self.assertEqual([take(faults) is not None for _ in range(2)], [False, True])
+        rule.tokens_at -= 5
+        self.assertEqual([take(faults) is not None for _ in range(4)], [False, False, False, True])
 
     def test_a_rule_that_does_not_match_uses_nothing(self):
         faults = front.Faults()
