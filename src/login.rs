@@ -114,7 +114,7 @@ impl<'a> Logins<'a> {
             // A new login, or no login of docker's own that works.
             Some(DockerAccess::LoggedIn(_)) | None => {}
         }
-        self.log_docker_in(&host, &issued, &mut access).await
+        self.log_docker_in(&host, provider, &issued, &mut access).await
     }
 
     /// Which login docker holds for `image`'s registry from ecrcp: the serial of its token,
@@ -154,21 +154,19 @@ impl<'a> Logins<'a> {
         let Some(Login { issued, .. }) = login else {
             return Ok(());
         };
-        self.log_docker_in(&host, &issued, &mut access).await
+        self.log_docker_in(&host, provider, &issued, &mut access).await
     }
 
-    /// `docker login` with `issued`, remembered in `access`.
+    /// `docker login` with `issued`, as `provider` has docker take it, remembered in `access`.
     async fn log_docker_in(
         &self,
         host: &str,
+        provider: &dyn Provider,
         issued: &Issued,
         access: &mut HashMap<String, DockerAccess>,
     ) -> anyhow::Result<()> {
-        let login = DockerCommand::login(
-            host,
-            &issued.credentials.username,
-            issued.credentials.password.clone(),
-        );
+        let credentials = provider.docker_login(&issued.credentials);
+        let login = DockerCommand::login(host, &credentials.username, credentials.password);
         if let Err(docker) = self.docker.run(&login).await {
             let error = match self.registry.credentials().docker_helper(host) {
                 Some(helper) => anyhow::Error::new(HelperLoginFailed {

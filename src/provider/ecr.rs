@@ -275,7 +275,7 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// Whether a cached token should be fetched again at `now`. Only a token that was valid for
 /// longer than the margin when fetched is ever refreshed: anything else would loop.
-fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
+pub(super) fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
     let Some(expires_at) = expires_at else {
         return false;
     };

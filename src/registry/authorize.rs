@@ -102,7 +102,7 @@ impl Authorizer {
         let mut response = self.transport.send(request, host, Some(&fresh.value)).await?;
         if let (StatusCode::UNAUTHORIZED, Some(serial)) = (response.status(), serial) {
             // The token that worked is refused (it expired): one new token, asked once more.
-            fresh = self.renewed(image, serial).await?;
+            fresh = self.renewed(image, scopes, serial).await?;
             response = self.transport.send(request, host, Some(&fresh.value)).await?;
             if response.status() == StatusCode::UNAUTHORIZED {
                 return Err(RegistryError::TokenRefused {
@@ -159,8 +159,10 @@ impl Authorizer {
             .get(host)
             .cloned()
             .or_else(|| {
+                // An identity token (ACR's) waits for the challenge: it is never Basic.
                 self.credentials
                     .serial(image.registry())
+                    .filter(|_| !self.credentials.holds_identity_token(image.registry()))
                     .map(|_| Challenge::Basic)
             });
         match known {
@@ -173,9 +175,15 @@ impl Authorizer {
         }
     }
 
-    /// The Basic authorization of the credentials that replace those numbered `serial`,
-    /// which `image`'s registry refused.
-    pub async fn renewed(&self, image: &Reference, serial: u64) -> Result<Authorization, RegistryError> {
+    /// The authorization of the credentials that replace those numbered `serial`, which
+    /// `image`'s registry refused: Basic, or for an identity token, a token for `scopes`
+    /// traded anew at the token server the host named.
+    pub async fn renewed(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        serial: u64,
+    ) -> Result<Authorization, RegistryError> {
         let host = image.registry();
         let refused = |fetch_failed| RegistryError::TokenRefused {
             host: host.to_owned(),
@@ -183,6 +191,16 @@ impl Authorizer {
             fetch_failed,
         };
         match self.credentials.renew(host, serial).await {
+            Some(Ok(credentials)) if credentials.identity_token().is_some() => {
+                let challenge = self
+                    .challenges
+                    .lock()
+                    .expect("challenge cache poisoned")
+                    .get(image.api_host())
+                    .cloned()
+                    .ok_or_else(|| refused(None))?;
+                self.authorize(image, scopes, challenge).await
+            }
             Some(Ok(credentials)) => Ok(Authorization::lasting(basic(
                 &credentials.username,
                 credentials.password.expose(),
@@ -240,7 +258,7 @@ impl Authorizer {
             self.forget_token(image, scopes);
             if let Some(serial) = serial {
                 // ECR's token expired under the upload: the next start goes with a new one.
-                self.renewed(image, serial).await?;
+                self.renewed(image, scopes, serial).await?;
             }
             return Err(RegistryError::TokenExpired {
                 host: image.registry().to_owned(),
@@ -381,7 +399,7 @@ fn foreign_answer(
 }
 
 /// `fields` as an `application/x-www-form-urlencoded` body (encoded as a URL query is).
-fn form(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
     let mut url = reqwest::Url::parse("https://form.invalid/").expect("a fixed URL parses");
     url.query_pairs_mut().extend_pairs(fields);
     url.query().unwrap_or_default().to_owned()

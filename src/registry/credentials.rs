@@ -139,6 +139,14 @@ impl CredentialStore {
             .map(|held| held.issued.serial)
     }
 
+    /// Whether the credentials ecrcp set for `host` are an identity token (ACR's refresh
+    /// token), which goes to the token server, never to the registry as Basic.
+    pub fn holds_identity_token(&self, host: &str) -> bool {
+        let set = self.set.lock().expect("credential map poisoned");
+        set.get(host)
+            .is_some_and(|held| held.issued.credentials.identity_token().is_some())
+    }
+
     /// New credentials for `host` after it refused those numbered `rejected`: the ones
     /// that replaced them already, if another request renewed them first, else fresh ones.
     /// `None` when `host`'s credentials are not renewable. Credentials that were
