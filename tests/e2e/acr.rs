@@ -53,6 +53,9 @@ fn an_az_acr_login_config_copies_into_acr_with_either_engine() {
     }
 }
 
+/// alpine:3.20 as the bed seeds it (tests/testbed/README.md).
+const ALPINE: &str = "sha256:2fbd3d393bfd5b318867dbee2111b813d0c713155bfffcfaed14f3a360c95fea";
+
 /// The bed's Entra ID tenant.
 const TENANT: &str = "7e57bed0-0000-4000-8000-000000000001";
 
@@ -138,4 +141,213 @@ fn a_wrong_client_secret_is_refused_in_entra_s_words() {
     assert_ne!(run.code, Some(0));
     assert!(run.stderr.contains("AADSTS7000215"), "{}", run.stderr);
     assert!(run.stderr.contains("AZURE_CLIENT_SECRET"), "{}", run.stderr);
+}
+
+/// Copies alpine:3.20 into a new repository of the bed's ACR with the registry engine and
+/// `vars`' credentials, and checks that a rerun finds it there.
+fn copies_with(bed: &Bed, vars: &[(&str, &str)], repository: &str) {
+    let destination = format!("{ACR}/{}:3.20", bed.unique(repository));
+    run_with(bed, vars, &["--engine", "registry", "alpine:3.20", &destination]).assert_code(0);
+    let again = run_with(
+        bed,
+        vars,
+        &["--engine", "registry", "-u", "-v", "alpine:3.20", &destination],
+    );
+    again.assert_code(0);
+    assert!(
+        again.stdout.contains("(unchanged)") || again.stdout.contains("(already there)"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_aks_workload_identity_copies_into_acr() {
+    let bed = Bed::get("acr-workload");
+    let file = format!(
+        "{}/azure/federated-token",
+        std::env::var("ECRCP_TESTBED").unwrap()
+    );
+    let vars = [
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", "7e57bed0-0000-4000-8000-0000000000a3"),
+        ("AZURE_FEDERATED_TOKEN_FILE", file.as_str()),
+        ("AZURE_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+    ];
+    copies_with(&bed, &vars, "acr-workload");
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_app_service_managed_identity_copies_into_acr() {
+    let bed = Bed::get("acr-app-service");
+    let vars = [
+        ("IDENTITY_ENDPOINT", "http://127.0.0.43/msi/token"),
+        ("IDENTITY_HEADER", "ecrcpbed-identity-header"),
+    ];
+    copies_with(&bed, &vars, "acr-app-service");
+}
+
+/// PATH with the bed's `az` stand-in first.
+fn path_with_az() -> String {
+    let stand_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/azure-cli");
+    format!(
+        "{}:{}",
+        stand_in.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_azure_cli_s_login_copies_into_acr() {
+    let bed = Bed::get("acr-az");
+    let az_config = bed.scratch().join("azure");
+    let path = path_with_az();
+    let login = Command::new("az")
+        .env("PATH", &path)
+        .env("AZURE_CONFIG_DIR", &az_config)
+        .args([
+            "login",
+            "--service-principal",
+            "-u",
+            PUSHER,
+            "-p",
+            PUSHER_SECRET,
+            "--tenant",
+            TENANT,
+        ])
+        .output()
+        .expect("az runs");
+    assert!(
+        login.status.success(),
+        "{}",
+        String::from_utf8_lossy(&login.stderr)
+    );
+    let az_config = az_config.to_str().unwrap();
+    copies_with(
+        &bed,
+        &[("PATH", path.as_str()), ("AZURE_CONFIG_DIR", az_config)],
+        "acr-az",
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn no_azure_credentials_at_all_says_what_to_do_before_any_copy() {
+    let bed = Bed::get("acr-none");
+    // The az stand-in is there, but nobody logged in.
+    let path = path_with_az();
+    let az_config = bed.scratch().join("azure");
+    let destination = format!("{ACR}/{}:3.20", bed.unique("acr-none"));
+    let run = run_with(
+        &bed,
+        &[
+            ("PATH", path.as_str()),
+            ("AZURE_CONFIG_DIR", az_config.to_str().unwrap()),
+        ],
+        &["--engine", "registry", "alpine:3.20", &destination],
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no Azure credentials found for 'ecrcpbed.azurecr.io'"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("az login"), "{}", run.stderr);
+    assert!(run.stderr.contains("AZURE_CLIENT_SECRET"), "{}", run.stderr);
+    assert!(
+        bed.docker_calls().is_empty(),
+        "no copy began: {:?}",
+        bed.docker_calls()
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_acr_source_copies_into_ecr_with_the_acrpull_role() {
+    let bed = Bed::get("acr-source");
+    let repository = bed.unique("acr-source");
+    let pusher = service_principal(PUSHER_SECRET);
+    let source = format!("{ACR}/{repository}:3.20");
+    run_with(
+        &bed,
+        &vars(&pusher),
+        &["--engine", "registry", "alpine:3.20", &source],
+    )
+    .assert_code(0);
+    let puller = [
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", "7e57bed0-0000-4000-8000-0000000000a2"),
+        ("AZURE_CLIENT_SECRET", "ecrcpbed-pull-secret"),
+    ];
+    for engine in ["registry", "docker"] {
+        let destination = format!("{}/{repository}-{engine}:3.20", crate::support::ECR);
+        run_with(&bed, &puller, &["--engine", engine, &source, &destination]).assert_code(0);
+        let copied = bed.digest(crate::support::ECR, &format!("{repository}-{engine}"), "3.20");
+        if engine == "registry" {
+            assert_eq!(copied.as_deref(), Some(ALPINE), "{engine}");
+        } else {
+            assert!(copied.is_some(), "{engine}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_sync_copies_into_acr_with_a_service_principal() {
+    let bed = Bed::get("acr-sync");
+    let prefix = bed.unique("acr-sync");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\ndestination = \"{ACR}/{prefix}/\"\n\n[[image]]\nsource = \"alpine:3.20\"\n"
+    ));
+    let sp = service_principal(PUSHER_SECRET);
+    let mut command = bed.sync_command(&config);
+    for (name, value) in vars(&sp) {
+        command.env(name, value);
+    }
+    let run = Run::from(command.output().expect("ecrcp runs"));
+    run.assert_code(0);
+    assert_eq!(
+        run.outcomes().values().collect::<Vec<_>>(),
+        ["copied"],
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn iam_policy_names_the_acr_roles_and_the_registry_s_scope() {
+    let bed = Bed::get("acr-iam");
+    let printed = bed.run(&[
+        "iam-policy",
+        "--source",
+        &format!("{ACR}/upstream/app:1"),
+        &format!("{ACR}/mirror/"),
+    ]);
+    printed.assert_code(0);
+    let policy: serde_json::Value = serde_json::from_str(&printed.stdout).expect("JSON on stdout");
+    let assignments = policy["roleAssignments"].as_array().expect("role assignments");
+    assert_eq!(assignments.len(), 1, "{policy}");
+    assert_eq!(assignments[0]["role"], "AcrPush", "{policy}");
+    assert_eq!(
+        assignments[0]["scope"],
+        "/subscriptions/SUBSCRIPTION_ID/resourceGroups/RESOURCE_GROUP/providers/Microsoft.ContainerRegistry/registries/ecrcpbed"
+    );
+    assert!(
+        printed.stderr.contains("az role assignment create"),
+        "{}",
+        printed.stderr
+    );
+    let reads = bed.run(&[
+        "iam-policy",
+        "--source",
+        &format!("{ACR}/upstream/app:1"),
+        "mirror/",
+    ]);
+    reads.assert_code(0);
+    assert!(reads.stdout.contains("\"AcrPull\""), "{}", reads.stdout);
 }
