@@ -9,6 +9,7 @@
 mod entra;
 mod exchange;
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -290,31 +291,28 @@ pub fn connect(jobs: &[CopyJob]) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn 
         let client = crate::registry::transport::token_service_client("login.microsoftonline.com")?;
         let mut clouds: HashMap<Cloud, Option<Arc<entra::Entra>>> = HashMap::new();
         let docker = CredentialStore::with_config_dir(crate::docker::default_config_dir());
+        let mut tried: HashMap<Cloud, Vec<String>> = HashMap::new();
         for host in reached.keys() {
-            if !clouds.contains_key(&host.cloud) {
-                let (found, tried) = entra::Entra::find(host.cloud, &client).await?;
-                match &found {
-                    Some(entra) => {
+            let entra = match clouds.entry(host.cloud) {
+                Entry::Occupied(known) => known.get().clone(),
+                Entry::Vacant(slot) => {
+                    let (found, why) = entra::Entra::find(host.cloud, &client).await?;
+                    if let Some(entra) = &found {
                         tracing::info!(source = entra.source.describe(), cloud = ?host.cloud, "Azure credentials found");
+                    } else {
+                        tracing::debug!(?why, "no Azure credentials");
                     }
-                    None => tracing::debug!(?tried, "no Azure credentials"),
+                    tried.insert(host.cloud, why);
+                    slot.insert(found.map(Arc::new)).clone()
                 }
-                if found.is_none() && docker.docker_credentials(&host.host).await.is_none() {
-                    return Err(AcrError::NoCredentials {
-                        registry: host.host.clone(),
-                        name: host.name.clone(),
-                        cloud: host.cloud,
-                        tried,
-                    }
-                    .into());
-                }
-                clouds.insert(host.cloud, found.map(Arc::new));
-            } else if clouds[&host.cloud].is_none() && docker.docker_credentials(&host.host).await.is_none() {
+            };
+            // Without Entra credentials, docker's own login (`az acr login`) is the way in.
+            if entra.is_none() && docker.docker_credentials(&host.host).await.is_none() {
                 return Err(AcrError::NoCredentials {
                     registry: host.host.clone(),
                     name: host.name.clone(),
                     cloud: host.cloud,
-                    tried: Vec::new(),
+                    tried: tried.remove(&host.cloud).unwrap_or_default(),
                 }
                 .into());
             }
@@ -437,7 +435,7 @@ impl Renewer {
                     return Ok(found.clone());
                 }
                 None => {
-                    tracing::info!(registry = %self.host.host, "renewing the ACR refresh token before it expires")
+                    tracing::info!(registry = %self.host.host, "renewing the ACR refresh token before it expires");
                 }
                 Some(rejected) if found.serial != rejected => return Ok(found.clone()),
                 Some(_) => {

@@ -301,6 +301,9 @@ mod tests {
     use super::{choose, Chosen};
     use crate::secret::Secret;
 
+    /// A case's name, the variables set, and the source they pick.
+    type Case = (&'static str, Vec<(&'static str, &'static str)>, Chosen);
+
     #[test]
     fn the_environment_picks_the_source_in_default_azure_credential_s_order() {
         let tenant = ("AZURE_TENANT_ID", "t");
@@ -309,7 +312,7 @@ mod tests {
         let file = ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token");
         let endpoint = ("IDENTITY_ENDPOINT", "http://127.0.0.1/msi/token");
         let header = ("IDENTITY_HEADER", "h");
-        let cases: Vec<(&str, Vec<(&str, &str)>, Chosen)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 "a secret wins over everything",
                 vec![tenant, client, secret, file, endpoint, header],
