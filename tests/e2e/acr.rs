@@ -351,3 +351,51 @@ fn iam_policy_names_the_acr_roles_and_the_registry_s_scope() {
     reads.assert_code(0);
     assert!(reads.stdout.contains("\"AcrPull\""), "{}", reads.stdout);
 }
+
+/// The bed's metadata endpoint served at the well-known 169.254.169.254, inside the bed's own
+/// network namespace, while this lives (tests/testbed/README.md's recipe). Its test runs
+/// alone (.config/nextest.toml): no other test may find a managed identity there.
+struct InstanceMetadata(std::process::Child);
+
+impl InstanceMetadata {
+    fn serve() -> InstanceMetadata {
+        let added = Command::new("ip")
+            .args(["addr", "add", "169.254.169.254/32", "dev", "lo"])
+            .status()
+            .expect("ip runs");
+        assert!(added.success(), "ip addr add");
+        let socat = Command::new("socat")
+            .args([
+                "TCP-LISTEN:80,bind=169.254.169.254,fork,reuseaddr",
+                "TCP:127.0.0.43:80",
+            ])
+            .spawn()
+            .expect("socat runs");
+        let serving = InstanceMetadata(socat);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::net::TcpStream::connect("169.254.169.254:80").is_err() {
+            assert!(std::time::Instant::now() < deadline, "socat listens");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        serving
+    }
+}
+
+impl Drop for InstanceMetadata {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = Command::new("ip")
+            .args(["addr", "del", "169.254.169.254/32", "dev", "lo"])
+            .status();
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_instance_metadata_service_s_managed_identity_copies_into_acr() {
+    let bed = Bed::get("acr-imds");
+    let _imds = InstanceMetadata::serve();
+    // The VM's system-assigned identity (AcrPush), found with nothing set at all.
+    copies_with(&bed, &[], "acr-imds");
+}
