@@ -21,7 +21,9 @@ use tokio::sync::Mutex;
 use super::{Login, Meaning, NameRefused, Permissions, Provider, Subject};
 use crate::plan::{CopyJob, JobSettings, RepositorySettings};
 use crate::reference::ReferenceError;
-use crate::registry::credentials::{CredentialStore, Credentials, Issued, Renew, IDENTITY_TOKEN_USER};
+use crate::registry::credentials::{
+    CredentialStore, Credentials, Issued, Refusal, Renew, IDENTITY_TOKEN_USER,
+};
 use crate::secret::Secret;
 
 /// The user `docker login` takes an ACR refresh token with, as `az acr login` logs in.
@@ -468,6 +470,13 @@ impl Renew for Renewer {
                 .map(|token| issued(&token))
                 .map_err(|error| error.to_string())
         })
+    }
+
+    fn refusal(&self) -> Refusal {
+        Refusal {
+            login: "ACR refresh token",
+            note: "the identity needs the AcrPush role on the registry to push to it (AcrPull to read from it), assigned at the registry's scope (`ecrcp iam-policy` prints it; a role assigned minutes ago may not have reached the registry yet); check that the registry is the one meant",
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use super::{Login, Meaning, NameRefused, Provider};
 use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::{check_ecr_repository, EcrHost};
-use crate::registry::credentials::{Credentials, Issued, Renew};
+use crate::registry::credentials::{Credentials, Issued, Refusal, Renew};
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +239,13 @@ impl Renew for TokenRenewer {
                 .map(issued)
                 .map_err(|error| error.to_string())
         })
+    }
+
+    fn refusal(&self) -> Refusal {
+        Refusal {
+            login: "ECR authorization token",
+            note: "check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (docs/iam.md), and that the registry is the one meant",
+        }
     }
 }
 

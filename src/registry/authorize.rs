@@ -108,12 +108,14 @@ impl Authorizer {
                 return Err(RegistryError::TokenRefused {
                     host: image.registry().to_owned(),
                     repository: image.repository().to_owned(),
+                    refusal: self.credentials.refusal(image.registry()),
                     fetch_failed: None,
                 });
             }
             tracing::info!(
                 registry = image.registry(),
-                "the registry accepted the new ECR authorization token; going on"
+                "the registry accepted the new {}; going on",
+                self.credentials.refusal(image.registry()).login
             );
         }
         if response.status() == StatusCode::UNAUTHORIZED {
@@ -188,6 +190,7 @@ impl Authorizer {
         let refused = |fetch_failed| RegistryError::TokenRefused {
             host: host.to_owned(),
             repository: image.repository().to_owned(),
+            refusal: self.credentials.refusal(host),
             fetch_failed,
         };
         match self.credentials.renew(host, serial).await {

@@ -399,3 +399,28 @@ fn the_instance_metadata_service_s_managed_identity_copies_into_acr() {
     // The VM's system-assigned identity (AcrPush), found with nothing set at all.
     copies_with(&bed, &[], "acr-imds");
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_push_with_only_the_acrpull_role_is_refused_in_azure_s_words() {
+    let bed = Bed::get("acr-pull-only");
+    let destination = format!("{ACR}/{}:3.20", bed.unique("acr-pull-only"));
+    let puller = [
+        ("AZURE_TENANT_ID", TENANT),
+        ("AZURE_CLIENT_ID", "7e57bed0-0000-4000-8000-0000000000a2"),
+        ("AZURE_CLIENT_SECRET", "ecrcpbed-pull-secret"),
+    ];
+    let run = run_with(
+        &bed,
+        &puller,
+        &["--engine", "registry", "alpine:3.20", &destination],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("refused the ACR refresh token again"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("AcrPush role"), "{}", run.stderr);
+    assert!(!run.stderr.contains("ECR"), "no word of ECR: {}", run.stderr);
+}
