@@ -140,12 +140,34 @@ impl AcrError {
                 e.downcast_ref::<azure_core::Error>()
                     .and_then(azure_core::Error::http_status)
             });
-        let text = error.to_string();
-        let words = text.lines().next().unwrap_or_default().to_owned();
+        let words = entra_words(&error.to_string());
         if status.is_some_and(|status| u16::from(status) == 429) {
             return AcrError::EntraThrottled { via: source, words };
         }
         AcrError::Entra { via: source, words }
+    }
+}
+
+/// What Entra ID (or the Azure CLI) said, from an `azure_identity` error: its first line (the
+/// rest is a link), without the SDK's "XCredential authentication failed." before it.
+fn entra_words(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    first
+        .split_once("Credential authentication failed.")
+        .map_or(first, |(_, words)| words)
+        .trim()
+        .to_owned()
+}
+
+impl AcrError {
+    /// The error in one line, without its note: what one source said when the next was tried.
+    pub fn brief(&self) -> String {
+        match self {
+            AcrError::Entra { via, words } | AcrError::EntraThrottled { via, words } => {
+                format!("{}: {words}", via.describe())
+            }
+            other => other.to_string().lines().next().unwrap_or_default().to_owned(),
+        }
     }
 }
 
@@ -575,6 +597,32 @@ mod tests {
         let docker = acr.docker_login(&issued.credentials);
         assert_eq!(docker.username, TOKEN_LOGIN_USER);
         assert_eq!(docker.password.expose(), "rt");
+    }
+
+    #[test]
+    fn the_sdk_s_errors_read_as_entra_s_own_words() {
+        let cases = [
+            (
+                "ClientSecretCredential authentication failed. AADSTS7000215: Invalid client secret provided.\nTo troubleshoot, visit https://aka.ms/azsdk/rust/identity/troubleshoot#client-secret",
+                "AADSTS7000215: Invalid client secret provided.",
+            ),
+            (
+                "AzureCliCredential authentication failed. ERROR: Please run 'az login' to setup account.\nTo troubleshoot, visit https://aka.ms/x",
+                "ERROR: Please run 'az login' to setup account.",
+            ),
+            ("no tenant ID specified", "no tenant ID specified"),
+        ];
+        for (text, words) in cases {
+            assert_eq!(entra_words(text), words, "{text}");
+        }
+        let refused = AcrError::Entra {
+            via: entra::Source::AzureCli,
+            words: "ERROR: Please run 'az login' to setup account.".into(),
+        };
+        assert_eq!(
+            refused.brief(),
+            "the Azure CLI's login (az account get-access-token): ERROR: Please run 'az login' to setup account."
+        );
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Entra {
                     };
                     match entra.token().await {
                         Ok(_) => return Ok((Some(entra), tried)),
-                        Err(error) => tried.push(error.to_string()),
+                        Err(error) => tried.push(error.brief()),
                     }
                 } else {
                     tried.push(format!("no instance metadata service answers at {IMDS}"));
@@ -194,7 +194,7 @@ impl Entra {
                     };
                     match entra.token().await {
                         Ok(_) => return Ok((Some(entra), tried)),
-                        Err(error) => tried.push(error.to_string()),
+                        Err(error) => tried.push(error.brief()),
                     }
                 } else {
                     tried.push("no Azure CLI ('az') on PATH".to_owned());
