@@ -297,11 +297,12 @@ fn an_acr_source_copies_into_ecr_with_the_acrpull_role() {
 
 #[test]
 #[ignore = "needs the test bed"]
-fn a_sync_copies_into_acr_with_a_service_principal() {
+fn a_sync_fans_one_source_out_into_ecr_and_acr_and_ecr_s_settings_are_left_to_ecr() {
     let bed = Bed::get("acr-sync");
     let prefix = bed.unique("acr-sync");
+    let ecr = crate::support::ECR;
     let config = bed.sync_config(&format!(
-        "version = 1\n[defaults]\ndestination = \"{ACR}/{prefix}/\"\n\n[[image]]\nsource = \"alpine:3.20\"\n"
+        "version = 1\n[defaults]\nengine = \"registry\"\nimmutable_tags = true\n\n[[image]]\nsource = \"alpine:3.20\"\ndestination = [\"{ecr}/{prefix}/\", \"{ACR}/{prefix}/\"]\n"
     ));
     let sp = service_principal(PUSHER_SECRET);
     let mut command = bed.sync_command(&config);
@@ -310,9 +311,33 @@ fn a_sync_copies_into_acr_with_a_service_principal() {
     }
     let run = Run::from(command.output().expect("ecrcp runs"));
     run.assert_code(0);
+    let outcomes: Vec<String> = run
+        .events("image synced")
+        .iter()
+        .map(|event| {
+            format!(
+                "{} {}",
+                event["destination"].as_str().unwrap_or_default(),
+                event["outcome"]
+            )
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{outcomes:?}\n{}", run.stderr);
+    assert!(
+        outcomes.iter().all(|line| line.ends_with("\"copied\"")),
+        "{outcomes:?}"
+    );
+    assert!(outcomes.iter().any(|line| line.starts_with(ACR)), "{outcomes:?}");
+    // ECR's repository was made with the setting; ACR's on the push, without it, said once.
+    let repository = bed
+        .repository(&format!("{prefix}/alpine"))
+        .expect("ECR repository");
+    assert_eq!(repository["imageTagMutability"], "IMMUTABLE", "{repository}");
     assert_eq!(
-        run.outcomes().values().collect::<Vec<_>>(),
-        ["copied"],
+        run.stderr
+            .matches("ACR makes repositories on the first push")
+            .count(),
+        1,
         "{}",
         run.stderr
     );
@@ -423,4 +448,17 @@ fn a_push_with_only_the_acrpull_role_is_refused_in_azure_s_words() {
     );
     assert!(run.stderr.contains("AcrPush role"), "{}", run.stderr);
     assert!(!run.stderr.contains("ECR"), "no word of ECR: {}", run.stderr);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_docker_plugin_copies_into_acr_with_a_service_principal() {
+    let bed = Bed::get("acr-plugin");
+    let destination = format!("{ACR}/{}:3.20", bed.unique("acr-plugin"));
+    let mut command = bed.docker_cli();
+    command.args(["ecrcp", "--engine", "registry", "alpine:3.20", &destination]);
+    for (name, value) in vars(&service_principal(PUSHER_SECRET)) {
+        command.env(name, value);
+    }
+    Run::from(command.output().expect("docker runs")).assert_code(0);
 }
