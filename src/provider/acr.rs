@@ -146,6 +146,16 @@ impl AcrError {
         }
         AcrError::Entra { via: source, words }
     }
+
+    /// The error in one line, without its note: what one source said when the next was tried.
+    pub fn brief(&self) -> String {
+        match self {
+            AcrError::Entra { via, words } | AcrError::EntraThrottled { via, words } => {
+                format!("{}: {words}", via.describe())
+            }
+            other => other.to_string().lines().next().unwrap_or_default().to_owned(),
+        }
+    }
 }
 
 /// What Entra ID (or the Azure CLI) said, from an `azure_identity` error: its first line (the
@@ -157,18 +167,6 @@ fn entra_words(text: &str) -> String {
         .map_or(first, |(_, words)| words)
         .trim()
         .to_owned()
-}
-
-impl AcrError {
-    /// The error in one line, without its note: what one source said when the next was tried.
-    pub fn brief(&self) -> String {
-        match self {
-            AcrError::Entra { via, words } | AcrError::EntraThrottled { via, words } => {
-                format!("{}: {words}", via.describe())
-            }
-            other => other.to_string().lines().next().unwrap_or_default().to_owned(),
-        }
-    }
 }
 
 /// `: what was tried` after "no Azure credentials found for ...", when anything was.
@@ -192,6 +190,7 @@ fn cloud_hint(cloud: Cloud) -> String {
     }
 }
 
+/// What to check once Entra ID refused `source`.
 fn entra_hint(source: entra::Source) -> &'static str {
     match source {
         entra::Source::ServicePrincipal => {
@@ -597,6 +596,72 @@ mod tests {
         let docker = acr.docker_login(&issued.credentials);
         assert_eq!(docker.username, TOKEN_LOGIN_USER);
         assert_eq!(docker.password.expose(), "rt");
+    }
+
+    fn job(source: &str, destination: &str) -> CopyJob {
+        CopyJob {
+            label: source.to_owned(),
+            source: source.parse().expect("a source"),
+            destination: crate::reference::Destination::parse(destination).expect("a destination"),
+            settings: JobSettings::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_needs_acrpush_where_it_writes_and_acrpull_where_it_only_reads() {
+        let cases: [(&str, Vec<CopyJob>, Option<Vec<(&str, &str)>>); 4] = [
+            (
+                "no ACR at all",
+                vec![job("nginx:1.27", "registry.example.com/m/")],
+                None,
+            ),
+            (
+                "into ACR",
+                vec![job("nginx:1.27", "one.azurecr.io/m/")],
+                Some(vec![("one.azurecr.io", "AcrPush")]),
+            ),
+            (
+                "out of ACR",
+                vec![job(
+                    "two.azurecr.cn/team/app:1",
+                    "123456789012.dkr.ecr.us-east-1.amazonaws.com/m/",
+                )],
+                Some(vec![("two.azurecr.cn", "AcrPull")]),
+            ),
+            (
+                "between registries, and a registry both read and written",
+                vec![
+                    job("one.azurecr.io/team/app:1", "two.azurecr.us/m/"),
+                    job("two.azurecr.us/team/app:1", "one.azurecr.io/m/"),
+                    job("one.azurecr.io/team/app:2", "registry.example.com/m/"),
+                ],
+                Some(vec![("one.azurecr.io", "AcrPush"), ("two.azurecr.us", "AcrPush")]),
+            ),
+        ];
+        for (name, jobs, expected) in cases {
+            let answer = permissions(Subject::Jobs(&jobs), true).await.unwrap();
+            let roles = answer.map(|permissions| {
+                let policy: serde_json::Value = serde_json::from_str(&permissions.policy).unwrap();
+                policy["roleAssignments"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a["registry"].as_str().unwrap().to_owned(),
+                            a["role"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let expected = expected.map(|roles| {
+                roles
+                    .into_iter()
+                    .map(|(registry, role)| (registry.to_owned(), role.to_owned()))
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(roles, expected, "{name}");
+        }
     }
 
     #[test]

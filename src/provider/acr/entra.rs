@@ -95,7 +95,7 @@ impl Source {
     }
 }
 
-/// An Entra ID access token for ACR, with the tenant that issued it.
+/// An Entra ID access token for ACR, and when it expires.
 pub struct EntraToken {
     pub token: Secret,
     pub expires_at: SystemTime,
