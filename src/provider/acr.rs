@@ -598,6 +598,14 @@ mod tests {
         assert_eq!(docker.password.expose(), "rt");
     }
 
+    /// A case's name, its jobs, and the registry and role of each assignment (`None`: no
+    /// assignment at all).
+    type RolesCase = (
+        &'static str,
+        Vec<CopyJob>,
+        Option<Vec<(&'static str, &'static str)>>,
+    );
+
     fn job(source: &str, destination: &str) -> CopyJob {
         CopyJob {
             label: source.to_owned(),
@@ -609,7 +617,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_plan_needs_acrpush_where_it_writes_and_acrpull_where_it_only_reads() {
-        let cases: [(&str, Vec<CopyJob>, Option<Vec<(&str, &str)>>); 4] = [
+        let cases: [RolesCase; 4] = [
             (
                 "no ACR at all",
                 vec![job("nginx:1.27", "registry.example.com/m/")],
