@@ -285,7 +285,11 @@ impl Authorizer {
         let credentials = self.credentials.lookup(host).await;
         match challenge {
             Challenge::Basic => {
-                let credentials = credentials.ok_or_else(unauthorized)?;
+                // An identity token is traded at a token server, never sent as Basic: a
+                // registry that asks for Basic gets nothing.
+                let credentials = credentials
+                    .filter(|credentials| credentials.identity_token().is_none())
+                    .ok_or_else(unauthorized)?;
                 Ok(Authorization::lasting(basic(
                     &credentials.username,
                     credentials.password.expose(),

@@ -639,3 +639,28 @@ async fn a_provider_s_identity_token_waits_for_the_challenge_and_is_traded_anew_
     assert_eq!(requests[2].header("authorization"), Some("Bearer acc3ss-1"));
     assert_eq!(requests[4].header("authorization"), Some("Bearer acc3ss-2"));
 }
+
+#[tokio::test]
+async fn an_identity_token_is_never_the_answer_to_a_basic_challenge() {
+    let fake = FakeRegistry::start();
+    fake.route(
+        "GET",
+        "/v2/team/app/manifests/1",
+        [Answer::status(401).header("WWW-Authenticate", r#"Basic realm="fake""#)],
+    );
+    let client = client_for(
+        &fake.host(),
+        crate::registry::credentials::IDENTITY_TOKEN_USER,
+        "r3fresh",
+    );
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+
+    let refused = client.get_manifest(&image, &Scopes::pull("team/app"), "1").await;
+    assert!(
+        matches!(refused, Err(RegistryError::Unauthorized { .. })),
+        "{refused:?}"
+    );
+    for request in fake.requests() {
+        assert_eq!(request.header("authorization"), None, "{}", request.line());
+    }
+}
