@@ -1,8 +1,9 @@
 //! The authorization layer: what a request to a registry carries so that the registry lets
 //! it through. [`Authorizer::send`] is its entry point: the token cached for the request's
 //! scopes, or the answer to the host's challenge (a Basic login, or a token fetched from the
-//! realm the registry named), asked once more after a 401, and an ECR token renewed once when
-//! the registry refuses one that worked. Credentials go to the registry's own origin only.
+//! realm the registry named, with an identity token traded there), asked once more after a
+//! 401, and a provider's login (ECR's token, ACR's refresh token) renewed once when the
+//! registry refuses one that worked. Credentials go to the registry's own origin only.
 //! The pieces it uses: challenges ([`super::auth`]), the token cache ([`super::tokens`]) and
 //! the logins ([`super::credentials`]); below it, the transport ([`super::transport`]).
 
