@@ -462,3 +462,60 @@ fn the_docker_plugin_copies_into_acr_with_a_service_principal() {
     }
     Run::from(command.output().expect("docker runs")).assert_code(0);
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_refused_acr_token_is_exchanged_anew_once_and_the_copy_goes_on_with_either_engine() {
+    let bed = Bed::get("acr-renew");
+    let sp = service_principal(PUSHER_SECRET);
+    // The registry engine trades the same refresh token once more before it renews it;
+    // docker does not, so a single refusal makes it log in anew.
+    for (engine, refusals) in [("registry", 2_usize), ("docker", 1)] {
+        let repository = bed.unique(&format!("acr-renew-{engine}"));
+        // ACR's answer to a revoked login: 401 with its Bearer challenge, to the token that
+        // worked and to a fresh one traded with the same refresh token.
+        let faults = crate::support::Faults::set(
+            ACR,
+            &repository,
+            &serde_json::json!([{"method": "PUT", "path": "/manifests/", "expire_token": true, "times": refusals}]),
+        );
+        let logins_before = bed.docker_calls_of("login");
+        let mut with_info = vars(&sp);
+        with_info.push(("ECRCP_LOG", "ecrcp=info"));
+        let run = run_with(
+            &bed,
+            &with_info,
+            &[
+                "--engine",
+                engine,
+                "alpine:3.20",
+                &format!("{ACR}/{repository}:3.20"),
+            ],
+        );
+        run.assert_code(0);
+        assert_eq!(faults.fired(), [u64::try_from(refusals).unwrap()], "{engine}");
+        let statuses: Vec<String> = crate::support::front_requests(ACR, &repository, "PUT", "/manifests/")
+            .iter()
+            .map(|entry| entry["status"].to_string())
+            .collect();
+        let mut expected = vec!["401"; refusals];
+        expected.push("201");
+        assert_eq!(statuses, expected, "{engine}");
+        assert_eq!(
+            run.stderr
+                .matches("the registry refused the ACR refresh token; fetching a new one")
+                .count(),
+            1,
+            "{engine}: {}",
+            run.stderr
+        );
+        if engine == "docker" {
+            assert_eq!(
+                bed.docker_calls_of("login") - logins_before,
+                2,
+                "one login at the start, one with the new token: {:?}",
+                bed.docker_calls()
+            );
+        }
+    }
+}
