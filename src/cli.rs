@@ -64,7 +64,7 @@ pub enum Command {
     /// Install or remove the `docker ecrcp` CLI plugin link
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Print the least-privilege IAM policy for a config's copies, or for copies into DEST
+    /// Print the least-privilege IAM policy (and Azure Container Registry's roles) for a config's copies, or for copies into DEST
     IamPolicy(IamPolicyArgs),
     /// Write the man page or a shell completion into DIR, for packages
     #[command(hide = true)]
@@ -346,7 +346,9 @@ The policy goes to stdout, notes about it (an account or region it could not kno
 Repositories are named by their exact ARNs; a DEST directory given without --source covers \
 every repository under it. Destinations without a registry host are your own registry: its \
 account comes from GetAuthorizationToken when AWS credentials are at hand, else the ARNs \
-name any account ('*') and a note says so.")]
+name any account ('*') and a note says so. For Azure Container Registry sources and destinations \
+it prints the role assignments too (AcrPush where copies write, AcrPull where they only read, \
+scoped to the registry), as a second JSON document.")]
 pub struct IamPolicyArgs {
     /// The sync config whose copies the policy is for (the default without DEST:
     /// /etc/ecrcp/images.toml)

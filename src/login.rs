@@ -16,7 +16,7 @@ use crate::docker::{DockerCommand, DockerError, DockerRunner};
 use crate::plan::JobSettings;
 use crate::provider::{Login, Provider, Providers};
 use crate::reference::Reference;
-use crate::registry::credentials::{CredentialStore, Issued};
+use crate::registry::credentials::{CredentialStore, Issued, Refusal};
 use crate::registry::RegistryClient;
 
 /// `docker login` failed for a registry that docker's config hands to a credential helper,
@@ -29,12 +29,14 @@ pub struct HelperLoginFailed {
     helper: String,
 }
 
-/// An ECR registry refused docker's login with the token ecrcp had just fetched anew
-/// because it refused the one before: a new token is not what is missing.
+/// A registry refused docker's login with the token ecrcp had just fetched anew because it
+/// refused the one before: a new token is not what is missing.
 #[derive(Debug, thiserror::Error)]
-#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new ECR authorization token\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (docs/iam.md), and that '{host}' is the registry meant")]
+#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new {}\nnote: {}", .refusal.login, .refusal.note)]
 pub struct LoginRefusedAgain {
     pub host: String,
+    /// What the login is and what to check, in its kind's words.
+    pub refusal: Refusal,
 }
 
 /// How docker reaches one registry in this run.
@@ -114,7 +116,16 @@ impl<'a> Logins<'a> {
             // A new login, or no login of docker's own that works.
             Some(DockerAccess::LoggedIn(_)) | None => {}
         }
-        self.log_docker_in(&host, &issued, &mut access).await
+        self.log_docker_in(&host, provider, &issued, &mut access).await
+    }
+
+    /// How the provider's login for `image`'s registry is named once refused for good, and
+    /// what to check then.
+    pub fn refusal(&self, image: &Reference) -> Refusal {
+        let host = self
+            .provider(image)
+            .map_or_else(|| image.registry().to_owned(), |(host, _)| host);
+        self.registry.credentials().refusal(&host)
     }
 
     /// Which login docker holds for `image`'s registry from ecrcp: the serial of its token,
@@ -154,21 +165,19 @@ impl<'a> Logins<'a> {
         let Some(Login { issued, .. }) = login else {
             return Ok(());
         };
-        self.log_docker_in(&host, &issued, &mut access).await
+        self.log_docker_in(&host, provider, &issued, &mut access).await
     }
 
-    /// `docker login` with `issued`, remembered in `access`.
+    /// `docker login` with `issued`, as `provider` has docker take it, remembered in `access`.
     async fn log_docker_in(
         &self,
         host: &str,
+        provider: &dyn Provider,
         issued: &Issued,
         access: &mut HashMap<String, DockerAccess>,
     ) -> anyhow::Result<()> {
-        let login = DockerCommand::login(
-            host,
-            &issued.credentials.username,
-            issued.credentials.password.clone(),
-        );
+        let credentials = provider.docker_login(&issued.credentials);
+        let login = DockerCommand::login(host, &credentials.username, credentials.password);
         if let Err(docker) = self.docker.run(&login).await {
             let error = match self.registry.credentials().docker_helper(host) {
                 Some(helper) => anyhow::Error::new(HelperLoginFailed {

@@ -33,7 +33,7 @@ use super::{Login, Meaning, NameRefused, Provider};
 use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::{check_ecr_repository, EcrHost};
-use crate::registry::credentials::{Credentials, Issued, Renew};
+use crate::registry::credentials::{Credentials, Issued, Refusal, Renew};
 use crate::registry::hosts::Paced;
 use crate::secret::Secret;
 
@@ -247,6 +247,13 @@ impl Renew for TokenRenewer {
                 .map_err(|error| error.to_string())
         })
     }
+
+    fn refusal(&self) -> Refusal {
+        Refusal {
+            login: "ECR authorization token",
+            note: "check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (docs/iam.md), and that the registry is the one meant",
+        }
+    }
 }
 
 fn issued(authorization: Authorization) -> Issued {
@@ -282,7 +289,7 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(300);
 
 /// Whether a cached token should be fetched again at `now`. Only a token that was valid for
 /// longer than the margin when fetched is ever refreshed: anything else would loop.
-fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
+pub(super) fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
     let Some(expires_at) = expires_at else {
         return false;
     };

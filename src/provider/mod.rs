@@ -6,6 +6,7 @@
 //! provider and never names a kind. A new kind is one module beside `ecr` and one entry in
 //! [`KINDS`]. Emits events; never prints.
 
+pub mod acr;
 pub mod ecr;
 
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use futures_util::future::BoxFuture;
 
 use crate::plan::{CopyJob, JobSettings};
 use crate::reference::{Destination, ReferenceError};
-use crate::registry::credentials::{Issued, Renew};
+use crate::registry::credentials::{Credentials, Issued, Renew};
 use crate::registry::hosts::Paced;
 
 /// A login a provider hands out for one of its registries.
@@ -92,6 +93,12 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, anyhow::Result<Option<Login>>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// What `docker login` is given for a login of the kind's own: the same, unless its
+    /// registries want another user with it (ACR's refresh token goes with a fixed GUID).
+    fn docker_login(&self, login: &Credentials) -> Credentials {
+        login.clone()
+    }
 }
 
 /// Connects a kind for the jobs of a run, before any copy (so that missing credentials stop
@@ -155,12 +162,20 @@ pub struct Kind {
 }
 
 /// Every kind of registry beyond plain OCI, asked in this order which one a host is.
-pub const KINDS: &[Kind] = &[Kind {
-    connect: ecr::connect,
-    permissions: ecr::iam::for_plan::permissions,
-    meaning: ecr::meaning,
-    check_repository: ecr::check_repository,
-}];
+pub const KINDS: &[Kind] = &[
+    Kind {
+        connect: ecr::connect,
+        permissions: ecr::iam::for_plan::permissions,
+        meaning: ecr::meaning,
+        check_repository: ecr::check_repository,
+    },
+    Kind {
+        connect: acr::connect,
+        permissions: acr::permissions,
+        meaning: acr::meaning,
+        check_repository: acr::check_repository,
+    },
+];
 
 /// What `cause` means, when it is a registry kind's own failure.
 pub fn meaning(cause: &(dyn std::error::Error + 'static)) -> Option<Meaning> {

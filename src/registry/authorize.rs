@@ -1,8 +1,9 @@
 //! The authorization layer: what a request to a registry carries so that the registry lets
 //! it through. [`Authorizer::send`] is its entry point: the token cached for the request's
 //! scopes, or the answer to the host's challenge (a Basic login, or a token fetched from the
-//! realm the registry named), asked once more after a 401, and an ECR token renewed once when
-//! the registry refuses one that worked. Credentials go to the registry's own origin only.
+//! realm the registry named, with an identity token traded there), asked once more after a
+//! 401, and a provider's login (ECR's token, ACR's refresh token) renewed once when the
+//! registry refuses one that worked. Credentials go to the registry's own origin only.
 //! The pieces it uses: challenges ([`super::auth`]), the token cache ([`super::tokens`]) and
 //! the logins ([`super::credentials`]); below it, the transport ([`super::transport`]).
 
@@ -102,18 +103,20 @@ impl Authorizer {
         let mut response = self.transport.send(request, host, Some(&fresh.value)).await?;
         if let (StatusCode::UNAUTHORIZED, Some(serial)) = (response.status(), serial) {
             // The token that worked is refused (it expired): one new token, asked once more.
-            fresh = self.renewed(image, serial).await?;
+            fresh = self.renewed(image, scopes, serial).await?;
             response = self.transport.send(request, host, Some(&fresh.value)).await?;
             if response.status() == StatusCode::UNAUTHORIZED {
                 return Err(RegistryError::TokenRefused {
                     host: image.registry().to_owned(),
                     repository: image.repository().to_owned(),
+                    refusal: self.credentials.refusal(image.registry()),
                     fetch_failed: None,
                 });
             }
             tracing::info!(
                 registry = image.registry(),
-                "the registry accepted the new ECR authorization token; going on"
+                "the registry accepted the new {}; going on",
+                self.credentials.refusal(image.registry()).login
             );
         }
         if response.status() == StatusCode::UNAUTHORIZED {
@@ -159,8 +162,10 @@ impl Authorizer {
             .get(host)
             .cloned()
             .or_else(|| {
+                // An identity token (ACR's) waits for the challenge: it is never Basic.
                 self.credentials
                     .serial(image.registry())
+                    .filter(|_| !self.credentials.holds_identity_token(image.registry()))
                     .map(|_| Challenge::Basic)
             });
         match known {
@@ -173,16 +178,33 @@ impl Authorizer {
         }
     }
 
-    /// The Basic authorization of the credentials that replace those numbered `serial`,
-    /// which `image`'s registry refused.
-    pub async fn renewed(&self, image: &Reference, serial: u64) -> Result<Authorization, RegistryError> {
+    /// The authorization of the credentials that replace those numbered `serial`, which
+    /// `image`'s registry refused: Basic, or for an identity token, a token for `scopes`
+    /// traded anew at the token server the host named.
+    pub async fn renewed(
+        &self,
+        image: &Reference,
+        scopes: &Scopes,
+        serial: u64,
+    ) -> Result<Authorization, RegistryError> {
         let host = image.registry();
         let refused = |fetch_failed| RegistryError::TokenRefused {
             host: host.to_owned(),
             repository: image.repository().to_owned(),
+            refusal: self.credentials.refusal(host),
             fetch_failed,
         };
         match self.credentials.renew(host, serial).await {
+            Some(Ok(credentials)) if credentials.identity_token().is_some() => {
+                let challenge = self
+                    .challenges
+                    .lock()
+                    .expect("challenge cache poisoned")
+                    .get(image.api_host())
+                    .cloned()
+                    .ok_or_else(|| refused(None))?;
+                self.authorize(image, scopes, challenge).await
+            }
             Some(Ok(credentials)) => Ok(Authorization::lasting(basic(
                 &credentials.username,
                 credentials.password.expose(),
@@ -240,7 +262,7 @@ impl Authorizer {
             self.forget_token(image, scopes);
             if let Some(serial) = serial {
                 // ECR's token expired under the upload: the next start goes with a new one.
-                self.renewed(image, serial).await?;
+                self.renewed(image, scopes, serial).await?;
             }
             return Err(RegistryError::TokenExpired {
                 host: image.registry().to_owned(),
@@ -264,7 +286,11 @@ impl Authorizer {
         let credentials = self.credentials.lookup(host).await;
         match challenge {
             Challenge::Basic => {
-                let credentials = credentials.ok_or_else(unauthorized)?;
+                // An identity token is traded at a token server, never sent as Basic: a
+                // registry that asks for Basic gets nothing.
+                let credentials = credentials
+                    .filter(|credentials| credentials.identity_token().is_none())
+                    .ok_or_else(unauthorized)?;
                 Ok(Authorization::lasting(basic(
                     &credentials.username,
                     credentials.password.expose(),
@@ -381,7 +407,7 @@ fn foreign_answer(
 }
 
 /// `fields` as an `application/x-www-form-urlencoded` body (encoded as a URL query is).
-fn form(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
     let mut url = reqwest::Url::parse("https://form.invalid/").expect("a fixed URL parses");
     url.query_pairs_mut().extend_pairs(fields);
     url.query().unwrap_or_default().to_owned()

@@ -51,6 +51,30 @@ pub struct Issued {
 /// Issues new credentials for one registry once it refused those numbered `rejected`.
 pub trait Renew: Send + Sync {
     fn renew(&self, rejected: u64) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>>;
+
+    /// What these credentials are and what to check once a registry refuses them for good,
+    /// in their kind's words.
+    fn refusal(&self) -> Refusal {
+        Refusal::SOME_LOGIN
+    }
+}
+
+/// How a kind names its renewable logins when a registry refuses them for good, and what
+/// to check then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the login is, after "the" ("ECR authorization token").
+    pub login: &'static str,
+    /// What to check.
+    pub note: &'static str,
+}
+
+impl Refusal {
+    /// A login whose kind says nothing of its own.
+    pub const SOME_LOGIN: Refusal = Refusal {
+        login: "login ecrcp fetched",
+        note: "check that the login may pull and push the repository, and that the registry is the one meant",
+    };
 }
 
 /// Why a registry's credentials could not be renewed.
@@ -137,6 +161,22 @@ impl CredentialStore {
         set.get(host)
             .filter(|held| held.renew.is_some())
             .map(|held| held.issued.serial)
+    }
+
+    /// How the renewable credentials held for `host` are named when refused for good.
+    pub fn refusal(&self, host: &str) -> Refusal {
+        let set = self.set.lock().expect("credential map poisoned");
+        set.get(host)
+            .and_then(|held| held.renew.as_ref())
+            .map_or(Refusal::SOME_LOGIN, |renew| renew.refusal())
+    }
+
+    /// Whether the credentials ecrcp set for `host` are an identity token (ACR's refresh
+    /// token), which goes to the token server, never to the registry as Basic.
+    pub fn holds_identity_token(&self, host: &str) -> bool {
+        let set = self.set.lock().expect("credential map poisoned");
+        set.get(host)
+            .is_some_and(|held| held.issued.credentials.identity_token().is_some())
     }
 
     /// New credentials for `host` after it refused those numbered `rejected`: the ones

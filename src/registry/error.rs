@@ -122,10 +122,12 @@ pub enum RegistryError {
     UploadUnknown { host: String, digest: String },
     /// An ECR registry refused the token it had accepted, and refused the new one fetched
     /// for it too (or none could be fetched): a new token is not what is missing.
-    #[error("registry '{host}' refused the ECR authorization token {}\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on '{repository}' (docs/iam.md), and that '{host}' is the registry meant", renewal_detail(.fetch_failed.as_deref()))]
+    #[error("registry '{host}' refused the {} {} (repository '{repository}')\nnote: {}", .refusal.login, renewal_detail(.fetch_failed.as_deref()), .refusal.note)]
     TokenRefused {
         host: String,
         repository: String,
+        /// What the login is and what to check, in its kind's words.
+        refusal: super::credentials::Refusal,
         /// Why no new token could be fetched; `None`: the new one was refused too.
         fetch_failed: Option<String>,
     },

@@ -240,10 +240,30 @@ pub(crate) fn send_error(host: &str, what: &str, error: &reqwest::Error) -> Regi
 /// (`TCP_USER_TIMEOUT`), and idle connections whose peer is gone (keepalive); each request
 /// adds its own (see [`Transport::send`] and the blob readers and writers).
 fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
+    client_with(host, extra_cas, true)
+}
+
+/// A client for a cloud's token service (Microsoft Entra ID, a registry's token exchange):
+/// a registry client's limits and CAs, and no redirects, so that a token in a request body
+/// goes to no other address.
+pub(crate) fn token_service_client(host: &str) -> Result<reqwest::Client, RegistryError> {
+    client_with(host, &[], false)
+}
+
+fn client_with(
+    host: &str,
+    extra_cas: &[reqwest::Certificate],
+    follow_redirects: bool,
+) -> Result<reqwest::Client, RegistryError> {
     crate::tls::install();
     let limits = net_timeouts::net();
     let builder = || {
         reqwest::Client::builder()
+            .redirect(if follow_redirects {
+                reqwest::redirect::Policy::default()
+            } else {
+                reqwest::redirect::Policy::none()
+            })
             .user_agent(concat!("ecrcp/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(limits.connect)
             .tcp_user_timeout(limits.unacknowledged)

@@ -554,3 +554,113 @@ async fn an_identity_token_is_traded_at_the_token_server_and_never_sent_as_basic
     );
     assert_eq!(requests[2].header("authorization"), Some("Bearer acc3ss"));
 }
+
+/// Hands out the identity token a provider renews to after a refusal.
+struct NextIdentityToken;
+
+impl crate::registry::credentials::Renew for NextIdentityToken {
+    fn renew(
+        &self,
+        _rejected: u64,
+    ) -> futures_util::future::BoxFuture<'_, Result<crate::registry::credentials::Issued, String>> {
+        Box::pin(async { Ok(identity_token("r3fresh-2", 2)) })
+    }
+}
+
+fn identity_token(token: &str, serial: u64) -> crate::registry::credentials::Issued {
+    crate::registry::credentials::Issued {
+        credentials: crate::registry::credentials::Credentials {
+            username: crate::registry::credentials::IDENTITY_TOKEN_USER.to_owned(),
+            password: crate::secret::Secret::new(token),
+        },
+        serial,
+    }
+}
+
+#[tokio::test]
+async fn a_provider_s_identity_token_waits_for_the_challenge_and_is_traded_anew_once_refused() {
+    let fake = FakeRegistry::start();
+    let challenge = format!(r#"Bearer realm="{}/oauth2/token",service="fake""#, fake.origin());
+    let image_bytes = super::Image::new(10);
+    fake.route(
+        "GET",
+        "/v2/team/app/manifests/1",
+        [
+            Answer::status(401).header("WWW-Authenticate", challenge.clone()),
+            // The first access token is refused (its refresh token was revoked, say).
+            Answer::status(401).header("WWW-Authenticate", challenge),
+            image_bytes.manifest_answer(),
+        ],
+    );
+    let token = |access: &str| {
+        Answer::status(200)
+            .header("Content-Type", "application/json")
+            .body(format!(r#"{{"access_token":"{access}"}}"#))
+    };
+    fake.route("POST", "/oauth2/token", [token("acc3ss-1"), token("acc3ss-2")]);
+    // As ACR's provider hands it over: renewable, numbered.
+    let client = anonymous_client();
+    client.credentials().insert_renewable(
+        &fake.host(),
+        identity_token("r3fresh-1", 1),
+        std::sync::Arc::new(NextIdentityToken),
+    );
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+
+    let manifest = client
+        .get_manifest(&image, &Scopes::pull("team/app"), "1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(manifest.digest, image_bytes.manifest_digest);
+
+    let requests = fake.requests();
+    let lines: Vec<String> = requests.iter().map(Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /v2/team/app/manifests/1",
+            "POST /oauth2/token",
+            "GET /v2/team/app/manifests/1",
+            "POST /oauth2/token",
+            "GET /v2/team/app/manifests/1",
+        ]
+    );
+    assert_eq!(
+        requests[0].header("authorization"),
+        None,
+        "an identity token is no Basic login"
+    );
+    for (request, refresh) in [(1, "r3fresh-1"), (3, "r3fresh-2")] {
+        let body = String::from_utf8(requests[request].body.clone()).unwrap();
+        assert!(body.contains(&format!("refresh_token={refresh}")), "{body}");
+        assert_eq!(requests[request].header("authorization"), None);
+    }
+    assert_eq!(requests[2].header("authorization"), Some("Bearer acc3ss-1"));
+    assert_eq!(requests[4].header("authorization"), Some("Bearer acc3ss-2"));
+}
+
+#[tokio::test]
+async fn an_identity_token_is_never_the_answer_to_a_basic_challenge() {
+    let fake = FakeRegistry::start();
+    fake.route(
+        "GET",
+        "/v2/team/app/manifests/1",
+        [Answer::status(401).header("WWW-Authenticate", r#"Basic realm="fake""#)],
+    );
+    let client = client_for(
+        &fake.host(),
+        crate::registry::credentials::IDENTITY_TOKEN_USER,
+        "r3fresh",
+    );
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+
+    let refused = client.get_manifest(&image, &Scopes::pull("team/app"), "1").await;
+    assert!(
+        matches!(refused, Err(RegistryError::Unauthorized { .. })),
+        "{refused:?}"
+    );
+    for request in fake.requests() {
+        assert_eq!(request.header("authorization"), None, "{}", request.line());
+    }
+}

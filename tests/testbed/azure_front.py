@@ -660,6 +660,13 @@ class AcrHandler(front.FrontHandler):
             value += f',error="{error}"'
         return {"WWW-Authenticate": value}
 
+    def answer_expired(self, entry: dict):
+        # ACR's answer to an access token that expired (front.py's "expire_token"): its own
+        # Bearer challenge with error="invalid_token", not ECR's Basic one
+        self.send_small(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required, visit "
+                                          "https://aka.ms/acr/authorization for more information."}]},
+                        self.challenge("", "invalid_token"), entry)
+
     def dispatch(self):
         url = urllib.parse.urlsplit(self.path)
         if url.path.startswith("/oauth2/"):

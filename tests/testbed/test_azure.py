@@ -404,6 +404,25 @@ class AzureBed(unittest.TestCase):
                 self.assertEqual(status, 200)
                 self.assertEqual(seen[-1], (method, path))
 
+    def test_an_expired_token_is_refused_with_acrs_own_challenge(self):
+        seen = self.upstream.seen
+        manifest = "/v2/team/app/manifests/v1"
+        push = self.access_token("repository:team/app:pull,push", self.refresh_token())
+        rules = {"repository": "team/app", "rules": [{"method": "PUT", "expire_token": True, "times": 1}]}
+        self.assertEqual(call(self.acr, "POST", "/_testbed/faults", json.dumps(rules))[0], 200)
+        try:
+            before = len(seen)
+            status, headers, answer = call(self.acr, "PUT", manifest, headers={"Authorization": f"Bearer {push}"})
+            self.assertEqual((status, answer["errors"][0]["code"]), (401, "UNAUTHORIZED"))
+            challenge = headers["WWW-Authenticate"]
+            self.assertTrue(challenge.startswith(f'Bearer realm="https://{REGISTRY}/oauth2/token"'), challenge)
+            self.assertIn('error="invalid_token"', challenge)
+            self.assertEqual(len(seen), before, "the registry saw the refused request")
+            status, _, _ = call(self.acr, "PUT", manifest, headers={"Authorization": f"Bearer {push}"})
+            self.assertEqual(status, 200)
+        finally:
+            call(self.acr, "POST", "/_testbed/faults", json.dumps({"repository": "team/app", "rules": []}))
+
     # -- az acr login
 
     def test_acr_login_writes_the_config_az_acr_login_leaves(self):
