@@ -381,7 +381,7 @@ fn foreign_answer(
 }
 
 /// `fields` as an `application/x-www-form-urlencoded` body (encoded as a URL query is).
-fn form(fields: &[(&str, &str)]) -> String {
+pub(crate) fn form(fields: &[(&str, &str)]) -> String {
     let mut url = reqwest::Url::parse("https://form.invalid/").expect("a fixed URL parses");
     url.query_pairs_mut().extend_pairs(fields);
     url.query().unwrap_or_default().to_owned()

@@ -1,0 +1,406 @@
+//! Google Artifact Registry on the bed's Google Cloud (`tests/testbed/gcp_front.py`): each
+//! source of Application Default Credentials copies into it, a missing repository is
+//! created through the Artifact Registry API (and removed again when the copy fails), its
+//! settings reach the API, GAR is read as a source, and `ecrcp iam-policy` names the roles.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::support::{Bed, Faults, Run, ECR, HUB};
+
+/// The bed's project, and its Artifact Registry hosts.
+const PROJECT: &str = "ecrcp-testbed";
+const GAR: &str = "us-docker.pkg.dev";
+/// Where nothing listens: no metadata server to fall back on.
+const NO_METADATA: &str = "127.0.0.1:9";
+
+/// A credential file the bed wrote (`$ECRCP_TESTBED_GCP`).
+fn credential_file(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var("ECRCP_TESTBED_GCP").expect("the bed exports ECRCP_TESTBED_GCP")).join(name)
+}
+
+/// An access token from the bed's metadata server, for reading what ecrcp did.
+fn token() -> String {
+    let output = Command::new("curl")
+        .args(["-sSf", "-H", "Metadata-Flavor: Google"])
+        .arg("http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token")
+        .output()
+        .expect("curl runs");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the metadata server answers JSON");
+    doc["access_token"].as_str().expect("an access token").to_owned()
+}
+
+/// An Artifact Registry repository as the API describes it, or None.
+fn ar_repository(id: &str) -> Option<serde_json::Value> {
+    let output = Command::new("curl")
+        .args(["-sS", "-H", &format!("Authorization: Bearer {}", token())])
+        .arg(format!(
+            "https://artifactregistry.googleapis.com/v1/projects/{PROJECT}/locations/us/repositories/{id}"
+        ))
+        .output()
+        .expect("curl runs");
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    doc.get("name").is_some().then_some(doc)
+}
+
+/// The digest `GAR` serves for `repository:tag`, read with a token of the bed's own.
+fn digest(bed: &Bed, host: &str, repository: &str, tag: &str) -> Option<String> {
+    let user = format!("oauth2accesstoken:{}", token());
+    let output = bed.image_py_output(&[
+        "digest",
+        "--registry",
+        host,
+        "--repo",
+        repository,
+        "--ref",
+        tag,
+        "--user",
+        &user,
+    ]);
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// A repository id of this test's own (Artifact Registry's rule: lowercase, digits, hyphens).
+fn repository_id(bed: &Bed, prefix: &str) -> String {
+    let id = bed.unique(prefix).to_ascii_lowercase();
+    id.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+/// `ecrcp ARGS` with Google credentials from `file` (`None`: no variable) and no metadata
+/// server unless `metadata`.
+fn run_with(bed: &Bed, file: Option<PathBuf>, metadata: bool, args: &[&str]) -> Run {
+    let mut command = bed.ecrcp();
+    // gcloud's well-known file, when a test wants one, is in this test's own directory.
+    command.env("CLOUDSDK_CONFIG", bed.scratch().join("gcloud"));
+    if let Some(file) = file {
+        command.env("GOOGLE_APPLICATION_CREDENTIALS", file);
+    }
+    if !metadata {
+        command.env("GCE_METADATA_HOST", NO_METADATA);
+    }
+    Run::from(command.args(args).output().expect("ecrcp runs"))
+}
+
+/// Copies a small image of this test's own into a new repository with the credentials
+/// given, and checks it landed with what the hub holds.
+fn copies_into_a_new_repository(test: &str, file: Option<PathBuf>, metadata: bool) {
+    let bed = Bed::get(test);
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", test);
+    let pushed = bed.digest(HUB, &upstream, "1").expect("the hub serves it");
+    let id = repository_id(&bed, "r");
+    let destination = format!("{GAR}/{PROJECT}/{id}/app:1");
+    run_with(
+        &bed,
+        file,
+        metadata,
+        &["--engine", "registry", &format!("{upstream}:1"), &destination],
+    )
+    .assert_code(0);
+    assert!(ar_repository(&id).is_some(), "the repository {id} was created");
+    assert_eq!(
+        digest(&bed, GAR, &format!("{PROJECT}/{id}/app"), "1").as_ref(),
+        Some(&pushed)
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_service_account_key_copies_into_artifact_registry() {
+    copies_into_a_new_repository("gar-sa", Some(credential_file("service-account.json")), false);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_authorized_user_file_copies_into_artifact_registry() {
+    copies_into_a_new_repository("gar-user", Some(credential_file("authorized-user.json")), false);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_workload_identity_federation_file_copies_into_artifact_registry() {
+    copies_into_a_new_repository("gar-wif", Some(credential_file("external-account.json")), false);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_metadata_server_s_account_copies_into_artifact_registry() {
+    copies_into_a_new_repository("gar-mds", None, true);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn gcloud_s_well_known_file_copies_into_artifact_registry() {
+    let bed = Bed::get("gar-adc");
+    let gcloud = bed.scratch().join("gcloud");
+    std::fs::create_dir_all(&gcloud).unwrap();
+    std::fs::copy(
+        credential_file("authorized-user.json"),
+        gcloud.join("application_default_credentials.json"),
+    )
+    .unwrap();
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "adc");
+    let pushed = bed.digest(HUB, &upstream, "1").expect("the hub serves it");
+    let id = repository_id(&bed, "r");
+    let destination = format!("{GAR}/{PROJECT}/{id}/app:1");
+    run_with(
+        &bed,
+        None,
+        false,
+        &["--engine", "registry", &format!("{upstream}:1"), &destination],
+    )
+    .assert_code(0);
+    assert_eq!(
+        digest(&bed, GAR, &format!("{PROJECT}/{id}/app"), "1").as_ref(),
+        Some(&pushed)
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn without_google_credentials_the_run_stops_before_any_copy_saying_how_to_log_in() {
+    let bed = Bed::get("gar-none");
+    let id = repository_id(&bed, "r");
+    let run = run_with(
+        &bed,
+        None,
+        false,
+        &["alpine:3.20", &format!("{GAR}/{PROJECT}/{id}/alpine")],
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no Google credentials found"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("gcloud auth application-default login"),
+        "{}",
+        run.stderr
+    );
+    assert!(ar_repository(&id).is_none());
+    assert_eq!(bed.docker_calls_of("pull"), 0);
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_docker_engine_logs_docker_in_with_the_token_and_pushes_into_a_new_repository() {
+    let bed = Bed::get("gar-docker");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "docker");
+    let id = repository_id(&bed, "r");
+    let destination = format!("{GAR}/{PROJECT}/{id}/app:1");
+    run_with(
+        &bed,
+        Some(credential_file("service-account.json")),
+        false,
+        &["--engine", "docker", &format!("{upstream}:1"), &destination],
+    )
+    .assert_code(0);
+    assert!(ar_repository(&id).is_some());
+    let logins: Vec<String> = bed
+        .docker_calls()
+        .into_iter()
+        .filter(|argv| argv.starts_with("login"))
+        .collect();
+    assert!(
+        logins.iter().any(
+            |argv| argv.contains("-u oauth2accesstoken") || argv.contains("--username oauth2accesstoken")
+        ),
+        "{logins:?}"
+    );
+    assert!(
+        logins.iter().all(|argv| argv.contains("--password-stdin")),
+        "{logins:?}"
+    );
+    assert!(digest(&bed, GAR, &format!("{PROJECT}/{id}/app"), "1").is_some());
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_failed_copy_removes_the_repository_it_created_and_only_that() {
+    let bed = Bed::get("gar-fail");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "fail");
+    let id = repository_id(&bed, "r");
+    let image = format!("{PROJECT}/{id}/app");
+    // Every manifest push is refused: the copy fails after the repository was made.
+    let _faults = Faults::set(
+        GAR,
+        &image,
+        &serde_json::json!([{"method": "PUT", "path": "/manifests/", "status": 400, "code": "MANIFEST_INVALID"}]),
+    );
+    let run = run_with(
+        &bed,
+        Some(credential_file("service-account.json")),
+        false,
+        &[&format!("{upstream}:1"), &format!("{GAR}/{image}:1")],
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        ar_repository(&id).is_none(),
+        "the repository it made is gone: {}",
+        run.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn immutable_tags_and_labels_reach_the_api_and_a_setting_without_meaning_is_refused_by_name() {
+    let bed = Bed::get("gar-settings");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "settings");
+    let id = repository_id(&bed, "r");
+    let source = format!("{upstream}:1");
+    let destination = format!("{GAR}/{PROJECT}/{id}/app:1");
+    let key = Some(credential_file("service-account.json"));
+    let refused = run_with(
+        &bed,
+        key.clone(),
+        false,
+        &["--scan-on-push", &source, &destination],
+    );
+    refused.assert_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("`scan_on_push` (--scan-on-push) has no meaning for Artifact Registry"),
+        "{}",
+        refused.stderr
+    );
+    assert!(ar_repository(&id).is_none());
+
+    let config = bed.sync_config(&format!(
+        "version = 1\n[[image]]\nsource = \"{source}\"\ndestination = \"{destination}\"\n\
+         immutable_tags = true\nrepository_tags = {{ team = \"platform\", env = \"prod\" }}\n"
+    ));
+    let mut sync = bed.sync_command(&config);
+    sync.env(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        credential_file("service-account.json"),
+    )
+    .env("GCE_METADATA_HOST", NO_METADATA);
+    Run::from(sync.output().unwrap()).assert_code(0);
+    let made = ar_repository(&id).expect("the sync created the repository");
+    assert_eq!(made["format"], "DOCKER");
+    assert_eq!(made["dockerConfig"]["immutableTags"], true);
+    assert_eq!(
+        made["labels"],
+        serde_json::json!({"team": "platform", "env": "prod"})
+    );
+
+    let bad = bed.sync_config(&format!(
+        "version = 1\n[[image]]\nsource = \"{source}\"\ndestination = \"{GAR}/{PROJECT}/{id}-x/app\"\nlifecycle_policy = \"p.json\"\n"
+    ));
+    std::fs::write(bad.with_file_name("p.json"), "{\"rules\": []}").unwrap();
+    let refused = bed.sync(&bad, &[]);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("`lifecycle_policy`"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn an_image_in_artifact_registry_copies_into_ecr_and_gcr_io_paths_reach_the_gcr_io_repository() {
+    let bed = Bed::get("gar-source");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "source");
+    let pushed = bed.digest(HUB, &upstream, "1").expect("the hub serves it");
+    let id = repository_id(&bed, "r");
+    let key = Some(credential_file("service-account.json"));
+    let in_gar = format!("{GAR}/{PROJECT}/{id}/app:1");
+    run_with(
+        &bed,
+        key.clone(),
+        false,
+        &["--engine", "registry", &format!("{upstream}:1"), &in_gar],
+    )
+    .assert_code(0);
+    let in_ecr = bed.unique("from-gar");
+    run_with(
+        &bed,
+        key.clone(),
+        false,
+        &["--engine", "registry", &in_gar, &format!("{ECR}/{in_ecr}:1")],
+    )
+    .assert_code(0);
+    assert_eq!(bed.digest(ECR, &in_ecr, "1").as_ref(), Some(&pushed));
+    // gcr.io/PROJECT/IMAGE lives in the repository `gcr.io` of location us.
+    let image = bed.unique("gcr");
+    run_with(
+        &bed,
+        key,
+        false,
+        &[
+            "--engine",
+            "registry",
+            &format!("{upstream}:1"),
+            &format!("gcr.io/{PROJECT}/{image}:1"),
+        ],
+    )
+    .assert_code(0);
+    assert_eq!(
+        digest(&bed, "gcr.io", &format!("{PROJECT}/{image}"), "1"),
+        Some(pushed)
+    );
+    assert!(ar_repository("gcr.io").is_some());
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn iam_policy_names_the_writer_role_and_repository_creation_only_when_asked() {
+    let bed = Bed::get("gar-iam");
+    let destination = format!("{GAR}/{PROJECT}/mirror/");
+    let printed = bed.run(&["iam-policy", &destination]);
+    printed.assert_code(0);
+    let policy: serde_json::Value = serde_json::from_str(&printed.stdout).expect(&printed.stdout);
+    let bindings = policy["artifactRegistry"].as_array().expect("bindings");
+    let roles: Vec<(&str, &str)> = bindings
+        .iter()
+        .map(|binding| {
+            (
+                binding["resource"].as_str().unwrap(),
+                binding["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (
+                "projects/ecrcp-testbed/locations/us",
+                "roles/artifactregistry.admin"
+            ),
+            (
+                "projects/ecrcp-testbed/locations/us/repositories/mirror",
+                "roles/artifactregistry.writer"
+            ),
+        ]
+    );
+    let without = bed.run(&["iam-policy", "--no-create", &destination]);
+    without.assert_code(0);
+    assert!(
+        !without.stdout.contains("artifactregistry.repositories.create"),
+        "{}",
+        without.stdout
+    );
+    assert!(
+        without
+            .stdout
+            .contains("artifactregistry.repositories.uploadArtifacts"),
+        "{}",
+        without.stdout
+    );
+}
