@@ -77,6 +77,16 @@ fn repository_id(bed: &Bed, prefix: &str) -> String {
 /// `ecrcp ARGS` with Google credentials from `file` (`None`: no variable) and no metadata
 /// server unless `metadata`.
 fn run_with(bed: &Bed, file: Option<PathBuf>, metadata: bool, args: &[&str]) -> Run {
+    Run::from(
+        command_with(bed, file, metadata)
+            .args(args)
+            .output()
+            .expect("ecrcp runs"),
+    )
+}
+
+/// ecrcp with Google credentials as [`run_with`] gives them.
+fn command_with(bed: &Bed, file: Option<PathBuf>, metadata: bool) -> Command {
     let mut command = bed.ecrcp();
     // gcloud's well-known file, when a test wants one, is in this test's own directory.
     command.env("CLOUDSDK_CONFIG", bed.scratch().join("gcloud"));
@@ -86,7 +96,7 @@ fn run_with(bed: &Bed, file: Option<PathBuf>, metadata: bool, args: &[&str]) -> 
     if !metadata {
         command.env("GCE_METADATA_HOST", NO_METADATA);
     }
-    Run::from(command.args(args).output().expect("ecrcp runs"))
+    command
 }
 
 /// Copies a small image of this test's own into a new repository with the credentials
@@ -403,4 +413,52 @@ fn iam_policy_names_the_writer_role_and_repository_creation_only_when_asked() {
         "{}",
         without.stdout
     );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn a_token_google_stops_taking_mid_copy_is_renewed_and_the_copy_goes_on() {
+    let bed = Bed::get("gar-renew");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "renew");
+    let pushed = bed.digest(HUB, &upstream, "1").expect("the hub serves it");
+    let id = repository_id(&bed, "r");
+    let image = format!("{PROJECT}/{id}/app");
+    // The first blob request is held while every token issued so far expires (the bed's
+    // whole Google Cloud: other copies running now renew theirs too).
+    let faults = Faults::set(
+        GAR,
+        &image,
+        &serde_json::json!([{"path": "/blobs/", "delay": 2, "times": 1}]),
+    );
+    let child = command_with(&bed, Some(credential_file("authorized-user.json")), false)
+        .args([
+            "--engine",
+            "registry",
+            &format!("{upstream}:1"),
+            &format!("{GAR}/{image}:1"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ecrcp starts");
+    while faults.fired() != [1] {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let expired = Command::new("curl")
+        .args([
+            "-sSf",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            "--data",
+            r#"{"expire_tokens": true}"#,
+        ])
+        .arg("https://artifactregistry.googleapis.com/_testbed/gcp")
+        .status()
+        .expect("curl runs");
+    assert!(expired.success());
+    Run::from(child.wait_with_output().unwrap()).assert_code(0);
+    assert_eq!(digest(&bed, GAR, &image, "1"), Some(pushed));
 }
