@@ -16,7 +16,7 @@ use crate::docker::{DockerCommand, DockerError, DockerRunner};
 use crate::plan::JobSettings;
 use crate::provider::{Login, Provider, Providers};
 use crate::reference::Reference;
-use crate::registry::credentials::{CredentialStore, Issued};
+use crate::registry::credentials::{CredentialStore, Issued, LoginWords};
 use crate::registry::RegistryClient;
 
 /// `docker login` failed for a registry that docker's config hands to a credential helper,
@@ -29,12 +29,14 @@ pub struct HelperLoginFailed {
     helper: String,
 }
 
-/// An ECR registry refused docker's login with the token ecrcp had just fetched anew
-/// because it refused the one before: a new token is not what is missing.
+/// A registry refused docker's login with the token ecrcp had just fetched anew from its
+/// provider because it refused the one before: a new token is not what is missing.
 #[derive(Debug, thiserror::Error)]
-#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new ECR authorization token\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the repository (docs/iam.md), and that '{host}' is the registry meant")]
+#[error("registry '{host}' refused docker's login again right after ecrcp fetched a new {}\nnote: {}, and that '{host}' is the registry meant", .words.login, .words.note)]
 pub struct LoginRefusedAgain {
     pub host: String,
+    /// The provider's words for its logins.
+    pub words: LoginWords,
 }
 
 /// How docker reaches one registry in this run.
@@ -115,6 +117,12 @@ impl<'a> Logins<'a> {
             Some(DockerAccess::LoggedIn(_)) | None => {}
         }
         self.log_docker_in(&host, &issued, &mut access).await
+    }
+
+    /// How the provider of `image`'s registry names its logins, and what to check when a
+    /// new one is refused.
+    pub fn login_words(&self, image: &Reference) -> LoginWords {
+        self.registry.credentials().login_words(image.registry())
     }
 
     /// Which login docker holds for `image`'s registry from ecrcp: the serial of its token,

@@ -30,7 +30,7 @@ use super::{needs_refresh, next_serial, Login, Meaning, NameRefused, Provider};
 use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::{check_ecr_repository, EcrHost};
-use crate::registry::credentials::{Credentials, Issued, Renew};
+use crate::registry::credentials::{Credentials, Issued, LoginWords, Renew};
 use crate::secret::Secret;
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +230,13 @@ impl Provider for EcrSessions {
     }
 }
 
+/// ECR's logins in its words.
+pub const LOGIN_WORDS: LoginWords = LoginWords {
+    login: "ECR authorization token",
+    note: "check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows \
+           ecr:GetAuthorizationToken and the pull and push actions on the repository (docs/iam.md)",
+};
+
 impl Renew for TokenRenewer {
     fn renew(&self, rejected: u64) -> BoxFuture<'_, Result<Issued, String>> {
         Box::pin(async move {
@@ -238,6 +245,10 @@ impl Renew for TokenRenewer {
                 .map(issued)
                 .map_err(|error| error.to_string())
         })
+    }
+
+    fn words(&self) -> LoginWords {
+        LOGIN_WORDS
     }
 }
 

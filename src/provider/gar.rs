@@ -20,7 +20,7 @@ use self::credentials::{Adc, Origin};
 use super::{needs_refresh, next_serial, Login, Meaning, NameRefused, Provider, SettingRefused};
 use crate::net_timeouts;
 use crate::plan::{CopyJob, Encryption, JobSettings, RepositorySettings};
-use crate::registry::credentials::{Credentials, Issued, Renew};
+use crate::registry::credentials::{Credentials, Issued, LoginWords, Renew};
 use crate::secret::Secret;
 
 /// The user name Artifact Registry takes an access token under.
@@ -401,6 +401,15 @@ impl Renew for Tokens {
                 .map(issued)
                 .map_err(|error| error.to_string())
         })
+    }
+
+    fn words(&self) -> LoginWords {
+        LoginWords {
+            login: "Google access token",
+            note: "check this machine's clock, and that the principal of the Google credentials holds \
+                   roles/artifactregistry.writer on the repository (reader for a source; `ecrcp iam-policy` \
+                   names the roles, docs/google.md)",
+        }
     }
 }
 

@@ -117,11 +117,13 @@ impl Authorizer {
                     host: image.registry().to_owned(),
                     repository: image.repository().to_owned(),
                     fetch_failed: None,
+                    words: self.credentials.login_words(image.registry()),
                 });
             }
             tracing::info!(
                 registry = image.registry(),
-                "the registry accepted the new ECR authorization token; going on"
+                "the registry accepted the new {}; going on",
+                self.credentials.login_words(image.registry()).login
             );
         }
         if response.status() == StatusCode::UNAUTHORIZED {
@@ -189,6 +191,7 @@ impl Authorizer {
             host: host.to_owned(),
             repository: image.repository().to_owned(),
             fetch_failed,
+            words: self.credentials.login_words(host),
         };
         match self.credentials.renew(host, serial).await {
             Some(Ok(credentials)) => Ok(Authorization::lasting(basic(

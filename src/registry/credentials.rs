@@ -51,6 +51,28 @@ pub struct Issued {
 /// Issues new credentials for one registry once it refused those numbered `rejected`.
 pub trait Renew: Send + Sync {
     fn renew(&self, rejected: u64) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>>;
+
+    /// How its logins are named, and what to check when a registry refuses even a new one.
+    fn words(&self) -> LoginWords {
+        LoginWords::GENERIC
+    }
+}
+
+/// A provider's logins in its own words, for the errors of a login refused again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginWords {
+    /// What one login is called, without an article ("ECR authorization token").
+    pub login: &'static str,
+    /// What to check, said before "and that HOST is the registry meant".
+    pub note: &'static str,
+}
+
+impl LoginWords {
+    /// For a provider that has no words of its own.
+    pub const GENERIC: LoginWords = LoginWords {
+        login: "login ecrcp fetched",
+        note: "check this machine's clock, and that the login may pull and push the repository",
+    };
 }
 
 /// Why a registry's credentials could not be renewed.
@@ -128,6 +150,15 @@ impl CredentialStore {
                 after_refusal: false,
             },
         );
+    }
+
+    /// How the renewable credentials held for `host` are named, and what to check when
+    /// the registry refuses even new ones.
+    pub fn login_words(&self, host: &str) -> LoginWords {
+        let set = self.set.lock().expect("credential map poisoned");
+        set.get(host)
+            .and_then(|held| held.renew.as_ref())
+            .map_or(LoginWords::GENERIC, |renew| renew.words())
     }
 
     /// The serial of the renewable credentials held for `host`, if any: what a request sent
@@ -555,6 +586,50 @@ mod tests {
         store.insert("plain", issued(0).credentials);
         assert_eq!(store.serial("plain"), None);
         assert_eq!(store.renew("plain", 0).await, None);
+    }
+
+    #[test]
+    fn a_login_refused_again_is_named_in_its_provider_s_words_else_in_plain_ones() {
+        /// A renewer with words of its own.
+        struct Worded;
+        impl Renew for Worded {
+            fn renew(
+                &self,
+                _rejected: u64,
+            ) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>> {
+                Box::pin(async { Err("not asked".to_owned()) })
+            }
+            fn words(&self) -> LoginWords {
+                crate::provider::ecr::LOGIN_WORDS
+            }
+        }
+        let store = CredentialStore::with_config_dir(None);
+        store.insert_renewable("ecr", issued(1), Arc::new(Worded));
+        store.insert_renewable(
+            "other",
+            issued(1),
+            Arc::new(Counting {
+                fetches: std::sync::atomic::AtomicU64::new(0),
+            }),
+        );
+        store.insert("plain", issued(0).credentials);
+        assert_eq!(store.login_words("ecr"), crate::provider::ecr::LOGIN_WORDS);
+        for host in ["other", "plain", "unknown"] {
+            assert_eq!(store.login_words(host), LoginWords::GENERIC, "{host}");
+        }
+        let refused = crate::registry::RegistryError::TokenRefused {
+            host: "r.example".into(),
+            repository: "team/app".into(),
+            fetch_failed: None,
+            words: store.login_words("ecr"),
+        };
+        assert_eq!(
+            refused.to_string(),
+            "registry 'r.example' refused the ECR authorization token for 'team/app' again right after \
+             ecrcp fetched a new one\nnote: check this machine's clock (ECR tokens are signed with a time), \
+             that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on the \
+             repository (docs/iam.md), and that 'r.example' is the registry meant"
+        );
     }
 
     #[test]

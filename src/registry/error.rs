@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 
+use super::credentials::LoginWords;
 use super::scope::Access;
 use super::{error_chain, header, read_bounded, retry, MAX_MANIFEST_BYTES};
 use crate::net_timeouts;
@@ -122,12 +123,14 @@ pub enum RegistryError {
     UploadUnknown { host: String, digest: String },
     /// An ECR registry refused the token it had accepted, and refused the new one fetched
     /// for it too (or none could be fetched): a new token is not what is missing.
-    #[error("registry '{host}' refused the ECR authorization token {}\nnote: check this machine's clock (ECR tokens are signed with a time), that the IAM policy allows ecr:GetAuthorizationToken and the pull and push actions on '{repository}' (docs/iam.md), and that '{host}' is the registry meant", renewal_detail(.fetch_failed.as_deref()))]
+    #[error("registry '{host}' refused the {} for '{repository}' {}\nnote: {}, and that '{host}' is the registry meant", .words.login, renewal_detail(.fetch_failed.as_deref()), .words.note)]
     TokenRefused {
         host: String,
         repository: String,
         /// Why no new token could be fetched; `None`: the new one was refused too.
         fetch_failed: Option<String>,
+        /// The provider's words for its logins.
+        words: LoginWords,
     },
 }
 

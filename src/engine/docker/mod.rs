@@ -388,7 +388,8 @@ impl<'a> DockerEngine<'a> {
             if let (true, Some(serial)) = (error.refuses_the_login(), serial) {
                 if renewed {
                     let host = login.0.registry().to_owned();
-                    return Err(anyhow::Error::new(error).context(LoginRefusedAgain { host }));
+                    let words = self.logins.login_words(login.0);
+                    return Err(anyhow::Error::new(error).context(LoginRefusedAgain { host, words }));
                 }
                 self.logins.renew_docker_login(login.0, login.1, serial).await?;
                 renewed = true;
