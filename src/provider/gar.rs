@@ -425,9 +425,10 @@ struct Holding {
 /// Artifact Registry, connected for a run.
 pub struct Gar {
     tokens: Arc<Tokens>,
-    /// The repositories this run made sure of; held while one is created, so that copies of
-    /// several images into one new repository create it once.
-    holdings: tokio::sync::Mutex<HashMap<ArRepository, Holding>>,
+    /// The repositories this run made sure of, each held while it is created or removed, so
+    /// that copies of several images into one new repository create it once, and copies
+    /// into other repositories do not wait for it.
+    holdings: std::sync::Mutex<HashMap<ArRepository, Arc<tokio::sync::Mutex<Option<Holding>>>>>,
 }
 
 /// Whether a job reads or writes one of Artifact Registry's registries.
@@ -462,7 +463,7 @@ pub fn connect(jobs: &[CopyJob]) -> BoxFuture<'_, anyhow::Result<Option<Box<dyn 
         tokens.token(None).await?;
         let connected: Box<dyn Provider> = Box::new(Gar {
             tokens,
-            holdings: tokio::sync::Mutex::default(),
+            holdings: std::sync::Mutex::default(),
         });
         Ok(Some(connected))
     })
@@ -484,10 +485,17 @@ impl Gar {
             .map_err(|rule| GarError::Path(name.to_owned(), rule))
     }
 
+    /// The run's hold on `repository`, made on first use.
+    fn holding(&self, repository: &ArRepository) -> Arc<tokio::sync::Mutex<Option<Holding>>> {
+        let mut holdings = self.holdings.lock().expect("holdings poisoned");
+        Arc::clone(holdings.entry(repository.clone()).or_default())
+    }
+
     async fn ensure(&self, host: &str, name: &str, settings: &RepositorySettings) -> Result<bool, GarError> {
         let repository = Gar::repository_of(host, name)?;
-        let mut holdings = self.holdings.lock().await;
-        if let Some(held) = holdings.get_mut(&repository) {
+        let holding = self.holding(&repository);
+        let mut holding = holding.lock().await;
+        if let Some(held) = holding.as_mut() {
             held.open.insert(name.to_owned());
             return Ok(held.created);
         }
@@ -496,13 +504,10 @@ impl Gar {
         if created {
             tracing::info!(repository = %repository.name(), "created Artifact Registry repository");
         }
-        holdings.insert(
-            repository,
-            Holding {
-                created,
-                open: HashSet::from([name.to_owned()]),
-            },
-        );
+        *holding = Some(Holding {
+            created,
+            open: HashSet::from([name.to_owned()]),
+        });
         Ok(created)
     }
 
@@ -510,15 +515,17 @@ impl Gar {
     /// it holds nothing.
     async fn remove_if_empty(&self, host: &str, name: &str) -> Result<(), GarError> {
         let repository = Gar::repository_of(host, name)?;
-        let mut holdings = self.holdings.lock().await;
-        let Some(held) = holdings.get_mut(&repository) else {
+        let holding = self.holding(&repository);
+        // Held until the repository is gone: a copy that wants it meanwhile makes it anew.
+        let mut holding = holding.lock().await;
+        let Some(held) = holding.as_mut() else {
             return Ok(());
         };
         held.open.remove(name);
         if !held.created || !held.open.is_empty() {
             return Ok(());
         }
-        holdings.remove(&repository);
+        *holding = None;
         let api = self.api();
         if !api.is_empty(&repository).await? {
             tracing::info!(repository = %repository.name(), "the repository created for a failed copy holds images; keeping it");

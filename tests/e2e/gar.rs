@@ -462,3 +462,42 @@ fn a_token_google_stops_taking_mid_copy_is_renewed_and_the_copy_goes_on() {
     Run::from(child.wait_with_output().unwrap()).assert_code(0);
     assert_eq!(digest(&bed, GAR, &image, "1"), Some(pushed));
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn one_sync_pass_fans_a_source_out_to_ecr_and_two_images_of_one_new_artifact_registry_repository() {
+    let bed = Bed::get("gar-fanout");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "fanout");
+    let pushed = bed.digest(HUB, &upstream, "1").expect("the hub serves it");
+    let id = repository_id(&bed, "r");
+    let in_ecr = bed.unique("fan");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\nengine = \"registry\"\n\
+         [[image]]\nsource = \"{upstream}:1\"\ndestination = [\"{ECR}/{in_ecr}:1\", \"{GAR}/{PROJECT}/{id}/one:1\"]\n\
+         [[image]]\nsource = \"{upstream}:1\"\ndestination = \"{GAR}/{PROJECT}/{id}/two:1\"\n"
+    ));
+    let mut sync = bed.sync_command(&config);
+    sync.env(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        credential_file("service-account.json"),
+    )
+    .env("GCE_METADATA_HOST", NO_METADATA);
+    let run = Run::from(sync.output().unwrap());
+    run.assert_code(0);
+    assert_eq!(bed.digest(ECR, &in_ecr, "1").as_ref(), Some(&pushed));
+    for image in ["one", "two"] {
+        assert_eq!(
+            digest(&bed, GAR, &format!("{PROJECT}/{id}/{image}"), "1").as_ref(),
+            Some(&pushed),
+            "{image}"
+        );
+    }
+    // Both images went into one repository, made once.
+    assert_eq!(
+        run.events("created Artifact Registry repository").len(),
+        1,
+        "{}",
+        run.stderr
+    );
+}
