@@ -142,6 +142,32 @@ fn a_workload_identity_federation_file_copies_into_artifact_registry() {
 
 #[test]
 #[ignore = "needs the test bed"]
+fn a_federation_file_that_impersonates_a_service_account_copies_into_artifact_registry() {
+    // No other test impersonates: the bed's count of such tokens is this test's.
+    let before = issued("impersonation");
+    copies_into_a_new_repository(
+        "gar-wif-sa",
+        Some(credential_file("external-account-impersonated.json")),
+        false,
+    );
+    assert!(
+        issued("impersonation") > before,
+        "the service account's token was asked for"
+    );
+}
+
+/// How many tokens the bed's Google Cloud issued by `grant` so far.
+fn issued(grant: &str) -> u64 {
+    let output = Command::new("curl")
+        .args(["-sSf", "https://artifactregistry.googleapis.com/_testbed/gcp"])
+        .output()
+        .expect("curl runs");
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the bed answers JSON");
+    doc["issued"][grant].as_u64().unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs the test bed"]
 fn the_metadata_server_s_account_copies_into_artifact_registry() {
     copies_into_a_new_repository("gar-mds", None, true);
 }

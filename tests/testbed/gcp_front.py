@@ -18,6 +18,10 @@
 #                      refresh token of the authorized_user file written here); form or JSON
 #      POST /v1/token  (sts) the token exchange of the external_account file written here (its
 #                      audience, the subject token file's exact contents, the token types)
+#      POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken  (iamcredentials) the
+#                      bed's service account impersonated by a token the STS issued (the
+#                      federated principal), {"scope": [...], "lifetime": "Ns"} -> {"accessToken",
+#                      "expireTime"}
 #      /v1/projects/P/locations/L/repositories[/R]  GET (list, get), POST ?repositoryId=R with
 #                      {"format": "DOCKER", ...} and DELETE, both answering a long-running
 #                      operation; GET /v1/projects/P/locations/L/operations/ID reports
@@ -48,7 +52,9 @@
 #   {"deny_create": true}     creates get 403 PERMISSION_DENIED, as without
 #                             artifactregistry.repositories.create (false lifts it)
 # Files it writes to --dir (see README.md):
-# service-account.json, authorized-user.json, external-account.json, subject-token.jwt.
+# service-account.json, authorized-user.json, external-account.json,
+# external-account-impersonated.json (the same, with a service_account_impersonation_url),
+# subject-token.jwt.
 #
 # Needs `cryptography` (RS256); everything else is the standard library.
 
@@ -85,6 +91,8 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"
 TOKEN_AUDIENCES = {TOKEN_URI, "https://www.googleapis.com/oauth2/v4/token",
                    "https://accounts.google.com/o/oauth2/token"}
 STS_URI = "https://sts.googleapis.com/v1/token"
+IMPERSONATION_URI = (f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA_EMAIL}"
+                     ":generateAccessToken")
 POOL_AUDIENCE = (f"//iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/"
                  "workloadIdentityPools/ecrcp-bed-pool/providers/ecrcp-bed-oidc")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -217,6 +225,11 @@ class Cloud:
                                       "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
                                       "token_url": STS_URI, "credential_source": {"file": subject_path},
                                       "universe_domain": "googleapis.com"},
+            "external-account-impersonated.json": {
+                "type": "external_account", "audience": POOL_AUDIENCE,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": STS_URI,
+                "credential_source": {"file": subject_path},
+                "service_account_impersonation_url": IMPERSONATION_URI, "universe_domain": "googleapis.com"},
             # last: its presence tells `run` the others are there too
             "service-account.json": self.service_account(),
         }
@@ -316,6 +329,31 @@ class Cloud:
         doc = self.issue("principal://iam.googleapis.com/" + POOL_AUDIENCE[2:], scopes, "token-exchange")
         doc["issued_token_type"] = ACCESS_TOKEN_TYPE
         return doc
+
+    def impersonate(self, caller: str, email: str, body: bytes) -> dict:
+        """generateAccessToken: the bed's service account, for a token the STS issued."""
+        with self.lock:
+            found = self.tokens.get(caller)
+        if found is None or found["expires"] <= time.time():
+            raise api_error(401, "UNAUTHENTICATED", UNAUTHENTICATED)
+        if found["grant"] != "token-exchange":
+            raise api_error(403, "PERMISSION_DENIED",
+                            "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).")
+        if email != SA_EMAIL:
+            raise api_error(404, "NOT_FOUND", f"Service account projects/-/serviceAccounts/{email} not found.")
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            raise api_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        scopes = doc.get("scope") if isinstance(doc, dict) else None
+        if not isinstance(scopes, list) or not scopes or not all(isinstance(x, str) for x in scopes):
+            raise api_error(400, "INVALID_ARGUMENT", "Scope required.")
+        lifetime = str(doc.get("lifetime") or "3600s")
+        if not re.match(r"^\d+(\.\d+)?s$", lifetime) or not 0 < float(lifetime[:-1]) <= 3600:
+            raise api_error(400, "INVALID_ARGUMENT", f"Invalid lifetime \"{lifetime}\": at most 3600s.")
+        issued = self.issue(SA_EMAIL, scopes, "impersonation")
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=issued["expires_in"])
+        return {"accessToken": issued["access_token"], "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     # -- Artifact Registry
 
@@ -469,6 +507,7 @@ REPOS = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/repositories$")
 REPO = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/]+)$")
 IMAGES = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/]+)/dockerImages$")
 OPERATION = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/operations/[^/]+)$")
+IMPERSONATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$|^gcr\.io$|^[a-z-]+\.gcr\.io$")
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -503,6 +542,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             if url.path == "/v1/token":
                 cloud.count(cloud.calls, f"{self.command} sts")
                 return write_json(self, 200, self.sts())
+            if (found := IMPERSONATE.match(url.path)) and self.command == "POST":
+                cloud.count(cloud.calls, "POST iamcredentials")
+                header = self.headers.get("Authorization", "")
+                caller = header[7:].strip() if header.startswith("Bearer ") else ""
+                return write_json(self, 200, cloud.impersonate(caller, found.group(1), read_body(self)))
             cloud.count(cloud.calls, f"{self.command} artifactregistry")
             return write_json(self, 200, self.artifact_registry(url))
         except Refused as refused:

@@ -1,6 +1,7 @@
 //! Google's Application Default Credentials, found in Google's order and traded for OAuth2
 //! access tokens: `GOOGLE_APPLICATION_CREDENTIALS` (a service-account key, an
-//! `authorized_user` file, an `external_account` workload identity federation file), then
+//! `authorized_user` file, an `external_account` workload identity federation file, with the
+//! service account it impersonates if it names one), then
 //! gcloud's well-known file, then the metadata server (GCE, GKE). A service-account key signs
 //! a JWT that the key's token endpoint trades for an access token (the JWT bearer grant), as
 //! gcloud and docker-credential-gcr do: Artifact Registry's registries take only such tokens
@@ -28,6 +29,8 @@ const STS_URI: &str = "https://sts.googleapis.com/v1/token";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// How long an impersonated service account's token is asked to last (IAM's most).
+const IMPERSONATED_LIFETIME: Duration = Duration::from_secs(3600);
 /// The metadata server's name on GCE and GKE, unless `GCE_METADATA_HOST` names another.
 const METADATA_HOST: &str = "metadata.google.internal";
 /// How long a JWT assertion is good for: Google takes at most an hour.
@@ -142,10 +145,10 @@ pub fn parse_file(text: &str) -> Result<CredentialFile, String> {
         "external_account" => {
             let account: ExternalAccount = serde_json::from_value(doc).map_err(fields)?;
             check_source(&account.credential_source)?;
-            if account.service_account_impersonation_url.is_some() {
-                return Err("it names a service_account_impersonation_url, which ecrcp does not follow yet; \
-                            grant the workload identity pool's principal the Artifact Registry role itself"
-                    .to_owned());
+            if let Some(url) = &account.service_account_impersonation_url {
+                if !url.starts_with("https://") {
+                    return Err(format!("its service_account_impersonation_url '{url}' is not https"));
+                }
             }
             CredentialFile::ExternalAccount(account)
         }
@@ -319,6 +322,22 @@ fn token_answer(body: &str, now: SystemTime) -> Result<Token, String> {
     })
 }
 
+/// What generateAccessToken answers (`accessToken`; its `expireTime` is the lifetime asked,
+/// counted from `now`, which needs no date parsing and errs early if anything).
+fn impersonated_answer(body: &str, now: SystemTime) -> Result<Token, String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(body).map_err(|error| format!("the answer is not JSON: {error}"))?;
+    let token = doc
+        .get("accessToken")
+        .and_then(serde_json::Value::as_str)
+        .filter(|token| !token.is_empty())
+        .ok_or("the answer has no accessToken")?;
+    Ok(Token {
+        secret: Secret::new(token),
+        expires_at: Some(now + IMPERSONATED_LIFETIME),
+    })
+}
+
 /// Google's OAuth2 refusal (`{"error", "error_description"}`) or API refusal
 /// (`{"error": {"status", "message"}}`), in its words.
 pub fn google_error(body: &str) -> Option<String> {
@@ -480,7 +499,11 @@ impl Adc {
                     ("subject_token", &subject),
                     ("subject_token_type", &account.subject_token_type),
                 ]);
-                self.ask(form_post(http, url, body), url).await
+                let federated = self.ask(form_post(http, url, body), url).await?;
+                match &account.service_account_impersonation_url {
+                    None => Ok(federated),
+                    Some(url) => self.impersonate(http, url, &federated.secret).await,
+                }
             }
         }
     }
@@ -519,6 +542,46 @@ impl Adc {
             (None, None) => return Err(unusable("its credential_source names no file or url".into())),
         };
         subject_token(&text, source.format.as_ref()).map_err(unusable)
+    }
+
+    /// The token of the service account `url` names (IAM's generateAccessToken), asked
+    /// with the federated token: what an `external_account` file with
+    /// `service_account_impersonation_url` stands for.
+    async fn impersonate(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        federated: &Secret,
+    ) -> Result<Token, GarError> {
+        let (name, value) = bearer(federated);
+        let body = serde_json::json!({
+            "scope": [CLOUD_PLATFORM],
+            "lifetime": format!("{}s", IMPERSONATED_LIFETIME.as_secs()),
+        });
+        let request = http
+            .post(url)
+            .timeout(crate::net_timeouts::net().request)
+            .header(name, value)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body.to_string());
+        let refused = |status: u16, words: String| GarError::TokenRefused {
+            origin: self.origin.to_string(),
+            kind: "a workload identity federation file's service account (impersonation)",
+            url: url.to_owned(),
+            status,
+            words,
+        };
+        let answer = request.send().await.map_err(|error| GarError::Unreachable {
+            what: url.to_owned(),
+            detail: crate::registry::transport::error_chain(&error),
+        })?;
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let words = google_error(&text).unwrap_or_else(|| text.chars().take(200).collect());
+            return Err(refused(status.as_u16(), words));
+        }
+        impersonated_answer(&text, SystemTime::now()).map_err(|words| refused(status.as_u16(), words))
     }
 
     /// Sends a token request and reads its answer, or Google's refusal.
@@ -609,7 +672,12 @@ mod tests {
             (
                 "impersonation",
                 r#"{"type": "external_account", "audience": "a", "subject_token_type": "t", "credential_source": {"file": "f"}, "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/x:generateAccessToken"}"#,
-                Err("service_account_impersonation_url"),
+                Ok("external"),
+            ),
+            (
+                "impersonation over http",
+                r#"{"type": "external_account", "audience": "a", "subject_token_type": "t", "credential_source": {"file": "f"}, "service_account_impersonation_url": "http://iamcredentials.example/x"}"#,
+                Err("is not https"),
             ),
             (
                 "json format without field",
@@ -626,6 +694,11 @@ mod tests {
                 (Ok("user"), Ok(CredentialFile::AuthorizedUser(user))) => assert_eq!(user.refresh_token, "r"),
                 (Ok("external"), Ok(CredentialFile::ExternalAccount(account))) => {
                     assert!(account.token_url.is_none(), "{name}");
+                    assert_eq!(
+                        account.service_account_impersonation_url.is_some(),
+                        *name == "impersonation",
+                        "{name}"
+                    );
                 }
                 (Err(words), Err(error)) => assert!(error.contains(words), "{name}: {error}"),
                 _ => panic!("{name}: {parsed:?}"),
@@ -732,6 +805,14 @@ mod tests {
         assert_eq!(token.secret.expose(), "ya29.x");
         assert_eq!(token.expires_at, Some(now + Duration::from_secs(3599)));
         assert!(token_answer(r#"{"token_type": "Bearer"}"#, now).is_err());
+        let impersonated = impersonated_answer(
+            r#"{"accessToken": "ya29.sa", "expireTime": "2026-12-08T00:00:00Z"}"#,
+            now,
+        )
+        .unwrap();
+        assert_eq!(impersonated.secret.expose(), "ya29.sa");
+        assert_eq!(impersonated.expires_at, Some(now + IMPERSONATED_LIFETIME));
+        assert!(impersonated_answer(r#"{"expireTime": "x"}"#, now).is_err());
         assert_eq!(
             google_error(r#"{"error": "invalid_grant", "error_description": "Invalid JWT Signature."}"#)
                 .as_deref(),
