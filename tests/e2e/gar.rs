@@ -142,6 +142,16 @@ fn a_workload_identity_federation_file_copies_into_artifact_registry() {
 
 #[test]
 #[ignore = "needs the test bed"]
+fn a_federation_file_whose_subject_token_is_at_a_url_copies_into_artifact_registry() {
+    copies_into_a_new_repository(
+        "gar-wif-url",
+        Some(credential_file("external-account-url.json")),
+        false,
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
 fn a_federation_file_that_impersonates_a_service_account_copies_into_artifact_registry() {
     // No other test impersonates: the bed's count of such tokens is this test's.
     let before = issued("impersonation");

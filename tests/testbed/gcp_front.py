@@ -18,6 +18,9 @@
 #                      refresh token of the authorized_user file written here); form or JSON
 #      POST /v1/token  (sts) the token exchange of the external_account file written here (its
 #                      audience, the subject token file's exact contents, the token types)
+#      GET /_testbed/subject-token  an identity provider's token URL, as GitHub Actions' (the
+#                      subject token as {"value": ...}; wants `Authorization: bearer
+#                      ecrcp-bed-request`): what external-account-url.json reads
 #      POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken  (iamcredentials) the
 #                      bed's service account impersonated by a token the STS issued (the
 #                      federated principal), {"scope": [...], "lifetime": "Ns"} -> {"accessToken",
@@ -54,6 +57,7 @@
 # Files it writes to --dir (see README.md):
 # service-account.json, authorized-user.json, external-account.json,
 # external-account-impersonated.json (the same, with a service_account_impersonation_url),
+# external-account-url.json (its subject token from /_testbed/subject-token, a JSON field),
 # subject-token.jwt.
 #
 # Needs `cryptography` (RS256); everything else is the standard library.
@@ -91,6 +95,8 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"
 TOKEN_AUDIENCES = {TOKEN_URI, "https://www.googleapis.com/oauth2/v4/token",
                    "https://accounts.google.com/o/oauth2/token"}
 STS_URI = "https://sts.googleapis.com/v1/token"
+SUBJECT_TOKEN_URL = "https://sts.googleapis.com/_testbed/subject-token"
+SUBJECT_TOKEN_REQUEST = "bearer ecrcp-bed-request"
 IMPERSONATION_URI = (f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA_EMAIL}"
                      ":generateAccessToken")
 POOL_AUDIENCE = (f"//iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/"
@@ -225,6 +231,12 @@ class Cloud:
                                       "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
                                       "token_url": STS_URI, "credential_source": {"file": subject_path},
                                       "universe_domain": "googleapis.com"},
+            "external-account-url.json": {
+                "type": "external_account", "audience": POOL_AUDIENCE,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": STS_URI,
+                "credential_source": {"url": SUBJECT_TOKEN_URL, "headers": {"Authorization": SUBJECT_TOKEN_REQUEST},
+                                      "format": {"type": "json", "subject_token_field_name": "value"}},
+                "universe_domain": "googleapis.com"},
             "external-account-impersonated.json": {
                 "type": "external_account", "audience": POOL_AUDIENCE,
                 "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": STS_URI,
@@ -536,6 +548,11 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return write_json(self, 200, cloud.snapshot())
             if url.path == "/_testbed/gcp" and self.command == "GET":
                 return write_json(self, 200, cloud.snapshot())
+            if url.path == "/_testbed/subject-token" and self.command == "GET":
+                cloud.count(cloud.calls, "GET subject-token")
+                if self.headers.get("Authorization", "").lower() != SUBJECT_TOKEN_REQUEST:
+                    return write_json(self, 401, {"message": "Bad credentials"})
+                return write_json(self, 200, {"count": 1, "value": cloud.subject_token})
             if url.path == "/token":
                 cloud.count(cloud.calls, f"{self.command} oauth2")
                 return write_json(self, 200, self.oauth2())

@@ -284,6 +284,14 @@ class GoogleBed(unittest.TestCase):
                 status, doc = as_json(call(self.api, "POST", "/v1/token", *form(**dict(good, **fields))))
                 self.assertEqual((status, doc["error"]), (400, want))
 
+    def test_the_url_sourced_file_reads_the_subject_token_from_the_bed_s_token_url(self):
+        source = self.file("external-account-url.json")["credential_source"]
+        self.assertEqual(source["url"], gcp_front.SUBJECT_TOKEN_URL)
+        path = urllib.parse.urlsplit(source["url"]).path
+        status, doc = as_json(call(self.api, "GET", path, None, source["headers"]))
+        self.assertEqual((status, doc["value"]), (200, self.cloud.subject_token))
+        self.assertEqual(call(self.api, "GET", path)[0], 401)
+
     def test_the_impersonation_file_trades_the_sts_token_for_the_service_account_s(self):
         account = self.file("external-account-impersonated.json")
         self.assertEqual(account["service_account_impersonation_url"], gcp_front.IMPERSONATION_URI)
