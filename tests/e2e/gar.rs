@@ -537,3 +537,85 @@ fn one_sync_pass_fans_a_source_out_to_ecr_and_two_images_of_one_new_artifact_reg
         run.stderr
     );
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn credentials_google_refuses_stop_the_run_in_google_s_words() {
+    let bed = Bed::get("gar-refused");
+    let mut key: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(credential_file("service-account.json")).unwrap())
+            .unwrap();
+    key["client_email"] = "gone@ecrcp-testbed.iam.gserviceaccount.com".into();
+    let file = bed.scratch().join("deleted-account.json");
+    std::fs::write(&file, key.to_string()).unwrap();
+    let id = repository_id(&bed, "r");
+    let run = run_with(
+        &bed,
+        Some(file.clone()),
+        false,
+        &["alpine:3.20", &format!("{GAR}/{PROJECT}/{id}/alpine")],
+    );
+    assert_ne!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Google refused an access token"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("invalid_grant: Invalid grant: account not found"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&file.display().to_string()), "{}", run.stderr);
+    assert_eq!(bed.docker_calls_of("pull"), 0);
+    std::fs::write(&file, "{\"type\": \"service_account\"}").unwrap();
+    let run = run_with(
+        &bed,
+        Some(file),
+        false,
+        &["alpine:3.20", &format!("{GAR}/{PROJECT}/{id}/alpine")],
+    );
+    assert!(
+        run.stderr
+            .contains("a \"service_account\" file, but missing field"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn docker_ecrcp_copies_into_artifact_registry_and_out_of_it_with_the_docker_engine() {
+    let bed = Bed::get("gar-plugin");
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "plugin");
+    let id = repository_id(&bed, "r");
+    let in_gar = format!("{GAR}/{PROJECT}/{id}/app:1");
+    let in_ecr = bed.unique("plugin-from-gar");
+    for (source, destination) in [
+        (format!("{upstream}:1"), in_gar.clone()),
+        (in_gar.clone(), format!("{ECR}/{in_ecr}:1")),
+    ] {
+        let output = bed
+            .docker_cli()
+            .env(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                credential_file("service-account.json"),
+            )
+            .env("GCE_METADATA_HOST", NO_METADATA)
+            .args(["ecrcp", "--engine", "docker", &source, &destination])
+            .output()
+            .expect("docker runs");
+        Run::from(output).assert_code(0);
+    }
+    assert!(digest(&bed, GAR, &format!("{PROJECT}/{id}/app"), "1").is_some());
+    assert!(bed.digest(ECR, &in_ecr, "1").is_some());
+    assert!(
+        bed.docker_calls()
+            .iter()
+            .any(|argv| argv.starts_with("pull") && argv.contains(GAR)),
+        "{:?}",
+        bed.docker_calls()
+    );
+}
