@@ -331,9 +331,9 @@ pub fn check_settings(
 pub fn meaning(cause: &(dyn std::error::Error + 'static)) -> Option<Meaning> {
     match cause.downcast_ref::<GarError>()? {
         GarError::Throttled { .. } => Some(Meaning::Throttled),
-        GarError::NoCredentials { .. } | GarError::BadCredentials { .. } | GarError::TokenRefused { .. } => {
-            Some(Meaning::NoCredentials)
-        }
+        GarError::NoCredentials { .. } | GarError::BadCredentials { .. } => Some(Meaning::NoCredentials),
+        // Refused, not failing: a 5xx of the token endpoint is Google's, and passes.
+        GarError::TokenRefused { status, .. } if *status < 500 => Some(Meaning::NoCredentials),
         _ => None,
     }
 }
@@ -781,6 +781,16 @@ mod tests {
         }
     }
 
+    fn refused(status: u16) -> GarError {
+        GarError::TokenRefused {
+            origin: "o".into(),
+            kind: "k",
+            url: "https://oauth2.googleapis.com/token".into(),
+            status,
+            words: "w".into(),
+        }
+    }
+
     #[test]
     fn its_own_failures_mean_a_throttle_or_no_credentials() {
         let cases = [
@@ -805,6 +815,8 @@ mod tests {
                 Some(Meaning::NoCredentials),
             ),
             (GarError::Path("a".into(), "b".into()), None),
+            (refused(400), Some(Meaning::NoCredentials)),
+            (refused(503), None),
         ];
         for (error, expected) in cases {
             assert_eq!(meaning(&error), expected, "{error}");
