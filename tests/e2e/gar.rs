@@ -453,7 +453,7 @@ fn iam_policy_names_the_writer_role_and_repository_creation_only_when_asked() {
 
 #[test]
 #[ignore = "needs the test bed"]
-fn a_token_google_stops_taking_mid_copy_is_renewed_and_the_copy_goes_on() {
+fn whole_google_cloud_a_token_google_stops_taking_mid_copy_is_renewed_and_the_copy_goes_on() {
     let bed = Bed::get("gar-renew");
     let upstream = bed.unique("e2e/gar");
     bed.push_upstream(&upstream, "1", "renew");
@@ -461,7 +461,7 @@ fn a_token_google_stops_taking_mid_copy_is_renewed_and_the_copy_goes_on() {
     let id = repository_id(&bed, "r");
     let image = format!("{PROJECT}/{id}/app");
     // The first blob request is held while every token issued so far expires (the bed's
-    // whole Google Cloud: other copies running now renew theirs too).
+    // whole Google Cloud: the test runs alone, .config/nextest.toml).
     let faults = Faults::set(
         GAR,
         &image,
@@ -618,4 +618,84 @@ fn docker_ecrcp_copies_into_artifact_registry_and_out_of_it_with_the_docker_engi
         "{:?}",
         bed.docker_calls()
     );
+}
+
+/// Turns knobs of the bed's whole Google Cloud (`POST /_testbed/gcp`).
+fn google_cloud(knobs: &serde_json::Value) {
+    let status = Command::new("curl")
+        .args([
+            "-sSf",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            "--data",
+            &knobs.to_string(),
+        ])
+        .arg("https://artifactregistry.googleapis.com/_testbed/gcp")
+        .status()
+        .expect("curl runs");
+    assert!(status.success(), "{knobs}");
+}
+
+/// Lets creates through again when dropped, whatever the test did.
+struct AllowCreates;
+
+impl Drop for AllowCreates {
+    fn drop(&mut self) {
+        google_cloud(&serde_json::json!({"deny_create": false, "fail_operations": 0}));
+    }
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn whole_google_cloud_a_failed_create_operation_and_a_denied_create_are_reported_in_google_s_words() {
+    let bed = Bed::get("gar-opfail");
+    let _allow = AllowCreates;
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "opfail");
+    let id = repository_id(&bed, "r");
+    let copy = [
+        "--engine".to_owned(),
+        "registry".to_owned(),
+        format!("{upstream}:1"),
+        format!("{GAR}/{PROJECT}/{id}/app:1"),
+    ];
+    let copy: Vec<&str> = copy.iter().map(String::as_str).collect();
+    let key = Some(credential_file("service-account.json"));
+    google_cloud(
+        &serde_json::json!({"fail_operations": 1, "error": {"code": 9, "message": "the bed says no"}}),
+    );
+    let failed = run_with(&bed, key.clone(), false, &copy);
+    failed.assert_code(1);
+    assert!(
+        failed
+            .stderr
+            .contains("repositories.create of 'projects/ecrcp-testbed/locations/us/repositories/")
+            && failed
+                .stderr
+                .contains("ended with an error: the bed says no (code 9)"),
+        "{}",
+        failed.stderr
+    );
+    assert!(ar_repository(&id).is_none());
+
+    google_cloud(&serde_json::json!({"deny_create": true}));
+    let denied = run_with(&bed, key.clone(), false, &copy);
+    denied.assert_code(1);
+    assert!(
+        denied
+            .stderr
+            .contains("(403): PERMISSION_DENIED: Permission 'artifactregistry.repositories.create' denied"),
+        "{}",
+        denied.stderr
+    );
+    assert!(
+        denied.stderr.contains("`ecrcp iam-policy DEST` lists the roles"),
+        "{}",
+        denied.stderr
+    );
+    google_cloud(&serde_json::json!({"deny_create": false}));
+    run_with(&bed, key, false, &copy).assert_code(0);
+    assert!(ar_repository(&id).is_some());
 }
