@@ -369,7 +369,16 @@ pub fn google_error(body: &str) -> Option<String> {
 #[derive(Debug)]
 pub struct Adc {
     pub origin: Origin,
-    file: Option<CredentialFile>,
+    source: Source,
+}
+
+/// What gives the tokens.
+#[derive(Debug)]
+enum Source {
+    /// Boxed: a file holds much more than a host name.
+    File(Box<CredentialFile>),
+    /// The metadata server at this `HOST[:PORT]`.
+    Metadata(String),
 }
 
 impl Adc {
@@ -377,14 +386,14 @@ impl Adc {
     /// an error, not a reason to look further, as Google's libraries have it.
     pub async fn find(http: &reqwest::Client) -> Result<Adc, GarError> {
         if let Some(path) = std::env::var_os(CREDENTIALS_VARIABLE).filter(|path| !path.is_empty()) {
-            let origin = Origin::Variable(PathBuf::from(path));
-            return Adc::from_file(origin);
+            let path = PathBuf::from(path);
+            return Adc::from_file(&path, Origin::Variable(path.clone()));
         }
         let cloudsdk = std::env::var_os("CLOUDSDK_CONFIG").map(PathBuf::from);
         let home = std::env::var_os("HOME").map(PathBuf::from);
         if let Some(path) = well_known_file(cloudsdk.as_deref(), home.as_deref()) {
             if path.exists() {
-                return Adc::from_file(Origin::WellKnown(path));
+                return Adc::from_file(&path, Origin::WellKnown(path.clone()));
             }
         }
         let host = metadata_host(std::env::var("GCE_METADATA_HOST").ok().as_deref());
@@ -397,8 +406,8 @@ impl Adc {
             .await;
         match asked {
             Ok(answer) if answer.status().is_success() => Ok(Adc {
-                origin: Origin::Metadata(host),
-                file: None,
+                origin: Origin::Metadata(host.clone()),
+                source: Source::Metadata(host),
             }),
             Ok(answer) => Err(GarError::NoCredentials {
                 detail: format!(
@@ -417,43 +426,38 @@ impl Adc {
         }
     }
 
-    fn from_file(origin: Origin) -> Result<Adc, GarError> {
-        let path = match &origin {
-            Origin::Variable(path) | Origin::WellKnown(path) => path.clone(),
-            Origin::Metadata(_) => unreachable!("a file origin"),
-        };
+    /// The credentials of the file at `path`, found as `origin` says.
+    fn from_file(path: &Path, origin: Origin) -> Result<Adc, GarError> {
         let unusable = |detail: String| GarError::BadCredentials {
             origin: origin.to_string(),
             detail,
         };
         let text =
-            std::fs::read_to_string(&path).map_err(|error| unusable(format!("cannot read it: {error}")))?;
+            std::fs::read_to_string(path).map_err(|error| unusable(format!("cannot read it: {error}")))?;
         let file = parse_file(&text).map_err(unusable)?;
         Ok(Adc {
-            file: Some(file),
+            source: Source::File(Box::new(file)),
             origin,
         })
     }
 
     /// What kind of credentials these are, for messages.
     pub fn kind(&self) -> &'static str {
-        match &self.file {
-            None => "the metadata server's service account",
-            Some(CredentialFile::ServiceAccount(_)) => "a service-account key",
-            Some(CredentialFile::AuthorizedUser(_)) => "an authorized_user login",
-            Some(CredentialFile::ExternalAccount(_)) => {
-                "a workload identity federation (external_account) file"
-            }
+        let Source::File(file) = &self.source else {
+            return "the metadata server's service account";
+        };
+        match &**file {
+            CredentialFile::ServiceAccount(_) => "a service-account key",
+            CredentialFile::AuthorizedUser(_) => "an authorized_user login",
+            CredentialFile::ExternalAccount(_) => "a workload identity federation (external_account) file",
         }
     }
 
     /// A new access token for the cloud-platform scope.
     pub async fn fetch(&self, http: &reqwest::Client) -> Result<Token, GarError> {
-        match &self.file {
-            None => {
-                let Origin::Metadata(host) = &self.origin else {
-                    unreachable!("no file: the metadata server")
-                };
+        let file = match &self.source {
+            Source::File(file) => &**file,
+            Source::Metadata(host) => {
                 let url = format!(
                     "http://{host}/computeMetadata/v1/instance/service-accounts/default/token?scopes={CLOUD_PLATFORM}"
                 );
@@ -461,9 +465,11 @@ impl Adc {
                     .get(&url)
                     .header("Metadata-Flavor", "Google")
                     .timeout(METADATA_TIMEOUT);
-                self.ask(request, &url).await
+                return self.ask(request, &url).await;
             }
-            Some(CredentialFile::ServiceAccount(key)) => {
+        };
+        match file {
+            CredentialFile::ServiceAccount(key) => {
                 let now = SystemTime::now()
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default()
@@ -478,7 +484,7 @@ impl Adc {
                 let body = form(&[("grant_type", JWT_BEARER), ("assertion", &assertion)]);
                 self.ask(form_post(http, url, body), url).await
             }
-            Some(CredentialFile::AuthorizedUser(user)) => {
+            CredentialFile::AuthorizedUser(user) => {
                 let url = user.token_uri.as_deref().unwrap_or(TOKEN_URI);
                 let body = form(&[
                     ("grant_type", "refresh_token"),
@@ -488,7 +494,7 @@ impl Adc {
                 ]);
                 self.ask(form_post(http, url, body), url).await
             }
-            Some(CredentialFile::ExternalAccount(account)) => {
+            CredentialFile::ExternalAccount(account) => {
                 let subject = self.subject_token(http, &account.credential_source).await?;
                 let url = account.token_url.as_deref().unwrap_or(STS_URI);
                 let body = form(&[
