@@ -297,6 +297,38 @@ fn a_failed_copy_removes_the_repository_it_created_and_only_that() {
         "the repository it made is gone: {}",
         run.stderr
     );
+    // A repository that was there before the failed copy stays.
+    let key = Some(credential_file("service-account.json"));
+    let kept = format!("{PROJECT}/{id}/kept");
+    run_with(
+        &bed,
+        key.clone(),
+        false,
+        &[
+            "--engine",
+            "registry",
+            &format!("{upstream}:1"),
+            &format!("{GAR}/{kept}:1"),
+        ],
+    )
+    .assert_code(0);
+    let failed = run_with(
+        &bed,
+        key,
+        false,
+        &[
+            "--engine",
+            "registry",
+            &format!("{upstream}:1"),
+            &format!("{GAR}/{image}:1"),
+        ],
+    );
+    assert_ne!(failed.code, Some(0), "{}", failed.stderr);
+    assert!(
+        ar_repository(&id).is_some(),
+        "a repository this copy did not make stays"
+    );
+    assert!(digest(&bed, GAR, &kept, "1").is_some());
 }
 
 #[test]
