@@ -675,7 +675,7 @@ struct AllowCreates;
 
 impl Drop for AllowCreates {
     fn drop(&mut self) {
-        google_cloud(&serde_json::json!({"deny_create": false, "fail_operations": 0}));
+        google_cloud(&serde_json::json!({"deny_create": false, "fail_operations": 0, "throttle_api": 0}));
     }
 }
 
@@ -730,4 +730,39 @@ fn whole_google_cloud_a_failed_create_operation_and_a_denied_create_are_reported
     google_cloud(&serde_json::json!({"deny_create": false}));
     run_with(&bed, key, false, &copy).assert_code(0);
     assert!(ar_repository(&id).is_some());
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn whole_google_cloud_an_api_throttle_that_outlasts_the_retries_defers_the_image() {
+    let bed = Bed::get("gar-throttle");
+    let _allow = AllowCreates;
+    let upstream = bed.unique("e2e/gar");
+    bed.push_upstream(&upstream, "1", "throttle");
+    let id = repository_id(&bed, "r");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[[image]]\nsource = \"{upstream}:1\"\ndestination = \"{GAR}/{PROJECT}/{id}/app:1\"\nengine = \"registry\"\n"
+    ));
+    google_cloud(&serde_json::json!({"throttle_api": 1000}));
+    let mut sync = bed.sync_command(&config);
+    // The API's retries last a third of the API operation limit: 1.2 s at this scale.
+    sync.env(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        credential_file("service-account.json"),
+    )
+    .env("GCE_METADATA_HOST", NO_METADATA)
+    .env("ECRCP_NET_TIMEOUT_SCALE", "0.02");
+    let run = Run::from(sync.output().unwrap());
+    run.assert_code(75);
+    let outcomes = run.outcomes();
+    assert_eq!(
+        outcomes.values().collect::<Vec<_>>(),
+        ["deferred"],
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("RESOURCE_EXHAUSTED"), "{}", run.stderr);
+    google_cloud(&serde_json::json!({"throttle_api": 0}));
+    // Lifted, the next pass copies it (with the metadata server's account).
+    bed.sync(&config, &[]).assert_code(0);
 }

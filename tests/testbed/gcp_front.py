@@ -52,6 +52,8 @@
 #   {"polls": N}              operations report done on their Nth poll from now on (N >= 1)
 #   {"fail_operations": N, "error": {"code": 9, "message": ...}}  the next N operations end
 #                             done with that error (default FAILED_PRECONDITION) and change nothing
+#   {"throttle_api": N}       the next N Artifact Registry API calls get 429 RESOURCE_EXHAUSTED,
+#                             as a project's used-up request quota answers (0 lifts it)
 #   {"deny_create": true}     creates get 403 PERMISSION_DENIED, as without
 #                             artifactregistry.repositories.create (false lifts it)
 # Files it writes to --dir (see README.md):
@@ -204,6 +206,7 @@ class Cloud:
         self.bearer_tables = []  # the registry fronts' token tables (expire_tokens reaches them)
         self.failing = []       # errors the next operations end with (POST /_testbed/gcp)
         self.deny_create = False
+        self.throttle_api = 0   # API calls still to answer 429 (POST /_testbed/gcp)
 
     # -- files handed to the tests
 
@@ -406,7 +409,7 @@ class Cloud:
     def control(self, doc: dict):
         """POST /_testbed/gcp (see the header)."""
         if not isinstance(doc, dict) or set(doc) - {"expire_tokens", "polls", "fail_operations", "error",
-                                                     "deny_create"}:
+                                                     "deny_create", "throttle_api"}:
             raise ValueError(f"unknown knobs in {doc!r}")
         with self.lock:
             if doc.get("expire_tokens"):
@@ -422,6 +425,10 @@ class Cloud:
                 self.failing = [dict(error) for _ in range(int(doc["fail_operations"]))]
             if "deny_create" in doc:
                 self.deny_create = bool(doc["deny_create"])
+            if "throttle_api" in doc:
+                if int(doc["throttle_api"]) < 0:
+                    raise ValueError("throttle_api is 0 or more")
+                self.throttle_api = int(doc["throttle_api"])
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -613,6 +620,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
         body = read_body(self)
         self.caller()
+        with cloud.lock:
+            throttled = cloud.throttle_api > 0
+            cloud.throttle_api = max(0, cloud.throttle_api - 1)
+        if throttled:
+            raise api_error(429, "RESOURCE_EXHAUSTED",
+                            "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of "
+                            "service 'artifactregistry.googleapis.com'.")
         if self.command == "GET" and (found := OPERATION.match(url.path)):
             return cloud.poll(found.group(1))
         if (found := REPOS.match(url.path)) and self.command == "GET":

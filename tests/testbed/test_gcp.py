@@ -391,6 +391,12 @@ class GoogleBed(unittest.TestCase):
             return as_json(call(self.api, "POST", "/_testbed/gcp", doc))
 
         self.assertEqual(knob({"colour": "red"})[0], 400)
+        self.assertEqual(knob({"throttle_api": -1})[0], 400)
+        knob({"throttle_api": 2})
+        for _ in range(2):
+            status, doc = self.ar("GET", f"{parent}/repositories", token)
+            self.assertEqual((status, doc["error"]["status"]), (429, "RESOURCE_EXHAUSTED"))
+        self.assertEqual(self.ar("GET", f"{parent}/repositories", token)[0], 200, "the third passes")
         self.assertEqual(knob({"deny_create": True})[0], 200)
         status, doc = self.ar("POST", f"{parent}/repositories?repositoryId=team", token, {"format": "DOCKER"})
         self.assertEqual((status, doc["error"]["status"]), (403, "PERMISSION_DENIED"))

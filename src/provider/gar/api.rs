@@ -15,15 +15,18 @@ use crate::retry::{Attempts, Jitter, OnProgress, Policy};
 
 const API: &str = "https://artifactregistry.googleapis.com/v1";
 
-/// How throttled or failing calls are tried again.
-const RETRY: Policy = Policy {
-    first_wait: Duration::from_millis(500),
-    longest_wait: Duration::from_secs(8),
-    fruitless: 6,
-    budget: Duration::from_secs(60),
-    jitter: Jitter::HalfToWhole,
-    progress: OnProgress::IsForgiven,
-};
+/// How throttled or failing calls are tried again: for a third of the API operation limit
+/// of `net_timeouts` (a minute as shipped).
+fn retry() -> Policy {
+    Policy {
+        first_wait: Duration::from_millis(500),
+        longest_wait: Duration::from_secs(8),
+        fruitless: 6,
+        budget: crate::net_timeouts::net().api_operation / 3,
+        jitter: Jitter::HalfToWhole,
+        progress: OnProgress::IsForgiven,
+    }
+}
 
 /// How an operation is polled: soon at first, then less often, for at most `budget`.
 const POLL: Policy = Policy {
@@ -81,7 +84,7 @@ impl Api<'_> {
         body: Option<&serde_json::Value>,
     ) -> Result<Answer, GarError> {
         let url = format!("{API}/{path}");
-        let mut attempts = Attempts::new(RETRY);
+        let mut attempts = Attempts::new(retry());
         let mut refused = None;
         loop {
             let token = self.tokens.token(refused).await?;
