@@ -346,9 +346,11 @@ The policy goes to stdout, notes about it (an account or region it could not kno
 Repositories are named by their exact ARNs; a DEST directory given without --source covers \
 every repository under it. Destinations without a registry host are your own registry: its \
 account comes from GetAuthorizationToken when AWS credentials are at hand, else the ARNs \
-name any account ('*') and a note says so. For Azure Container Registry sources and destinations \
-it prints the role assignments too (AcrPush where copies write, AcrPull where they only read, \
-scoped to the registry), as a second JSON document.")]
+name any account ('*') and a note says so. Each other kind of registry the plan reaches adds a \
+JSON document of its own: for Azure Container Registry the role assignments (AcrPush where copies \
+write, AcrPull where they only read, scoped to the registry); for Google Artifact Registry the IAM \
+roles (and the permissions ecrcp uses within them) per repository, and on the location where \
+repositories may be created (docs/azure.md, docs/google.md).")]
 pub struct IamPolicyArgs {
     /// The sync config whose copies the policy is for (the default without DEST:
     /// /etc/ecrcp/images.toml)
@@ -360,7 +362,7 @@ pub struct IamPolicyArgs {
     pub destinations: Vec<String>,
 
     /// An image the copies read, repeatable: with them, DEST directories resolve to exact
-    /// repositories, and ECR sources get read access
+    /// repositories, and ECR and Artifact Registry sources get read access
     #[arg(long = "source", value_name = "SOURCE", action = ArgAction::Append)]
     pub sources: Vec<String>,
 

@@ -237,7 +237,9 @@ pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit,
         .block_on(crate::provider::permissions(subject, !args.no_create))
         .map_err(|error| (Exit::Usage, error.into()))?;
     if needed.is_empty() {
-        eprintln!("ecrcp: note: none of these copies reads or writes ECR: they need no IAM permissions");
+        eprintln!(
+            "ecrcp: note: none of these copies reads or writes ECR or Artifact Registry: they need no cloud IAM permissions"
+        );
     }
     for permissions in needed {
         println!("{}", permissions.policy);

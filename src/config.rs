@@ -208,7 +208,9 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
     check_destinations(&jobs).map_err(|e| {
         let message = match &e {
             DestinationError::Clash { .. } => format!("{e}: give one of them another destination"),
-            DestinationError::Unmappable { .. } | DestinationError::RepositoryName { .. } => e.to_string(),
+            DestinationError::Unmappable { .. }
+            | DestinationError::RepositoryName { .. }
+            | DestinationError::Setting { .. } => e.to_string(),
         };
         error(Some(spans[e.index()].clone()), message)
     })?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::engine::kind::EngineKind;
-use crate::provider::{self, NameRefused};
+use crate::provider::{self, NameRefused, SettingRefused};
 use crate::reference::{Destination, Reference, ReferenceError, OWN_REGISTRY_SHOWN};
 
 /// One source, where it goes, and how. The destination is resolved against the caller's own
@@ -153,6 +153,20 @@ pub enum DestinationError {
         /// Boxed: the rule is rare, and the error stays small.
         refused: Box<NameRefused>,
     },
+    #[error(
+        "cannot copy '{label}' to '{destination}': `{key}` (--{flag}) has no meaning for {kind}: {rule}\nnote: {note}",
+        key = .refused.key,
+        flag = .refused.flag,
+        kind = .refused.kind,
+        rule = .refused.rule,
+        note = .refused.note
+    )]
+    Setting {
+        index: usize,
+        label: String,
+        destination: String,
+        refused: Box<SettingRefused>,
+    },
 }
 
 impl DestinationError {
@@ -161,7 +175,8 @@ impl DestinationError {
         match self {
             DestinationError::Unmappable { index, .. }
             | DestinationError::Clash { index, .. }
-            | DestinationError::RepositoryName { index, .. } => *index,
+            | DestinationError::RepositoryName { index, .. }
+            | DestinationError::Setting { index, .. } => *index,
         }
     }
 }
@@ -189,6 +204,14 @@ pub fn check_destinations(jobs: &[CopyJob]) -> Result<Vec<Reference>, Destinatio
                 label: job.label.clone(),
                 destination: shown.clone(),
                 repository: destination.repository().to_owned(),
+                refused: Box::new(refused),
+            },
+        )?;
+        provider::check_settings(destination.registry(), own, &job.settings.repository).map_err(
+            |refused| DestinationError::Setting {
+                index,
+                label: job.label.clone(),
+                destination: shown.clone(),
                 refused: Box::new(refused),
             },
         )?;

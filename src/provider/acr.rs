@@ -11,7 +11,6 @@ mod exchange;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -375,9 +374,6 @@ struct RefreshToken {
 /// The refresh tokens fetched so far, by login server, shared with the renewers.
 type RefreshTokens = Arc<Mutex<HashMap<String, RefreshToken>>>;
 
-/// The serial of the next refresh token.
-static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
-
 /// ACR connected for a run: the Entra credential of each cloud reached (`None`: docker's
 /// login is the way in), and the refresh tokens.
 pub struct Acr {
@@ -454,7 +450,7 @@ impl Renewer {
         let mut tokens = self.tokens.lock().await;
         if let Some(found) = tokens.get(&self.host.host) {
             match rejected {
-                None if !super::ecr::needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) => {
+                None if !super::needs_refresh(found.expires_at, found.fetched_at, SystemTime::now()) => {
                     return Ok(found.clone());
                 }
                 None => {
@@ -476,7 +472,7 @@ impl Renewer {
             token,
             expires_at,
             fetched_at: SystemTime::now(),
-            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            serial: super::next_serial(),
         };
         tokens.insert(self.host.host.clone(), fresh.clone());
         Ok(fresh)

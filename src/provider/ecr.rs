@@ -9,7 +9,6 @@ mod pace;
 mod retry;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -29,7 +28,7 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
-use super::{Login, Meaning, NameRefused, Provider};
+use super::{needs_refresh, next_serial, Login, Meaning, NameRefused, Provider};
 use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::{check_ecr_repository, EcrHost};
@@ -281,24 +280,6 @@ pub struct Authorization {
     pub serial: u64,
 }
 
-/// The serial of the next token fetched.
-static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
-
-/// How long before its expiry a token is replaced.
-const REFRESH_MARGIN: Duration = Duration::from_secs(300);
-
-/// Whether a cached token should be fetched again at `now`. Only a token that was valid for
-/// longer than the margin when fetched is ever refreshed: anything else would loop.
-pub(super) fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
-    let Some(expires_at) = expires_at else {
-        return false;
-    };
-    let Some(refresh_at) = expires_at.checked_sub(REFRESH_MARGIN) else {
-        return false;
-    };
-    refresh_at > fetched_at && now >= refresh_at
-}
-
 /// Which ECR API endpoint: a region, and whether FIPS.
 type Endpoint = (String, bool);
 
@@ -544,7 +525,7 @@ async fn fetch_token(
             .to_owned(),
         expires_at,
         fetched_at: SystemTime::now(),
-        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+        serial: next_serial(),
     })
 }
 
@@ -775,42 +756,6 @@ mod tests {
         assert_eq!(password.expose(), "123456789012-auth-token");
         assert!(decode_token("%%%").is_none());
         assert!(decode_token("bm9jb2xvbg==").is_none()); // "nocolon"
-    }
-
-    #[test]
-    fn tokens_are_refreshed_before_expiry_but_never_in_a_loop() {
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let hours = |h: u64| Duration::from_secs(h * 3600);
-        let cases = [
-            (
-                "fresh 12h token",
-                Some(start + hours(12)),
-                start + hours(1),
-                false,
-            ),
-            (
-                "4 minutes before expiry",
-                Some(start + hours(12)),
-                start + hours(12) - Duration::from_secs(240),
-                true,
-            ),
-            (
-                "born expired (emulator)",
-                Some(start - hours(24)),
-                start + hours(1),
-                false,
-            ),
-            (
-                "born nearly expired",
-                Some(start + Duration::from_secs(60)),
-                start + Duration::from_secs(59),
-                false,
-            ),
-            ("no expiry given", None, start + hours(100), false),
-        ];
-        for (name, expires_at, now, expected) in cases {
-            assert_eq!(needs_refresh(expires_at, start, now), expected, "{name}");
-        }
     }
 
     #[test]

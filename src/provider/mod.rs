@@ -8,12 +8,15 @@
 
 pub mod acr;
 pub mod ecr;
+pub mod gar;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::BoxFuture;
 
-use crate::plan::{CopyJob, JobSettings};
+use crate::plan::{CopyJob, JobSettings, RepositorySettings};
 use crate::reference::{Destination, ReferenceError};
 use crate::registry::credentials::{Credentials, Issued, Renew};
 use crate::registry::hosts::Paced;
@@ -128,6 +131,29 @@ pub struct Permissions {
 pub type AskPermissions =
     for<'a> fn(Subject<'a>, bool) -> BoxFuture<'a, Result<Option<Permissions>, ReferenceError>>;
 
+/// The serial of the next login any provider hands out: unique in the process and rising,
+/// so that a renewed login is told from the one a registry refused even when both read the
+/// same (emulators hand out one text forever).
+pub fn next_serial() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// How long before its expiry a login is replaced.
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+
+/// Whether a cached login should be fetched again at `now`. Only one that was valid for
+/// longer than the margin when fetched is ever refreshed: anything else would loop.
+pub fn needs_refresh(expires_at: Option<SystemTime>, fetched_at: SystemTime, now: SystemTime) -> bool {
+    let Some(expires_at) = expires_at else {
+        return false;
+    };
+    let Some(refresh_at) = expires_at.checked_sub(REFRESH_MARGIN) else {
+        return false;
+    };
+    refresh_at > fetched_at && now >= refresh_at
+}
+
 /// What one of a kind's own failures means for the run (`crate::outcome` reads it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Meaning {
@@ -148,6 +174,22 @@ pub struct NameRefused {
     pub note: &'static str,
 }
 
+/// A repository setting one of a kind's registries has no use for, named as the user wrote
+/// it, and what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingRefused {
+    /// The kind, as users name it ("Artifact Registry").
+    pub kind: &'static str,
+    /// The config key (`scan_on_push`).
+    pub key: &'static str,
+    /// The command line's option (`scan-on-push`).
+    pub flag: &'static str,
+    /// What is wrong with it there.
+    pub rule: String,
+    /// The way out.
+    pub note: String,
+}
+
 /// A kind of registry beyond plain OCI, as it is registered: how it connects for a run, and
 /// what it knows before any I/O (its naming rules, what its errors mean, the permissions a
 /// plan needs).
@@ -159,6 +201,20 @@ pub struct Kind {
     /// Checks the repository a destination names at `registry` (`own`: the destination
     /// names no host, and a kind's own registry takes it): `Ok` for registries not its own.
     pub check_repository: fn(registry: &str, own: bool, repository: &str) -> Result<(), NameRefused>,
+    /// Checks the settings a repository would be created with at `registry` (`own` as
+    /// above): `Ok` for registries not its own, and for every setting that means something
+    /// there.
+    pub check_settings:
+        fn(registry: &str, own: bool, settings: &RepositorySettings) -> Result<(), SettingRefused>,
+}
+
+/// A kind whose registries take every repository setting (ECR's are where they come from).
+pub fn takes_every_setting(
+    _registry: &str,
+    _own: bool,
+    _settings: &RepositorySettings,
+) -> Result<(), SettingRefused> {
+    Ok(())
 }
 
 /// Every kind of registry beyond plain OCI, asked in this order which one a host is.
@@ -168,12 +224,22 @@ pub const KINDS: &[Kind] = &[
         permissions: ecr::iam::for_plan::permissions,
         meaning: ecr::meaning,
         check_repository: ecr::check_repository,
+        check_settings: takes_every_setting,
     },
     Kind {
         connect: acr::connect,
         permissions: acr::permissions,
         meaning: acr::meaning,
         check_repository: acr::check_repository,
+        // ACR makes repositories on the first push: the settings are ignored, said once a run.
+        check_settings: takes_every_setting,
+    },
+    Kind {
+        connect: gar::connect,
+        permissions: gar::permissions::permissions,
+        meaning: gar::meaning,
+        check_repository: gar::check_repository,
+        check_settings: gar::check_settings,
     },
 ];
 
@@ -187,6 +253,18 @@ pub fn check_repository(registry: &str, own: bool, repository: &str) -> Result<(
     KINDS
         .iter()
         .try_for_each(|kind| (kind.check_repository)(registry, own, repository))
+}
+
+/// Checks the settings a destination's repository would be created with against each kind
+/// it reaches.
+pub fn check_settings(
+    registry: &str,
+    own: bool,
+    settings: &RepositorySettings,
+) -> Result<(), SettingRefused> {
+    KINDS
+        .iter()
+        .try_for_each(|kind| (kind.check_settings)(registry, own, settings))
 }
 
 /// The permissions `subject` needs, from each kind whose registries it reaches.
@@ -241,7 +319,9 @@ impl Providers {
 
 #[cfg(test)]
 mod tests {
-    use super::{Destination, Provider, Providers, Subject};
+    use std::time::{Duration, SystemTime};
+
+    use super::{needs_refresh, Destination, Provider, Providers, Subject};
 
     /// A kind (named first) whose registries are the hosts under one domain (second).
     struct Under(&'static str, &'static str);
@@ -250,6 +330,42 @@ mod tests {
         fn registry(&self, host: &str) -> Option<String> {
             let host = host.to_ascii_lowercase();
             host.ends_with(self.1).then(|| format!("{}: {host}", self.0))
+        }
+    }
+
+    #[test]
+    fn tokens_are_refreshed_before_expiry_but_never_in_a_loop() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let cases = [
+            (
+                "fresh 12h token",
+                Some(start + hours(12)),
+                start + hours(1),
+                false,
+            ),
+            (
+                "4 minutes before expiry",
+                Some(start + hours(12)),
+                start + hours(12) - Duration::from_secs(240),
+                true,
+            ),
+            (
+                "born expired (emulator)",
+                Some(start - hours(24)),
+                start + hours(1),
+                false,
+            ),
+            (
+                "born nearly expired",
+                Some(start + Duration::from_secs(60)),
+                start + Duration::from_secs(59),
+                false,
+            ),
+            ("no expiry given", None, start + hours(100), false),
+        ];
+        for (name, expires_at, now, expected) in cases {
+            assert_eq!(needs_refresh(expires_at, start, now), expected, "{name}");
         }
     }
 

@@ -99,7 +99,15 @@ impl Authorizer {
         let token = matches!(challenge, Challenge::Bearer { .. });
         // Read before the credentials are: a renewal meanwhile then costs no second one.
         let serial = self.credentials.serial(image.registry());
-        let mut fresh = self.authorize(image, scopes, challenge).await?;
+        let mut fresh = match (self.authorize(image, scopes, challenge.clone()).await, serial) {
+            // The registry's token server refused the login that worked so far (it expired,
+            // as Artifact Registry's hour-long tokens do): one new login, and its token.
+            (Err(RegistryError::Unauthorized { .. }), Some(serial)) => {
+                self.renewed(image, scopes, serial).await?;
+                self.authorize(image, scopes, challenge).await?
+            }
+            (authorized, _) => authorized?,
+        };
         let mut response = self.transport.send(request, host, Some(&fresh.value)).await?;
         if let (StatusCode::UNAUTHORIZED, Some(serial)) = (response.status(), serial) {
             // The token that worked is refused (it expired): one new token, asked once more.

@@ -598,6 +598,57 @@ mod tests {
     }
 
     #[test]
+    fn a_login_refused_again_is_named_in_its_provider_s_words_else_in_plain_ones() {
+        const ECR: Refusal = Refusal {
+            login: "ECR authorization token",
+            note: "check this machine's clock (ECR tokens are signed with a time)",
+        };
+        /// A renewer with words of its own.
+        struct Worded;
+        impl Renew for Worded {
+            fn renew(
+                &self,
+                _rejected: u64,
+            ) -> Pin<Box<dyn Future<Output = Result<Issued, String>> + Send + '_>> {
+                Box::pin(async { Err("not asked".to_owned()) })
+            }
+            fn refusal(&self) -> Refusal {
+                ECR
+            }
+        }
+        let store = CredentialStore::with_config_dir(None);
+        store.insert_renewable("ecr", issued(1), Arc::new(Worded));
+        store.insert_renewable(
+            "other",
+            issued(1),
+            Arc::new(Counting {
+                fetches: std::sync::atomic::AtomicU64::new(0),
+            }),
+        );
+        store.insert("plain", issued(0).credentials);
+        assert_eq!(store.refusal("ecr"), ECR);
+        for host in ["other", "plain", "unknown"] {
+            assert_eq!(store.refusal(host), Refusal::SOME_LOGIN, "{host}");
+        }
+        let refused = crate::registry::RegistryError::TokenRefused {
+            host: "r.example".into(),
+            repository: "team/app".into(),
+            refusal: store.refusal("ecr"),
+            fetch_failed: None,
+        }
+        .to_string();
+        assert!(
+            refused.starts_with("registry 'r.example' refused the ECR authorization token"),
+            "{refused}"
+        );
+        assert!(refused.contains("(repository 'team/app')"), "{refused}");
+        assert!(
+            refused.ends_with("note: check this machine's clock (ECR tokens are signed with a time)"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn an_identity_token_wins_over_the_guid_login_beside_it_as_az_acr_login_writes_them() {
         // base64("00000000-0000-0000-0000-000000000000:")
         let config = r#"{"auths":{"r.azurecr.io":{"auth":"MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwOg==","identitytoken":"r3fresh"}}}"#;

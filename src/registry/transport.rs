@@ -239,7 +239,10 @@ pub(crate) fn send_error(host: &str, what: &str, error: &reqwest::Error) -> Regi
 /// Its limits catch silence at every stage: connecting, sent data never acknowledged
 /// (`TCP_USER_TIMEOUT`), and idle connections whose peer is gone (keepalive); each request
 /// adds its own (see [`Transport::send`] and the blob readers and writers).
-fn http_client(host: &str, extra_cas: &[reqwest::Certificate]) -> Result<reqwest::Client, RegistryError> {
+pub(crate) fn http_client(
+    host: &str,
+    extra_cas: &[reqwest::Certificate],
+) -> Result<reqwest::Client, RegistryError> {
     client_with(host, extra_cas, true)
 }
 

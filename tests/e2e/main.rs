@@ -22,6 +22,7 @@ mod faults_quota;
 mod faults_registry;
 mod faults_token;
 mod flaky;
+mod gar;
 mod iam;
 mod ledger;
 mod legacy;

@@ -251,7 +251,7 @@ impl Bed {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
-    fn image_py_output(&self, args: &[&str]) -> Output {
+    pub fn image_py_output(&self, args: &[&str]) -> Output {
         let python = std::env::var("ECRCP_TESTBED_PYTHON").unwrap_or_else(|_| "python3".into());
         let script = std::env::var("ECRCP_TESTBED_IMAGE_PY").expect("the bed exports ECRCP_TESTBED_IMAGE_PY");
         Command::new(python)

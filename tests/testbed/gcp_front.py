@@ -18,6 +18,13 @@
 #                      refresh token of the authorized_user file written here); form or JSON
 #      POST /v1/token  (sts) the token exchange of the external_account file written here (its
 #                      audience, the subject token file's exact contents, the token types)
+#      GET /_testbed/subject-token  an identity provider's token URL, as GitHub Actions' (the
+#                      subject token as {"value": ...}; wants `Authorization: bearer
+#                      ecrcp-bed-request`): what external-account-url.json reads
+#      POST /v1/projects/-/serviceAccounts/EMAIL:generateAccessToken  (iamcredentials) the
+#                      bed's service account impersonated by a token the STS issued (the
+#                      federated principal), {"scope": [...], "lifetime": "Ns"} -> {"accessToken",
+#                      "expireTime"}
 #      /v1/projects/P/locations/L/repositories[/R]  GET (list, get), POST ?repositoryId=R with
 #                      {"format": "DOCKER", ...} and DELETE, both answering a long-running
 #                      operation; GET /v1/projects/P/locations/L/operations/ID reports
@@ -45,10 +52,15 @@
 #   {"polls": N}              operations report done on their Nth poll from now on (N >= 1)
 #   {"fail_operations": N, "error": {"code": 9, "message": ...}}  the next N operations end
 #                             done with that error (default FAILED_PRECONDITION) and change nothing
+#   {"throttle_api": N}       the next N Artifact Registry API calls get 429 RESOURCE_EXHAUSTED,
+#                             as a project's used-up request quota answers (0 lifts it)
 #   {"deny_create": true}     creates get 403 PERMISSION_DENIED, as without
 #                             artifactregistry.repositories.create (false lifts it)
 # Files it writes to --dir (see README.md):
-# service-account.json, authorized-user.json, external-account.json, subject-token.jwt.
+# service-account.json, authorized-user.json, external-account.json,
+# external-account-impersonated.json (the same, with a service_account_impersonation_url),
+# external-account-url.json (its subject token from /_testbed/subject-token, a JSON field),
+# subject-token.jwt.
 #
 # Needs `cryptography` (RS256); everything else is the standard library.
 
@@ -85,6 +97,10 @@ TOKEN_URI = "https://oauth2.googleapis.com/token"
 TOKEN_AUDIENCES = {TOKEN_URI, "https://www.googleapis.com/oauth2/v4/token",
                    "https://accounts.google.com/o/oauth2/token"}
 STS_URI = "https://sts.googleapis.com/v1/token"
+SUBJECT_TOKEN_URL = "https://sts.googleapis.com/_testbed/subject-token"
+SUBJECT_TOKEN_REQUEST = "bearer ecrcp-bed-request"
+IMPERSONATION_URI = (f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA_EMAIL}"
+                     ":generateAccessToken")
 POOL_AUDIENCE = (f"//iam.googleapis.com/projects/{PROJECT_NUMBER}/locations/global/"
                  "workloadIdentityPools/ecrcp-bed-pool/providers/ecrcp-bed-oidc")
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -190,6 +206,7 @@ class Cloud:
         self.bearer_tables = []  # the registry fronts' token tables (expire_tokens reaches them)
         self.failing = []       # errors the next operations end with (POST /_testbed/gcp)
         self.deny_create = False
+        self.throttle_api = 0   # API calls still to answer 429 (POST /_testbed/gcp)
 
     # -- files handed to the tests
 
@@ -217,6 +234,17 @@ class Cloud:
                                       "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
                                       "token_url": STS_URI, "credential_source": {"file": subject_path},
                                       "universe_domain": "googleapis.com"},
+            "external-account-url.json": {
+                "type": "external_account", "audience": POOL_AUDIENCE,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": STS_URI,
+                "credential_source": {"url": SUBJECT_TOKEN_URL, "headers": {"Authorization": SUBJECT_TOKEN_REQUEST},
+                                      "format": {"type": "json", "subject_token_field_name": "value"}},
+                "universe_domain": "googleapis.com"},
+            "external-account-impersonated.json": {
+                "type": "external_account", "audience": POOL_AUDIENCE,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": STS_URI,
+                "credential_source": {"file": subject_path},
+                "service_account_impersonation_url": IMPERSONATION_URI, "universe_domain": "googleapis.com"},
             # last: its presence tells `run` the others are there too
             "service-account.json": self.service_account(),
         }
@@ -317,6 +345,31 @@ class Cloud:
         doc["issued_token_type"] = ACCESS_TOKEN_TYPE
         return doc
 
+    def impersonate(self, caller: str, email: str, body: bytes) -> dict:
+        """generateAccessToken: the bed's service account, for a token the STS issued."""
+        with self.lock:
+            found = self.tokens.get(caller)
+        if found is None or found["expires"] <= time.time():
+            raise api_error(401, "UNAUTHENTICATED", UNAUTHENTICATED)
+        if found["grant"] != "token-exchange":
+            raise api_error(403, "PERMISSION_DENIED",
+                            "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).")
+        if email != SA_EMAIL:
+            raise api_error(404, "NOT_FOUND", f"Service account projects/-/serviceAccounts/{email} not found.")
+        try:
+            doc = json.loads(body or b"{}")
+        except ValueError:
+            raise api_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        scopes = doc.get("scope") if isinstance(doc, dict) else None
+        if not isinstance(scopes, list) or not scopes or not all(isinstance(x, str) for x in scopes):
+            raise api_error(400, "INVALID_ARGUMENT", "Scope required.")
+        lifetime = str(doc.get("lifetime") or "3600s")
+        if not re.match(r"^\d+(\.\d+)?s$", lifetime) or not 0 < float(lifetime[:-1]) <= 3600:
+            raise api_error(400, "INVALID_ARGUMENT", f"Invalid lifetime \"{lifetime}\": at most 3600s.")
+        issued = self.issue(SA_EMAIL, scopes, "impersonation")
+        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=issued["expires_in"])
+        return {"accessToken": issued["access_token"], "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
     # -- Artifact Registry
 
     def operation(self, parent: str, apply, response) -> dict:
@@ -356,7 +409,7 @@ class Cloud:
     def control(self, doc: dict):
         """POST /_testbed/gcp (see the header)."""
         if not isinstance(doc, dict) or set(doc) - {"expire_tokens", "polls", "fail_operations", "error",
-                                                     "deny_create"}:
+                                                     "deny_create", "throttle_api"}:
             raise ValueError(f"unknown knobs in {doc!r}")
         with self.lock:
             if doc.get("expire_tokens"):
@@ -372,6 +425,10 @@ class Cloud:
                 self.failing = [dict(error) for _ in range(int(doc["fail_operations"]))]
             if "deny_create" in doc:
                 self.deny_create = bool(doc["deny_create"])
+            if "throttle_api" in doc:
+                if int(doc["throttle_api"]) < 0:
+                    raise ValueError("throttle_api is 0 or more")
+                self.throttle_api = int(doc["throttle_api"])
 
     def snapshot(self) -> dict:
         with self.lock:
@@ -469,6 +526,7 @@ REPOS = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+)/repositories$")
 REPO = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/]+)$")
 IMAGES = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/repositories/[^/]+)/dockerImages$")
 OPERATION = re.compile(r"^/v1/(projects/[^/]+/locations/[^/]+/operations/[^/]+)$")
+IMPERSONATE = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):generateAccessToken$")
 REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$|^gcr\.io$|^[a-z-]+\.gcr\.io$")
 LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
@@ -497,12 +555,22 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
                 return write_json(self, 200, cloud.snapshot())
             if url.path == "/_testbed/gcp" and self.command == "GET":
                 return write_json(self, 200, cloud.snapshot())
+            if url.path == "/_testbed/subject-token" and self.command == "GET":
+                cloud.count(cloud.calls, "GET subject-token")
+                if self.headers.get("Authorization", "").lower() != SUBJECT_TOKEN_REQUEST:
+                    return write_json(self, 401, {"message": "Bad credentials"})
+                return write_json(self, 200, {"count": 1, "value": cloud.subject_token})
             if url.path == "/token":
                 cloud.count(cloud.calls, f"{self.command} oauth2")
                 return write_json(self, 200, self.oauth2())
             if url.path == "/v1/token":
                 cloud.count(cloud.calls, f"{self.command} sts")
                 return write_json(self, 200, self.sts())
+            if (found := IMPERSONATE.match(url.path)) and self.command == "POST":
+                cloud.count(cloud.calls, "POST iamcredentials")
+                header = self.headers.get("Authorization", "")
+                caller = header[7:].strip() if header.startswith("Bearer ") else ""
+                return write_json(self, 200, cloud.impersonate(caller, found.group(1), read_body(self)))
             cloud.count(cloud.calls, f"{self.command} artifactregistry")
             return write_json(self, 200, self.artifact_registry(url))
         except Refused as refused:
@@ -552,6 +620,13 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
         body = read_body(self)
         self.caller()
+        with cloud.lock:
+            throttled = cloud.throttle_api > 0
+            cloud.throttle_api = max(0, cloud.throttle_api - 1)
+        if throttled:
+            raise api_error(429, "RESOURCE_EXHAUSTED",
+                            "Quota exceeded for quota metric 'Requests' and limit 'Requests per minute' of "
+                            "service 'artifactregistry.googleapis.com'.")
         if self.command == "GET" and (found := OPERATION.match(url.path)):
             return cloud.poll(found.group(1))
         if (found := REPOS.match(url.path)) and self.command == "GET":

@@ -284,6 +284,41 @@ class GoogleBed(unittest.TestCase):
                 status, doc = as_json(call(self.api, "POST", "/v1/token", *form(**dict(good, **fields))))
                 self.assertEqual((status, doc["error"]), (400, want))
 
+    def test_the_url_sourced_file_reads_the_subject_token_from_the_bed_s_token_url(self):
+        source = self.file("external-account-url.json")["credential_source"]
+        self.assertEqual(source["url"], gcp_front.SUBJECT_TOKEN_URL)
+        path = urllib.parse.urlsplit(source["url"]).path
+        status, doc = as_json(call(self.api, "GET", path, None, source["headers"]))
+        self.assertEqual((status, doc["value"]), (200, self.cloud.subject_token))
+        self.assertEqual(call(self.api, "GET", path)[0], 401)
+
+    def test_the_impersonation_file_trades_the_sts_token_for_the_service_account_s(self):
+        account = self.file("external-account-impersonated.json")
+        self.assertEqual(account["service_account_impersonation_url"], gcp_front.IMPERSONATION_URI)
+        with open(account["credential_source"]["file"]) as f:
+            subject = f.read()
+        status, sts = as_json(call(self.api, "POST", "/v1/token", *form(
+            grant_type=gcp_front.TOKEN_EXCHANGE, audience=account["audience"], scope=gcp_front.CLOUD_PLATFORM,
+            requested_token_type=gcp_front.ACCESS_TOKEN_TYPE, subject_token=subject,
+            subject_token_type=account["subject_token_type"])))
+        self.assertEqual(status, 200, sts)
+        path = urllib.parse.urlsplit(gcp_front.IMPERSONATION_URI).path
+        body = {"scope": [gcp_front.CLOUD_PLATFORM], "lifetime": "3600s"}
+        status, doc = self.ar("POST", path, sts["access_token"], body)
+        self.assertEqual(status, 200, doc)
+        self.assertTrue(doc["expireTime"].endswith("Z"), doc)
+        self.assertEqual(self.ar("GET", "/v1/projects/p/locations/us/repositories", doc["accessToken"])[0], 200)
+        for token, sent, want in [
+            (None, body, 401),
+            (self.access_token(), body, 403),
+            (sts["access_token"], {"lifetime": "3600s"}, 400),
+            (sts["access_token"], dict(body, lifetime="7200s"), 400),
+        ]:
+            with self.subTest(token=token and token[:12], sent=sent):
+                self.assertEqual(self.ar("POST", path, token, sent)[0], want)
+        other = path.replace(gcp_front.SA_EMAIL, "nobody@ecrcp-testbed.iam.gserviceaccount.com")
+        self.assertEqual(self.ar("POST", other, sts["access_token"], body)[0], 404)
+
     # -- the Artifact Registry API
 
     def test_the_api_wants_a_token_issued_here_or_a_self_signed_jwt(self):
@@ -356,6 +391,12 @@ class GoogleBed(unittest.TestCase):
             return as_json(call(self.api, "POST", "/_testbed/gcp", doc))
 
         self.assertEqual(knob({"colour": "red"})[0], 400)
+        self.assertEqual(knob({"throttle_api": -1})[0], 400)
+        knob({"throttle_api": 2})
+        for _ in range(2):
+            status, doc = self.ar("GET", f"{parent}/repositories", token)
+            self.assertEqual((status, doc["error"]["status"]), (429, "RESOURCE_EXHAUSTED"))
+        self.assertEqual(self.ar("GET", f"{parent}/repositories", token)[0], 200, "the third passes")
         self.assertEqual(knob({"deny_create": True})[0], 200)
         status, doc = self.ar("POST", f"{parent}/repositories?repositoryId=team", token, {"format": "DOCKER"})
         self.assertEqual((status, doc["error"]["status"]), (403, "PERMISSION_DENIED"))
