@@ -37,7 +37,7 @@ fn usage(program: &str) -> String {
     format!(
         "{program} [OPTIONS] SOURCE DEST\n       {program} [OPTIONS] SOURCE... DIRECTORY/\n       \
          {program} [OPTIONS] -t DIRECTORY SOURCE...\n       {program} sync [--config PATH] [--check | --dry-run]\n       \
-         {program} iam-policy [--config PATH | [--source SOURCE]... DEST...]\n       {program} plugin install|uninstall"
+         {program} iam-policy|permissions [--config PATH | [--source SOURCE]... DEST...]\n       {program} plugin install|uninstall"
     )
 }
 
@@ -64,8 +64,12 @@ pub enum Command {
     /// Install or remove the `docker ecrcp` CLI plugin link
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Print the least-privilege IAM policy (and Azure Container Registry's roles) for a config's copies, or for copies into DEST
+    /// Print the least-privilege IAM policy of ECR for a config's copies, or for copies into DEST
     IamPolicy(IamPolicyArgs),
+    /// Print what a config's copies (or copies into DEST) need at every kind of registry they
+    /// reach: ECR's IAM policy, Azure Container Registry's role assignments, Artifact
+    /// Registry's roles, as one JSON object by kind
+    Permissions(IamPolicyArgs),
     /// Write the man page or a shell completion into DIR, for packages
     #[command(hide = true)]
     Generate(GenerateArgs),
@@ -339,18 +343,19 @@ pub enum EncryptionArg {
     Kms,
 }
 
-/// `ecrcp iam-policy`: the copies to print the IAM policy for.
+/// `ecrcp iam-policy` and `ecrcp permissions`: the copies to print what they need for.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The policy goes to stdout, notes about it (an account or region it could not know) to stderr. \
 Repositories are named by their exact ARNs; a DEST directory given without --source covers \
 every repository under it. Destinations without a registry host are your own registry: its \
 account comes from GetAuthorizationToken when AWS credentials are at hand, else the ARNs \
-name any account ('*') and a note says so. Each other kind of registry the plan reaches adds a \
-JSON document of its own: for Azure Container Registry the role assignments (AcrPush where copies \
-write, AcrPull where they only read, scoped to the registry); for Google Artifact Registry the IAM \
-roles (and the permissions ecrcp uses within them) per repository, and on the location where \
-repositories may be created (docs/azure.md, docs/google.md).")]
+name any account ('*') and a note says so. `ecrcp iam-policy` prints ECR's policy alone (a document \
+`aws iam put-role-policy` takes) and names the other kinds the copies reach on stderr; `ecrcp \
+permissions` prints one JSON object by kind: \"ecr\" the IAM policy, \"acr\" Azure Container \
+Registry's role assignments (AcrPush where copies write, AcrPull where they only read, scoped to \
+the registry), \"gar\" Artifact Registry's IAM roles per repository and on the location where \
+repositories may be created (docs/iam.md, docs/azure.md, docs/google.md).")]
 pub struct IamPolicyArgs {
     /// The sync config whose copies the policy is for (the default without DEST:
     /// /etc/ecrcp/images.toml)

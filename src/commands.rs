@@ -209,8 +209,75 @@ pub fn generate(args: &GenerateArgs) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
-/// `ecrcp iam-policy`: the policy on stdout, what it could not know on stderr.
+/// `ecrcp iam-policy`: ECR's policy on stdout (a document `aws iam put-role-policy` takes),
+/// what it could not know on stderr; other kinds of registry the copies reach are named
+/// there, for `ecrcp permissions`.
 pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
+    let needed = needed_permissions(args, invocation)?;
+    let (ecr, others): (Vec<_>, Vec<_>) = needed.into_iter().partition(|needed| needed.kind == "ecr");
+    if ecr.is_empty() {
+        eprintln!("ecrcp: note: none of these copies reads or writes ECR: they need no IAM permissions");
+    }
+    for permissions in ecr {
+        println!("{}", permissions.policy);
+        for note in &permissions.notes {
+            eprintln!("ecrcp: note: {note}");
+        }
+    }
+    for other in others {
+        eprintln!(
+            "ecrcp: note: these copies also reach {}: `ecrcp permissions` prints what they need there",
+            kind_name(other.kind)
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// `ecrcp permissions`: what the copies need at every kind of registry they reach, one JSON
+/// object keyed by kind (`ecr`: the IAM policy; `acr`: the role assignments; `gar`: the
+/// roles) on stdout, what could not be known on stderr.
+pub fn permissions(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit, Failure> {
+    let needed = needed_permissions(args, invocation)?;
+    if needed.is_empty() {
+        eprintln!(
+            "ecrcp: note: none of these copies reads or writes ECR, Azure Container Registry or Artifact Registry: they need no cloud permissions"
+        );
+    }
+    let mut by_kind = serde_json::Map::new();
+    for permissions in needed {
+        let policy: serde_json::Value = serde_json::from_str(&permissions.policy).map_err(|error| {
+            (
+                Exit::CopyFailed,
+                anyhow!("the {} permissions are not JSON: {error}", permissions.kind),
+            )
+        })?;
+        by_kind.insert(permissions.kind.to_owned(), policy);
+        for note in &permissions.notes {
+            eprintln!("ecrcp: note: {}: {note}", kind_name(permissions.kind));
+        }
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&by_kind).expect("JSON values serialize")
+    );
+    Ok(Exit::Success)
+}
+
+/// A kind of registry as users name it.
+fn kind_name(kind: &str) -> &str {
+    match kind {
+        "ecr" => "ECR",
+        "acr" => "Azure Container Registry",
+        "gar" => "Artifact Registry",
+        other => other,
+    }
+}
+
+/// What `args`' copies need at each kind of registry they reach.
+fn needed_permissions(
+    args: &IamPolicyArgs,
+    invocation: &Invocation,
+) -> Result<Vec<crate::provider::Permissions>, Failure> {
     logging::init(Format::Text, invocation.log_level.as_deref().unwrap_or("warn"));
     let subject = args.subject().map_err(|error| (Exit::Usage, error.into()))?;
     let from_config;
@@ -233,19 +300,7 @@ pub fn iam_policy(args: &IamPolicyArgs, invocation: &Invocation) -> Result<Exit,
             crate::provider::Subject::Destinations(destinations, settings)
         }
     };
-    let needed = runtime()?
+    runtime()?
         .block_on(crate::provider::permissions(subject, !args.no_create))
-        .map_err(|error| (Exit::Usage, error.into()))?;
-    if needed.is_empty() {
-        eprintln!(
-            "ecrcp: note: none of these copies reads or writes ECR or Artifact Registry: they need no cloud IAM permissions"
-        );
-    }
-    for permissions in needed {
-        println!("{}", permissions.policy);
-        for note in &permissions.notes {
-            eprintln!("ecrcp: note: {note}");
-        }
-    }
-    Ok(Exit::Success)
+        .map_err(|error| (Exit::Usage, error.into()))
 }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Some(Command::Sync(sync_args)) => commands::sync(sync_args, &invocation),
         Some(Command::Plugin(command)) => commands::plugin(command),
         Some(Command::IamPolicy(iam_args)) => commands::iam_policy(iam_args, &invocation),
+        Some(Command::Permissions(iam_args)) => commands::permissions(iam_args, &invocation),
         Some(Command::Generate(generate_args)) => commands::generate(generate_args),
         None => commands::copy(&cli.copy, &invocation),
     };

@@ -249,7 +249,7 @@ impl Access {
     }
 }
 
-/// The role assignments a plan needs at ACR registries, for `ecrcp iam-policy`: AcrPush
+/// The role assignments a plan needs at ACR registries, for `ecrcp permissions`: AcrPush
 /// where it writes (which reads too), AcrPull where it only reads, each scoped to the
 /// registry's resource. ACR makes repositories on the first push, so `create` asks nothing more.
 pub fn permissions(
@@ -296,7 +296,11 @@ pub fn permissions(
                     .to_owned(),
             );
         }
-        Ok(Some(Permissions { policy, notes }))
+        Ok(Some(Permissions {
+            kind: "acr",
+            policy,
+            notes,
+        }))
     })
 }
 
@@ -492,7 +496,7 @@ impl Renew for Renewer {
     fn refusal(&self) -> Refusal {
         Refusal {
             login: "ACR refresh token",
-            note: "the identity needs the AcrPush role on the registry to push to it (AcrPull to read from it), assigned at the registry's scope (`ecrcp iam-policy` prints it; a role assigned minutes ago may not have reached the registry yet); check that the registry is the one meant",
+            note: "the identity needs the AcrPush role on the registry to push to it (AcrPull to read from it), assigned at the registry's scope (`ecrcp permissions` prints it; a role assigned minutes ago may not have reached the registry yet); check that the registry is the one meant",
         }
     }
 }

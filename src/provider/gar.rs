@@ -407,7 +407,7 @@ impl Renew for Tokens {
         Refusal {
             login: "Google access token",
             note: "check this machine's clock, that the principal of the Google credentials holds \
-                   roles/artifactregistry.writer on the repository (reader for a source; `ecrcp iam-policy` \
+                   roles/artifactregistry.writer on the repository (reader for a source; `ecrcp permissions` \
                    names the roles, docs/google.md), and that the registry is the one meant",
         }
     }

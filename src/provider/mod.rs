@@ -122,6 +122,8 @@ pub enum Subject<'a> {
 /// (for ECR, an IAM policy's JSON), and what the kind could not know or wants said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
+    /// The kind, as `ecrcp permissions` keys its answer ("ecr", "acr", "gar").
+    pub kind: &'static str,
     pub policy: String,
     pub notes: Vec<String>,
 }

@@ -345,16 +345,17 @@ fn a_sync_fans_one_source_out_into_ecr_and_acr_and_ecr_s_settings_are_left_to_ec
 
 #[test]
 #[ignore = "needs the test bed"]
-fn iam_policy_names_the_acr_roles_and_the_registry_s_scope() {
+fn permissions_names_the_acr_roles_and_the_registry_s_scope_and_iam_policy_points_there() {
     let bed = Bed::get("acr-iam");
     let printed = bed.run(&[
-        "iam-policy",
+        "permissions",
         "--source",
         &format!("{ACR}/upstream/app:1"),
         &format!("{ACR}/mirror/"),
     ]);
     printed.assert_code(0);
-    let policy: serde_json::Value = serde_json::from_str(&printed.stdout).expect("JSON on stdout");
+    let printed_json: serde_json::Value = serde_json::from_str(&printed.stdout).expect("JSON on stdout");
+    let policy = &printed_json["acr"];
     let assignments = policy["roleAssignments"].as_array().expect("role assignments");
     assert_eq!(assignments.len(), 1, "{policy}");
     assert_eq!(assignments[0]["role"], "AcrPush", "{policy}");
@@ -368,13 +369,23 @@ fn iam_policy_names_the_acr_roles_and_the_registry_s_scope() {
         printed.stderr
     );
     let reads = bed.run(&[
-        "iam-policy",
+        "permissions",
         "--source",
         &format!("{ACR}/upstream/app:1"),
         "mirror/",
     ]);
     reads.assert_code(0);
     assert!(reads.stdout.contains("\"AcrPull\""), "{}", reads.stdout);
+    // The IAM policy alone stays a document the AWS CLI takes; the ACR roles are pointed to.
+    let iam = bed.run(&[
+        "iam-policy",
+        "--source",
+        &format!("{ACR}/upstream/app:1"),
+        &format!("{ACR}/mirror/"),
+    ]);
+    iam.assert_code(0);
+    assert!(iam.stdout.trim().is_empty(), "{}", iam.stdout);
+    assert!(iam.stderr.contains("`ecrcp permissions`"), "{}", iam.stderr);
 }
 
 /// The bed's metadata endpoint served at the well-known 169.254.169.254, inside the bed's own

@@ -1,7 +1,7 @@
 //! Google Artifact Registry on the bed's Google Cloud (`tests/testbed/gcp_front.py`): each
 //! source of Application Default Credentials copies into it, a missing repository is
 //! created through the Artifact Registry API (and removed again when the copy fails), its
-//! settings reach the API, GAR is read as a source, and `ecrcp iam-policy` names the roles.
+//! settings reach the API, GAR is read as a source, and `ecrcp permissions` names the roles.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -438,12 +438,13 @@ fn an_image_in_artifact_registry_copies_into_ecr_and_gcr_io_paths_reach_the_gcr_
 
 #[test]
 #[ignore = "needs the test bed"]
-fn iam_policy_names_the_writer_role_and_repository_creation_only_when_asked() {
+fn permissions_names_the_writer_role_and_repository_creation_only_when_asked() {
     let bed = Bed::get("gar-iam");
     let destination = format!("{GAR}/{PROJECT}/mirror/");
-    let printed = bed.run(&["iam-policy", &destination]);
+    let printed = bed.run(&["permissions", &destination]);
     printed.assert_code(0);
-    let policy: serde_json::Value = serde_json::from_str(&printed.stdout).expect(&printed.stdout);
+    let printed_json: serde_json::Value = serde_json::from_str(&printed.stdout).expect(&printed.stdout);
+    let policy = &printed_json["gar"];
     let bindings = policy["artifactRegistry"].as_array().expect("bindings");
     let roles: Vec<(&str, &str)> = bindings
         .iter()
@@ -467,7 +468,7 @@ fn iam_policy_names_the_writer_role_and_repository_creation_only_when_asked() {
             ),
         ]
     );
-    let without = bed.run(&["iam-policy", "--no-create", &destination]);
+    let without = bed.run(&["permissions", "--no-create", &destination]);
     without.assert_code(0);
     assert!(
         !without.stdout.contains("artifactregistry.repositories.create"),
@@ -723,7 +724,7 @@ fn whole_google_cloud_a_failed_create_operation_and_a_denied_create_are_reported
         denied.stderr
     );
     assert!(
-        denied.stderr.contains("`ecrcp iam-policy DEST` lists the roles"),
+        denied.stderr.contains("`ecrcp permissions DEST` lists the roles"),
         "{}",
         denied.stderr
     );

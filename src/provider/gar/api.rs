@@ -298,7 +298,7 @@ fn refusal(operation: &'static str, repository: &ArRepository, answer: &Answer) 
     let hint = match answer.status {
         StatusCode::FORBIDDEN => format!(
             "\nnote: the principal ecrcp runs as needs artifactregistry.{operation} on '{}' \
-             (`ecrcp iam-policy DEST` lists the roles; docs/google.md)",
+             (`ecrcp permissions DEST` lists the roles; docs/google.md)",
             if operation == "repositories.create" {
                 repository.parent()
             } else {

@@ -1,4 +1,4 @@
-//! Artifact Registry's answer to `ecrcp iam-policy`: the IAM roles (and, within them, the
+//! Artifact Registry's answer to `ecrcp permissions`: the IAM roles (and, within them, the
 //! permissions) the principal ecrcp runs as needs on each repository a plan reads or writes,
 //! and on the project where it may create repositories. Pure: the plan alone says it.
 
@@ -112,11 +112,15 @@ fn needed(subject: Subject<'_>, create: bool) -> Result<Option<Permissions>, Ref
         notes.push(
             "Artifact Registry: no predefined role short of roles/artifactregistry.admin may create repositories; \
              grant it, or a custom role with the permissions listed, on the project (`gcloud projects add-iam-policy-binding`), \
-             or create the repositories beforehand (then `ecrcp iam-policy --no-create` leaves this out)"
+             or create the repositories beforehand (then `ecrcp permissions --no-create` leaves this out)"
                 .to_owned(),
         );
     }
-    Ok(Some(Permissions { policy, notes }))
+    Ok(Some(Permissions {
+        kind: "gar",
+        policy,
+        notes,
+    }))
 }
 
 /// The repository (or, when creating, the location too) a job reads or writes there.

@@ -31,6 +31,7 @@ pub fn permissions(
     Box::pin(async move {
         let answer = policy(subject, create).await?;
         Ok(answer.built.map(|built| Permissions {
+            kind: "ecr",
             policy: built.policy.to_json(),
             notes: answer.notes.into_iter().chain(built.notes).collect(),
         }))
