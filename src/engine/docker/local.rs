@@ -79,7 +79,7 @@ impl DockerEngine<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::Mutex;
@@ -96,10 +96,10 @@ mod tests {
 
     /// A docker that records every argv and answers `info` and `image inspect` as the
     /// daemon would, given its `driver_status` and `inspect` output.
-    struct FakeDocker {
-        driver_status: &'static str,
-        inspect: String,
-        calls: Mutex<Vec<String>>,
+    pub(in crate::engine::docker) struct FakeDocker {
+        pub driver_status: &'static str,
+        pub inspect: String,
+        pub calls: Mutex<Vec<String>>,
     }
 
     impl DockerRunner for FakeDocker {
