@@ -107,7 +107,10 @@ fn a_dry_run_spends_no_docker_hub_pull_even_without_the_ledger() {
         1,
         "the real run compared and found the same image"
     );
-    assert_eq!(real.summary()["hub_pulls_spent"], 1);
+    // The classic store's copy is docker's own manifest: the real run reads the source's
+    // config to compare (one pull). Under the containerd store the digests match already.
+    let spent = u64::from(!crate::support::containerd_store());
+    assert_eq!(real.summary()["hub_pulls_spent"], spent);
 }
 
 #[test]

@@ -241,10 +241,10 @@ impl<'a> DockerEngine<'a> {
     }
 
     /// A command that ran out of disk space, with where: docker's data root. After a pull
-    /// (`pulled`: its transfer), also how much the image needs; the daemon removed the
-    /// layers it had unpacked and the pull tagged nothing, so nothing of this copy is left
-    /// taking space. After a tag or push the image is unpacked already, so its size says
-    /// nothing.
+    /// (`pulled`: its transfer), also how much the image needs; the pull tagged nothing, and
+    /// the classic store removed the layers it had unpacked (the containerd store may keep
+    /// some of the content it fetched for a while). After a tag or push the image is
+    /// unpacked already, so its size says nothing.
     async fn out_of_space<T>(
         &self,
         result: anyhow::Result<T>,
