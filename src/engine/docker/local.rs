@@ -14,7 +14,8 @@ pub(super) enum ImageStore {
     Classic,
     /// The containerd image store (the default of fresh Docker Engine 29 installs): `.Id`
     /// is the digest of the manifest or index pulled, and a push sends that content as it
-    /// is, or from an index with one platform present, that platform's manifest.
+    /// is (dockerd 26.1 refuses an index whose platforms are not all present, hence the
+    /// engine pulls one platform's manifest by digest there).
     Containerd,
 }
 

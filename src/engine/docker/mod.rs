@@ -1,9 +1,10 @@
 //! The docker engine: pulls the source with the docker CLI (taking turns per local image
 //! name), tags it as the destination, pushes it (copies into one repository side by side;
 //! they take turns only to create it), verifies what the registry then serves, and removes the
-//! temporary tag. One platform per copy; docker re-compresses layers, so the destination's
-//! digest is docker's own. Several destinations of one source: one pull, then a tag and a
-//! push for each.
+//! temporary tag. One platform per copy; in its classic store docker re-compresses layers,
+//! so the destination's digest is docker's own, while its containerd store pushes the pulled
+//! manifest as it is (out of an index, the platform's own, pulled by digest). Several
+//! destinations of one source: one pull, then a tag and a push for each.
 
 mod daemon;
 mod local;
@@ -172,7 +173,8 @@ impl<'a> DockerEngine<'a> {
             return Err(anyhow!("no destination to copy to"));
         };
         // Pulled as named, not by the digest just seen: docker keeps one local image per
-        // `name@digest`, so pulling an index digest for a second platform would fail.
+        // `name@digest`, so pulling an index digest for a second platform would fail. Under
+        // the containerd store, out of an index, by the platform's manifest digest instead.
         let source = &first.job.source;
         self.docker_login(source, &first.job.settings).await?;
         let child = self.platform_child(first).await?;
@@ -487,8 +489,9 @@ impl Engine for DockerEngine<'_> {
         Box::pin(async move { Ok(Lands::Platform(self.platform(job).await?)) })
     }
 
-    /// docker's containerd store pushes one platform's manifest out of an index, and only
-    /// the source can vouch for it.
+    /// Under docker's containerd store, a copy out of an index: the push sends the
+    /// platform's manifest, and should the registry then serve another digest, only the
+    /// source's config can vouch for it (booked, though the digests match as a rule).
     fn verify_reads_source<'a>(&'a self, _job: &'a CopyJob, source: &'a ManifestHead) -> BoxFuture<'a, bool> {
         Box::pin(
             async move { source.names_an_index() && self.store().await.ok() == Some(ImageStore::Containerd) },
