@@ -268,12 +268,15 @@ impl DockerError {
     /// through, which trying again as it is never does.
     pub fn refuses_the_login(&self) -> bool {
         // ECR's own words, old and new, and docker's when a registry answers 401 to a
-        // login it had taken or when it holds none for the registry.
-        const REFUSED: [&str; 4] = [
+        // login it had taken or when it holds none for the registry; under the containerd
+        // image store docker names the status alone (`unexpected status from PUT request to
+        // URL: 401 Unauthorized`, dockerd 26.1).
+        const REFUSED: [&str; 5] = [
             "authorization token has expired",
             "Authorization Token has expired",
             "unauthorized: authentication required",
             "no basic auth credentials",
+            ": 401 Unauthorized",
         ];
         match self {
             DockerError::Failed { stderr, .. } => REFUSED.iter().any(|needle| stderr.contains(needle)),
@@ -1015,6 +1018,8 @@ mod tests {
             ("denied: Your Authorization Token has expired. Please run 'aws ecr get-login --no-include-email' to fetch a new one.", true),
             ("unauthorized: authentication required", true),
             ("no basic auth credentials", true),
+            // dockerd 26.1 under the containerd image store, the token refused at the manifest PUT
+            (r#"failed commit on ref "manifest-sha256:b6948b": unexpected status from PUT request to https://h/v2/r/manifests/1: 401 Unauthorized"#, true),
             ("denied: User: arn:aws:iam::1:user/x is not authorized to perform: ecr:InitiateLayerUpload", false),
             ("manifest unknown: manifest unknown", false),
         ];
