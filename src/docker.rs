@@ -191,6 +191,9 @@ pub enum DockerError {
         stderr: String,
         /// The layers docker reported at the far end before it failed ([`layers_done`]).
         layers_done: usize,
+        /// The layers docker named as still to move when it failed ([`layers_left`]), if
+        /// it named any.
+        layers_left: Option<usize>,
     },
     #[error("`{argv}` did not finish within {} and was stopped\nnote: to allow it longer, set {}", process::show_limit(*limit), if *transfer { process::TRANSFER_SETTING } else { process::COMMAND_SETTING })]
     TimedOut {
@@ -265,12 +268,15 @@ impl DockerError {
     /// through, which trying again as it is never does.
     pub fn refuses_the_login(&self) -> bool {
         // ECR's own words, old and new, and docker's when a registry answers 401 to a
-        // login it had taken or when it holds none for the registry.
-        const REFUSED: [&str; 4] = [
+        // login it had taken or when it holds none for the registry; under the containerd
+        // image store docker names the status alone (`unexpected status from PUT request to
+        // URL: 401 Unauthorized`, dockerd 26.1).
+        const REFUSED: [&str; 5] = [
             "authorization token has expired",
             "Authorization Token has expired",
             "unauthorized: authentication required",
             "no basic auth credentials",
+            ": 401 Unauthorized",
         ];
         match self {
             DockerError::Failed { stderr, .. } => REFUSED.iter().any(|needle| stderr.contains(needle)),
@@ -284,6 +290,16 @@ impl DockerError {
         match self {
             DockerError::Failed { layers_done, .. } => *layers_done,
             _ => 0,
+        }
+    }
+
+    /// How many layers docker named as still to move when this failure came, if it named
+    /// any: fewer than after an earlier attempt means this one made progress. Under the
+    /// containerd image store a failed push names only these, never a layer it sent.
+    pub fn layers_left(&self) -> Option<usize> {
+        match self {
+            DockerError::Failed { layers_left, .. } => *layers_left,
+            _ => None,
         }
     }
 
@@ -384,31 +400,72 @@ const THROTTLED: [&str; 2] = ["toomanyrequests", "429 Too Many Requests"];
 
 /// Whether docker's last stderr line says its connection to the daemon closed mid-command:
 /// a bare EOF (the daemon's stream of progress ended without its last message), or an error
-/// on the daemon's unix socket.
+/// on the daemon's unix socket. Under the containerd image store a daemon that stops first
+/// loses its own containerd, and sends the gRPC error of that as its last message instead
+/// (`failed to copy: failed to send write: EOF: unknown` mid-pull, `failed to copy: rpc
+/// error: code = Canceled desc = grpc: the client connection is closing` mid-push, seen on
+/// the test bed with Debian 13's dockerd 26.1); a registry's failure is never gRPC's.
 fn is_daemon_cut(stderr: &str) -> bool {
+    const CONTAINERD_GONE: [&str; 3] = [
+        "grpc: the client connection is closing",
+        "failed to send write: EOF",
+        "error reading from server: EOF",
+    ];
     matches!(stderr.trim(), "unexpected EOF" | "EOF")
         || stderr.contains("read unix ")
         || stderr.contains("write unix ")
+        || CONTAINERD_GONE.iter().any(|needle| stderr.contains(needle))
 }
 
-/// docker's per-layer lines when stdout is not a terminal (`ID: STATUS`): the layers whose
-/// status says they are at the far end, counted once each.
+/// docker's statuses of a layer at the far end (pushed, already there, pulled).
+const LAYER_DONE: [&str; 6] = [
+    "Pushed",
+    "Layer already exists",
+    "Mounted from ",
+    "Pull complete",
+    "Already exists",
+    "Download complete",
+];
+
+/// docker's statuses of a layer on its way, or waiting for its turn.
+const LAYER_MOVING: [&str; 8] = [
+    "Preparing",
+    "Waiting",
+    "Pushing",
+    "Retrying",
+    "Pulling fs layer",
+    "Downloading",
+    "Verifying Checksum",
+    "Extracting",
+];
+
+/// docker's per-layer lines when stdout is not a terminal (`ID: STATUS`): each layer's ID
+/// with whether a line said it is at the far end.
+fn layer_states(stdout: &str) -> std::collections::BTreeMap<&str, bool> {
+    let mut layers = std::collections::BTreeMap::new();
+    for (id, status) in stdout.lines().filter_map(|line| line.trim().split_once(": ")) {
+        if id.contains(' ') {
+            continue;
+        }
+        if LAYER_DONE.iter().any(|done| status.starts_with(done)) {
+            layers.insert(id, true);
+        } else if LAYER_MOVING.iter().any(|moving| status.starts_with(moving)) {
+            layers.entry(id).or_insert(false);
+        }
+    }
+    layers
+}
+
+/// The layers docker's lines say are at the far end, counted once each.
 pub fn layers_done(stdout: &str) -> usize {
-    const DONE: [&str; 6] = [
-        "Pushed",
-        "Layer already exists",
-        "Mounted from ",
-        "Pull complete",
-        "Already exists",
-        "Download complete",
-    ];
-    stdout
-        .lines()
-        .filter_map(|line| line.trim().split_once(": "))
-        .filter(|(id, status)| !id.contains(' ') && DONE.iter().any(|done| status.starts_with(done)))
-        .map(|(id, _)| id)
-        .collect::<std::collections::BTreeSet<_>>()
-        .len()
+    layer_states(stdout).values().filter(|done| **done).count()
+}
+
+/// The layers docker's lines name as on their way but never as at the far end; `None` when
+/// they name no layer at all (a failure before the layers, or after them all).
+pub fn layers_left(stdout: &str) -> Option<usize> {
+    let layers = layer_states(stdout);
+    (!layers.is_empty()).then(|| layers.values().filter(|done| !**done).count())
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -558,7 +615,11 @@ impl DockerCli {
         if self.is_cancelled() {
             return Err(DockerError::Cancelled { argv });
         }
-        Err(classify_failure(argv, status, &stderr, layers_done(&stdout)))
+        let mut failure = classify_failure(argv, status, &stderr, layers_done(&stdout));
+        if let DockerError::Failed { layers_left, .. } = &mut failure {
+            *layers_left = self::layers_left(&stdout);
+        }
+        Err(failure)
     }
 }
 
@@ -660,6 +721,7 @@ fn classify_failure(argv: String, status: ExitStatus, stderr: &str, layers_done:
         status,
         stderr,
         layers_done,
+        layers_left: None,
     }
 }
 
@@ -702,6 +764,7 @@ mod tests {
             status: "exit status: 1".into(),
             stderr: stderr.into(),
             layers_done: 0,
+            layers_left: None,
         };
         let cases = [
             ("ECR's 429", failed("toomanyrequests: Rate exceeded"), true),
@@ -955,6 +1018,8 @@ mod tests {
             ("denied: Your Authorization Token has expired. Please run 'aws ecr get-login --no-include-email' to fetch a new one.", true),
             ("unauthorized: authentication required", true),
             ("no basic auth credentials", true),
+            // dockerd 26.1 under the containerd image store, the token refused at the manifest PUT
+            (r#"failed commit on ref "manifest-sha256:b6948b": unexpected status from PUT request to https://h/v2/r/manifests/1: 401 Unauthorized"#, true),
             ("denied: User: arn:aws:iam::1:user/x is not authorized to perform: ecr:InitiateLayerUpload", false),
             ("manifest unknown: manifest unknown", false),
         ];
@@ -975,6 +1040,11 @@ mod tests {
             ("EOF", true),
             ("error during connect: Get \"http://%2Fvar%2Frun%2Fdocker.sock/v1.47/version\": read unix @->/var/run/docker.sock: read: connection reset by peer", true),
             ("Cannot connect to the Docker daemon at unix:///x.sock. Is the docker daemon running?", true),
+            // Under the containerd image store (dockerd 26.1 stopped with SIGTERM), mid-pull
+            // and mid-push: the daemon's last word is its lost containerd connection.
+            ("failed to copy: failed to send write: EOF: unknown", true),
+            ("failed to copy: rpc error: code = Canceled desc = grpc: the client connection is closing", true),
+            ("rpc error: code = Unavailable desc = error reading from server: EOF", true),
             (r#"Patch "https://h/v2/f/blobs/uploads/1": EOF"#, false),
             ("read tcp 127.0.0.1:5->127.0.0.3:443: read: connection reset by peer", false),
             ("received unexpected HTTP status: 503 Service Unavailable", false),
@@ -1043,6 +1113,15 @@ mod tests {
                     Digest: sha256:abc\nStatus: Downloaded newer image for alpine:3.20\n";
         assert_eq!(layers_done(pull), 2);
         assert_eq!(layers_done(""), 0);
+        assert_eq!(layers_left(push), Some(1), "the layer docker was retrying");
+        assert_eq!(layers_left(pull), Some(0));
+        assert_eq!(layers_left(""), None);
+        // Docker Engine 26's push under the containerd image store, cut by a registry's
+        // 503: it names only the layers still to send, each as waiting, and no layer it sent.
+        let containerd = "The push refers to repository [h/f]\n\
+                          ea1cf472986e: Waiting\n3d2cdc48b878: Waiting\n3689eb6418e0: Waiting\n\
+                          ea1cf472986e: Waiting\n3d2cdc48b878: Waiting\n";
+        assert_eq!((layers_done(containerd), layers_left(containerd)), (0, Some(3)));
     }
 
     /// A "docker" that is `sh -c SCRIPT`: docker's arguments become the script's `$@`.

@@ -146,6 +146,7 @@ mod tests {
             status: "exit status: 1".into(),
             stderr: stderr.into(),
             layers_done: 0,
+            layers_left: None,
         };
         let cases: Vec<(&str, anyhow::Error, Kind, Fate)> = vec![
             (

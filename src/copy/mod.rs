@@ -81,6 +81,8 @@ pub struct Check {
     /// store pushes one platform's manifest out of an index, and only the source can vouch
     /// for it.
     pub verify_reads_source: bool,
+    /// Whether the source's HEAD named an index (or manifest list).
+    pub source_index: bool,
     /// Manifest GETs one look at a platform's config in the source takes: two out of an
     /// index (the index, then the child), else one.
     pub config_reads: u64,
@@ -271,6 +273,7 @@ impl<'a> Copier<'a> {
             existing,
             rate_limit: source.and_then(|head| head.rate_limit),
             verify_reads_source,
+            source_index: index,
             config_reads,
             copy_reads,
             next,
@@ -502,6 +505,7 @@ impl<'a> Copier<'a> {
             job: member.job,
             destination: member.destination,
             source_digest: member.check.source_digest.as_deref(),
+            source_index: member.check.source_index,
             options: self.options,
             repository,
             pulls: &self.pulls,
@@ -691,6 +695,7 @@ mod tests {
             existing: None,
             rate_limit: None,
             verify_reads_source,
+            source_index: false,
             config_reads,
             copy_reads,
             next,

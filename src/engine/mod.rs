@@ -72,6 +72,8 @@ pub struct Transfer<'a> {
     pub destination: &'a Reference,
     /// The digest the source's HEAD named during the check, if it answered.
     pub source_digest: Option<&'a str>,
+    /// Whether that HEAD named an index (or manifest list).
+    pub source_index: bool,
     pub options: CopyOptions,
     /// The destination repository: `ensure` it before writing anything into it.
     pub repository: &'a Repository<'a>,

@@ -164,41 +164,65 @@ impl RegistryClient {
         image: &Reference,
         platform: &str,
     ) -> Result<Option<String>, RegistryError> {
-        let scopes = Scopes::pull(image.repository());
         let mut reference = image.manifest_reference().to_owned();
         // An index points at a child, which is an image manifest; two hops at most.
         for _ in 0..2 {
-            let response = self
-                .manifest_request(Method::GET, image, &scopes, &reference)
-                .await?;
-            if response.status == StatusCode::NOT_FOUND {
-                return Ok(None);
-            }
-            let content_type = header(&response.headers, CONTENT_TYPE.as_str());
-            let parsed =
-                manifest::parse(&response.body, content_type.as_deref(), platform).map_err(|detail| {
-                    RegistryError::Protocol {
-                        host: image.registry().to_owned(),
-                        detail,
-                    }
-                })?;
-            match parsed {
-                manifest::Parsed::Image { config } => return Ok(Some(config)),
-                manifest::Parsed::Index { child: Some(child) } => {
-                    // It goes into the next request's path.
-                    digest::checked("child", &child).map_err(|detail| RegistryError::Protocol {
-                        host: image.registry().to_owned(),
-                        detail: format!("the index of '{image}' is refused: {detail}"),
-                    })?;
-                    reference = child;
-                }
-                manifest::Parsed::Index { child: None } => return Ok(None),
+            match self.parsed_manifest(image, &reference, platform).await? {
+                None | Some(manifest::Parsed::Index { child: None }) => return Ok(None),
+                Some(manifest::Parsed::Image { config }) => return Ok(Some(config)),
+                Some(manifest::Parsed::Index { child: Some(child) }) => reference = child,
             }
         }
         Err(RegistryError::Protocol {
             host: image.registry().to_owned(),
             detail: format!("'{image}' is an index of indexes"),
         })
+    }
+
+    /// The digest of `platform`'s manifest in the index `image` names: `None` when `image`
+    /// is a single-platform manifest, is missing, or has no child for `platform`. One
+    /// manifest GET (on Docker Hub, one pull from the quota).
+    pub async fn platform_manifest(
+        &self,
+        image: &Reference,
+        platform: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        match self
+            .parsed_manifest(image, image.manifest_reference(), platform)
+            .await?
+        {
+            Some(manifest::Parsed::Index { child }) => Ok(child),
+            None | Some(manifest::Parsed::Image { .. }) => Ok(None),
+        }
+    }
+
+    /// GETs `reference` (a tag or digest) in `image`'s repository and reads it for
+    /// `platform`; `None` when the registry has no such manifest. A child digest it names has
+    /// been checked fit for the next request's path.
+    async fn parsed_manifest(
+        &self,
+        image: &Reference,
+        reference: &str,
+        platform: &str,
+    ) -> Result<Option<manifest::Parsed>, RegistryError> {
+        let scopes = Scopes::pull(image.repository());
+        let response = self
+            .manifest_request(Method::GET, image, &scopes, reference)
+            .await?;
+        if response.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let content_type = header(&response.headers, CONTENT_TYPE.as_str());
+        let protocol = |detail| RegistryError::Protocol {
+            host: image.registry().to_owned(),
+            detail,
+        };
+        let parsed = manifest::parse(&response.body, content_type.as_deref(), platform).map_err(protocol)?;
+        if let manifest::Parsed::Index { child: Some(child) } = &parsed {
+            digest::checked("child", child)
+                .map_err(|detail| protocol(format!("the index of '{image}' is refused: {detail}")))?;
+        }
+        Ok(Some(parsed))
     }
 
     /// A manifest HEAD or GET, its answer (2xx or 404) read. A GET of Docker Hub's is a pull.

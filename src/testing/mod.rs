@@ -148,6 +148,7 @@ pub(crate) async fn copy(
             job: &job,
             destination: &destination,
             source_digest: None,
+            source_index: false,
             options: CopyOptions::default(),
             repository: &repository,
             pulls: &pulls,

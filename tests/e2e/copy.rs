@@ -1,7 +1,18 @@
 //! Copies that succeed: the promised usage line, directories, own registry, -n, -u, -i,
 //! --dry-run, --platform, repository settings, and a destination that is not ECR.
 
-use crate::support::{Bed, Run, ECR, HUB, PLAIN, PLAIN_USER};
+use crate::support::{containerd_store, Bed, Run, ECR, HUB, PLAIN, PLAIN_USER};
+
+/// What `-u -v` says of a destination that holds the source's image: under the containerd
+/// store the push sent the source's manifest as it was, so the digests match before the
+/// ledger is asked; under the classic store docker's own manifest needs the ledger.
+fn same_image_word() -> &'static str {
+    if containerd_store() {
+        "(already there)"
+    } else {
+        "(unchanged)"
+    }
+}
 
 #[test]
 #[ignore = "needs the test bed"]
@@ -125,7 +136,7 @@ fn update_skips_an_unchanged_image_with_heads_only_and_copies_a_changed_one() {
 
     let run = bed.run(&["-u", "-v", &source, &destination]);
     run.assert_code(0);
-    assert!(run.stdout.contains("(unchanged)"), "{}", run.stdout);
+    assert!(run.stdout.contains(same_image_word()), "{}", run.stdout);
     assert_eq!(
         bed.requests("hub", "GET", &manifest_path),
         gets,
@@ -159,7 +170,7 @@ fn update_without_a_ledger_recognises_the_same_image_by_its_config() {
 
     let run = bed.run(&["-u", "-v", "redis:7", &destination]);
     run.assert_code(0);
-    assert!(run.stdout.contains("(unchanged)"), "{}", run.stdout);
+    assert!(run.stdout.contains(same_image_word()), "{}", run.stdout);
     assert_eq!(bed.docker_calls_of("push"), pushes, "no docker push");
 }
 
@@ -338,9 +349,13 @@ fn pushing_the_same_image_to_an_immutable_tag_is_a_success_and_a_conflict_says_s
         .iter()
         .filter(|argv| **argv == format!("image rm {destination}"))
         .count();
+    // The classic store pulls and tags the same image again and meets the refusal; the
+    // containerd store's copy serves the source's digest, so the second run is done before
+    // any pull.
+    let tags = if containerd_store() { 2 } else { 3 };
     assert_eq!(
         (tagged, untagged),
-        (3, 3),
+        (tags, tags),
         "every temporary tag was removed: {calls:?}"
     );
 }

@@ -157,7 +157,8 @@ impl PrivateDockerd {
             .arg(self.dir.join("dockerd.pid"))
             .arg("--host")
             .arg(self.host())
-            .args(["--storage-driver", "vfs", "--iptables=false", "--ip-masq=false"])
+            .args(storage_driver())
+            .args(["--iptables=false", "--ip-masq=false"])
             .args(["--bridge=none", "--log-level", "warn"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -174,6 +175,18 @@ impl PrivateDockerd {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// The bed's own daemon's storage: vfs for dockerd 20.10's classic store; under the
+/// containerd image store (`ECRCP_TESTBED_DOCKER=containerd`) the engine's default
+/// snapshotter, overlayfs, as the bed's shared daemon has it (there `--storage-driver` names
+/// a snapshotter, and vfs is none).
+fn storage_driver() -> &'static [&'static str] {
+    if crate::support::containerd_store() {
+        &[]
+    } else {
+        &["--storage-driver", "vfs"]
     }
 }
 

@@ -107,6 +107,8 @@ impl Rig {
             job: &job,
             destination: &destination,
             source_digest: ask.source_digest.as_deref(),
+            // Only the docker engine reads it; this one reads the source itself.
+            source_index: false,
             options: CopyOptions::default(),
             repository: &repository,
             pulls: &pulls,

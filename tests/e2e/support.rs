@@ -452,6 +452,13 @@ impl Run {
 
 /// Posts `settings` to one of the fake Docker Hub's test knobs, `/_testbed/KNOB`
 /// (`ratelimit`, `private`, `token`; tests/testbed/hub_front.py).
+/// Whether the bed's docker runs the containerd image store (`ECRCP_TESTBED_DOCKER=containerd`:
+/// Debian 13's dockerd 26.1), where a push sends the pulled manifest byte for byte, so a copy
+/// of a one-platform image serves the source's own digest.
+pub fn containerd_store() -> bool {
+    std::env::var("ECRCP_TESTBED_DOCKER").as_deref() == Ok("containerd")
+}
+
 pub fn hub_knob(knob: &str, settings: &serde_json::Value) {
     let status = Command::new("curl")
         .args(["-sSf", "-o", "/dev/null", "-X", "POST", "--data"])

@@ -251,6 +251,7 @@ mod tests {
                         status: "exit status 1".into(),
                         stderr: text.into(),
                         layers_done: 0,
+                        layers_left: None,
                     }),
                 }
             })

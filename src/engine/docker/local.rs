@@ -14,7 +14,8 @@ pub(super) enum ImageStore {
     Classic,
     /// The containerd image store (the default of fresh Docker Engine 29 installs): `.Id`
     /// is the digest of the manifest or index pulled, and a push sends that content as it
-    /// is, or from an index with one platform present, that platform's manifest.
+    /// is (dockerd 26.1 refuses an index whose platforms are not all present, hence the
+    /// engine pulls one platform's manifest by digest there).
     Containerd,
 }
 
@@ -79,7 +80,7 @@ impl DockerEngine<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::sync::Mutex;
@@ -96,10 +97,10 @@ mod tests {
 
     /// A docker that records every argv and answers `info` and `image inspect` as the
     /// daemon would, given its `driver_status` and `inspect` output.
-    struct FakeDocker {
-        driver_status: &'static str,
-        inspect: String,
-        calls: Mutex<Vec<String>>,
+    pub(in crate::engine::docker) struct FakeDocker {
+        pub driver_status: &'static str,
+        pub inspect: String,
+        pub calls: Mutex<Vec<String>>,
     }
 
     impl DockerRunner for FakeDocker {

@@ -1,9 +1,10 @@
 //! The docker engine: pulls the source with the docker CLI (taking turns per local image
 //! name), tags it as the destination, pushes it (copies into one repository side by side;
 //! they take turns only to create it), verifies what the registry then serves, and removes the
-//! temporary tag. One platform per copy; docker re-compresses layers, so the destination's
-//! digest is docker's own. Several destinations of one source: one pull, then a tag and a
-//! push for each.
+//! temporary tag. One platform per copy; in its classic store docker re-compresses layers,
+//! so the destination's digest is docker's own, while its containerd store pushes the pulled
+//! manifest as it is (out of an index, the platform's own, pulled by digest). Several
+//! destinations of one source: one pull, then a tag and a push for each.
 
 mod daemon;
 mod local;
@@ -81,14 +82,15 @@ impl<'a> DockerEngine<'a> {
             futures_util::future::join_all(transfers.iter().map(|transfer| self.prepare(transfer))),
             self.store(),
         );
-        let tagged = match tagged {
+        let (pulled, tagged) = match tagged {
             Ok(tagged) => tagged,
             Err(error) => return super::for_each_destination(error, transfers.len()),
         };
+        let pulled = &pulled;
         futures_util::future::join_all(transfers.iter().zip(tagged).zip(ready).map(
             |((transfer, tagged), ready)| async move {
                 tagged?;
-                self.deliver(transfer, ready, deadline).await
+                self.deliver(transfer, pulled, ready, deadline).await
             },
         ))
         .await
@@ -101,28 +103,31 @@ impl<'a> DockerEngine<'a> {
             .await
     }
 
-    /// Pushes a pulled and tagged image to its destination (`ready`: whether [`prepare`]
-    /// did), and says what it serves now.
+    /// Pushes a pulled (`pulled`: the name docker pulled) and tagged image to its
+    /// destination (`ready`: whether [`prepare`] did), and says what it serves now.
     async fn deliver(
         &self,
         transfer: &Transfer<'_>,
+        pulled: &Reference,
         ready: anyhow::Result<()>,
         deadline: Instant,
     ) -> anyhow::Result<Delivered> {
         let Transfer { job, destination, .. } = *transfer;
         let published = match ready {
-            Ok(()) => self.publish(transfer, deadline).await,
+            Ok(()) => self.publish(transfer, pulled, deadline).await,
             Err(error) => Err(error),
         };
         if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
             tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
         }
         let (digest, already_there, image) = published?;
-        // The ledger links the digest seen by HEAD only if docker pulled that very digest;
-        // if the tag moved in between, the next `-u` re-checks instead.
+        // The ledger links the digest seen by HEAD only if docker pulled that very digest
+        // (or the platform's manifest read out of that very index); if the tag moved in
+        // between, the next `-u` re-checks instead.
+        let pulled_out_of_it = pulled != &job.source;
         let source_digest = transfer
             .source_digest
-            .filter(|digest| image.has_digest(digest))
+            .filter(|digest| pulled_out_of_it || image.has_digest(digest))
             .map(str::to_owned);
         let image_id = match source_digest {
             Some(_) => self.image_id(job, destination, &image).await,
@@ -156,41 +161,46 @@ impl<'a> DockerEngine<'a> {
     }
 
     /// Pulls the source once and tags it as each destination: `Err` when the pull failed,
-    /// else each tag's result. Docker keeps one local image per name, so jobs that pull one
-    /// name (for different platforms, say) take turns from the pull to the last tag;
-    /// otherwise one could tag the image the other just pulled.
+    /// else the name pulled and each tag's result. Docker keeps one local image per name,
+    /// so jobs that pull one name (for different platforms, say) take turns from the pull
+    /// to the last tag; otherwise one could tag the image the other just pulled.
     async fn pull_and_tag(
         &self,
         transfers: &[Transfer<'_>],
         deadline: Instant,
-    ) -> anyhow::Result<Vec<anyhow::Result<()>>> {
+    ) -> anyhow::Result<(Reference, Vec<anyhow::Result<()>>)> {
         let Some(first) = transfers.first() else {
-            return Ok(Vec::new());
+            return Err(anyhow!("no destination to copy to"));
         };
         // Pulled as named, not by the digest just seen: docker keeps one local image per
-        // `name@digest`, so pulling an index digest for a second platform would fail.
+        // `name@digest`, so pulling an index digest for a second platform would fail. Under
+        // the containerd store, out of an index, by the platform's manifest digest instead.
         let source = &first.job.source;
         self.docker_login(source, &first.job.settings).await?;
+        let child = self.platform_child(first).await?;
+        let pulled = child.as_ref().unwrap_or(source);
         // docker takes no OS build in `--platform`: a Windows daemon picks its own.
         let platform = first.job.settings.platforms.first().map(|platform| {
             crate::platform::Platform::parse(platform)
                 .map_or_else(|_| platform.clone(), |platform| platform.without_os_version())
         });
-        let pull = DockerCommand::pull(source, platform.as_deref(), first.options.progress);
+        let pull = DockerCommand::pull(pulled, platform.as_deref(), first.options.progress);
         let _turn = self.local_names.take(&docker::local_name(source)).await;
-        let spent = source
-            .is_docker_hub()
-            .then_some((first.pulls, first.booked_pulls));
-        let pulled = self
+        // ecrcp's own client counted its read of the index; docker reads the child alone.
+        let spent = source.is_docker_hub().then_some((
+            first.pulls,
+            first.booked_pulls.saturating_sub(u64::from(child.is_some())),
+        ));
+        let result = self
             .docker_retrying(&pull, spent, None, deadline, (source, &first.job.settings))
             .await;
-        self.out_of_space(pulled, Some(first))
+        self.out_of_space(result, Some(first))
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
         let mut tagged = Vec::with_capacity(transfers.len());
         for transfer in transfers {
             let tag = self
-                .docker(&DockerCommand::tag(source, transfer.destination))
+                .docker(&DockerCommand::tag(pulled, transfer.destination))
                 .await
                 .map_err(anyhow::Error::from);
             tagged.push(
@@ -200,14 +210,43 @@ impl<'a> DockerEngine<'a> {
                     .with_context(|| format!("cannot tag the image as '{}'", transfer.destination)),
             );
         }
-        Ok(tagged)
+        Ok((pulled.clone(), tagged))
+    }
+
+    /// What docker pulls out of an index under the containerd image store: the platform's
+    /// own manifest, by digest, read from the index the check saw (one manifest GET, which
+    /// the check booked as docker's read of the index). Pulled by name, that store keeps
+    /// the whole index as the local image, with only this platform's content: Docker Engine
+    /// 26 then refuses to push it ("Make sure you have all the referenced content"), and
+    /// once another platform of the same source is pulled too it pushes both. A local image
+    /// that is one platform's manifest pushes as exactly that, in any version and store.
+    /// `None`: pull the source as named (the classic store, a one-platform source, or an
+    /// index without that platform, which `docker pull` then reports).
+    async fn platform_child(&self, first: &Transfer<'_>) -> anyhow::Result<Option<Reference>> {
+        if !first.source_index || self.store().await? != ImageStore::Containerd {
+            return Ok(None);
+        }
+        let source = &first.job.source;
+        let at = |digest: &str| Reference::new(source.registry(), source.repository(), None, Some(digest));
+        let index = match first.source_digest {
+            Some(digest) => at(digest)?,
+            None => source.clone(),
+        };
+        let platform = self.platform(first.job).await?;
+        let child = self
+            .registry
+            .platform_manifest(&index, &platform)
+            .await
+            .with_context(|| format!("cannot read '{}'", source.familiar()))?;
+        tracing::debug!(image = %source, %platform, child = child.as_deref().unwrap_or("none"), "the containerd store pulls the platform's manifest");
+        Ok(child.as_deref().map(at).transpose()?)
     }
 
     /// A command that ran out of disk space, with where: docker's data root. After a pull
-    /// (`pulled`: its transfer), also how much the image needs; the daemon removed the
-    /// layers it had unpacked and the pull tagged nothing, so nothing of this copy is left
-    /// taking space. After a tag or push the image is unpacked already, so its size says
-    /// nothing.
+    /// (`pulled`: its transfer), also how much the image needs; the pull tagged nothing, and
+    /// the classic store removed the layers it had unpacked (the containerd store may keep
+    /// some of the content it fetched for a while). After a tag or push the image is
+    /// unpacked already, so its size says nothing.
     async fn out_of_space<T>(
         &self,
         result: anyhow::Result<T>,
@@ -250,6 +289,7 @@ impl<'a> DockerEngine<'a> {
     async fn publish(
         &self,
         transfer: &Transfer<'_>,
+        pulled: &Reference,
         deadline: Instant,
     ) -> anyhow::Result<(String, bool, LocalImage)> {
         let destination = transfer.destination;
@@ -257,7 +297,7 @@ impl<'a> DockerEngine<'a> {
             .docker_retrying(
                 &DockerCommand::push(destination, transfer.options.progress),
                 None,
-                Some((&transfer.job.source, destination)),
+                Some((pulled, destination)),
                 deadline,
                 (destination, &transfer.job.settings),
             )
@@ -450,8 +490,9 @@ impl Engine for DockerEngine<'_> {
         Box::pin(async move { Ok(Lands::Platform(self.platform(job).await?)) })
     }
 
-    /// docker's containerd store pushes one platform's manifest out of an index, and only
-    /// the source can vouch for it.
+    /// Under docker's containerd store, a copy out of an index: the push sends the
+    /// platform's manifest, and should the registry then serve another digest, only the
+    /// source's config can vouch for it (booked, though the digests match as a rule).
     fn verify_reads_source<'a>(&'a self, _job: &'a CopyJob, source: &'a ManifestHead) -> BoxFuture<'a, bool> {
         Box::pin(
             async move { source.names_an_index() && self.store().await.ok() == Some(ImageStore::Containerd) },
@@ -464,5 +505,108 @@ impl Engine for DockerEngine<'_> {
         transfers: Vec<Transfer<'a>>,
     ) -> BoxFuture<'a, Vec<anyhow::Result<Delivered>>> {
         Box::pin(self.run_transfers(transfers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::local::tests::FakeDocker;
+    use super::*;
+    use crate::engine::turns::Turns;
+    use crate::engine::{Pulls, Repository};
+    use crate::login::Logins;
+    use crate::plan::{CopyJob, CopyOptions};
+    use crate::provider::{Plain, Providers};
+    use crate::reference::Destination;
+    use crate::registry::digest::sha256;
+    use crate::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
+    use crate::testing::fake_registry::{Answer, FakeRegistry};
+    use crate::testing::{anonymous_client, reference};
+
+    const AMD64: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const ARM64: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    /// A two-platform index served by its digest; returns that digest.
+    fn serve_index(fake: &FakeRegistry) -> String {
+        let child = |digest: &str, architecture: &str| {
+            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": 500,
+                "platform": {"os": "linux", "architecture": architecture}})
+        };
+        let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [child(AMD64, "amd64"), child(ARM64, "arm64")]}))
+        .unwrap();
+        let digest = sha256(&index);
+        fake.route(
+            "GET",
+            &format!("/v2/team/app/manifests/{digest}"),
+            [Answer::status(200)
+                .header("Content-Type", OCI_INDEX)
+                .header("Docker-Content-Digest", digest.clone())
+                .body(index)],
+        );
+        digest
+    }
+
+    /// What the docker engine pulls for an arm64 copy of an index, under a daemon whose
+    /// `docker info` says `driver_status`; and the manifest GETs that cost.
+    async fn pulled_for_arm64(driver_status: &'static str) -> (Option<String>, usize) {
+        let fake = FakeRegistry::start();
+        let index = serve_index(&fake);
+        let docker = FakeDocker {
+            driver_status,
+            inspect: String::new(),
+            calls: Mutex::default(),
+        };
+        let registry = anonymous_client();
+        let providers = Providers::default();
+        let engine = DockerEngine::new(
+            &docker,
+            &registry,
+            Arc::new(Logins::new(&docker, &registry, &providers)),
+        );
+        let settings = JobSettings {
+            platforms: vec!["linux/arm64".to_owned()],
+            ..JobSettings::default()
+        };
+        let job = CopyJob {
+            label: "app".to_owned(),
+            source: reference(&format!("{}/team/app:1", fake.host())),
+            destination: Destination::parse("registry.example.test/mirror/app:1").unwrap(),
+            settings,
+        };
+        let destination = reference("registry.example.test/mirror/app:1");
+        let turns = Turns::default();
+        let repository = Repository::new(&destination, &Plain, &job.settings, &turns);
+        let pulls = Pulls::default();
+        let transfer = Transfer {
+            job: &job,
+            destination: &destination,
+            source_digest: Some(&index),
+            source_index: true,
+            options: CopyOptions::default(),
+            repository: &repository,
+            pulls: &pulls,
+            booked_pulls: 2,
+        };
+        let child = engine.platform_child(&transfer).await.unwrap();
+        let gets = fake.matching("GET", "/v2/team/app/manifests/*").len();
+        (child.map(|child| docker::local_name(&child)), gets)
+    }
+
+    #[tokio::test]
+    async fn under_the_containerd_store_a_platform_of_an_index_is_pulled_by_its_own_manifest() {
+        let (pulled, gets) = pulled_for_arm64("[[\"driver-type\",\"io.containerd.snapshotter.v1\"]]\n").await;
+        let pulled = pulled.expect("the platform's manifest, not the index");
+        assert!(pulled.ends_with(&format!("/team/app@{ARM64}")), "{pulled}");
+        assert_eq!(gets, 1, "one read of the index the check saw");
+    }
+
+    #[tokio::test]
+    async fn under_the_classic_store_the_source_is_pulled_as_named() {
+        let (pulled, gets) = pulled_for_arm64("[]\n").await;
+        assert_eq!(pulled, None);
+        assert_eq!(gets, 0, "no read of the source");
     }
 }

@@ -39,6 +39,8 @@ pub(super) struct Attempts {
     pub(super) attempt: u32,
     /// The most layers any attempt so far reported done.
     pub(super) best: usize,
+    /// The fewest layers any attempt so far named as still to move.
+    fewest_left: Option<usize>,
 }
 
 /// What to do after a failed attempt.
@@ -56,6 +58,7 @@ impl Attempts {
             tries: retry::Attempts::until(POLICY, deadline),
             attempt: 1,
             best: 0,
+            fewest_left: None,
         }
     }
 
@@ -65,8 +68,16 @@ impl Attempts {
             return Next::GiveUp("the failure will not pass");
         }
         let layers = error.layers_done();
-        let progressed = layers > self.best;
+        // Fewer layers left counts too: docker under the containerd image store names no
+        // layer it sent, only those it still had to send when it failed.
+        let left = error.layers_left();
+        let fewer_left = matches!((left, self.fewest_left), (Some(left), Some(fewest)) if left < fewest);
+        let progressed = layers > self.best || fewer_left;
         self.best = self.best.max(layers);
+        self.fewest_left = match (left, self.fewest_left) {
+            (Some(left), Some(fewest)) => Some(left.min(fewest)),
+            (left, fewest) => left.or(fewest),
+        };
         match self.tries.after_failure(progressed, now) {
             Ok(wait) => {
                 self.attempt += 1;
@@ -111,7 +122,51 @@ mod tests {
             status: "exit status 1".into(),
             stderr: stderr.into(),
             layers_done,
+            layers_left: None,
         }
+    }
+
+    /// A failure as docker under the containerd image store reports it: `left` layers still
+    /// to send, none reported sent.
+    fn failed_with_left(stderr: &str, left: usize) -> DockerError {
+        DockerError::Failed {
+            argv: "docker push x".into(),
+            status: "exit status 1".into(),
+            stderr: stderr.into(),
+            layers_done: 0,
+            layers_left: Some(left),
+        }
+    }
+
+    #[test]
+    fn fewer_layers_left_is_progress_as_the_containerd_store_reports_it() {
+        let start = Instant::now();
+        let mut attempts = Attempts::new(start + RETRY_BUDGET);
+        let stalls = |attempts: &mut Attempts, left| {
+            matches!(
+                attempts.after(&failed_with_left(RESET, left), start),
+                Next::Again {
+                    progressed: false,
+                    ..
+                }
+            )
+        };
+        assert!(stalls(&mut attempts, 9), "the first attempt has nothing to beat");
+        for left in [8, 6, 3, 1] {
+            assert!(
+                matches!(
+                    attempts.after(&failed_with_left(RESET, left), start),
+                    Next::Again { progressed: true, .. }
+                ),
+                "{left} left after fewer before"
+            );
+        }
+        // As many left as the fewest so far, again and again: no progress, and it ends.
+        let mut next = Next::GiveUp("not yet");
+        for _ in 0..ATTEMPTS_WITHOUT_PROGRESS {
+            next = attempts.after(&failed_with_left(RESET, 1), start);
+        }
+        assert_eq!(next, Next::GiveUp("attempts in a row made no progress"));
     }
 
     const RESET: &str = "read tcp 127.0.0.1:5:443: read: connection reset by peer";
