@@ -64,6 +64,9 @@ pub enum Command {
     /// Install or remove the `docker ecrcp` CLI plugin link
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Say what the last sync runs did: when, outcome counts, the images that failed or were
+    /// deferred and why, and when the timer runs next
+    Status(StatusArgs),
     /// Print the least-privilege IAM policy of ECR for a config's copies, or for copies into DEST
     IamPolicy(IamPolicyArgs),
     /// Print what a config's copies (or copies into DEST) need at every kind of registry they
@@ -119,8 +122,31 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<u32>,
 
+    /// Write the run's metrics in Prometheus text to PATH at the end of every run, atomically
+    /// (for node_exporter's textfile collector; overrides `[sync] metrics_file`)
+    #[arg(long, value_name = "PATH", env = "ECRCP_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Write a JSON report of the run to FILE: every image with its outcome, why, digest and
+    /// time (for CI artefacts)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
     #[command(flatten)]
     pub timeouts: TimeoutArgs,
+}
+
+/// `ecrcp status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The state directory the syncs keep their ledger and last run in (default: as `ecrcp
+    /// sync` picks it)
+    #[arg(long, value_name = "DIR", env = "ECRCP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Print the last run's record as JSON, for scripts
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,13 +6,14 @@ use std::sync::{Arc, OnceLock};
 use anyhow::anyhow;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::cli::{CopyArgs, GenerateArgs, IamPolicyArgs, IamSubject, PluginCommand, SyncArgs};
+use crate::cli::{CopyArgs, GenerateArgs, IamPolicyArgs, IamSubject, PluginCommand, StatusArgs, SyncArgs};
 use crate::docker::{progress_wanted, DockerCli};
 use crate::exit::Exit;
 use crate::logging::{self, Format};
 use crate::outcome::{self, Fate};
 use crate::plugin::{self, install, Invocation};
 use crate::process::{self, Timeouts};
+use crate::report;
 use crate::shard::Shard;
 use crate::state_file;
 use crate::sync::{self, Stop, SyncOptions};
@@ -149,6 +150,8 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         dry_run: args.dry_run,
         state_dir,
         shard,
+        metrics_file: args.metrics_file.clone().or_else(|| config.metrics_file.clone()),
+        report: args.report.clone(),
     };
     let docker = docker(invocation, args.timeouts.timeouts());
     let stop = Stop::default();
@@ -201,6 +204,64 @@ fn plugin_link(command: &PluginCommand) -> anyhow::Result<Exit> {
         println!("nothing to remove in '{}'", dir.display());
     }
     Ok(Exit::Success)
+}
+
+/// `ecrcp status`: the last run recorded in the state directory, for a person (and when
+/// the timer runs next, under systemd) or as JSON.
+pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {
+    let dir = args
+        .state_dir
+        .clone()
+        .or_else(crate::ledger::Ledger::default_dir)
+        .ok_or_else(|| {
+            (
+                Exit::Usage,
+                anyhow!("no state directory: set --state-dir or ECRCP_STATE_DIR"),
+            )
+        })?;
+    let Some(record) = report::load_last(&dir) else {
+        return Err((
+            Exit::CopyFailed,
+            anyhow!(
+                "no sync run is recorded in '{}'\nnote: a run records itself when it ends (a dry run does not); \
+                 name the state directory the syncs use with --state-dir (the service's is /var/lib/ecrcp)",
+                dir.display()
+            ),
+        ));
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&record).expect("a record serializes")
+        );
+    } else {
+        let now = report::unix(std::time::SystemTime::now());
+        print!(
+            "{}",
+            report::status_text(&record, now, next_timer_run().as_deref())
+        );
+    }
+    Ok(Exit::Success)
+}
+
+/// When `ecrcp.timer` runs next, as systemd says it, when there is such a timer.
+fn next_timer_run() -> Option<String> {
+    // Looked up in PATH's absolute directories only, as every child program is.
+    let output = process::command(std::path::Path::new("systemctl"))
+        .ok()?
+        .into_std()
+        .args([
+            "show",
+            "ecrcp.timer",
+            "--property=NextElapseUSecRealtime",
+            "--value",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let next = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && !next.is_empty() && next != "n/a").then(|| format!("{next} (ecrcp.timer)"))
 }
 
 /// `ecrcp generate man|bash|zsh|fish DIR`, hidden: the files packages install.

@@ -42,6 +42,9 @@ pub struct SyncConfig {
     pub reserve_pulls: u64,
     /// Blobs the registry engine moves at once.
     pub transfers: usize,
+    /// Where each run writes its metrics in Prometheus text (`[sync] metrics_file`), relative
+    /// paths from the config's directory.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl SyncConfig {
@@ -84,6 +87,7 @@ struct RawSync {
     jobs: Option<Spanned<i64>>,
     reserve_pulls: Option<Spanned<i64>>,
     transfers: Option<Spanned<i64>>,
+    metrics_file: Option<Spanned<String>>,
 }
 
 /// `platform = "linux/amd64"` or, for the registry engine, `platform = ["linux/amd64", "linux/arm64"]`.
@@ -214,12 +218,23 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
         };
         error(Some(spans[e.index()].clone()), message)
     })?;
+    let metrics_file =
+        match raw.sync.as_ref().and_then(|sync| sync.metrics_file.as_ref()) {
+            Some(path) if path.get_ref().trim().is_empty() => return Err(error(
+                Some(path.span()),
+                "metrics_file is empty: name a file (the node_exporter textfile collector's directory, say)"
+                    .into(),
+            )),
+            Some(path) => Some(base.join(path.get_ref())),
+            None => None,
+        };
     Ok(SyncConfig {
         jobs,
         rules,
         concurrency,
         reserve_pulls,
         transfers,
+        metrics_file,
     })
 }
 

@@ -36,6 +36,7 @@ pub mod provider;
 pub mod redact;
 pub mod reference;
 pub mod registry;
+pub mod report;
 pub mod retry;
 pub mod secret;
 pub mod settings;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Sync(sync_args)) => commands::sync(sync_args, &invocation),
         Some(Command::Plugin(command)) => commands::plugin(command),
+        Some(Command::Status(status_args)) => commands::status(status_args),
         Some(Command::IamPolicy(iam_args)) => commands::iam_policy(iam_args, &invocation),
         Some(Command::Permissions(iam_args)) => commands::permissions(iam_args, &invocation),
         Some(Command::Generate(generate_args)) => commands::generate(generate_args),

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::stream::{self, StreamExt as _};
 
@@ -20,6 +20,7 @@ use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient};
+use crate::report::{self, ImageRecord, RunRecord};
 use crate::setup::Setup;
 use crate::shard::Shard;
 use crate::state_file;
@@ -46,6 +47,10 @@ pub struct SyncOptions {
     pub state_dir: PathBuf,
     /// This worker's share of the images, when several split them (`--shard`).
     pub shard: Option<Shard>,
+    /// Where the run's metrics go, in Prometheus text (`--metrics-file`).
+    pub metrics_file: Option<PathBuf>,
+    /// Where the run's JSON report goes (`--report`).
+    pub report: Option<PathBuf>,
 }
 
 /// What a sync did, image by image, added up.
@@ -126,6 +131,8 @@ struct Ended {
     checked: Option<Checked>,
     result: ImageResult,
     checking: Duration,
+    /// Its checks and its copy, once it ended.
+    took: Duration,
 }
 
 /// How one image of the run ended, and where it was going.
@@ -134,6 +141,9 @@ struct Finished<'j> {
     /// `None` when it failed before its destination was known.
     destination: Option<Reference>,
     result: ImageResult,
+    /// The source's digest, when the checks saw it.
+    source_digest: Option<String>,
+    duration_ms: u64,
 }
 
 /// The parts of a run that every image uses.
@@ -162,6 +172,7 @@ pub async fn run(
         Some(lock::acquire(&options.state_dir)?)
     };
     let started = Instant::now();
+    let started_at = SystemTime::now();
     let workers = options.shard.map_or(1, Shard::count);
     let setup = Setup::new(
         &tags::with_templates(&config.jobs, &config.rules),
@@ -208,6 +219,29 @@ pub async fn run(
         summary.hub_allowance = refreshed_allowance(registry, &results).await.or(allowance);
     }
     log_summary(&summary, started);
+    keep_record(
+        options,
+        RunRecord {
+            started: report::unix(started_at),
+            ended: report::unix(SystemTime::now()),
+            exit: summary.exit().code(),
+            last_success: None,
+            dry_run: options.dry_run,
+            shard: options.shard.map(|shard| shard.to_string()),
+            copied: summary.copied,
+            unchanged: summary.unchanged,
+            would_copy: summary.would_copy,
+            deferred: summary.deferred,
+            failed: summary.failed,
+            not_started: summary.not_started,
+            referrers_added: summary.referrers_added,
+            bytes_copied: registry.bytes_sent(),
+            hub_pulls_spent: summary.hub_pulls_spent,
+            hub_pulls_remaining: summary.hub_allowance.map(|limit| limit.remaining),
+            throttles: registry.throttles_met(),
+            images: results.iter().map(image_record).collect(),
+        },
+    );
     Ok(summary)
 }
 
@@ -394,6 +428,7 @@ impl Runner<'_> {
                     checked: None,
                     result: ImageResult::NotStarted,
                     checking: planned.checking,
+                    took: planned.checking,
                 };
                 match planned.checked {
                     Ok(checked) => {
@@ -431,14 +466,15 @@ impl Runner<'_> {
                 };
                 ended.push(image);
             }
-            for image in &ended {
+            for image in &mut ended {
+                image.took = image.checking + image_started.elapsed();
                 let checked = image.checked.as_ref();
                 log_image(
                     &jobs[image.index],
                     checked.map(|checked| &checked.destination),
                     checked.map(|checked| &checked.check),
                     &image.result,
-                    (image.checking + image_started.elapsed()).as_millis(),
+                    image.took.as_millis(),
                 );
             }
             ended
@@ -450,8 +486,13 @@ impl Runner<'_> {
             .into_iter()
             .map(|image| Finished {
                 job: &jobs[image.index],
+                source_digest: image
+                    .checked
+                    .as_ref()
+                    .and_then(|checked| checked.check.source_digest.clone()),
                 destination: image.checked.map(|checked| checked.destination),
                 result: image.result,
+                duration_ms: u64::try_from(image.took.as_millis()).unwrap_or(u64::MAX),
             })
             .collect()
     }
@@ -563,6 +604,68 @@ async fn refreshed_allowance(registry: &RegistryClient, results: &[Finished<'_>]
         .rate_limit
 }
 
+/// How a finished image is said, in the log and the records: its outcome and why.
+fn done_words(done: &Outcome) -> (&'static str, &str) {
+    match done {
+        Outcome::Copied { why, .. } => ("copied", why.as_str()),
+        Outcome::AlreadyThere { .. } => ("unchanged", "same digest"),
+        Outcome::Skipped(Skip::Unchanged) => ("unchanged", "same image"),
+        Outcome::Skipped(_) => ("skipped", ""),
+        Outcome::WouldCopy(why) => ("would copy", why.as_str()),
+    }
+}
+
+/// The record of one finished image.
+fn image_record(finished: &Finished) -> ImageRecord {
+    let (outcome, why) = match &finished.result {
+        ImageResult::Done(done) => {
+            let (outcome, why) = done_words(done);
+            (outcome, why.to_owned())
+        }
+        ImageResult::Deferred(reason) => ("deferred", reason.clone()),
+        ImageResult::Failed(error) => ("failed", format!("{error:#}")),
+        ImageResult::NotStarted => ("not started", "the run was stopping".to_owned()),
+    };
+    ImageRecord {
+        image: finished.job.label.clone(),
+        destination: finished
+            .destination
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        outcome: outcome.to_owned(),
+        why,
+        source_digest: finished.source_digest.clone(),
+        duration_ms: finished.duration_ms,
+    }
+}
+
+/// Keeps what the run did: the last run in the state directory (for `ecrcp status`; not on
+/// a dry run, which writes nothing there), the metrics file (not on a dry run either) and
+/// the JSON report. A file that cannot be written is logged; the run's outcome stands.
+fn keep_record(options: &SyncOptions, record: RunRecord) {
+    let record = record.after(report::load_last(&options.state_dir).as_ref());
+    let mut written = Vec::new();
+    if !options.dry_run {
+        written.push((
+            "last run",
+            report::last_run_path(&options.state_dir),
+            report::save_last(&options.state_dir, &record),
+        ));
+        if let Some(path) = &options.metrics_file {
+            written.push(("metrics file", path.clone(), report::write_metrics(path, &record)));
+        }
+    }
+    if let Some(path) = &options.report {
+        written.push(("report", path.clone(), report::write_report(path, &record)));
+    }
+    for (what, path, result) in written {
+        if let Err(error) = result {
+            tracing::warn!(file = %path.display(), %error, "cannot write the run's {what}");
+        }
+    }
+}
+
 fn log_image(
     job: &CopyJob,
     destination: Option<&Reference>,
@@ -578,13 +681,7 @@ fn log_image(
     let image = job.label.as_str();
     match result {
         ImageResult::Done(done) => {
-            let (outcome, why) = match done {
-                Outcome::Copied { why, .. } => ("copied", why.as_str()),
-                Outcome::AlreadyThere { .. } => ("unchanged", "same digest"),
-                Outcome::Skipped(Skip::Unchanged) => ("unchanged", "same image"),
-                Outcome::Skipped(_) => ("skipped", ""),
-                Outcome::WouldCopy(why) => ("would copy", why.as_str()),
-            };
+            let (outcome, why) = done_words(done);
             let engine = job.settings.engine.as_str();
             tracing::info!(image, source_digest, %destination, outcome, why, engine, duration_ms, "image synced");
             for note in done.extras().map_or(&[][..], |extras| extras.notes.as_slice()) {

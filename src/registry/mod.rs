@@ -74,6 +74,10 @@ pub struct RegistryClient {
     hosts: Hosts,
     /// Manifest GETs Docker Hub answered: each is a pull on its count.
     hub_manifest_reads: AtomicU64,
+    /// Blob bytes sent to destinations.
+    bytes_sent: AtomicU64,
+    /// Throttles (429) answered.
+    throttles: AtomicU64,
 }
 
 impl RegistryClient {
@@ -89,6 +93,8 @@ impl RegistryClient {
             auth,
             hosts,
             hub_manifest_reads: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
         })
     }
 
@@ -114,6 +120,21 @@ impl RegistryClient {
     /// fetches pull tokens for many repositories at once ([`prefetch`]).
     pub async fn prepare_reads(&self, images: &[Reference]) {
         self.auth.prepare_reads(images).await;
+    }
+
+    /// Counts `bytes` of a blob sent to a destination.
+    pub fn count_sent(&self, bytes: u64) {
+        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Blob bytes sent to destinations so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
+    }
+
+    /// Throttles (429) registries and token servers answered so far.
+    pub fn throttles_met(&self) -> u64 {
+        self.throttles.load(Ordering::Relaxed)
     }
 
     /// The manifest GETs Docker Hub answered so far: the pulls this client spent there.

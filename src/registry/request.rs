@@ -177,10 +177,14 @@ impl RegistryClient {
         Err(status_error(image, asked, response).await)
     }
 
-    /// Tells a paced action's rate how its request fared: a 429 slows it.
+    /// Counts a throttle, and tells a paced action's rate how its request fared: a 429
+    /// slows it.
     fn fared<T>(&self, host: &str, entry: &Entry, result: &Result<T, RegistryError>) {
+        let throttled = matches!(result, Err(RegistryError::RateLimited { .. }));
+        if throttled {
+            self.throttles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(action) = entry.action {
-            let throttled = matches!(result, Err(RegistryError::RateLimited { .. }));
             self.hosts.fared(host, action, throttled);
         }
     }

@@ -35,6 +35,7 @@ mod references;
 mod registry;
 mod scale;
 mod shards;
+mod signals;
 mod signatures;
 mod support;
 mod sync;

@@ -340,10 +340,13 @@ async fn copy_blobs(copyings: &[&Copying<'_>], plans: &[Plan], failed: &mut [Opt
                             let this = match moved {
                                 blobs::Moved::Present => BlobState::Exists,
                                 blobs::Moved::Mounted => BlobState::Mounted,
-                                blobs::Moved::Sent(bytes) => BlobState::Sent {
-                                    bytes,
-                                    took: started.elapsed(),
-                                },
+                                blobs::Moved::Sent(bytes) => {
+                                    copyings[index].registry().count_sent(bytes);
+                                    BlobState::Sent {
+                                        bytes,
+                                        took: started.elapsed(),
+                                    }
+                                }
                             };
                             state = Some(this);
                         }
