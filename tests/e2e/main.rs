@@ -5,6 +5,7 @@
 
 mod accounts;
 mod acr;
+mod clouds;
 mod container;
 mod copy;
 mod dockerd;
