@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::container::{docker_commands_naming, exposure, Container, Docker};
-use crate::support::{Bed, Run, ECR};
+use crate::support::{Bed, Faults, Run, ECR, HUB};
 
 /// Where the apt repository is inside the container: the URI of its `ecrcp.sources`.
 const APT_MOUNT: &str = "/srv/ecrcp-apt";
@@ -411,6 +411,13 @@ fn an_upgrade_keeps_the_edited_config_and_lets_the_sync_under_way_finish() {
     let bed = Bed::get("packages-upgrade");
     let upstream = bed.unique("e2e/upgradebig");
     bed.push_upstream_sized(&upstream, "1", "big", 64 * 1024 * 1024);
+    // The pull is held to about 6 MB/s, so that the sync is surely still under way when the
+    // upgrade ends: on a fast bed a 64 MiB copy may otherwise finish first.
+    let _slow = Faults::set(
+        HUB,
+        &upstream,
+        &serde_json::json!([{"method": "GET", "path": "/blobs/", "rate": 6_000_000}]),
+    );
     let prefix = bed.unique("upgrade");
     let container = Container::boot_bare(&bed, &packages_dir().join("apt"));
     container.add_the_repository();
