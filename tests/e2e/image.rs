@@ -72,7 +72,11 @@ fn manifest(path: &str) -> serde_json::Value {
         .arg(repo_root().join("deploy").join(path))
         .output()
         .expect("python runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).expect("JSON")
 }
 
@@ -134,13 +138,19 @@ impl Pod {
             option("--memory", format!("{mebibytes}m"));
         }
         for variable in container["env"].as_array().into_iter().flatten() {
-            option("-e", format!("{}={}", text(&variable["name"]), text(&variable["value"])));
+            option(
+                "-e",
+                format!("{}={}", text(&variable["name"]), text(&variable["value"])),
+            );
         }
 
         let volumes = pod["volumes"].as_array().unwrap();
         for mount in container["volumeMounts"].as_array().unwrap() {
             let name = text(&mount["name"]);
-            let volume = volumes.iter().find(|volume| volume["name"] == name.as_str()).unwrap();
+            let volume = volumes
+                .iter()
+                .find(|volume| volume["name"] == name.as_str())
+                .unwrap();
             let host = bed.scratch().join(format!("volume-{name}"));
             std::fs::create_dir_all(&host).unwrap();
             if volume.get("configMap").is_some() {
@@ -239,8 +249,7 @@ fn the_image_runs_as_its_non_root_user_and_starts() {
     assert_eq!(config["User"], user.as_str(), "{config}");
     assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/bin/ecrcp"]));
     assert_eq!(
-        config["Cmd"],
-        pod["containers"][0]["args"],
+        config["Cmd"], pod["containers"][0]["args"],
         "the manifest's args are the image's default"
     );
     assert_eq!(
@@ -289,7 +298,10 @@ fn the_cronjob_mirrors_with_irsa_web_identity_credentials() {
         ],
     );
     run.assert_code(0);
-    assert_eq!(bed.digest(ECR, &repository, "1").as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        bed.digest(ECR, &repository, "1").as_deref(),
+        Some(digest.as_str())
+    );
     // ECR's login was signed with a key that only STS handed out (moto's start ASIA)
     let issued: Vec<String> = api_keys()
         .into_iter()
@@ -321,7 +333,11 @@ fn the_cronjob_mirrors_with_eks_pod_identity_credentials() {
     chmod(&tokens.join("eks-pod-identity-token"), 0o644);
     let key = format!("ASIAPODID{}", std::process::id());
     let agent = Agent::start(&tokens.join("eks-pod-identity-token"), &key);
-    assert_eq!(agent.get("/v1/credentials", "not the token"), 401, "the agent checks the token");
+    assert_eq!(
+        agent.get("/v1/credentials", "not the token"),
+        401,
+        "the agent checks the token"
+    );
     let mount = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
     let run = pod.run(
         image,
@@ -329,13 +345,19 @@ fn the_cronjob_mirrors_with_eks_pod_identity_credentials() {
             "-v".into(),
             format!("{}:{mount}:ro", tokens.display()),
             "-e".into(),
-            format!("AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{}/v1/credentials", agent.address),
+            format!(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{}/v1/credentials",
+                agent.address
+            ),
             "-e".into(),
             format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={mount}/eks-pod-identity-token"),
         ],
     );
     run.assert_code(0);
-    assert_eq!(bed.digest(ECR, &repository, "1").as_deref(), Some(digest.as_str()));
+    assert_eq!(
+        bed.digest(ECR, &repository, "1").as_deref(),
+        Some(digest.as_str())
+    );
     let stats = agent.stats();
     assert!(stats["served"].as_u64() >= Some(1), "{stats}\n{}", run.stderr);
     assert_eq!(stats["refused"], 1, "only the test's own wrong token: {stats}");
@@ -349,9 +371,8 @@ fn the_cronjob_mirrors_with_eks_pod_identity_credentials() {
 /// A JWT as the kubelet projects one (header, claims, a signature nobody here checks).
 fn jwt(subject: &str) -> String {
     use base64::Engine as _;
-    let encode = |doc: serde_json::Value| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
-    };
+    let encode =
+        |doc: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
