@@ -3,6 +3,7 @@
 //! environment, the ConfigMap and the emptyDir), with AWS credentials only the way EKS gives
 //! them: IRSA's web identity token exchanged at STS, or Pod Identity's credentials endpoint.
 
+use std::fmt::Write as _;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,7 +105,13 @@ impl Pod {
     /// emptyDir (a fresh directory anyone may write, as the kubelet makes it). Plus what
     /// the bed needs: its network (names, registries, moto's endpoint) and its CA.
     fn from_cronjob(bed: &Bed, config: &str) -> Pod {
-        let cron = manifest("kubernetes/cronjob.yaml");
+        Pod::from_manifest(bed, "kubernetes/cronjob.yaml", "pod", config)
+    }
+
+    /// [`Pod::from_cronjob`] for the CronJob in `path`, its volumes this test's `name`d
+    /// directories (each pod of an Indexed Job has its own emptyDir).
+    fn from_manifest(bed: &Bed, path: &str, name: &str, config: &str) -> Pod {
+        let cron = manifest(path);
         let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
         assert!(container.get("command").is_none(), "the image's ENTRYPOINT runs");
@@ -146,12 +153,12 @@ impl Pod {
 
         let volumes = pod["volumes"].as_array().unwrap();
         for mount in container["volumeMounts"].as_array().unwrap() {
-            let name = text(&mount["name"]);
+            let volume_name = text(&mount["name"]);
             let volume = volumes
                 .iter()
-                .find(|volume| volume["name"] == name.as_str())
+                .find(|volume| volume["name"] == volume_name.as_str())
                 .unwrap();
-            let host = bed.scratch().join(format!("volume-{name}"));
+            let host = bed.scratch().join(format!("{name}-{volume_name}"));
             std::fs::create_dir_all(&host).unwrap();
             if volume.get("configMap").is_some() {
                 let configmap = manifest("kubernetes/configmap.yaml");
@@ -161,7 +168,7 @@ impl Pod {
                 }
                 chmod(&host, 0o755);
             } else {
-                assert!(volume.get("emptyDir").is_some(), "volume {name}: {volume}");
+                assert!(volume.get("emptyDir").is_some(), "volume {volume_name}: {volume}");
                 chmod(&host, 0o777);
             }
             let read_only = if mount["readOnly"] == true { ":ro" } else { "" };
@@ -181,8 +188,9 @@ impl Pod {
         Pod { options, args }
     }
 
-    /// Runs the pod's container, with `more` options (its credentials) before the image.
-    fn run(&self, image: &str, more: &[String]) -> Run {
+    /// `docker run` of the pod's container, with `more` options (its credentials) before
+    /// the image.
+    fn command(&self, image: &str, more: &[String]) -> Command {
         let mut argv: Vec<&str> = vec!["run", "--rm"];
         argv.extend(self.options.iter().map(String::as_str));
         argv.extend(more.iter().map(String::as_str));
@@ -194,13 +202,13 @@ impl Pod {
         }
         argv.push(image);
         argv.extend(self.args.iter().map(String::as_str));
-        Run::from(
-            Command::new("docker")
-                .args(&argv)
-                .stdin(Stdio::null())
-                .output()
-                .expect("docker runs"),
-        )
+        let mut docker = Command::new("docker");
+        docker.args(&argv).stdin(Stdio::null());
+        docker
+    }
+
+    fn run(&self, image: &str, more: &[String]) -> Run {
+        Run::from(self.command(image, more).output().expect("docker runs"))
     }
 }
 
@@ -324,35 +332,14 @@ fn the_cronjob_mirrors_with_eks_pod_identity_credentials() {
     let (config, repository, digest) = small_image(&bed, "pod-identity");
     let pod = Pod::from_cronjob(&bed, &config);
 
-    // What the Pod Identity agent and its webhook give a pod: a credentials endpoint and a
-    // service account token it checks on every request.
-    let tokens = bed.scratch().join("pod-identity");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let token = jwt("system:serviceaccount:ecrcp:ecrcp");
-    std::fs::write(tokens.join("eks-pod-identity-token"), &token).unwrap();
-    chmod(&tokens.join("eks-pod-identity-token"), 0o644);
     let key = format!("ASIAPODID{}", std::process::id());
-    let agent = Agent::start(&tokens.join("eks-pod-identity-token"), &key);
+    let (agent, credentials) = pod_identity(&bed, &key);
     assert_eq!(
         agent.get("/v1/credentials", "not the token"),
         401,
         "the agent checks the token"
     );
-    let mount = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
-    let run = pod.run(
-        image,
-        &[
-            "-v".into(),
-            format!("{}:{mount}:ro", tokens.display()),
-            "-e".into(),
-            format!(
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{}/v1/credentials",
-                agent.address
-            ),
-            "-e".into(),
-            format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={mount}/eks-pod-identity-token"),
-        ],
-    );
+    let run = pod.run(image, &credentials);
     run.assert_code(0);
     assert_eq!(
         bed.digest(ECR, &repository, "1").as_deref(),
@@ -366,6 +353,90 @@ fn the_cronjob_mirrors_with_eks_pod_identity_credentials() {
         "ECR's login not signed with the agent's credentials:\n{}",
         run.stderr
     );
+}
+
+#[test]
+#[ignore = "needs the test bed"]
+fn the_sharded_indexed_job_copies_every_image_once_across_its_pods() {
+    let bed = Bed::get("image-shards");
+    let image = image();
+    let upstream = bed.unique("e2e/image-shards");
+    let prefix = bed.unique("image");
+    let mut config = format!("version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n");
+    let digests: Vec<String> = (1..=6)
+        .map(|n| {
+            writeln!(config, "\n[[image]]\nsource = \"{upstream}:{n}\"").unwrap();
+            bed.push_upstream(&upstream, &n.to_string(), &format!("image shards {n}"))
+        })
+        .collect();
+    let job = manifest("kubernetes/sharded-cronjob.yaml");
+    let completions = job["spec"]["jobTemplate"]["spec"]["completions"]
+        .as_u64()
+        .expect("completions");
+    let key = format!("ASIAPODSHARDS{}", std::process::id());
+    let (_agent, credentials) = pod_identity(&bed, &key);
+
+    // The Job's pods at once, each with the index Kubernetes gives it and its own emptyDir.
+    let pods: Vec<Child> = (0..completions)
+        .map(|index| {
+            let pod = Pod::from_manifest(
+                &bed,
+                "kubernetes/sharded-cronjob.yaml",
+                &format!("pod-{index}"),
+                &config,
+            );
+            let mut more = credentials.clone();
+            more.extend(["-e".into(), format!("JOB_COMPLETION_INDEX={index}")]);
+            pod.command(image, &more)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("docker runs")
+        })
+        .collect();
+    let mut copied = std::collections::BTreeMap::<String, usize>::new();
+    for child in pods {
+        let run = Run::from(child.wait_with_output().expect("docker ends"));
+        run.assert_code(0);
+        for event in run.events("image synced") {
+            assert_eq!(event["outcome"], "copied", "{}", run.stderr);
+            *copied.entry(text(&event["destination"])).or_default() += 1;
+        }
+    }
+    assert_eq!(copied.len(), 6, "every image copied by some pod: {copied:?}");
+    assert!(copied.values().all(|&times| times == 1), "each once: {copied:?}");
+    for (n, digest) in (1..=6).zip(&digests) {
+        assert_eq!(
+            bed.digest(ECR, &format!("{prefix}/{upstream}"), &n.to_string())
+                .as_deref(),
+            Some(digest.as_str())
+        );
+    }
+}
+
+/// What the Pod Identity agent and its webhook give a pod: a credentials endpoint (serving
+/// `key`) and a service account token it checks on every request; the agent, and the
+/// options that hand both to the container.
+fn pod_identity(bed: &Bed, key: &str) -> (Agent, Vec<String>) {
+    let tokens = bed.scratch().join("pod-identity");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let token = tokens.join("eks-pod-identity-token");
+    std::fs::write(&token, jwt("system:serviceaccount:ecrcp:ecrcp")).unwrap();
+    chmod(&token, 0o644);
+    let agent = Agent::start(&token, key);
+    let mount = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
+    let options = vec![
+        "-v".into(),
+        format!("{}:{mount}:ro", tokens.display()),
+        "-e".into(),
+        format!(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://{}/v1/credentials",
+            agent.address
+        ),
+        "-e".into(),
+        format!("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE={mount}/eks-pod-identity-token"),
+    ];
+    (agent, options)
 }
 
 /// A JWT as the kubelet projects one (header, claims, a signature nobody here checks).
