@@ -25,6 +25,7 @@ mod faults_token;
 mod flaky;
 mod gar;
 mod iam;
+mod image;
 mod ledger;
 mod legacy;
 mod pacing;
