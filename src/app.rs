@@ -19,7 +19,7 @@ pub trait Reporter: Confirm {
 
 /// Runs `plan` with the real docker CLI, registries and ECR.
 pub async fn run(plan: &Plan, docker: &DockerCli, reporter: &dyn Reporter) -> anyhow::Result<Exit> {
-    let setup = Setup::new(&plan.jobs, docker, 1).await?;
+    let setup = Setup::new(&plan.jobs, docker, &crate::provider::Pacing::default()).await?;
     let copier = setup.copier(docker, plan.options, reporter, plan.state_dir.as_deref());
 
     let mut failed = false;

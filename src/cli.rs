@@ -86,7 +86,7 @@ pub enum Command {
 )]
 pub struct SyncArgs {
     /// The config to mirror
-    #[arg(long, value_name = "PATH", default_value = crate::config::DEFAULT_PATH)]
+    #[arg(long, value_name = "PATH", env = "ECRCP_CONFIG", default_value = crate::config::DEFAULT_PATH)]
     pub config: PathBuf,
 
     /// Check the config and exit; touches no network

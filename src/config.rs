@@ -45,6 +45,8 @@ pub struct SyncConfig {
     /// Where each run writes its metrics in Prometheus text (`[sync] metrics_file`), relative
     /// paths from the config's directory.
     pub metrics_file: Option<PathBuf>,
+    /// API quotas the account has raised (`[sync] api_quotas`): ECR action to requests a second.
+    pub api_quotas: std::collections::BTreeMap<String, u32>,
 }
 
 impl SyncConfig {
@@ -88,6 +90,7 @@ struct RawSync {
     reserve_pulls: Option<Spanned<i64>>,
     transfers: Option<Spanned<i64>>,
     metrics_file: Option<Spanned<String>>,
+    api_quotas: Option<Spanned<std::collections::BTreeMap<String, i64>>>,
 }
 
 /// `platform = "linux/amd64"` or, for the registry engine, `platform = ["linux/amd64", "linux/arm64"]`.
@@ -228,6 +231,11 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
             Some(path) => Some(base.join(path.get_ref())),
             None => None,
         };
+    let api_quotas = match raw.sync.as_ref().and_then(|sync| sync.api_quotas.as_ref()) {
+        Some(quotas) => crate::provider::ecr::pace::check_quotas(quotas.get_ref())
+            .map_err(|message| error(Some(quotas.span()), message))?,
+        None => std::collections::BTreeMap::new(),
+    };
     Ok(SyncConfig {
         jobs,
         rules,
@@ -235,6 +243,7 @@ pub fn parse(text: &str, path: &Path) -> Result<SyncConfig, ConfigError> {
         reserve_pulls,
         transfers,
         metrics_file,
+        api_quotas,
     })
 }
 
@@ -1022,6 +1031,21 @@ destination = ["{ECR}/mirror/", {{ to = "mirror/", region = "eu-west-1" }}]
         ))
         .unwrap();
         assert_eq!(config.jobs.len(), 2);
+    }
+
+    #[test]
+    fn raised_api_quotas_are_read_and_an_unknown_action_points_at_its_table() {
+        let config = parse_text(&format!(
+            "version = 1\n[sync]\napi_quotas = {{ PutImage = 40 }}\n[[image]]\nsource = \"nginx\"\ndestination = \"{ECR}/m/\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.api_quotas.get("PutImage"), Some(&40));
+        let error = parse_text(&format!(
+            "version = 1\n[sync]\napi_quotas = {{ PutImages = 40 }}\n[[image]]\nsource = \"nginx\"\ndestination = \"{ECR}/m/\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains(":3:") && error.contains("'PutImages'"), "{error}");
     }
 
     #[test]

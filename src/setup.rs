@@ -10,7 +10,7 @@ use crate::copy::{Confirm, Copier};
 use crate::docker::DockerCli;
 use crate::ledger::Ledger;
 use crate::plan::{CopyJob, CopyOptions};
-use crate::provider::Providers;
+use crate::provider::{Pacing, Providers};
 use crate::reference::{Reference, ReferenceError};
 use crate::registry::credentials::CredentialStore;
 use crate::registry::{RegistryClient, RegistryError};
@@ -24,9 +24,9 @@ pub struct Setup {
 impl Setup {
     /// Connects the providers `jobs` need (every job the run may copy: for sync, those its
     /// tag rules may make too) and ecrcp's registry client, which paces each registry's
-    /// requests at the rates its kind sets, shared with `workers - 1` other workers (shards)
-    /// on the same account. Missing credentials stop the run here, before any copy.
-    pub async fn new(jobs: &[CopyJob], docker: &DockerCli, workers: u32) -> anyhow::Result<Setup> {
+    /// requests at the rates its kind sets (`pacing`: quotas raised, and how many workers
+    /// share them). Missing credentials stop the run here, before any copy.
+    pub async fn new(jobs: &[CopyJob], docker: &DockerCli, pacing: &Pacing) -> anyhow::Result<Setup> {
         let providers = Providers::connect(jobs).await?;
         let registry = registry_client(docker)?;
         let setup = Setup { registry, providers };
@@ -42,7 +42,7 @@ impl Setup {
                     setup.registry.expect_basic(image.api_host());
                 }
                 if paced.insert(image.api_host().to_owned()) {
-                    setup.registry.pace(image.api_host(), provider.paced(workers));
+                    setup.registry.pace(image.api_host(), provider.paced(pacing));
                 }
             }
         }

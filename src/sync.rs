@@ -18,6 +18,7 @@ use crate::ledger::Ledger;
 use crate::lock;
 use crate::outcome::{self, Fate};
 use crate::plan::{CopyJob, CopyOptions, Overwrite};
+use crate::provider::Pacing;
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient};
 use crate::report::{self, ImageRecord, RunRecord};
@@ -173,11 +174,14 @@ pub async fn run(
     };
     let started = Instant::now();
     let started_at = SystemTime::now();
-    let workers = options.shard.map_or(1, Shard::count);
+    let pacing = Pacing {
+        workers: options.shard.map_or(1, Shard::count),
+        quotas: config.api_quotas.clone(),
+    };
     let setup = Setup::new(
         &tags::with_templates(&config.jobs, &config.rules),
         docker,
-        workers,
+        &pacing,
     )
     .await?;
     let registry = &setup.registry;

@@ -5,7 +5,7 @@
 //! talks to the AWS API. How calls are retried: `retry`.
 
 pub mod iam;
-mod pace;
+pub mod pace;
 mod retry;
 
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ use base64::Engine as _;
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
-use super::{needs_refresh, next_serial, Login, Meaning, NameRefused, Provider};
+use super::{needs_refresh, next_serial, Login, Meaning, NameRefused, Pacing, Provider};
 use crate::net_timeouts;
 use crate::plan::{AwsOptions, CopyJob, Encryption, JobSettings, RepositorySettings};
 use crate::reference::{check_ecr_repository, EcrHost};
@@ -175,8 +175,8 @@ impl Provider for EcrSessions {
         true
     }
 
-    fn paced(&self, workers: u32) -> Vec<Paced> {
-        pace::actions(workers)
+    fn paced(&self, pacing: &Pacing) -> Vec<Paced> {
+        pace::actions(pacing)
     }
 
     fn own_registry(&self, settings: &JobSettings) -> Option<&str> {

@@ -80,8 +80,8 @@ pub trait Provider: Send + Sync {
     }
 
     /// The kinds of request its registries hold to rates of their own (ECR's API quotas, per
-    /// account and region), at the rates one of `workers` that share them may go at.
-    fn paced(&self, _workers: u32) -> Vec<Paced> {
+    /// account and region), at the rates `pacing` allows this worker.
+    fn paced(&self, _pacing: &Pacing) -> Vec<Paced> {
         Vec::new()
     }
 
@@ -101,6 +101,23 @@ pub trait Provider: Send + Sync {
     /// registries want another user with it (ACR's refresh token goes with a fixed GUID).
     fn docker_login(&self, login: &Credentials) -> Credentials {
         login.clone()
+    }
+}
+
+/// How fast a worker may go at its registries' API quotas: the quotas the user raised
+/// (`[sync] api_quotas`, action name to requests a second) and how many workers share them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pacing {
+    pub workers: u32,
+    pub quotas: std::collections::BTreeMap<String, u32>,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            workers: 1,
+            quotas: std::collections::BTreeMap::new(),
+        }
     }
 }
 

@@ -8,7 +8,34 @@
 
 use reqwest::Method;
 
+use crate::provider::Pacing;
 use crate::registry::hosts::{Paced, Rate};
+
+/// Checks the quotas a config raises (`[sync] api_quotas`): each names an action ECR paces,
+/// at 1 to 100,000 requests a second.
+pub fn check_quotas(
+    quotas: &std::collections::BTreeMap<String, i64>,
+) -> Result<std::collections::BTreeMap<String, u32>, String> {
+    let known: Vec<&str> = ACTIONS.iter().map(|(action, _, _)| *action).collect();
+    quotas
+        .iter()
+        .map(|(action, rate)| {
+            if !known.contains(&action.as_str()) {
+                return Err(format!(
+                    "api_quotas names '{action}', which is not an action ecrcp paces: {}",
+                    known.join(", ")
+                ));
+            }
+            u32::try_from(*rate)
+                .ok()
+                .filter(|rate| (1..=100_000).contains(rate))
+                .map(|rate| (action.clone(), rate))
+                .ok_or_else(|| {
+                    format!("api_quotas: {action} = {rate} is out of range: 1 to 100000 requests a second")
+                })
+        })
+        .collect()
+}
 
 /// Whether a registry request, by its method and path, is one ECR action.
 type Matches = fn(&Method, &str) -> bool;
@@ -39,14 +66,16 @@ const ACTIONS: &[(&str, u32, Matches)] = &[
     }),
 ];
 
-/// Each action's pace for one of `workers` sharing the account's quotas: an even share of
-/// the rate (one a second at the least), evenly spaced (no burst): AWS enforces a quota as a
-/// token bucket whose burst then absorbs the jitter of ecrcp's timers.
-pub fn actions(workers: u32) -> Vec<Paced> {
-    let workers = workers.max(1);
+/// Each action's pace for one of `pacing.workers` sharing the account's quotas (the default,
+/// or the quota the user raised): an even share of the rate (one a second at the least),
+/// evenly spaced (no burst): AWS enforces a quota as a token bucket whose burst then absorbs
+/// the jitter of ecrcp's timers.
+pub fn actions(pacing: &Pacing) -> Vec<Paced> {
+    let workers = pacing.workers.max(1);
     ACTIONS
         .iter()
-        .map(|&(action, per_second, matches)| {
+        .map(|&(action, default, matches)| {
+            let per_second = pacing.quotas.get(action).copied().unwrap_or(default);
             let share = (per_second / workers).max(1);
             Paced {
                 action,
@@ -65,7 +94,7 @@ mod tests {
     use super::*;
 
     fn action_of(method: &Method, path: &str) -> Option<&'static str> {
-        actions(1)
+        actions(&Pacing::default())
             .into_iter()
             .find(|paced| (paced.matches)(method, path))
             .map(|paced| paced.action)
@@ -113,13 +142,45 @@ mod tests {
     }
 
     #[test]
+    fn a_raised_quota_replaces_the_default_and_is_split_among_workers_too() {
+        let raised = check_quotas(&[("PutImage".to_owned(), 40)].into_iter().collect()).unwrap();
+        let rate = |workers| {
+            actions(&Pacing {
+                workers,
+                quotas: raised.clone(),
+            })
+            .into_iter()
+            .find(|paced| paced.action == "PutImage")
+            .unwrap()
+            .rate
+            .per_second
+        };
+        assert_eq!((rate(1), rate(4)), (40, 10));
+        for (action, rate, refused) in [
+            (
+                "PutImages",
+                10,
+                "not an action ecrcp paces: PutImage, InitiateLayerUpload",
+            ),
+            ("PutImage", 0, "PutImage = 0 is out of range"),
+            ("PutImage", 100_001, "out of range: 1 to 100000"),
+        ] {
+            let error = check_quotas(&[(action.to_owned(), rate)].into_iter().collect()).unwrap_err();
+            assert!(error.contains(refused), "{error}");
+        }
+    }
+
+    #[test]
     fn workers_that_share_an_account_split_its_rates() {
         let rate = |workers, action| {
-            actions(workers)
-                .into_iter()
-                .find(|paced| paced.action == action)
-                .unwrap()
-                .rate
+            actions(&Pacing {
+                workers,
+                ..Pacing::default()
+            })
+            .into_iter()
+            .find(|paced| paced.action == action)
+            .unwrap()
+            .rate
         };
         assert_eq!(
             rate(1, "PutImage"),
