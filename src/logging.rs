@@ -1,5 +1,6 @@
 //! The one place that decides where `tracing` events go: the systemd journal (with each
-//! field as a journal field) when stderr is the journal, JSON lines when asked, readable
+//! field as a journal field) when stderr is the journal, JSON lines when asked (on stderr, or
+//! on stdout for a container whose stdout is its log), readable
 //! text otherwise. Filtered by `ECRCP_LOG` (or `RUST_LOG`), else to ecrcp's own events at
 //! the caller's level: the libraries' chatter (aws-config's WARN lines with HTTP dumps when
 //! there is no instance metadata) stays out unless asked for.
@@ -22,6 +23,9 @@ pub enum Format {
     Text,
     /// One JSON object per event on stderr, fields flattened
     Json,
+    /// One JSON object per event on stdout, for containers whose stdout is the log (the
+    /// image's default)
+    JsonStdout,
     /// The systemd journal, each field a journal field
     Journald,
 }
@@ -52,18 +56,24 @@ pub fn init(format: Format, level: &str) {
             // No journal socket after all: text on stderr still reaches the journal.
             Err(_) => registry.with(text_layer()).try_init(),
         },
-        Format::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
+        Format::Json => registry.with(json_layer(std::io::stderr)).try_init(),
+        Format::JsonStdout => registry.with(json_layer(std::io::stdout)).try_init(),
         Format::Text | Format::Auto => registry.with(text_layer()).try_init(),
     };
     // A second init (tests) keeps the first subscriber.
     drop(installed);
+}
+
+/// One JSON object per event, fields flattened, to `writer`.
+fn json_layer<S, W>(writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_writer(writer)
 }
 
 fn text_layer<S>() -> impl tracing_subscriber::Layer<S>

@@ -146,3 +146,43 @@ fn a_sync_leaves_valid_metrics_a_report_and_a_status_that_say_what_failed() {
     assert_eq!(last["unchanged"], 1);
     assert_eq!(last["failed"], 0);
 }
+
+#[test]
+#[ignore = "needs the test bed"]
+fn json_stdout_sends_the_log_to_stdout_as_a_container_s_log_wants_it() {
+    let bed = Bed::get("signals-stdout");
+    let upstream = bed.unique("e2e/stdout");
+    bed.push_upstream(&upstream, "1", "stdout");
+    let prefix = bed.unique("stdout");
+    let config = bed.sync_config(&format!(
+        "version = 1\n[defaults]\ndestination = \"{ECR}/{prefix}/\"\n[[image]]\nsource = \"{upstream}:1\"\n"
+    ));
+    let run = crate::support::Run::from(
+        bed.ecrcp()
+            .args([
+                "sync",
+                "--engine",
+                "registry",
+                "--log-format",
+                "json-stdout",
+                "--config",
+            ])
+            .arg(&config)
+            .output()
+            .expect("ecrcp runs"),
+    );
+    run.assert_code(0);
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}")))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|event| event["message"] == "sync finished" && event["copied"] == 1),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains("sync finished"), "{}", run.stderr);
+}
