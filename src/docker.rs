@@ -96,8 +96,10 @@ impl DockerCommand {
     }
 
     /// The local image ID (the digest of the image config, which survives a push to another
-    /// registry unchanged) and the manifest digests docker recorded for the image, all on one
-    /// line: `ID REPO@DIGEST...`. After a push these include the digest the destination serves.
+    /// registry unchanged), its platform, and the manifest digests docker recorded for the
+    /// image (where it was pulled from or pushed to), all on one line:
+    /// `ID OS/ARCH[/VARIANT] REPO@DIGEST...`. `index` reads the variant: docker fails the
+    /// template on a missing `.Variant` (an image without one).
     pub fn inspect(image: &Reference) -> Self {
         DockerCommand {
             kind: Kind::Cleanup,
@@ -105,7 +107,8 @@ impl DockerCommand {
                 "image".to_owned(),
                 "inspect".to_owned(),
                 "--format".to_owned(),
-                "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}".to_owned(),
+                "{{.Id}} {{.Os}}/{{.Architecture}}{{with index . \"Variant\"}}/{{.}}{{end}}{{range .RepoDigests}} {{.}}{{end}}"
+                    .to_owned(),
                 local_name(image),
             ])
         }
@@ -848,7 +851,7 @@ mod tests {
                     "image",
                     "inspect",
                     "--format",
-                    "{{.Id}}{{range .RepoDigests}} {{.}}{{end}}",
+                    "{{.Id}} {{.Os}}/{{.Architecture}}{{with index . \"Variant\"}}/{{.}}{{end}}{{range .RepoDigests}} {{.}}{{end}}",
                     "docker.io/library/nginx:1.27",
                 ],
             ),

@@ -1,5 +1,5 @@
 //! What the local docker holds: which image store it uses (that decides what an image's
-//! `.Id` means) and what it knows of an image after a push.
+//! `.Id` means) and what it knows of an image it pulled and tagged.
 
 use crate::docker::{DockerCommand, DockerError};
 use crate::reference::Reference;
@@ -35,6 +35,8 @@ impl ImageStore {
 pub(super) struct LocalImage {
     /// docker's `.Id`, which means what `store` says.
     id: String,
+    /// The image's own `os/architecture[/variant]`, when docker says it.
+    platform: Option<String>,
     repo_digests: Vec<String>,
     store: ImageStore,
 }
@@ -47,6 +49,24 @@ impl LocalImage {
             || self.repo_digests.iter().any(|known| known.ends_with(&suffix))
     }
 
+    /// From [`DockerCommand::inspect`]'s line: `ID OS/ARCH[/VARIANT] REPO@DIGEST...`.
+    fn parse(output: &str, store: ImageStore) -> Self {
+        let mut words = output.split_whitespace().map(str::to_owned).peekable();
+        let id = words.next().unwrap_or_default();
+        let platform = words.next_if(|word| !word.contains('@'));
+        LocalImage {
+            id,
+            platform,
+            repo_digests: words.collect(),
+            store,
+        }
+    }
+
+    /// The platform the image is for, as docker recorded it.
+    pub(super) fn platform(&self) -> Option<&str> {
+        self.platform.as_deref()
+    }
+
     /// The config digest (image ID as registries see it), when docker's store knows it.
     pub(super) fn config(&self) -> Option<&str> {
         (self.store == ImageStore::Classic).then_some(self.id.as_str())
@@ -57,13 +77,7 @@ impl DockerEngine<'_> {
     pub(super) async fn inspect(&self, image: &Reference) -> anyhow::Result<LocalImage> {
         let store = self.store().await?;
         let output = self.docker(&DockerCommand::inspect(image)).await?.stdout;
-        let mut words = output.split_whitespace().map(str::to_owned);
-        let id = words.next().unwrap_or_default();
-        Ok(LocalImage {
-            id,
-            repo_digests: words.collect(),
-            store,
-        })
+        Ok(LocalImage::parse(&output, store))
     }
 
     /// Which image store the daemon uses, asked once per run.
@@ -157,7 +171,7 @@ pub(super) mod tests {
         // What Docker Engine 29 answers after `docker pull nginx` and `docker tag`.
         let docker = FakeDocker {
             driver_status: "[[\"driver-type\",\"io.containerd.snapshotter.v1\"]]\n",
-            inspect: format!("{INDEX} docker.io/library/nginx@{INDEX}\n"),
+            inspect: format!("{INDEX} linux/amd64 docker.io/library/nginx@{INDEX}\n"),
             calls: Mutex::default(),
         };
         let image = inspected(&docker).await;
@@ -172,11 +186,29 @@ pub(super) mod tests {
         );
     }
 
+    #[test]
+    fn an_inspect_line_gives_the_id_the_platform_and_the_digests() {
+        let cases: [(&str, Option<&str>, usize); 5] = [
+            ("ID linux/amd64 a@sha256:1 b@sha256:2\n", Some("linux/amd64"), 2),
+            ("ID linux/arm/v7 a@sha256:1", Some("linux/arm/v7"), 1),
+            ("ID windows/amd64\n", Some("windows/amd64"), 0),
+            // An older docker that left the platform out, or an image without one.
+            ("ID a@sha256:1", None, 1),
+            ("ID", None, 0),
+        ];
+        for (line, platform, digests) in cases {
+            let image = LocalImage::parse(line, ImageStore::Classic);
+            assert_eq!(image.id, "ID", "{line}");
+            assert_eq!(image.platform(), platform, "{line}");
+            assert_eq!(image.repo_digests.len(), digests, "{line}");
+        }
+    }
+
     #[tokio::test]
     async fn under_the_classic_store_the_image_id_is_the_config_digest() {
         let docker = FakeDocker {
             driver_status: "[]\n",
-            inspect: format!("{CONFIG} docker.io/library/nginx@{INDEX}\n"),
+            inspect: format!("{CONFIG} linux/amd64 docker.io/library/nginx@{INDEX}\n"),
             calls: Mutex::default(),
         };
         let image = inspected(&docker).await;

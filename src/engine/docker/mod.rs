@@ -113,13 +113,19 @@ impl<'a> DockerEngine<'a> {
         deadline: Instant,
     ) -> anyhow::Result<Delivered> {
         let Transfer { job, destination, .. } = *transfer;
-        let published = match ready {
-            Ok(()) => self.publish(transfer, pulled, deadline).await,
+        let pushed = match ready {
+            Ok(()) => self.push(transfer, pulled, deadline).await,
             Err(error) => Err(error),
         };
-        if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
-            tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
-        }
+        // The temporary tag goes while the registry says what it serves now: neither step
+        // needs the other, and what docker holds was read during the push.
+        let (published, ()) = tokio::join!(
+            async {
+                let (pushed, image) = pushed?;
+                self.published(transfer, pushed, image).await
+            },
+            self.untag(destination),
+        );
         let (digest, already_there, image) = published?;
         // The ledger links the digest seen by HEAD only if docker pulled that very digest
         // (or the platform's manifest read out of that very index); if the tag moved in
@@ -284,24 +290,28 @@ impl<'a> DockerEngine<'a> {
         }
     }
 
-    /// Pushes the destination tag (its repository and login are ready) and verifies what the
-    /// registry then serves: its digest, and whether the tag held it already.
-    async fn publish(
+    /// Pushes the destination tag (its repository and login are ready): the push's result,
+    /// unless it stopped the run, and what docker holds under that tag. That is read while
+    /// docker pushes (a push changes neither the image's ID nor the manifest the containerd
+    /// store sends), and read again after a push whose daemon went away meanwhile.
+    async fn push(
         &self,
         transfer: &Transfer<'_>,
         pulled: &Reference,
         deadline: Instant,
-    ) -> anyhow::Result<(String, bool, LocalImage)> {
+    ) -> anyhow::Result<(anyhow::Result<DockerOutput>, LocalImage)> {
         let destination = transfer.destination;
-        let pushed = self
-            .docker_retrying(
-                &DockerCommand::push(destination, transfer.options.progress),
+        let push = DockerCommand::push(destination, transfer.options.progress);
+        let (pushed, held) = tokio::join!(
+            self.docker_retrying(
+                &push,
                 None,
                 Some((pulled, destination)),
                 deadline,
                 (destination, &transfer.job.settings),
-            )
-            .await;
+            ),
+            self.inspect(destination),
+        );
         let pushed = match pushed {
             // No daemon to ask what it holds: the registry's tag moved only if the push
             // sent its manifest, and that names the complete image.
@@ -314,13 +324,26 @@ impl<'a> DockerEngine<'a> {
             }
             pushed => self.out_of_space(pushed, None).await,
         };
-        // What docker holds and what the registry serves are asked side by side: verify
-        // compares the two, and neither answer changes the other.
-        let (image, head) = tokio::join!(
-            self.inspect(destination),
-            self.registry.head_manifest(destination)
-        );
-        let image = image?;
+        let image = match held {
+            Ok(image) => image,
+            Err(error) => {
+                tracing::debug!(image = %destination, %error, "cannot read the local image during the push; asking again");
+                self.inspect(destination).await?
+            }
+        };
+        Ok((pushed, image))
+    }
+
+    /// Verifies what the registry serves after the push (`pushed`: its result) against the
+    /// `image` docker holds: its digest, and whether the tag held it already.
+    async fn published(
+        &self,
+        transfer: &Transfer<'_>,
+        pushed: anyhow::Result<DockerOutput>,
+        image: LocalImage,
+    ) -> anyhow::Result<(String, bool, LocalImage)> {
+        let destination = transfer.destination;
+        let head = self.registry.head_manifest(destination).await;
         match pushed {
             Ok(_) => {
                 let digest = self.verify(transfer, &image, head).await?;
@@ -337,8 +360,17 @@ impl<'a> DockerEngine<'a> {
         }
     }
 
+    /// Removes the temporary local tag; a failure is only worth a warning.
+    async fn untag(&self, destination: &Reference) {
+        if let Err(error) = self.docker(&DockerCommand::untag(destination)).await {
+            tracing::warn!(image = %destination, %error, "cannot remove the temporary local tag");
+        }
+    }
+
     /// Checks that the destination now serves (`head`: its answer to a HEAD after the push)
-    /// the image docker holds locally, and returns the digest it serves.
+    /// the image docker holds locally, and returns the digest it serves: a manifest docker
+    /// knows the image by (the containerd store pushes the one it holds), else one whose
+    /// config is the image's (the classic store pushes a manifest of its own making).
     async fn verify(
         &self,
         transfer: &Transfer<'_>,
@@ -352,7 +384,10 @@ impl<'a> DockerEngine<'a> {
         if image.has_digest(&head.digest) {
             return Ok(head.digest);
         }
-        let platform = self.platform(job).await?;
+        let platform = match image.platform() {
+            Some(platform) => platform.to_owned(),
+            None => self.platform(job).await?,
+        };
         let served = self
             .registry
             .config_digest(destination, &platform)
