@@ -28,13 +28,9 @@ pub struct RunRecord {
     pub dry_run: bool,
     /// This worker's share (`K/N`), when the list was split.
     pub shard: Option<String>,
-    pub copied: usize,
-    pub unchanged: usize,
-    pub would_copy: usize,
-    pub deferred: usize,
-    pub failed: usize,
-    pub not_started: usize,
-    pub referrers_added: usize,
+    /// What became of its images.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Blob bytes the registry engine sent to destinations (docker's pushes are not counted).
     pub bytes_copied: u64,
     pub hub_pulls_spent: u64,
@@ -42,6 +38,23 @@ pub struct RunRecord {
     /// Throttles (429) registries and their token servers answered.
     pub throttles: u64,
     pub images: Vec<ImageRecord>,
+}
+
+/// What became of a run's images, counted by outcome: the sync's summary, its record, its
+/// metrics and `ecrcp status` all count with these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub copied: usize,
+    /// Already at the destination (or skipped by `-n`/`-u` rules).
+    pub unchanged: usize,
+    /// `--dry-run`: copies that would run.
+    pub would_copy: usize,
+    pub deferred: usize,
+    pub failed: usize,
+    pub not_started: usize,
+    /// Referrers and signature tags copied beside the images (`referrers = true`), those of
+    /// unchanged images included.
+    pub referrers_added: usize,
 }
 
 /// One image of a run: where it went, what was decided and how it ended.
@@ -119,12 +132,12 @@ pub fn prometheus(record: &RunRecord) -> String {
         );
     }
     let outcomes = [
-        ("copied", record.copied),
-        ("unchanged", record.unchanged),
-        ("would_copy", record.would_copy),
-        ("deferred", record.deferred),
-        ("failed", record.failed),
-        ("not_started", record.not_started),
+        ("copied", record.counts.copied),
+        ("unchanged", record.counts.unchanged),
+        ("would_copy", record.counts.would_copy),
+        ("deferred", record.counts.deferred),
+        ("failed", record.counts.failed),
+        ("not_started", record.counts.not_started),
     ];
     gauge(
         "images",
@@ -134,7 +147,7 @@ pub fn prometheus(record: &RunRecord) -> String {
     gauge(
         "referrers_added",
         "Referrers and signature tags the last run copied beside the images.",
-        &one(record.referrers_added.to_string()),
+        &one(record.counts.referrers_added.to_string()),
     );
     gauge(
         "bytes_copied",
@@ -236,14 +249,14 @@ pub fn status_text(record: &RunRecord, now: f64, next: Option<&str>) -> String {
         record.exit
     );
     let mut counts = vec![
-        format!("{} copied", record.copied),
-        format!("{} unchanged", record.unchanged),
+        format!("{} copied", record.counts.copied),
+        format!("{} unchanged", record.counts.unchanged),
     ];
     for (count, word) in [
-        (record.would_copy, "would copy"),
-        (record.deferred, "deferred"),
-        (record.failed, "failed"),
-        (record.not_started, "not started"),
+        (record.counts.would_copy, "would copy"),
+        (record.counts.deferred, "deferred"),
+        (record.counts.failed, "failed"),
+        (record.counts.not_started, "not started"),
     ] {
         if count > 0 {
             counts.push(format!("{count} {word}"));
@@ -315,13 +328,13 @@ mod tests {
             last_success: None,
             dry_run: false,
             shard: Some("2/3".into()),
-            copied: 2,
-            unchanged: 5,
-            would_copy: 0,
-            deferred: 1,
-            failed: 1,
-            not_started: 0,
-            referrers_added: 0,
+            counts: Counts {
+                copied: 2,
+                unchanged: 5,
+                deferred: 1,
+                failed: 1,
+                ..Counts::default()
+            },
             bytes_copied: 1_048_576,
             hub_pulls_spent: 3,
             hub_pulls_remaining: Some(97),

@@ -21,7 +21,7 @@ use crate::plan::{CopyJob, CopyOptions, Overwrite};
 use crate::provider::Pacing;
 use crate::reference::Reference;
 use crate::registry::{RateLimit, RegistryClient};
-use crate::report::{self, ImageRecord, RunRecord};
+use crate::report::{self, Counts, ImageRecord, RunRecord};
 use crate::setup::Setup;
 use crate::shard::Shard;
 use crate::state_file;
@@ -57,16 +57,8 @@ pub struct SyncOptions {
 /// What a sync did, image by image, added up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    pub copied: usize,
-    pub unchanged: usize,
-    /// `--dry-run`: copies that would run.
-    pub would_copy: usize,
-    pub deferred: usize,
-    pub failed: usize,
-    pub not_started: usize,
-    /// Referrers and signature tags copied beside the images (`referrers = true`), those of
-    /// unchanged images included.
-    pub referrers_added: usize,
+    /// What became of the images.
+    pub counts: Counts,
     /// Docker Hub pulls this run spent: config comparisons and docker pulls, each counted
     /// when it ran.
     pub hub_pulls_spent: u64,
@@ -82,9 +74,9 @@ impl Summary {
     pub fn exit(&self) -> Exit {
         if self.stopped {
             Exit::Terminated
-        } else if self.failed > 0 {
+        } else if self.counts.failed > 0 {
             Exit::CopyFailed
-        } else if self.deferred > 0 {
+        } else if self.counts.deferred > 0 {
             Exit::Deferred
         } else {
             Exit::Success
@@ -216,7 +208,7 @@ pub async fn run(
 
     copier.close().await;
     let mut summary = summarize(&results, stop.is_requested());
-    summary.failed += expanded.failures.len();
+    summary.counts.failed += expanded.failures.len();
     summary.hub_pulls_spent = copier.hub_pulls_spent();
     summary.hub_allowance = allowance;
     if summary.hub_pulls_spent > 0 {
@@ -232,13 +224,7 @@ pub async fn run(
             last_success: None,
             dry_run: options.dry_run,
             shard: options.shard.map(|shard| shard.to_string()),
-            copied: summary.copied,
-            unchanged: summary.unchanged,
-            would_copy: summary.would_copy,
-            deferred: summary.deferred,
-            failed: summary.failed,
-            not_started: summary.not_started,
-            referrers_added: summary.referrers_added,
+            counts: summary.counts,
             bytes_copied: registry.bytes_sent(),
             hub_pulls_spent: summary.hub_pulls_spent,
             hub_pulls_remaining: summary.hub_allowance.map(|limit| limit.remaining),
@@ -557,23 +543,24 @@ fn summarize(results: &[Finished], stopped: bool) -> Summary {
         stopped,
         ..Summary::default()
     };
+    let counts = &mut summary.counts;
     for finished in results {
         if let ImageResult::Done(outcome) = &finished.result {
-            summary.referrers_added += outcome.extras().map_or(0, |extras| extras.added.len());
+            counts.referrers_added += outcome.extras().map_or(0, |extras| extras.added.len());
         }
         match &finished.result {
-            ImageResult::Done(Outcome::Copied { .. }) => summary.copied += 1,
-            ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(_)) => summary.unchanged += 1,
-            ImageResult::Done(Outcome::WouldCopy(_)) => summary.would_copy += 1,
-            ImageResult::Deferred(_) => summary.deferred += 1,
+            ImageResult::Done(Outcome::Copied { .. }) => counts.copied += 1,
+            ImageResult::Done(Outcome::AlreadyThere { .. } | Outcome::Skipped(_)) => counts.unchanged += 1,
+            ImageResult::Done(Outcome::WouldCopy(_)) => counts.would_copy += 1,
+            ImageResult::Deferred(_) => counts.deferred += 1,
             ImageResult::Failed(_) => {
-                summary.failed += 1;
+                counts.failed += 1;
                 summary.failed_destinations.push(match &finished.destination {
                     Some(destination) => destination.to_string(),
                     None => format!("{} (from {})", finished.job.destination, finished.job.label),
                 });
             }
-            ImageResult::NotStarted => summary.not_started += 1,
+            ImageResult::NotStarted => counts.not_started += 1,
         }
     }
     summary
@@ -581,13 +568,13 @@ fn summarize(results: &[Finished], stopped: bool) -> Summary {
 
 fn log_summary(summary: &Summary, started: Instant) {
     tracing::info!(
-        copied = summary.copied,
-        unchanged = summary.unchanged,
-        would_copy = summary.would_copy,
-        deferred = summary.deferred,
-        failed = summary.failed,
-        not_started = summary.not_started,
-        referrers_added = summary.referrers_added,
+        copied = summary.counts.copied,
+        unchanged = summary.counts.unchanged,
+        would_copy = summary.counts.would_copy,
+        deferred = summary.counts.deferred,
+        failed = summary.counts.failed,
+        not_started = summary.counts.not_started,
+        referrers_added = summary.counts.referrers_added,
         hub_pulls_spent = summary.hub_pulls_spent,
         hub_pulls_remaining = summary.hub_allowance.map(|limit| limit.remaining),
         failed_destinations = %summary.failed_destinations.join(", "),
@@ -734,30 +721,42 @@ mod tests {
             (Summary::default(), Exit::Success),
             (
                 Summary {
-                    copied: 3,
-                    unchanged: 2,
+                    counts: Counts {
+                        copied: 3,
+                        unchanged: 2,
+                        ..Counts::default()
+                    },
                     ..Summary::default()
                 },
                 Exit::Success,
             ),
             (
                 Summary {
-                    deferred: 1,
+                    counts: Counts {
+                        deferred: 1,
+                        ..Counts::default()
+                    },
                     ..Summary::default()
                 },
                 Exit::Deferred,
             ),
             (
                 Summary {
-                    deferred: 1,
-                    failed: 1,
+                    counts: Counts {
+                        deferred: 1,
+                        failed: 1,
+                        ..Counts::default()
+                    },
                     ..Summary::default()
                 },
                 Exit::CopyFailed,
             ),
             (
                 Summary {
-                    failed: 1,
+                    counts: Counts {
+                        failed: 1,
+                        ..Counts::default()
+                    },
                     stopped: true,
                     ..Summary::default()
                 },
