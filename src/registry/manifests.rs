@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 
 use super::error::explanation;
 use super::request::Request;
+use super::retry::UNKNOWN_BLOB_PAUSES;
 use super::transport::Response;
 use super::{header, repository_url, RegistryClient, RegistryError, Scopes};
 use crate::reference::Reference;
@@ -80,33 +81,22 @@ impl RegistryClient {
             detail: format!("media type '{media_type}' cannot be sent"),
         })?;
         let schema1 = super::manifest::is_schema1(media_type);
+        // A blob committed a moment ago may not be visible yet to the manifest check
+        // (storage that is eventually consistent, or another writer rewriting its link at
+        // the same instant): asked again shortly, the same PUT goes through. A blob that is
+        // truly missing is refused again, and reported.
         let mut request = Request::new(Method::PUT, url.clone())
             .header(CONTENT_TYPE, content_type)
             .body(bytes::Bytes::copy_from_slice(bytes))
             .named(format!("manifest '{reference}' of '{}'", image.familiar()))
-            .writing();
+            .writing()
+            .asked_again_when(RegistryError::names_an_unknown_blob, &UNKNOWN_BLOB_PAUSES);
         if schema1 {
             // Answered, not retried: see `schema1_refusal`.
             request = request
                 .accepting(|status| status.is_success() || status == StatusCode::INTERNAL_SERVER_ERROR);
         }
-        let mut pauses = UNKNOWN_BLOB_PAUSES.iter();
-        let response = loop {
-            match self.request(image, scopes, &request).await {
-                // A blob committed a moment ago may not be visible yet to the manifest check
-                // (storage that is eventually consistent, or another writer rewriting its
-                // link at the same instant): asked again shortly, the same PUT goes through.
-                // A blob that is truly missing is refused again, and reported.
-                Err(refusal) if refusal.names_an_unknown_blob() => match pauses.next() {
-                    Some(pause) => {
-                        tracing::info!(image = %image, manifest = reference, wait_ms = pause.as_millis(), "the registry does not see a blob of the manifest yet; asking again");
-                        tokio::time::sleep(*pause).await;
-                    }
-                    None => return Err(refusal),
-                },
-                answered => break answered?,
-            }
-        };
+        let response = self.request(image, scopes, &request).await?;
         if response.status == StatusCode::INTERNAL_SERVER_ERROR {
             return Err(schema1_refusal(image, reference, &url, &response));
         }
@@ -141,13 +131,6 @@ impl RegistryClient {
         Ok((response.status == StatusCode::OK).then_some(response.body))
     }
 }
-
-/// The pauses before a manifest PUT refused for a blob the registry does not see is asked
-/// again: a second and a half in all.
-const UNKNOWN_BLOB_PAUSES: [std::time::Duration; 2] = [
-    std::time::Duration::from_millis(250),
-    std::time::Duration::from_millis(1250),
-];
 
 /// A 500 to the PUT of a schema 1 manifest. Distribution 2.7 and 2.8 refuse schema 1 so
 /// when they do not store it (`compatibility.schema1.enabled` off, their default), as

@@ -2,12 +2,13 @@
 //! [`RegistryClient::request`] (answer read, bounded) or [`RegistryClient::open`] (answer left
 //! to stream), which send it through the authorization layer, turn an answer the caller does
 //! not read into an error ([`super::error::status_error`]), and try again as the host's retry
-//! policy ([`super::hosts`]) and the error's own [`RegistryError::pause`] say. No caller wraps
+//! policy ([`super::hosts`]) and the error's own [`RegistryError::pause`] say, or as the request
+//! says for a refusal that may pass by itself ([`Request::asked_again_when`]). No caller wraps
 //! itself in retries: a request that must not be sent twice says so ([`Request::once`]).
 
 use std::future::Future;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -37,6 +38,15 @@ pub(crate) struct Request {
     once: bool,
     /// A body that streams, taken by the one try ([`Request::streaming`]).
     streamed: Mutex<Option<reqwest::Body>>,
+    /// A refusal asked again after set pauses ([`Request::asked_again_when`]).
+    again: Option<Again>,
+}
+
+/// A refusal that may pass by itself (the registry has not caught up yet), and the pauses
+/// after which the request is sent again, one per try.
+struct Again {
+    refused: fn(&RegistryError) -> bool,
+    pauses: &'static [Duration],
 }
 
 impl Request {
@@ -50,6 +60,7 @@ impl Request {
             limit: Limit::Requests,
             once: false,
             streamed: Mutex::new(None),
+            again: None,
         }
     }
 
@@ -81,6 +92,17 @@ impl Request {
     /// for it.
     pub fn once(mut self) -> Self {
         self.once = true;
+        self
+    }
+
+    /// Sent again after each of `pauses` while the registry answers with a refusal that
+    /// `refused` says may pass by itself; any other failure goes by the host's policy.
+    pub fn asked_again_when(
+        mut self,
+        refused: fn(&RegistryError) -> bool,
+        pauses: &'static [Duration],
+    ) -> Self {
+        self.again = Some(Again { refused, pauses });
         self
     }
 
@@ -215,6 +237,10 @@ impl RegistryClient {
             redact::redact(&request.outgoing.url)
         );
         let mut attempts = Attempts::new(self.hosts.settings(host).retry);
+        let mut again = request
+            .again
+            .as_ref()
+            .map(|again| (again.refused, again.pauses.iter()));
         loop {
             let entry = self.hosts.enter(host, method, path).await;
             let result = attempt().await;
@@ -223,6 +249,15 @@ impl RegistryClient {
             let Err(error) = &result else {
                 return result;
             };
+            if let Some(pause) = again
+                .as_mut()
+                .filter(|(refused, _)| refused(error))
+                .and_then(|(_, pauses)| pauses.next())
+            {
+                tracing::info!(request = %what, error = %error_chain(error), wait_ms = pause.as_millis(), "the registry refused what may pass by itself; asking again");
+                tokio::time::sleep(*pause).await;
+                continue;
+            }
             let Some(pause) = attempts
                 .after_failure(false, Instant::now())
                 .ok()

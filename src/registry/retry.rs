@@ -35,6 +35,10 @@ pub fn blob_policy() -> Policy {
     }
 }
 
+/// The pauses before a manifest PUT refused for a blob the registry does not see yet
+/// (`MANIFEST_BLOB_UNKNOWN`) is asked again: a second and a half in all.
+pub const UNKNOWN_BLOB_PAUSES: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1250)];
+
 /// The longest `Retry-After` ecrcp waits out within a run. A longer one ends the attempt
 /// with the wait in the message: a sync defers the image to a later run instead.
 pub const LONGEST_WAIT: Duration = Duration::from_secs(30);
