@@ -117,6 +117,28 @@ const IMDS_PROBE: Duration = Duration::from_secs(1);
 const AZ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Entra {
+    /// A source found by looking (not named by the user), checked with a token: `None`, and
+    /// why in `tried`, when it gives none.
+    async fn probed(
+        source: Source,
+        credential: Arc<dyn TokenCredential>,
+        scope: &'static str,
+        tried: &mut Vec<String>,
+    ) -> Option<Entra> {
+        let entra = Entra {
+            source,
+            credential,
+            scope,
+        };
+        match entra.token().await {
+            Ok(_) => Some(entra),
+            Err(error) => {
+                tried.push(error.brief());
+                None
+            }
+        }
+    }
+
     /// The first source that applies for `cloud`, checked with a token; `Ok(None)` when none
     /// applies, with why the ones tried did not (the metadata service, the CLI).
     /// Sources named by variables are the user's word: their failure is returned.
@@ -168,14 +190,8 @@ impl Entra {
                 if imds_answers().await {
                     let credential = managed_identity(client, options())
                         .map_err(|error| AcrError::entra(Source::Imds, &error))?;
-                    let entra = Entra {
-                        source: Source::Imds,
-                        credential,
-                        scope,
-                    };
-                    match entra.token().await {
-                        Ok(_) => return Ok((Some(entra), tried)),
-                        Err(error) => tried.push(error.brief()),
+                    if let Some(entra) = Entra::probed(Source::Imds, credential, scope, &mut tried).await {
+                        return Ok((Some(entra), tried));
                     }
                 } else {
                     tried.push(format!("no instance metadata service answers at {IMDS}"));
@@ -187,14 +203,9 @@ impl Entra {
                     };
                     let credential = AzureCliCredential::new(Some(options))
                         .map_err(|error| AcrError::entra(Source::AzureCli, &error))?;
-                    let entra = Entra {
-                        source: Source::AzureCli,
-                        credential,
-                        scope,
-                    };
-                    match entra.token().await {
-                        Ok(_) => return Ok((Some(entra), tried)),
-                        Err(error) => tried.push(error.brief()),
+                    if let Some(entra) = Entra::probed(Source::AzureCli, credential, scope, &mut tried).await
+                    {
+                        return Ok((Some(entra), tried));
                     }
                 } else {
                     tried.push("no Azure CLI ('az') on PATH".to_owned());
