@@ -25,8 +25,9 @@ use super::tree::Descriptor;
 
 /// Times a dropped source read is resumed where it stopped, per attempt.
 const RESUMES: u32 = 3;
-/// Pieces in flight between the source read and the upload: memory stays flat in blob size.
-const DEPTH: usize = 4;
+/// Pieces waiting between the source read and each upload: one, taken before the next is
+/// read ([`room`]).
+const DEPTH: usize = 1;
 
 /// What moving a blob came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -491,9 +492,18 @@ impl Copying<'_> {
         let mut hasher = Hasher::default();
         let mut offset = 0u64;
         let mut resumes = 0;
-        let mut held: Option<Bytes> = None;
         let since = Instant::now();
         loop {
+            // A piece is read only once every live upload took the one before: a piece that
+            // waited in ecrcp beside the next would hold the read buffer it came in, and the
+            // source connection would take a new one for each (memory grows with the
+            // pieces in flight, not with the blob). Once all of it went, the uploads may
+            // be over: the source's end is read without them.
+            let permits = if offset < blob.size {
+                room(senders, stalled, net().idle).await?
+            } else {
+                Vec::new()
+            };
             let failure = match tokio::time::timeout(net().idle, body.response.chunk()).await {
                 Ok(Ok(Some(piece))) => {
                     offset += piece.len() as u64;
@@ -503,8 +513,15 @@ impl Copying<'_> {
                     hasher.update(&piece);
                     self.progress
                         .set(digest, BlobState::Sending { done: offset, since });
-                    if let Some(previous) = held.replace(piece) {
-                        hand_over(senders, stalled, &previous, net().idle).await?;
+                    if offset == blob.size {
+                        // The piece that completes the blob goes only once it proved the
+                        // digest: a destination never receives all of a blob that is wrong.
+                        if let Some(mismatch) = self.mismatch(blob, hasher.clone()) {
+                            return Err(Some(mismatch));
+                        }
+                    }
+                    for permit in permits.into_iter().flatten() {
+                        permit.send(Ok(piece.clone()));
                     }
                     continue;
                 }
@@ -537,19 +554,25 @@ impl Copying<'_> {
         if offset != blob.size {
             return Err(Some(self.size_error(blob, offset)));
         }
+        // An empty blob has no piece that checked it.
+        match self.mismatch(blob, hasher) {
+            Some(mismatch) => Err(Some(mismatch)),
+            None => Ok(offset),
+        }
+    }
+
+    /// Why what was read (`hasher`) is not `blob`, if it is not.
+    fn mismatch(&self, blob: &Descriptor, hasher: Hasher) -> Option<BlobError> {
         let actual = hasher.finish();
-        if actual != blob.digest {
-            tracing::warn!(image = %source, blob = digest, actual = %actual, outcome = "refused", "blob does not match its digest");
-            return Err(Some(BlobError::Mismatch {
-                image: source.familiar(),
-                digest: digest.to_owned(),
-                actual,
-            }));
+        if actual == blob.digest {
+            return None;
         }
-        if let Some(last) = held {
-            hand_over(senders, stalled, &last, net().idle).await?;
-        }
-        Ok(offset)
+        tracing::warn!(image = %self.source, blob = %blob.digest, actual = %actual, outcome = "refused", "blob does not match its digest");
+        Some(BlobError::Mismatch {
+            image: self.source.familiar(),
+            digest: blob.digest.clone(),
+            actual,
+        })
     }
 
     fn size_error(&self, blob: &Descriptor, actual: u64) -> BlobError {
@@ -580,33 +603,41 @@ impl Copying<'_> {
 /// wait for it at most that long once, whatever the number of stalled ones; their own
 /// silence clocks do not run while they wait for a piece (`finish_upload`). `Err(None)`: no
 /// upload is left.
-async fn hand_over(
+/// Room for one piece in every live upload, each waited for at most `patience`: an upload
+/// that makes none in that time stalled (its sender is dropped, so it fails alone), one
+/// whose receiver went away failed already. `Err(None)` once no upload is left.
+async fn room(
     senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
     stalled: &mut [bool],
-    piece: &Bytes,
     patience: Duration,
-) -> Result<(), Option<BlobError>> {
-    let sent = futures_util::future::join_all(senders.iter().map(|sender| async move {
+) -> Result<Vec<Option<mpsc::OwnedPermit<Result<Bytes, std::io::Error>>>>, Option<BlobError>> {
+    let reserved = futures_util::future::join_all(senders.iter().map(|sender| async move {
         match sender {
-            Some(live) => Some(tokio::time::timeout(patience, live.send(Ok(piece.clone()))).await),
+            Some(live) => Some(tokio::time::timeout(patience, live.clone().reserve_owned()).await),
             None => None,
         }
     }))
     .await;
-    for ((sender, stalled), sent) in senders.iter_mut().zip(stalled.iter_mut()).zip(sent) {
-        match sent {
-            None | Some(Ok(Ok(()))) => {}
-            Some(Ok(Err(_))) => *sender = None,
+    let mut permits = Vec::with_capacity(senders.len());
+    for ((sender, stalled), reserved) in senders.iter_mut().zip(stalled.iter_mut()).zip(reserved) {
+        permits.push(match reserved {
+            Some(Ok(Ok(permit))) => Some(permit),
+            None => None,
+            Some(Ok(Err(_))) => {
+                *sender = None;
+                None
+            }
             Some(Err(_)) => {
                 *stalled = true;
                 *sender = None;
+                None
             }
-        }
+        });
     }
     if senders.iter().all(Option::is_none) {
         return Err(None);
     }
-    Ok(())
+    Ok(permits)
 }
 
 #[cfg(test)]
@@ -614,7 +645,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_piece_reaches_the_live_uploads_while_stalled_ones_are_waited_for_once() {
+    async fn room_is_kept_in_the_live_uploads_while_stalled_ones_are_waited_for_once() {
         let patience = Duration::from_millis(300);
         let mut senders = Vec::new();
         let mut receivers = Vec::new();
@@ -635,23 +666,22 @@ mod tests {
         let mut stalled = vec![false; 3];
         let piece = Bytes::from_static(b"piece");
         let started = Instant::now();
-        let (handed, received) =
-            tokio::join!(hand_over(&mut senders, &mut stalled, &piece, patience), async {
-                let received = healthy.recv().await;
-                (received, started.elapsed())
-            });
-        assert!(handed.is_ok(), "the live upload is left");
-        let (received, waited) = received;
-        assert_eq!(received.unwrap().unwrap(), piece);
-        assert!(
-            waited < patience,
-            "the live upload got the piece at once: {waited:?}"
-        );
+        let permits = room(&mut senders, &mut stalled, patience)
+            .await
+            .expect("the live upload is left");
         assert!(
             started.elapsed() < patience * 2,
             "two stalled uploads are waited for side by side: {:?}",
             started.elapsed()
         );
+        assert_eq!(
+            permits.iter().map(Option::is_some).collect::<Vec<_>>(),
+            [false, true, false]
+        );
+        for permit in permits.into_iter().flatten() {
+            permit.send(Ok(piece.clone()));
+        }
+        assert_eq!(healthy.recv().await.unwrap().unwrap(), piece);
         assert_eq!(stalled, [true, false, true]);
         assert!(senders[1].is_some() && senders[0].is_none() && senders[2].is_none());
     }
