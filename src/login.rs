@@ -201,9 +201,7 @@ impl<'a> Logins<'a> {
         let Some(credentials) = self.registry.credentials().docker_credentials(host).await else {
             return false;
         };
-        let Ok(probe) = RegistryClient::new(CredentialStore::with_config_dir(None)) else {
-            return false;
-        };
+        let probe = self.registry.sharing(CredentialStore::with_config_dir(None));
         probe.credentials().insert(host, credentials);
         match probe.head_manifest(image).await {
             Ok(_) => true,

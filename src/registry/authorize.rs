@@ -25,7 +25,8 @@ use crate::reference::Reference;
 
 /// Sends requests with the authorization they need, over the transport.
 pub(crate) struct Authorizer {
-    pub(super) transport: Transport,
+    /// Shared with the clients made from this one ([`Authorizer::sharing`]).
+    pub(super) transport: Arc<Transport>,
     credentials: CredentialStore,
     /// `Authorization` values by API host and scopes, until they expire.
     pub(super) tokens: TokenCache,
@@ -36,10 +37,22 @@ pub(crate) struct Authorizer {
 impl Authorizer {
     pub fn new(transport: Transport, credentials: CredentialStore) -> Self {
         Authorizer {
-            transport,
+            transport: Arc::new(transport),
             credentials,
             tokens: TokenCache::default(),
             challenges: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One for `credentials` that sends over this one's connections and knows the hosts'
+    /// challenges it learnt (they are the registry's, whoever asks); tokens are its own.
+    pub fn sharing(&self, credentials: CredentialStore) -> Self {
+        let challenges = self.challenges.lock().expect("challenge cache poisoned").clone();
+        Authorizer {
+            transport: Arc::clone(&self.transport),
+            credentials,
+            tokens: TokenCache::default(),
+            challenges: Mutex::new(challenges),
         }
     }
 

@@ -98,6 +98,19 @@ impl RegistryClient {
         })
     }
 
+    /// A client that asks with `credentials` instead, over this one's connections (no new
+    /// TLS session to a host this one reached) and knowing the challenges this one met.
+    #[must_use]
+    pub fn sharing(&self, credentials: CredentialStore) -> Self {
+        RegistryClient {
+            auth: self.auth.sharing(credentials),
+            hosts: Hosts::default(),
+            hub_manifest_reads: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+        }
+    }
+
     pub fn credentials(&self) -> &CredentialStore {
         self.auth.credentials()
     }

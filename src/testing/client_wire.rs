@@ -664,3 +664,44 @@ async fn an_identity_token_is_never_the_answer_to_a_basic_challenge() {
         assert_eq!(request.header("authorization"), None, "{}", request.line());
     }
 }
+
+#[tokio::test]
+async fn a_client_sharing_the_run_s_connections_asks_with_its_own_login_and_the_challenge_known() {
+    use base64::Engine as _;
+    let fake = FakeRegistry::start();
+    fake.route("HEAD", "/v2/team/app/manifests/1", [Answer::status(404)]);
+    let image = reference(&format!("{}/team/app:1", fake.host()));
+    let run = client_for(&fake.host(), "run", "run-s3cret");
+    run.expect_basic(image.api_host());
+    // As the check of docker's own login asks: docker's credentials, not the run's.
+    let probe = run.sharing(crate::registry::credentials::CredentialStore::with_config_dir(
+        None,
+    ));
+    probe.credentials().insert(
+        &fake.host(),
+        crate::registry::credentials::Credentials {
+            username: "docker".to_owned(),
+            password: crate::secret::Secret::new("d0cker-s3cret"),
+        },
+    );
+
+    assert_eq!(probe.head_manifest(&image).await.unwrap(), None);
+    run.head_manifest(&image).await.unwrap();
+
+    let basic = |login: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(login)
+        )
+    };
+    let sent: Vec<Option<String>> = fake
+        .matching("HEAD", "/v2/team/app/manifests/1")
+        .iter()
+        .map(|head| head.header("authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        sent,
+        [Some(basic("docker:d0cker-s3cret")), Some(basic("run:run-s3cret"))],
+        "each with its own login, neither asked without one first"
+    );
+}
