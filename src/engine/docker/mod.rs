@@ -203,19 +203,18 @@ impl<'a> DockerEngine<'a> {
         self.out_of_space(result, Some(first))
             .await
             .with_context(|| format!("cannot pull '{}'", source.familiar()))?;
-        let mut tagged = Vec::with_capacity(transfers.len());
-        for transfer in transfers {
+        // Each destination's tag at once: they name one image, and none waits for another.
+        let tagged = futures_util::future::join_all(transfers.iter().map(|transfer| async move {
             let tag = self
                 .docker(&DockerCommand::tag(pulled, transfer.destination))
                 .await
                 .map_err(anyhow::Error::from);
-            tagged.push(
-                self.out_of_space(tag, None)
-                    .await
-                    .map(drop)
-                    .with_context(|| format!("cannot tag the image as '{}'", transfer.destination)),
-            );
-        }
+            self.out_of_space(tag, None)
+                .await
+                .map(drop)
+                .with_context(|| format!("cannot tag the image as '{}'", transfer.destination))
+        }))
+        .await;
         Ok((pulled.clone(), tagged))
     }
 
