@@ -597,15 +597,12 @@ impl Copying<'_> {
     }
 }
 
-/// Hands a piece to every upload still going, all at once, so that the slowest sets the
-/// pace. An upload that went away is dropped (its own error says why); one that takes
-/// nothing for `patience` is as good as gone: dropped, and marked in `stalled`. The others
-/// wait for it at most that long once, whatever the number of stalled ones; their own
-/// silence clocks do not run while they wait for a piece (`finish_upload`). `Err(None)`: no
-/// upload is left.
-/// Room for one piece in every live upload, each waited for at most `patience`: an upload
-/// that makes none in that time stalled (its sender is dropped, so it fails alone), one
-/// whose receiver went away failed already. `Err(None)` once no upload is left.
+/// Room for the next piece in every upload still going, all waited for at once, so that the
+/// slowest sets the pace. An upload that went away is dropped (its own error says why); one
+/// that makes no room for `patience` is as good as gone: dropped, and marked in `stalled`.
+/// The others wait for it at most that long once, whatever the number of stalled ones;
+/// their own silence clocks do not run while they wait for a piece (`finish_upload`).
+/// `Err(None)`: no upload is left.
 async fn room(
     senders: &mut [Option<mpsc::Sender<Result<Bytes, std::io::Error>>>],
     stalled: &mut [bool],
