@@ -638,6 +638,63 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pushed_manifest_of_docker_s_own_making_is_verified_by_its_config_for_the_image_s_platform() {
+        // The classic store pushes a manifest it makes: docker's inspect read during the push
+        // knows no digest of it, so the check compares configs, for the platform that inspect
+        // gave, asking docker nothing more.
+        let fake = FakeRegistry::start();
+        let image = crate::testing::Image::new(10);
+        fake.route("GET", "/v2/mirror/app/manifests/1", [image.manifest_answer()]);
+        let docker = FakeDocker {
+            driver_status: "[]\n",
+            inspect: format!("{} linux/arm64 docker.io/team/app@{AMD64}\n", image.config_digest),
+            calls: Mutex::default(),
+        };
+        let registry = anonymous_client();
+        let providers = Providers::default();
+        let engine = DockerEngine::new(
+            &docker,
+            &registry,
+            Arc::new(Logins::new(&docker, &registry, &providers)),
+        );
+        let job = CopyJob {
+            label: "app".to_owned(),
+            source: reference("docker.io/team/app:1"),
+            destination: Destination::parse(&format!("{}/mirror/app:1", fake.host())).unwrap(),
+            settings: JobSettings::default(),
+        };
+        let destination = reference(&format!("{}/mirror/app:1", fake.host()));
+        let turns = Turns::default();
+        let repository = Repository::new(&destination, &Plain, &job.settings, &turns);
+        let pulls = Pulls::default();
+        let transfer = Transfer {
+            job: &job,
+            destination: &destination,
+            source_digest: None,
+            source_index: false,
+            options: CopyOptions::default(),
+            repository: &repository,
+            pulls: &pulls,
+            booked_pulls: 1,
+        };
+        let local = engine.inspect(&destination).await.unwrap();
+        let head = Ok(Some(ManifestHead {
+            digest: image.manifest_digest.clone(),
+            media_type: None,
+            rate_limit: None,
+        }));
+
+        let verified = engine.verify(&transfer, &local, head).await.unwrap();
+
+        assert_eq!(verified, image.manifest_digest);
+        let calls = docker.calls.lock().unwrap();
+        assert!(
+            calls.iter().all(|argv| !argv.starts_with("version")),
+            "the platform came from the inspect: {calls:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn under_the_classic_store_the_source_is_pulled_as_named() {
         let (pulled, gets) = pulled_for_arm64("[]\n").await;
         assert_eq!(pulled, None);
