@@ -135,16 +135,7 @@ pub fn sync(args: &SyncArgs, invocation: &Invocation) -> Result<Exit, Failure> {
         );
         return Ok(Exit::Success);
     }
-    let state_dir = args
-        .state_dir
-        .clone()
-        .or_else(crate::ledger::Ledger::default_dir)
-        .ok_or_else(|| {
-            (
-                Exit::Usage,
-                anyhow!("no state directory: set --state-dir or ECRCP_STATE_DIR"),
-            )
-        })?;
+    let state_dir = state_dir(args.state_dir.as_ref())?;
     state_file::check_dir(&state_dir).map_err(|error| (Exit::Config, error.into()))?;
     let options = SyncOptions {
         dry_run: args.dry_run,
@@ -206,19 +197,23 @@ fn plugin_link(command: &PluginCommand) -> anyhow::Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// `ecrcp status`: the last run recorded in the state directory, for a person (and when
-/// the timer runs next, under systemd) or as JSON.
-pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {
-    let dir = args
-        .state_dir
-        .clone()
+/// The state directory as given (`--state-dir`, `ECRCP_STATE_DIR`), else the user's default.
+fn state_dir(given: Option<&std::path::PathBuf>) -> Result<std::path::PathBuf, Failure> {
+    given
+        .cloned()
         .or_else(crate::ledger::Ledger::default_dir)
         .ok_or_else(|| {
             (
                 Exit::Usage,
                 anyhow!("no state directory: set --state-dir or ECRCP_STATE_DIR"),
             )
-        })?;
+        })
+}
+
+/// `ecrcp status`: the last run recorded in the state directory, for a person (and when
+/// the timer runs next, under systemd) or as JSON.
+pub fn status(args: &StatusArgs) -> Result<Exit, Failure> {
+    let dir = state_dir(args.state_dir.as_ref())?;
     let Some(record) = report::load_last(&dir) else {
         return Err((
             Exit::CopyFailed,
